@@ -1,0 +1,66 @@
+# Every target sets up .venv itself; nothing here needs a global install beyond Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test lint types unit e2e soak bench crds k8s-bin k8s-up k8s-down lock clean
+
+help:
+	@echo "make demo      run a real local NovaCron federation (processes on 127.0.0.x)"
+	@echo "make test      lint, types, unit, simulation, integration and e2e (local Kubernetes control plane)"
+	@echo "make bench     every benchmark, each beside a peer measured in the same run"
+	@echo "make soak      long simulation and failure soaks"
+	@echo "make crds      regenerate crds/ from operator/novacron_operator/models.py"
+	@echo "make k8s-bin   build kube-apiserver, etcd, kwok, helm... into ~/.cache/novacron (once)"
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+$(VENV)/.bench-stamp: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/novacron demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src operator tests e2e benchmarks
+	$(VENV)/bin/ruff format --check src operator tests e2e benchmarks
+
+types: $(STAMP)
+	$(VENV)/bin/mypy src/novacron_core operator/novacron_operator
+
+unit: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+e2e: $(STAMP)
+	$(PY) -m pytest -q e2e $(PYTEST_ARGS)
+
+test: lint types unit e2e
+
+soak: $(STAMP)
+	NOVACRON_SOAK=1 $(PY) -m pytest -q -m soak $(PYTEST_ARGS)
+
+bench: $(VENV)/.bench-stamp
+	$(PY) -m benchmarks all
+
+crds: $(STAMP)
+	$(PY) -m novacron_operator.crdgen crds
+
+k8s-bin:
+	bash e2e/k8s/build.sh
+
+lock: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info
