@@ -1,0 +1,159 @@
+"""The interface every CRDT shares, and the one wire format for all of them.
+
+Delta-state CRDTs (Almeida, Shoker, Baquero): a mutator changes the local state and returns a
+small *delta*, itself a value of the lattice, so ``merge`` (the join) takes states and deltas
+alike. Deltas can be joined with each other into a buffer before they are shipped.
+
+On the wire every value is ``msgpack([kind, body])``; ``kind`` picks the class from a registry
+so nested values (OR-Map) and the store can carry any type. ``decode_crdt`` turns every failure
+into :class:`~novacron_core.codec.CodecError`, because the bytes come from peers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, TypeVar
+
+import msgpack
+
+from novacron_core.clocks import CausalContext, Dot, VersionVector
+from novacron_core.codec import CodecError
+
+Atom = str | int | float | bytes | bool | None
+_ATOMS = (str, int, float, bytes, bool, type(None))
+
+_T = TypeVar("_T", bound="Crdt")
+_KINDS: dict[int, type[Crdt]] = {}
+
+
+class Crdt(ABC):
+    """A join-semilattice value. Subclasses register a stable ``KIND`` (wire tag)."""
+
+    KIND: ClassVar[int]
+    __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("KIND")
+        if kind is not None:
+            if kind in _KINDS and _KINDS[kind] is not cls:
+                raise TypeError(f"CRDT kind {kind} taken by {_KINDS[kind].__name__}")
+            _KINDS[kind] = cls
+
+    @abstractmethod
+    def merge(self, other: Any) -> None:
+        """Join ``other`` (a state or a delta of a compatible type) into self, in place."""
+
+    @abstractmethod
+    def value(self) -> Any:
+        """The plain value users see."""
+
+    @abstractmethod
+    def to_wire(self) -> Any:
+        """msgpack-able body; canonical (equal states give equal bodies)."""
+
+    @classmethod
+    @abstractmethod
+    def from_wire(cls: type[_T], raw: Any) -> _T:
+        """Inverse of :meth:`to_wire`; raises ValueError/TypeError on anything malformed."""
+
+    def copy(self: _T) -> _T:
+        return type(self).from_wire(self.to_wire())
+
+    def gc(self, stable: VersionVector) -> None:  # noqa: B027 - most types have nothing to drop
+        """Drop metadata about events every replica has seen (``stable`` = meet of all VVs)."""
+
+    def empty(self: _T) -> _T:
+        """The bottom of this lattice (what a replica that saw nothing holds)."""
+        return type(self).from_wire(type(self).bottom_wire())
+
+    @classmethod
+    def bottom_wire(cls) -> Any:
+        return cls().to_wire()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.to_wire() == other.to_wire()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.value()!r})"
+
+
+def kind_of(kind: int) -> type[Crdt]:
+    cls = _KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown CRDT kind {kind}")
+    return cls
+
+
+def to_tagged(value: Crdt) -> list[Any]:
+    return [value.KIND, value.to_wire()]
+
+
+def from_tagged(raw: Any) -> Crdt:
+    if not isinstance(raw, list) or len(raw) != 2 or type(raw[0]) is not int:
+        raise ValueError("a CRDT is [kind, body]")
+    return kind_of(raw[0]).from_wire(raw[1])
+
+
+def encode_crdt(value: Crdt) -> bytes:
+    out: bytes = msgpack.packb(to_tagged(value), use_bin_type=True)
+    return out
+
+
+def decode_crdt(payload: bytes, max_size: int = 16 * 1024 * 1024) -> Crdt:
+    """Bytes from a peer -> CRDT. Raises :class:`CodecError` and nothing else."""
+    if not isinstance(payload, bytes | bytearray | memoryview) or len(payload) > max_size:
+        raise CodecError("not a CRDT payload")
+    try:
+        raw = msgpack.unpackb(payload, raw=False, strict_map_key=False, max_ext_len=0)
+        return from_tagged(raw)
+    except RecursionError:
+        raise CodecError("CRDT nested too deeply") from None
+    except Exception as e:  # msgpack and validators raise many types for garbage
+        raise CodecError(f"invalid CRDT: {e}") from None
+
+
+# ---------------------------------------------------------------- wire validators
+
+
+def atom(v: Any) -> Atom:
+    if not isinstance(v, _ATOMS):
+        raise TypeError(f"not an atom: {type(v).__name__}")
+    return v
+
+
+def replica_id(v: Any) -> str:
+    if type(v) is not str:
+        raise TypeError("replica id must be a string")
+    return v
+
+
+def count(v: Any) -> int:
+    if type(v) is not int or v < 0:
+        raise ValueError("expected a non-negative integer")
+    return v
+
+
+def dot_from_wire(v: Any) -> Dot:
+    if not isinstance(v, list) or len(v) != 2:
+        raise ValueError("a dot is [replica, counter]")
+    n = count(v[1])
+    if n == 0:
+        raise ValueError("dot counters start at 1")
+    return Dot(replica_id(v[0]), n)
+
+
+def context_from_wire(v: Any) -> CausalContext:
+    return CausalContext.from_wire(v)
+
+
+def sorted_atoms(items: Any) -> list[Any]:
+    """Canonical order for atoms of mixed types (msgpack bytes order is total and stable)."""
+    return sorted(items, key=_atom_key)
+
+
+def _atom_key(v: Any) -> bytes:
+    out: bytes = msgpack.packb(v, use_bin_type=True)
+    return out

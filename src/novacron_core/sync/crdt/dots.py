@@ -1,0 +1,44 @@
+"""Dot stores (Almeida et al., section 5): the join that makes observed-remove types work.
+
+A dot store maps dots (unique events) to payloads and travels with a causal context (every dot
+its sender has *seen*). Joining keeps a dot if both sides have it, or if one side has it and
+the other side has never seen it; a dot one side has seen but no longer holds was removed.
+Removals therefore need no tombstones: the compressed context remembers them.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from novacron_core.clocks import CausalContext, Dot, VersionVector
+
+V = TypeVar("V")
+
+
+def join_dotfun(
+    mine: dict[Dot, V], my_ctx: CausalContext, theirs: dict[Dot, V], their_ctx: CausalContext
+) -> None:
+    """``mine := mine ⊔ theirs`` in place (contexts are joined by the caller, afterwards)."""
+    dead = [d for d in mine if d not in theirs and their_ctx.contains(d)]
+    for d in dead:
+        del mine[d]
+    for d, v in theirs.items():
+        if d not in mine and not my_ctx.contains(d):
+            mine[d] = v
+
+
+def context_of(dots: list[Dot]) -> CausalContext:
+    return CausalContext(VersionVector(), dots)
+
+
+def collapse_stable(dots: dict[Dot, V], stable: VersionVector) -> None:
+    """Keep one of several causally stable dots for the same payload.
+
+    Every replica has seen all of them, so any later remove observes whichever one survives;
+    a peer still holding the others drops them on the next join (our context covers them).
+    """
+    if len(dots) < 2:
+        return
+    old = sorted(d for d in dots if stable.contains(d))
+    for d in old[:-1]:
+        del dots[d]

@@ -1,0 +1,144 @@
+"""OR-Map: keys with add-wins presence whose values are nested CRDTs.
+
+Representation: ``key -> {dot: nested value}`` plus one causal context. An update joins the
+key's current values, applies the mutation, and stores the result under a fresh dot that
+supersedes every dot it observed, so sequential updates leave one entry per key. The delta of
+an update therefore carries the key's whole nested value (small for counters, registers and
+sets), not only the nested delta; that is what makes remove well defined:
+
+* remove(key) deletes the dots it observed (no tombstone; the context remembers them).
+* remove concurrent with update: the update's dot was not observed, so the key survives
+  (update wins) with the value *as the updater saw it*; effects that only the remover had
+  seen are gone with the dots that carried them. Every replica computes the same result,
+  because a value lives exactly as long as the dot that carries it.
+* concurrent updates: both dots survive and the read joins their values (e.g. both counter
+  increments count); the next update on any replica folds them into one dot again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from novacron_core.clocks import CausalContext, Dot, VersionVector
+from novacron_core.sync.crdt.base import (
+    Atom,
+    Crdt,
+    atom,
+    context_from_wire,
+    dot_from_wire,
+    from_tagged,
+    sorted_atoms,
+    to_tagged,
+)
+from novacron_core.sync.crdt.dots import context_of, join_dotfun
+from novacron_core.sync.crdt.orset import fresh_dot
+
+
+class ORMap(Crdt):
+    KIND = 8
+    __slots__ = ("ctx", "entries", "replica")
+
+    def __init__(
+        self,
+        replica: str = "",
+        entries: dict[Atom, dict[Dot, Crdt]] | None = None,
+        ctx: CausalContext | None = None,
+    ) -> None:
+        self.replica = replica
+        self.entries: dict[Atom, dict[Dot, Crdt]] = entries if entries is not None else {}
+        self.ctx = ctx if ctx is not None else CausalContext()
+
+    def get(self, key: Atom) -> Crdt | None:
+        """The key's nested value (a fresh object: mutate it through :meth:`update`)."""
+        versions = self.entries.get(key)
+        if not versions:
+            return None
+        it = iter(versions.values())
+        out = next(it).copy()
+        for v in it:
+            out.merge(v)
+        return out
+
+    def update(self, key: Atom, factory: type[Crdt], mutate: Callable[[Crdt], Any]) -> ORMap:
+        """Apply ``mutate`` to the key's value (created by ``factory`` if absent)."""
+        current = self.get(key)
+        if current is None:
+            current = factory()
+        elif not isinstance(current, factory):
+            raise TypeError(f"{key!r} holds a {type(current).__name__}, not {factory.__name__}")
+        current.replica = self.replica  # type: ignore[attr-defined]
+        mutate(current)
+        current.replica = ""  # type: ignore[attr-defined]
+        old = list(self.entries.get(key, ()))
+        dot = fresh_dot(self.ctx, self.replica)
+        self.entries[key] = {dot: current}
+        return ORMap(entries={key: {dot: current}}, ctx=context_of([*old, dot]))
+
+    def remove(self, key: Atom) -> ORMap:
+        old = self.entries.pop(key, {})
+        return ORMap(ctx=context_of(list(old)))
+
+    def keys(self) -> list[Atom]:
+        return sorted_atoms(self.entries)
+
+    def value(self) -> dict[Atom, Any]:
+        out: dict[Atom, Any] = {}
+        for k in self.entries:
+            v = self.get(k)
+            if v is not None:
+                out[k] = v.value()
+        return out
+
+    def merge(self, other: Any) -> None:
+        mine, theirs = self.entries, other.entries
+        for k in list(mine):
+            if k not in theirs:
+                versions = mine[k]
+                join_dotfun(versions, self.ctx, {}, other.ctx)
+                if not versions:
+                    del mine[k]
+        for k, their_versions in theirs.items():
+            versions = mine.get(k) or {}
+            before = set(versions)
+            join_dotfun(versions, self.ctx, their_versions, other.ctx)
+            # adopt copies: deltas may be shared objects (the simulator passes references)
+            for d in versions.keys() - before:
+                versions[d] = versions[d].copy()
+            if versions:
+                mine[k] = versions
+            else:
+                mine.pop(k, None)
+        self.ctx.merge(other.ctx)
+
+    def gc(self, stable: VersionVector) -> None:
+        for versions in self.entries.values():
+            for v in versions.values():
+                v.gc(stable)
+
+    def to_wire(self) -> list[Any]:
+        return [
+            [
+                [k, [[d.replica, d.counter, to_tagged(vs[d])] for d in sorted(vs)]]
+                for k in sorted_atoms(self.entries)
+                for vs in (self.entries[k],)
+            ],
+            self.ctx.to_wire(),
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> ORMap:
+        if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[0], list):
+            raise TypeError("an OR-Map is [entries, context]")
+        entries: dict[Atom, dict[Dot, Crdt]] = {}
+        for item in raw[0]:
+            if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
+                raise TypeError("an OR-Map entry is [key, versions]")
+            versions: dict[Dot, Crdt] = {}
+            for e in item[1]:
+                if not isinstance(e, list) or len(e) != 3:
+                    raise TypeError("an OR-Map version is [replica, counter, value]")
+                versions[dot_from_wire(e[:2])] = from_tagged(e[2])
+            if versions:
+                entries[atom(item[0])] = versions
+        return cls(entries=entries, ctx=context_from_wire(raw[1]))

@@ -1,0 +1,109 @@
+"""OR-Set: observed-remove, add-wins, built on a dot store (no tombstones).
+
+Each add tags the element with a fresh dot; a remove deletes the dots it has observed. A
+concurrent add carries a dot the remover never saw, so it survives: add wins. Removed dots
+live on only inside the compressed causal context (a version vector plus stragglers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from novacron_core.clocks import CausalContext, Dot, VersionVector
+from novacron_core.sync.crdt.base import (
+    Atom,
+    Crdt,
+    atom,
+    context_from_wire,
+    dot_from_wire,
+    sorted_atoms,
+)
+from novacron_core.sync.crdt.dots import collapse_stable, context_of, join_dotfun
+
+
+def fresh_dot(ctx: CausalContext, replica: str) -> Dot:
+    """The next dot of ``replica``, beyond anything of its own the context has seen."""
+    if not replica:
+        raise ValueError("a mutating replica needs an id")
+    top = ctx.vv.get(replica)
+    for d in ctx.cloud:
+        if d.replica == replica and d.counter > top:
+            top = d.counter
+    dot = Dot(replica, top + 1)
+    ctx.add(dot)
+    return dot
+
+
+def dots_wire(dots: dict[Dot, Any]) -> list[list[Any]]:
+    return sorted([d.replica, d.counter] for d in dots)
+
+
+class ORSet(Crdt):
+    KIND = 5
+    __slots__ = ("ctx", "entries", "replica")
+
+    def __init__(
+        self,
+        replica: str = "",
+        entries: dict[Atom, dict[Dot, None]] | None = None,
+        ctx: CausalContext | None = None,
+    ) -> None:
+        self.replica = replica
+        self.entries: dict[Atom, dict[Dot, None]] = entries if entries is not None else {}
+        self.ctx = ctx if ctx is not None else CausalContext()
+
+    def add(self, x: Atom) -> ORSet:
+        old = list(self.entries.get(x, ()))
+        dot = fresh_dot(self.ctx, self.replica)
+        self.entries[x] = {dot: None}
+        return ORSet(entries={x: {dot: None}}, ctx=context_of([*old, dot]))
+
+    def remove(self, x: Atom) -> ORSet:
+        old = self.entries.pop(x, {})
+        return ORSet(ctx=context_of(list(old)))
+
+    def __contains__(self, x: Atom) -> bool:
+        return x in self.entries
+
+    def value(self) -> frozenset[Atom]:
+        return frozenset(self.entries)
+
+    def merge(self, other: Any) -> None:
+        mine, theirs = self.entries, other.entries
+        for x in list(mine):
+            if x not in theirs:
+                dots = mine[x]
+                join_dotfun(dots, self.ctx, {}, other.ctx)
+                if not dots:
+                    del mine[x]
+        for x, their_dots in theirs.items():
+            dots = mine.get(x) or {}
+            join_dotfun(dots, self.ctx, their_dots, other.ctx)
+            if dots:
+                mine[x] = dots
+            else:
+                mine.pop(x, None)
+        self.ctx.merge(other.ctx)
+
+    def gc(self, stable: VersionVector) -> None:
+        for dots in self.entries.values():
+            collapse_stable(dots, stable)
+
+    def to_wire(self) -> list[Any]:
+        return [
+            [[x, dots_wire(self.entries[x])] for x in sorted_atoms(self.entries)],
+            self.ctx.to_wire(),
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> ORSet:
+        if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[0], list):
+            raise TypeError("an OR-Set is [entries, context]")
+        entries: dict[Atom, dict[Dot, None]] = {}
+        for item in raw[0]:
+            if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
+                raise TypeError("an OR-Set entry is [element, dots]")
+            dots = {dot_from_wire(d): None for d in item[1]}
+            if dots:
+                entries[atom(item[0])] = dots
+        return cls(entries=entries, ctx=context_from_wire(raw[1]))

@@ -1,0 +1,202 @@
+"""What each type promises when replicas act concurrently, and that metadata stays bounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from novacron_core.clocks import HLCTimestamp, VersionVector
+from novacron_core.sync.crdt import (
+    RGA,
+    GCounter,
+    LWWRegister,
+    MVRegister,
+    ORMap,
+    ORSet,
+    PNCounter,
+    TwoPSet,
+    encode_crdt,
+)
+
+
+def test_pn_counter_sums_concurrent_increments_and_decrements() -> None:
+    a, b = PNCounter("a"), PNCounter("b")
+    a.increment(5)
+    b.decrement(2)
+    b.increment(1)
+    a.merge(b)
+    b.merge(a)
+    assert a.value() == b.value() == 4
+
+
+def test_g_counter_rejects_decrement() -> None:
+    with pytest.raises(ValueError, match="only grows"):
+        GCounter("a").increment(-1)
+
+
+def test_two_p_set_removed_element_never_returns() -> None:
+    s = TwoPSet("a")
+    s.add("x")
+    s.remove("x")
+    s.add("x")
+    assert s.value() == frozenset()
+
+
+def test_or_set_concurrent_add_wins_over_remove() -> None:
+    a, b = ORSet("a"), ORSet("b")
+    b.merge(a.add("x"))
+    d_remove = a.remove("x")
+    d_add = b.add("x")  # concurrent with the remove
+    a.merge(d_add)
+    b.merge(d_remove)
+    assert a.value() == b.value() == frozenset({"x"})
+
+
+def test_or_set_observed_remove_deletes_everywhere() -> None:
+    a, b = ORSet("a"), ORSet("b")
+    b.merge(a.add("x"))
+    b.merge(a.add("y"))
+    a.merge(b.remove("x"))
+    assert a.value() == b.value() == frozenset({"y"})
+
+
+def test_or_set_metadata_stays_bounded_over_many_add_remove_cycles() -> None:
+    a, b = ORSet("a"), ORSet("b")
+    for i in range(2000):
+        b.merge(a.add(f"k{i % 7}"))
+        a.merge(b.remove(f"k{(i * 3) % 7}"))
+    assert not a.ctx.cloud
+    assert not b.ctx.cloud
+    assert len(a.ctx.vv.counters) <= 2
+    assert sum(len(d) for d in a.entries.values()) <= 7
+    assert len(encode_crdt(a)) < 300
+
+
+def test_or_set_gc_collapses_stable_concurrent_adds_and_peers_still_converge() -> None:
+    a, b = ORSet("a"), ORSet("b")
+    da, db = a.add("x"), b.add("x")
+    a.merge(db)
+    b.merge(da)
+    assert len(a.entries["x"]) == 2
+    stable = a.ctx.vv.meet(b.ctx.vv)
+    a.gc(stable)
+    assert len(a.entries["x"]) == 1
+    b.merge(a)
+    a.merge(b)
+    assert a == b
+    assert a.value() == frozenset({"x"})
+    a.merge(b.remove("x"))
+    assert a.value() == frozenset()
+
+
+def test_lww_register_latest_timestamp_wins_and_replica_breaks_ties() -> None:
+    a, b = LWWRegister("a"), LWWRegister("b")
+    da = a.assign("from-a", HLCTimestamp(100, 0, "a"))
+    db = b.assign("from-b", HLCTimestamp(100, 0, "b"))
+    a.merge(db)
+    b.merge(da)
+    assert a.value() == b.value() == "from-b"
+    a.merge(LWWRegister(val="old", ts=HLCTimestamp(99, 5, "z")))
+    assert a.value() == "from-b"
+
+
+def test_lww_register_identical_timestamps_pick_the_same_value_everywhere() -> None:
+    ts = HLCTimestamp(1, 0, "a")
+    x, y = LWWRegister(val="x", ts=ts), LWWRegister(val="y", ts=ts)
+    xy, yx = x.copy(), y.copy()
+    xy.merge(y)
+    yx.merge(x)
+    assert xy.value() == yx.value()
+
+
+def test_mv_register_keeps_concurrent_values_until_a_later_assign() -> None:
+    a, b = MVRegister("a"), MVRegister("b")
+    da, db = a.assign(1), b.assign(2)
+    a.merge(db)
+    b.merge(da)
+    assert sorted(a.value()) == sorted(b.value()) == [1, 2]  # type: ignore[type-var]
+    b.merge(a.assign(3))
+    assert a.value() == b.value() == [3]
+
+
+def test_or_map_update_wins_over_concurrent_remove_with_updaters_view() -> None:
+    a, b = ORMap("a"), ORMap("b")
+    b.merge(a.update("vm1", PNCounter, lambda c: c.increment(10)))  # type: ignore[attr-defined]
+    d_rm = a.remove("vm1")
+    d_up = b.update("vm1", PNCounter, lambda c: c.increment(1))  # type: ignore[attr-defined]
+    a.merge(d_up)
+    b.merge(d_rm)
+    assert a.value() == b.value() == {"vm1": 11}
+
+
+def test_or_map_concurrent_updates_join_nested_values() -> None:
+    a, b = ORMap("a"), ORMap("b")
+    da = a.update("tags", ORSet, lambda s: s.add("x"))  # type: ignore[attr-defined]
+    db = b.update("tags", ORSet, lambda s: s.add("y"))  # type: ignore[attr-defined]
+    a.merge(db)
+    b.merge(da)
+    assert a.value() == b.value() == {"tags": frozenset({"x", "y"})}
+    b.merge(a.update("tags", ORSet, lambda s: s.remove("x")))  # type: ignore[attr-defined]
+    assert a.value() == b.value() == {"tags": frozenset({"y"})}
+    assert len(a.entries["tags"]) == 1  # the update folded both versions into one dot
+
+
+def test_or_map_rejects_a_type_change_of_a_key() -> None:
+    m = ORMap("a")
+    m.update("k", PNCounter, lambda c: c.increment(1))  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="PNCounter"):
+        m.update("k", ORSet, lambda s: s.add(1))  # type: ignore[attr-defined]
+
+
+def test_rga_concurrent_inserts_at_one_spot_order_identically() -> None:
+    a, b = RGA("a"), RGA("b")
+    b.merge(a.insert(0, "ac"))
+    da = a.insert(1, "X")
+    db = b.insert(1, "Y")
+    a.merge(db)
+    b.merge(da)
+    assert a.text() == b.text()
+    assert sorted(a.text()) == sorted("acXY")
+
+
+def test_rga_buffers_inserts_and_deletes_that_arrive_before_their_causes() -> None:
+    a = RGA("a")
+    d1 = a.insert(0, "hello")
+    d2 = a.insert(5, " world")
+    d3 = a.delete(0, 1)
+    b = RGA("b")
+    b.merge(d3)
+    b.merge(d2)
+    assert b.text() == ""
+    b.merge(d1)
+    assert b.text() == a.text() == "ello world"
+
+
+def test_rga_delete_and_insert_by_position_across_many_chunks() -> None:
+    r = RGA("a")
+    model: list[str] = []
+    for i in range(3000):
+        pos = (i * 7919) % (len(model) + 1)
+        r.insert(pos, "x" if i % 2 else "y")
+        model.insert(pos, "x" if i % 2 else "y")
+        if i % 3 == 0:
+            d = (i * 104729) % len(model)
+            r.delete(d)
+            del model[d]
+    assert r.text() == "".join(model)
+    assert len(r) == len(model)
+
+
+def test_rga_rejects_out_of_range_positions() -> None:
+    r = RGA("a")
+    r.insert(0, "ab")
+    with pytest.raises(IndexError):
+        r.insert(3, "x")
+    with pytest.raises(IndexError):
+        r.delete(1, 2)
+
+
+def test_gc_of_a_counter_is_harmless() -> None:
+    c = GCounter("a")
+    c.increment(3)
+    c.gc(VersionVector({"a": 1}))
+    assert c.value() == 3
