@@ -92,8 +92,11 @@ GO
   done
 fi
 if [[ " ${need[*]} " == *" etcd "* ]]; then
+  # etcd 3.6's main package lives in the root module (go.etcd.io/etcd/v3), whose go.mod
+  # replaces every sibling module; a three-line main over server/etcdmain avoids that.
   consumer "$work/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
-  build "$work/etcd" etcd go.etcd.io/etcd/server/v3
+  printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' > "$work/etcd/main.go"
+  build "$work/etcd" etcd . "-X go.etcd.io/etcd/api/v3/version.GitSHA=novacron"
 fi
 if [[ " ${need[*]} " == *" kwok "* ]]; then
   consumer "$work/kwok" sigs.k8s.io/kwok "$KWOK_VERSION"

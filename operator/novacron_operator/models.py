@@ -1,0 +1,331 @@
+"""Pydantic models of the three CRDs: the one source of their OpenAPI schemas (see crdgen).
+
+Python attributes are snake_case; the wire (and schema) names are camelCase aliases.
+Cross-field and transition rules are CEL, attached as ``x-kubernetes-validations`` so the
+API server itself rejects bad objects, before the operator ever sees them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+SEMVER = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"
+Protocol = Literal["raft", "multi-paxos", "epaxos", "adaptive"]
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    out = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    return out
+
+
+def rules(*items: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(items)}
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def sub(model: type[Spec], description: str) -> Any:
+    """A nested object defaulted in full: the API server checks CEL rules against defaults
+    without applying nested defaults first, so ``{}`` would fail them."""
+    default = model().model_dump(by_alias=True, exclude_none=True)
+    return Field(
+        default_factory=model, description=description, json_schema_extra={"default": default}
+    )
+
+
+class ObjectRef(Spec):
+    name: str = Field(
+        description="Name of the referenced object in the same namespace.",
+        pattern=DNS_LABEL,
+        max_length=63,
+    )
+
+
+class Condition(Spec):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    type: str = Field(description="Condition type: Ready, Progressing or Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
+    reason: str = Field(default="", description="CamelCase reason for the last transition.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: str | None = Field(
+        default=None,
+        description="When status last changed (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    observed_generation: int | None = Field(default=None, description="Generation seen.")
+
+
+class CommonStatus(Spec):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    observed_generation: int | None = Field(default=None, description="Last generation acted on.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Progressing and Degraded conditions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+# --- NovaCronCluster ---------------------------------------------------------------------
+
+
+class Storage(Spec):
+    size: str = Field(default="10Gi", pattern=QUANTITY, description="PVC size per node.")
+    storage_class_name: str | None = Field(default=None, description="StorageClass for PVCs.")
+
+
+class RegionDefaults(Spec):
+    replicas: int = Field(default=3, ge=1, le=7, description="Default consensus replicas.")
+    protocol: Protocol = Field(default="raft", description="Default protocol preference.")
+    storage: Storage = sub(Storage, "Default node storage.")
+
+
+class TLS(Spec):
+    mode: Literal["generated", "cert-manager", "disabled"] = Field(
+        default="generated", description="Where mTLS certificates come from."
+    )
+    issuer_ref: ObjectRef | None = Field(default=None, description="cert-manager Issuer.")
+    ca_validity_days: int = Field(default=3650, ge=1, le=36500, description="CA lifetime.")
+
+
+class Monitoring(Spec):
+    service_monitor: bool = Field(
+        default=True, description="Create ServiceMonitors when the CRD exists."
+    )
+    metrics_port: int = Field(default=9090, ge=1024, le=65535, description="Metrics port.")
+
+
+class NovaCronClusterSpec(Spec):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra=rules(
+            cel(
+                "self.tls.mode != 'cert-manager' || has(self.tls.issuerRef)",
+                "tls.issuerRef is required when tls.mode is cert-manager",
+                ".tls.issuerRef",
+            )
+        ),
+    )
+    version: str = Field(pattern=SEMVER, description="NovaCron version (image tag).")
+    image: str = Field(
+        default="ghcr.io/novacron/novacron",
+        min_length=1,
+        description="Image repository, tagged with version.",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="Pull policy for every NovaCron container."
+    )
+    region_defaults: RegionDefaults = sub(RegionDefaults, "Defaults applied to regions.")
+    tls: TLS = sub(TLS, "Mutual TLS between nodes, agents and gateways.")
+    monitoring: Monitoring = sub(Monitoring, "Metrics and ServiceMonitors.")
+
+
+class NovaCronClusterStatus(CommonStatus):
+    ca_secret_name: str | None = Field(default=None, description="Secret holding the CA.")
+    regions: int | None = Field(default=None, description="Regions referencing this cluster.")
+    ready_regions: int | None = Field(default=None, description="Of which Ready.")
+
+
+# --- NovaCronRegion ----------------------------------------------------------------------
+
+
+class Location(Spec):
+    latitude: float = Field(ge=-90, le=90, description="Degrees north.")
+    longitude: float = Field(ge=-180, le=180, description="Degrees east.")
+    display_name: str | None = Field(default=None, max_length=128, description="Label.")
+
+
+class Resources(Spec):
+    cpu: str = Field(default="500m", pattern=QUANTITY, description="CPU request per node.")
+    memory: str = Field(default="512Mi", pattern=QUANTITY, description="Memory request/limit.")
+
+
+class Scheduling(Spec):
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Extra node labels (region label is implied)."
+    )
+    priority_class_name: str | None = Field(default=None, description="PriorityClass.")
+
+
+class Agent(Spec):
+    enabled: bool = Field(default=True, description="Run the DWCP agent DaemonSet.")
+
+
+class Gateway(Spec):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra=rules(
+            cel(
+                "self.minReplicas <= self.maxReplicas",
+                "gateway.minReplicas must not exceed maxReplicas",
+                ".minReplicas",
+            )
+        ),
+    )
+    min_replicas: int = Field(default=2, ge=1, le=100, description="HPA minimum.")
+    max_replicas: int = Field(default=5, ge=1, le=100, description="HPA maximum.")
+    target_cpu_utilization: int = Field(default=70, ge=10, le=100, description="HPA target %.")
+
+
+class NovaCronRegionSpec(Spec):
+    cluster_ref: ObjectRef = Field(description="The NovaCronCluster this region belongs to.")
+    region_name: str = Field(
+        pattern=DNS_LABEL,
+        max_length=40,
+        description="Region name; pods run on nodes labelled topology.kubernetes.io/region.",
+        json_schema_extra=rules(cel("self == oldSelf", "regionName is immutable")),
+    )
+    location: Location | None = Field(default=None, description="Geographic location.")
+    zones: list[str] = Field(
+        min_length=1,
+        max_length=6,
+        description="Zones to spread nodes across.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "items": {"type": "string", "pattern": DNS_LABEL, "maxLength": 63},
+        },
+    )
+    replicas: int = Field(
+        default=3,
+        ge=1,
+        le=7,
+        description="Consensus group size (odd, 1..7).",
+        json_schema_extra=rules(cel("self % 2 == 1", "replicas must be odd")),
+    )
+    protocol: Protocol = Field(default="raft", description="Consensus protocol preference.")
+    image: str | None = Field(default=None, description="Full image override for this region.")
+    storage: Storage = sub(Storage, "Node storage.")
+    resources: Resources = sub(Resources, "Node resources.")
+    scheduling: Scheduling = sub(Scheduling, "Extra scheduling constraints.")
+    agent: Agent = sub(Agent, "DWCP networking agent.")
+    gateway: Gateway = sub(Gateway, "Gateway autoscaling.")
+
+
+class NovaCronRegionStatus(CommonStatus):
+    replicas: int | None = Field(default=None, description="Current node pods.")
+    ready_replicas: int | None = Field(default=None, description="Ready node pods.")
+    selector: str | None = Field(default=None, description="Label selector of node pods.")
+    leader: str | None = Field(default=None, description="Current leader (from admin API).")
+    term: int | None = Field(default=None, description="Current term.")
+    commit_index: int | None = Field(default=None, description="Leader commit index.")
+    protocol: str | None = Field(default=None, description="Protocol in effect.")
+
+
+# --- DWCPFederation ----------------------------------------------------------------------
+
+
+class Endpoint(Spec):
+    host: str = Field(min_length=1, max_length=253, description="Host name or IP.")
+    port: int = Field(ge=1, le=65535, description="Port.")
+
+
+class Member(Spec):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra=rules(
+            cel(
+                "has(self.regionRef) != has(self.endpoints)",
+                "a member has exactly one of regionRef or endpoints",
+            )
+        ),
+    )
+    name: str = Field(pattern=DNS_LABEL, max_length=40, description="Region name.")
+    region_ref: ObjectRef | None = Field(default=None, description="Local NovaCronRegion.")
+    endpoints: list[Endpoint] | None = Field(
+        default=None, min_length=1, max_length=8, description="Remote region endpoints."
+    )
+
+
+class Gossip(Spec):
+    interval_ms: int = Field(default=1000, ge=50, le=60000, description="Gossip period.")
+    fanout: int = Field(default=3, ge=1, le=10, description="Peers per round.")
+
+
+class AntiEntropy(Spec):
+    interval_seconds: int = Field(default=30, ge=1, le=3600, description="Merkle sync period.")
+
+
+class Replication(Spec):
+    mode: Literal["async", "sync"] = Field(default="async", description="Cross-region mode.")
+    sync_factor: int = Field(
+        default=0, ge=0, le=15, description="Regions to await before answering (sync mode)."
+    )
+
+
+class ConflictRule(Spec):
+    field: str = Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.]*$", description="VM field path.")
+    strategy: Literal["lww", "merge", "siblings", "manual"] = Field(description="Strategy.")
+
+
+class ConflictPolicies(Spec):
+    default: Literal["lww", "merge", "siblings", "manual"] = Field(
+        default="merge", description="Strategy when no rule matches."
+    )
+    rules: list[ConflictRule] = Field(
+        default_factory=list, max_length=32, description="Per-field strategies."
+    )
+
+
+class Failover(Spec):
+    mode: Literal["automatic", "manual"] = Field(default="automatic", description="Mode.")
+    detection_seconds: int = Field(default=30, ge=1, le=600, description="Time to declare loss.")
+
+
+class DWCPFederationSpec(Spec):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra=rules(
+            cel(
+                "self.replication.syncFactor < size(self.members)",
+                "replication.syncFactor must be less than the number of members",
+                ".replication.syncFactor",
+            ),
+            cel(
+                "self.replication.mode != 'sync' || self.replication.syncFactor >= 1",
+                "replication.syncFactor must be at least 1 in sync mode",
+                ".replication.syncFactor",
+            ),
+        ),
+    )
+    cluster_ref: ObjectRef = Field(description="The NovaCronCluster this federation belongs to.")
+    members: list[Member] = Field(
+        min_length=1,
+        max_length=16,
+        description="Member regions, local or remote.",
+        json_schema_extra=rules(
+            cel("self.all(m, self.exists_one(n, n.name == m.name))", "member names must be unique")
+        ),
+    )
+    gossip: Gossip = sub(Gossip, "Gossip settings.")
+    anti_entropy: AntiEntropy = sub(AntiEntropy, "Anti-entropy settings.")
+    replication: Replication = sub(Replication, "Replication mode.")
+    conflict_policies: ConflictPolicies = sub(ConflictPolicies, "Conflict resolution.")
+    failover: Failover = sub(Failover, "Failover policy.")
+
+
+class MemberStatus(Spec):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    name: str = Field(description="Member name.")
+    local: bool = Field(description="Hosted in this Kubernetes cluster.")
+    ready: bool = Field(description="Local region Ready, or remote endpoints declared.")
+
+
+class DWCPFederationStatus(CommonStatus):
+    members: list[MemberStatus] = Field(default_factory=list, description="Per member.")
+    ready_members: int | None = Field(default=None, description="Members ready.")
