@@ -1,0 +1,93 @@
+"""Paths and binaries shared by the deployment tests (helm, kubectl from `make k8s-bin`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "novacron"
+MANIFESTS = ROOT / "manifests"
+ARGOCD = ROOT / "argocd"
+VALUES_FILES = ["values.yaml", "values-dev.yaml", "values-staging.yaml", "values-production.yaml"]
+ENVIRONMENTS = ["dev", "staging", "production"]
+KUBE_VERSION = "1.36.0"
+
+
+def find_tool(name: str) -> str | None:
+    """A binary from $K8S_BIN_DIR, the `make k8s-bin` cache (newest first), or PATH."""
+    dirs = [os.environ.get("K8S_BIN_DIR", "")]
+    cache = Path(os.environ.get("NOVACRON_CACHE", Path.home() / ".cache" / "novacron"))
+    dirs += [str(p) for p in sorted((cache / "k8s-bin").glob("*"), reverse=True)]
+    dirs.append(str(cache / "tools"))
+    for d in dirs:
+        if d and (Path(d) / name).is_file():
+            return str(Path(d) / name)
+    return shutil.which(name)
+
+
+def require_tool(name: str) -> str:
+    path = find_tool(name)
+    if path is None:
+        pytest.skip(f"{name} binary not found (run `make k8s-bin` or put {name} on PATH)")
+    return path
+
+
+def run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def load_all(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def helm_template(
+    helm: str, values: str | None, namespace: str = "novacron"
+) -> list[dict[str, Any]]:
+    cmd = [helm, "template", "novacron", str(CHART), "-n", namespace]
+    cmd += ["--kube-version", KUBE_VERSION]
+    if values:
+        cmd += ["-f", str(CHART / values)]
+    return load_all(run(cmd).stdout)
+
+
+def pod_specs(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for o in objs:
+        spec = o.get("spec") or {}
+        if o["kind"] == "Pod":
+            out.append((o["metadata"]["name"], spec))
+        elif isinstance(spec.get("template"), dict) and "spec" in spec["template"]:
+            out.append((f"{o['kind']}/{o['metadata']['name']}", spec["template"]["spec"]))
+    return out
+
+
+def assert_restricted(name: str, spec: dict[str, Any]) -> None:
+    """Pod Security Standards "restricted", plus a read-only root filesystem."""
+    pod = spec.get("securityContext", {})
+    assert pod.get("runAsNonRoot") is True, name
+    assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+    assert not spec.get("hostNetwork")
+    assert not spec.get("hostPID")
+    assert not spec.get("hostIPC")
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        sc = c.get("securityContext", {})
+        where = f"{name} container {c['name']}"
+        assert sc.get("allowPrivilegeEscalation") is False, where
+        assert sc.get("readOnlyRootFilesystem") is True, where
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+        assert not sc.get("capabilities", {}).get("add"), where
+        assert sc.get("privileged") in (None, False), where
+        assert c.get("resources", {}).get("requests"), f"{where} has no requests"
+        assert c.get("resources", {}).get("limits"), f"{where} has no limits"
+    for vol in spec.get("volumes", []):
+        assert "hostPath" not in vol, f"{name} mounts a hostPath"
