@@ -40,6 +40,11 @@ KWOK_STAGES = (
     "pod/fast/pod-ready.yaml",
     "pod/fast/pod-complete.yaml",
     "pod/fast/pod-delete.yaml",
+    # kwok also plays the volume provisioner, so StatefulSet PVCs bind without a real disk
+    "volume/fast/pvc-provision.yaml",
+    "volume/fast/pv-bind.yaml",
+    "volume/fast/pv-delete.yaml",
+    "volume/fast/pvc-delete.yaml",
 )
 
 
@@ -377,6 +382,7 @@ class DevCluster:
             "-",
             stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}),
         )
+        self.kubectl("apply", "-f", str(stages / "volume/fast/storage-class.yaml"))
         self._wait(
             "nodes",
             lambda: (

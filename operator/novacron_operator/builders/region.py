@@ -1,0 +1,454 @@
+"""NovaCronRegion -> everything one region runs: nodes, agents, gateway, and their plumbing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from novacron_operator.builders.common import (
+    API_PORT,
+    GATEWAY_PORT,
+    METRICS_PORT,
+    OWNER_LABEL,
+    PEER_PORT,
+    REGION_LABEL,
+    ZONE_LABEL,
+    Manifest,
+    Owner,
+    config_hash,
+    labels,
+    meta,
+    probe,
+    restricted_container_security,
+    restricted_pod_security,
+    selector_labels,
+)
+from novacron_operator.models import NovaCronClusterSpec, NovaCronRegionSpec
+
+
+@dataclass(frozen=True)
+class RegionContext:
+    """What a region needs from outside its own spec."""
+
+    cluster: NovaCronClusterSpec
+    cluster_name: str
+    service_monitor_crd: bool = False
+
+
+def image_of(spec: NovaCronRegionSpec, ctx: RegionContext) -> str:
+    return spec.image or f"{ctx.cluster.image}:{ctx.cluster.version}"
+
+
+def node_config(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> Manifest:
+    peers = [
+        f"{owner.name}-{i}.{owner.name}-peers.{owner.namespace}.svc:{PEER_PORT}"
+        for i in range(spec.replicas)
+    ]
+    return {
+        "cluster": ctx.cluster_name,
+        "region": spec.region_name,
+        "zones": spec.zones,
+        "protocol": spec.protocol,
+        "replicas": spec.replicas,
+        "peers": peers,
+        "ports": {"api": API_PORT, "peer": PEER_PORT, "metrics": METRICS_PORT},
+        "tls": {"mode": ctx.cluster.tls.mode, "caSecret": f"{ctx.cluster_name}-ca"},
+    }
+
+
+def region_selector(spec: NovaCronRegionSpec) -> dict[str, str]:
+    return {REGION_LABEL: spec.region_name, **spec.scheduling.node_selector}
+
+
+def container(name: str, image: str, args: list[str], ports: list[Manifest]) -> Manifest:
+    return {
+        "name": name,
+        "image": image,
+        "args": args,
+        "ports": ports,
+        "securityContext": restricted_container_security(),
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+        ],
+    }
+
+
+def statefulset(
+    owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext, digest: str
+) -> Manifest:
+    sel = selector_labels(owner, "node")
+    node = container(
+        "node",
+        image_of(spec, ctx),
+        ["node", "--config", "/etc/novacron/node.json", "--data-dir", "/var/lib/novacron"],
+        [
+            {"name": "api", "containerPort": API_PORT},
+            {"name": "peer", "containerPort": PEER_PORT},
+            {"name": "metrics", "containerPort": METRICS_PORT},
+        ],
+    )
+    node["imagePullPolicy"] = ctx.cluster.image_pull_policy
+    node["resources"] = {
+        "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory},
+        "limits": {"memory": spec.resources.memory},
+    }
+    node["readinessProbe"] = probe("/readyz", "api", 5)
+    node["livenessProbe"] = {**probe("/healthz", "api"), "failureThreshold": 6}
+    node["startupProbe"] = {**probe("/healthz", "api", 2), "failureThreshold": 60}
+    node["volumeMounts"] = [
+        {"name": "data", "mountPath": "/var/lib/novacron"},
+        {"name": "config", "mountPath": "/etc/novacron", "readOnly": True},
+        {"name": "tls", "mountPath": "/etc/novacron/tls", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    pvc_spec: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.storage.size}},
+    }
+    if spec.storage.storage_class_name:
+        pvc_spec["storageClassName"] = spec.storage.storage_class_name
+    pod_spec: Manifest = {
+        "serviceAccountName": f"{owner.name}-node",
+        "automountServiceAccountToken": False,
+        "securityContext": restricted_pod_security(),
+        "nodeSelector": region_selector(spec),
+        "terminationGracePeriodSeconds": 30,
+        "containers": [node],
+        "volumes": [
+            {"name": "config", "configMap": {"name": f"{owner.name}-config"}},
+            {"name": "tls", "secret": {"secretName": f"{ctx.cluster_name}-ca", "optional": True}},
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        ],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": ZONE_LABEL,
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": sel},
+            }
+        ],
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": sel},
+                        },
+                    }
+                ]
+            },
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": ZONE_LABEL, "operator": "In", "values": spec.zones}
+                            ]
+                        }
+                    ]
+                }
+            },
+        },
+    }
+    if spec.scheduling.priority_class_name:
+        pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta(owner, owner.name, "node", labels={REGION_LABEL: spec.region_name}),
+        "spec": {
+            "replicas": spec.replicas,
+            "serviceName": f"{owner.name}-peers",
+            "podManagementPolicy": "Parallel",
+            # OnDelete: the operator replaces pods one at a time, leader last (day-2 sequencer)
+            "updateStrategy": {"type": "OnDelete"},
+            "selector": {"matchLabels": sel},
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Delete",
+                "whenScaled": "Retain",
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(owner, "node", {REGION_LABEL: spec.region_name}),
+                    "annotations": {"novacron.io/config-hash": digest},
+                },
+                "spec": pod_spec,
+            },
+            "volumeClaimTemplates": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": "data", "labels": sel},
+                    "spec": pvc_spec,
+                }
+            ],
+        },
+    }
+
+
+def services(owner: Owner) -> list[Manifest]:
+    sel = selector_labels(owner, "node")
+    ports = [
+        {"name": "api", "port": API_PORT, "targetPort": "api"},
+        {"name": "peer", "port": PEER_PORT, "targetPort": "peer"},
+        {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"},
+    ]
+    headless = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(owner, f"{owner.name}-peers", "node"),
+        # peers must resolve each other before they are ready, or no quorum ever forms
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": sel,
+            "ports": ports,
+        },
+    }
+    client = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(owner, owner.name, "node"),
+        "spec": {"type": "ClusterIP", "selector": sel, "ports": ports},
+    }
+    return [headless, client]
+
+
+def pdb(owner: Owner, spec: NovaCronRegionSpec) -> Manifest:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(owner, owner.name, "node"),
+        "spec": {
+            "minAvailable": spec.replicas // 2 + 1,  # a majority: voluntary evictions keep quorum
+            "selector": {"matchLabels": selector_labels(owner, "node")},
+        },
+    }
+
+
+def agent(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext, digest: str) -> Manifest:
+    sel = selector_labels(owner, "agent")
+    c = container(
+        "agent", image_of(spec, ctx), ["agent", "--config", "/etc/novacron/node.json"], []
+    )
+    c["imagePullPolicy"] = ctx.cluster.image_pull_policy
+    # measuring links and keeping tunnels needs the host's network and NET_ADMIN, nothing more
+    c["securityContext"] = {
+        **restricted_container_security(),
+        "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+    }
+    c["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+    c["volumeMounts"] = [{"name": "config", "mountPath": "/etc/novacron", "readOnly": True}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": meta(owner, f"{owner.name}-agent", "agent"),
+        "spec": {
+            "selector": {"matchLabels": sel},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {
+                    "labels": labels(owner, "agent", {REGION_LABEL: spec.region_name}),
+                    "annotations": {"novacron.io/config-hash": digest},
+                },
+                "spec": {
+                    "serviceAccountName": f"{owner.name}-agent",
+                    "automountServiceAccountToken": False,
+                    "hostNetwork": True,
+                    "dnsPolicy": "ClusterFirstWithHostNet",
+                    "nodeSelector": region_selector(spec),
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [c],
+                    "volumes": [{"name": "config", "configMap": {"name": f"{owner.name}-config"}}],
+                },
+            },
+        },
+    }
+
+
+def gateway(
+    owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext, digest: str
+) -> list[Manifest]:
+    name = f"{owner.name}-gateway"
+    sel = selector_labels(owner, "gateway")
+    c = container(
+        "gateway",
+        image_of(spec, ctx),
+        ["gateway", "--config", "/etc/novacron/node.json"],
+        [
+            {"name": "https", "containerPort": GATEWAY_PORT},
+            {"name": "metrics", "containerPort": METRICS_PORT},
+        ],
+    )
+    c["imagePullPolicy"] = ctx.cluster.image_pull_policy
+    c["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    c["readinessProbe"] = probe("/readyz", "metrics", 5)
+    c["livenessProbe"] = probe("/healthz", "metrics")
+    c["volumeMounts"] = [
+        {"name": "config", "mountPath": "/etc/novacron", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(owner, name, "gateway"),
+        "spec": {
+            # replicas is left to the HPA: applying it here would fight the autoscaler
+            "selector": {"matchLabels": sel},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(owner, "gateway", {REGION_LABEL: spec.region_name}),
+                    "annotations": {"novacron.io/config-hash": digest},
+                },
+                "spec": {
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "securityContext": restricted_pod_security(),
+                    "nodeSelector": region_selector(spec),
+                    "containers": [c],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": f"{owner.name}-config"}},
+                        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "32Mi"}},
+                    ],
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": ZONE_LABEL,
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": sel},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(owner, name, "gateway"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": sel,
+            "ports": [{"name": "https", "port": 443, "targetPort": "https"}],
+        },
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(owner, name, "gateway"),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": spec.gateway.min_replicas,
+            "maxReplicas": spec.gateway.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": spec.gateway.target_cpu_utilization,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+    return [deployment, service, hpa]
+
+
+def service_accounts(owner: Owner, spec: NovaCronRegionSpec) -> list[Manifest]:
+    comps = ["node", "gateway"] + (["agent"] if spec.agent.enabled else [])
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta(owner, f"{owner.name}-{c}", c),
+            "automountServiceAccountToken": False,
+        }
+        for c in comps
+    ]
+
+
+def network_policies(owner: Owner) -> list[Manifest]:
+    """Nodes take traffic only from this region's pods (and federation peers on the peer
+    port); gateways are the public entry."""
+    region_pods = {
+        "matchLabels": {
+            "app.kubernetes.io/name": "novacron",
+            "app.kubernetes.io/instance": owner.name,
+        }
+    }
+    any_novacron = {"matchLabels": {"app.kubernetes.io/name": "novacron"}}
+    node_policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta(owner, f"{owner.name}-node", "node"),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(owner, "node")},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"podSelector": region_pods}], "ports": [{"port": API_PORT}]},
+                {"from": [{"podSelector": any_novacron}], "ports": [{"port": PEER_PORT}]},
+                {"ports": [{"port": METRICS_PORT}]},
+            ],
+        },
+    }
+    gateway_policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta(owner, f"{owner.name}-gateway", "gateway"),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(owner, "gateway")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"port": GATEWAY_PORT}, {"port": METRICS_PORT}]}],
+        },
+    }
+    return [node_policy, gateway_policy]
+
+
+def service_monitor(owner: Owner) -> Manifest:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": meta(owner, owner.name, "node"),
+        "spec": {
+            "selector": {"matchLabels": {**selector_labels(owner, "node"), OWNER_LABEL: owner.uid}},
+            "endpoints": [{"port": "metrics", "interval": "30s"}],
+        },
+    }
+
+
+def build_region(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> list[Manifest]:
+    config = node_config(owner, spec, ctx)
+    digest = config_hash(config)
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta(owner, f"{owner.name}-config", "node"),
+        "data": {"node.json": json.dumps(config, indent=2, sort_keys=True)},
+    }
+    out: list[Manifest] = [
+        *service_accounts(owner, spec),
+        cm,
+        *services(owner),
+        statefulset(owner, spec, ctx, digest),
+        pdb(owner, spec),
+        *gateway(owner, spec, ctx, digest),
+        *network_policies(owner),
+    ]
+    if spec.agent.enabled:
+        out.append(agent(owner, spec, ctx, digest))
+    if ctx.service_monitor_crd and ctx.cluster.monitoring.service_monitor:
+        out.append(service_monitor(owner))
+    return out

@@ -1,0 +1,162 @@
+"""Builders are pure: fixed inputs give the golden manifests, valid for Kubernetes 1.36."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from cryptography import x509
+from novacron_operator.builders import Owner, build_ca_secret, build_federation, build_region
+from novacron_operator.builders.region import RegionContext
+from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
+
+GOLDEN = Path(__file__).parent / "golden"
+K8S = "1.36.0"
+CLUSTER = NovaCronClusterSpec.model_validate({"version": "0.1.0"})
+OWNER = Owner("NovaCronRegion", "us-east", "prod", "11111111-2222-3333-4444-555555555555")
+REGION = NovaCronRegionSpec.model_validate(
+    {"clusterRef": {"name": "fleet"}, "regionName": "us-east", "zones": ["us-east-a", "us-east-b"]}
+)
+FED_OWNER = Owner("DWCPFederation", "global", "prod", "99999999-2222-3333-4444-555555555555")
+FEDERATION = DWCPFederationSpec.model_validate(
+    {
+        "clusterRef": {"name": "fleet"},
+        "members": [
+            {"name": "us-east", "regionRef": {"name": "us-east"}},
+            {"name": "eu-west", "endpoints": [{"host": "eu.example.net", "port": 7000}]},
+        ],
+    }
+)
+
+
+def region(**changes: Any) -> list[dict[str, Any]]:
+    spec = REGION.model_copy(update=changes)
+    return build_region(OWNER, spec, RegionContext(CLUSTER, "fleet"))
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def check_golden(name: str, objs: list[dict[str, Any]]) -> None:
+    text = yaml.safe_dump_all(objs, sort_keys=True)
+    path = GOLDEN / f"{name}.yaml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{path} differs: rerun with UPDATE_GOLDEN=1 and review"
+
+
+def test_region_manifests_match_golden() -> None:
+    check_golden("region", region())
+
+
+def test_federation_manifests_match_golden() -> None:
+    check_golden("federation", build_federation(FED_OWNER, FEDERATION))
+
+
+@pytest.mark.parametrize(
+    "obj",
+    region() + build_federation(FED_OWNER, FEDERATION),
+    ids=lambda o: f"{o['kind']}/{o['metadata']['name']}",
+)
+def test_every_builtin_manifest_valid_for_pinned_kubernetes(obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, K8S, strict=True)
+
+
+def test_every_child_owned_by_its_resource_and_labelled_for_pruning() -> None:
+    for obj in region():
+        meta = obj["metadata"]
+        assert meta["ownerReferences"][0]["uid"] == OWNER.uid
+        assert meta["labels"]["novacron.io/owner"] == OWNER.uid
+
+
+def test_region_produces_all_children_once() -> None:
+    kinds = sorted(o["kind"] for o in region())
+    assert kinds == sorted(
+        ["ServiceAccount"] * 3
+        + ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"]
+        + ["Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "NetworkPolicy"]
+        + ["DaemonSet"]
+    )
+    names = [(o["kind"], o["metadata"]["name"]) for o in region()]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize(("replicas", "quorum"), [(1, 1), (3, 2), (5, 3), (7, 4)])
+def test_pdb_keeps_a_majority(replicas: int, quorum: int) -> None:
+    (pdb,) = by_kind(region(replicas=replicas), "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == quorum
+
+
+def test_config_change_changes_pod_template_hash_but_image_alone_does_not() -> None:
+    def digest(objs: list[dict[str, Any]]) -> str:
+        (sts,) = by_kind(objs, "StatefulSet")
+        return str(sts["spec"]["template"]["metadata"]["annotations"]["novacron.io/config-hash"])
+
+    assert digest(region(replicas=5)) != digest(region())
+    assert digest(region(image="x/y:2")) == digest(region())
+
+
+def test_node_and_gateway_pods_meet_restricted_and_agent_gets_only_net_admin() -> None:
+    objs = region()
+    for kind in ("StatefulSet", "Deployment"):
+        (w,) = by_kind(objs, kind)
+        pod = w["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert not pod.get("hostNetwork")
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["readOnlyRootFilesystem"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+    (ds,) = by_kind(objs, "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["containers"][0]["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["NET_ADMIN"],
+    }
+    assert pod["nodeSelector"] == {"topology.kubernetes.io/region": "us-east"}
+
+
+def test_statefulset_uses_on_delete_probes_and_zone_spread() -> None:
+    (sts,) = by_kind(region(), "StatefulSet")
+    assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert (c["readinessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["path"]) == (
+        "/readyz",
+        "/healthz",
+    )
+    spread = sts["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {
+        "storage": "10Gi"
+    }
+
+
+def test_agent_disabled_drops_daemonset_and_its_account() -> None:
+    objs = region(agent=REGION.agent.model_copy(update={"enabled": False}))
+    assert not by_kind(objs, "DaemonSet")
+    assert all(o["metadata"]["name"] != "us-east-agent" for o in objs)
+
+
+def test_service_monitor_only_when_crd_exists() -> None:
+    ctx = RegionContext(CLUSTER, "fleet", service_monitor_crd=True)
+    assert by_kind(build_region(OWNER, REGION, ctx), "ServiceMonitor")
+    assert not by_kind(region(), "ServiceMonitor")
+
+
+def test_ca_secret_holds_a_ca_certificate_valid_for_configured_days() -> None:
+    secret = build_ca_secret(Owner("NovaCronCluster", "fleet", "prod", "u"), CLUSTER)
+    kubernetes_validate.validate(secret, K8S, strict=True)
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
+    assert days == CLUSTER.tls.ca_validity_days
