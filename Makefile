@@ -42,6 +42,7 @@ unit: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 e2e: $(STAMP)
+	bash e2e/k8s/build.sh >/dev/null
 	$(PY) -m pytest -q e2e $(PYTEST_ARGS)
 
 test: lint types unit e2e
