@@ -30,7 +30,8 @@ class Crdt(ABC):
     """A join-semilattice value. Subclasses register a stable ``KIND`` (wire tag)."""
 
     KIND: ClassVar[int]
-    __slots__ = ()
+    replica: str  # who mutates this copy ("" for deltas and decoded values)
+    __slots__ = ("replica",)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -59,6 +60,10 @@ class Crdt(ABC):
 
     def copy(self: _T) -> _T:
         return type(self).from_wire(self.to_wire())
+
+    def state_class(self) -> type[Crdt]:
+        """The type a replica holds once it merged this value (deltas may differ: RGA)."""
+        return type(self)
 
     def gc(self, stable: VersionVector) -> None:  # noqa: B027 - most types have nothing to drop
         """Drop metadata about events every replica has seen (``stable`` = meet of all VVs)."""

@@ -12,7 +12,7 @@ from novacron_core.sync.crdt.base import Crdt, count, replica_id
 
 class GCounter(Crdt):
     KIND = 1
-    __slots__ = ("counts", "replica")
+    __slots__ = ("counts",)
 
     def __init__(self, replica: str = "", counts: dict[str, int] | None = None) -> None:
         self.replica = replica
@@ -46,7 +46,7 @@ class GCounter(Crdt):
 
 class PNCounter(Crdt):
     KIND = 2
-    __slots__ = ("neg", "pos", "replica")
+    __slots__ = ("neg", "pos")
 
     def __init__(
         self, replica: str = "", pos: GCounter | None = None, neg: GCounter | None = None

@@ -37,7 +37,7 @@ from novacron_core.sync.crdt.orset import fresh_dot
 
 class ORMap(Crdt):
     KIND = 8
-    __slots__ = ("ctx", "entries", "replica")
+    __slots__ = ("ctx", "entries")
 
     def __init__(
         self,
@@ -67,9 +67,9 @@ class ORMap(Crdt):
             current = factory()
         elif not isinstance(current, factory):
             raise TypeError(f"{key!r} holds a {type(current).__name__}, not {factory.__name__}")
-        current.replica = self.replica  # type: ignore[attr-defined]
+        current.replica = self.replica
         mutate(current)
-        current.replica = ""  # type: ignore[attr-defined]
+        current.replica = ""
         old = list(self.entries.get(key, ()))
         dot = fresh_dot(self.ctx, self.replica)
         self.entries[key] = {dot: current}

@@ -40,7 +40,7 @@ def dots_wire(dots: dict[Dot, Any]) -> list[list[Any]]:
 
 class ORSet(Crdt):
     KIND = 5
-    __slots__ = ("ctx", "entries", "replica")
+    __slots__ = ("ctx", "entries")
 
     def __init__(
         self,

@@ -23,7 +23,7 @@ class LWWRegister(Crdt):
     encoded value wins, so every replica picks the same winner."""
 
     KIND = 6
-    __slots__ = ("replica", "ts", "val")
+    __slots__ = ("ts", "val")
 
     def __init__(self, replica: str = "", val: Atom = None, ts: HLCTimestamp | None = None) -> None:
         self.replica = replica
@@ -67,7 +67,7 @@ class MVRegister(Crdt):
     all survive (as siblings) until one that has seen them all replaces them."""
 
     KIND = 7
-    __slots__ = ("ctx", "entries", "replica")
+    __slots__ = ("ctx", "entries")
 
     def __init__(
         self,

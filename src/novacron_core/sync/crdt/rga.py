@@ -63,7 +63,7 @@ class RgaDelta(Crdt):
     """What RGA mutators return: inserted elements and deleted ids (a join of such)."""
 
     KIND = 10
-    __slots__ = ("deletes", "inserts", "replica")
+    __slots__ = ("deletes", "inserts")
 
     def __init__(
         self,
@@ -84,6 +84,9 @@ class RgaDelta(Crdt):
 
     def value(self) -> Any:
         return RGA.from_delta(self).value()
+
+    def state_class(self) -> type[Crdt]:
+        return RGA
 
     def to_wire(self) -> list[Any]:
         dels = self.deletes
@@ -107,7 +110,6 @@ class RGA(Crdt):
         "_pending",
         "_pending_del",
         "_where",
-        "replica",
     )
 
     def __init__(self, replica: str = "") -> None:

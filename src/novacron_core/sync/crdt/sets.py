@@ -19,7 +19,7 @@ def _atoms(raw: Any) -> set[Atom]:
 
 class GSet(Crdt):
     KIND = 3
-    __slots__ = ("items", "replica")
+    __slots__ = ("items",)
 
     def __init__(self, replica: str = "", items: set[Atom] | None = None) -> None:
         self.replica = replica
@@ -45,7 +45,7 @@ class GSet(Crdt):
 
 class TwoPSet(Crdt):
     KIND = 4
-    __slots__ = ("added", "removed", "replica")
+    __slots__ = ("added", "removed")
 
     def __init__(
         self, replica: str = "", added: set[Atom] | None = None, removed: set[Atom] | None = None

@@ -1,0 +1,345 @@
+"""The sync engine: one sans-IO machine per node that owns a store and replicates it.
+
+* Local updates (``Mutate`` requests) change the store and become :class:`Update` records,
+  each with a dot ``(replica, seq)``. The node's version vector over those dots is its vector
+  clock; it travels with every gossip message, across regions included.
+* Gossip (every ``interval``): push-pull with ``fanout`` peers picked region-aware. A push
+  carries the buffered updates the peer lacks as far as we know (its last reported vector,
+  minus what is already in flight to it); the peer answers with what *we* lack by the vector
+  we sent. ``pull`` mode only sends vectors and gets exactly the missing updates back; with
+  one pull outstanding at a time nothing is ever delivered twice (the byte-lean setting).
+* Anti-entropy (every ``ae_interval``): Merkle comparison of key ranges with one peer, then
+  full states of the keys in differing leaves only. It repairs what gossip cannot: updates
+  evicted from every buffer, replicas restarted from an old snapshot.
+* Durability: every update and repaired state is journaled (``fsync`` per update if
+  ``sync_writes``); the journal is folded into a snapshot every ``snapshot_every`` entries.
+  Each start bumps an epoch that is part of the replica id, so a node that lost unsynced
+  writes in a crash never reuses a dot.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from novacron_core.clocks import HLC, CausalContext, Dot, VersionVector
+from novacron_core.machine import NodeId, Ready
+from novacron_core.sync.crdt.base import Crdt, decode_crdt, encode_crdt
+from novacron_core.sync.merkle import LEAVES
+from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip, Update
+from novacron_core.sync.peers import PeerSelector
+from novacron_core.sync.persist import MemoryDurable
+from novacron_core.sync.store import Store
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    interval: float = 0.05  # gossip period, seconds (memberlist: 0.2 LAN / 0.5 WAN)
+    fanout: int = 3
+    cross_region: int = 1  # peers per round from other regions (when there are any)
+    pull: bool = False  # True: send vectors only, receive exactly what is missing
+    one_pull_at_a_time: bool = True  # pull mode: wait for the reply (or pull_timeout)
+    pull_timeout: float = 1.0
+    retry_after: float = 0.6  # resend an unacknowledged update to a peer after this long
+    idle_every: int = 5  # with nothing to push, still exchange vectors every N rounds
+    ae_interval: float = 2.0
+    snapshot_every: int = 50_000
+    sync_writes: bool = False
+    max_batch: int = 5_000  # updates per gossip message
+
+
+@dataclass(frozen=True)
+class Mutate:
+    """Client request: ``mutate(value)`` on ``key`` (created as ``kind``); replies the dot."""
+
+    key: str
+    kind: type[Crdt]
+    mutate: Callable[[Any], Crdt]
+
+
+@dataclass(frozen=True)
+class Read:
+    key: str
+
+
+ApplyHook = Callable[[NodeId, Update, float], None]
+
+
+class SyncNode:
+    def __init__(
+        self,
+        node_id: NodeId,
+        region: str,
+        peers: Mapping[NodeId, str],
+        durable: MemoryDurable,
+        config: SyncConfig | None = None,
+        seed: int = 0,
+        on_apply: ApplyHook | None = None,
+    ) -> None:
+        self.id = node_id
+        self.config = config or SyncConfig()
+        self.durable = durable
+        self.rng = random.Random(seed)
+        self.peers = {p: r for p, r in peers.items() if p != node_id}
+        self.selector = PeerSelector(region, self.peers, self.rng, self.config.cross_region)
+        self.on_apply = on_apply
+        self.seen = CausalContext()  # dots of every update applied here
+        self.buffer: dict[Dot, tuple[Update, float]] = {}  # for forwarding; value: arrival
+        self.known: dict[NodeId, VersionVector] = {p: VersionVector() for p in self.peers}
+        self.inflight: dict[NodeId, dict[Dot, float]] = {p: {} for p in self.peers}
+        self.last_heard: dict[NodeId, float] = {}
+        self._pull_outstanding: float | None = None
+        self._rounds = 0
+        self._journaled = 0
+        self._seq = 0
+        epoch = self._restore()
+        self.epoch = epoch + 1
+        self.replica = f"{node_id}~{self.epoch}"
+        self.store.replica = self.replica
+        self.hlc = HLC(self.replica, max_drift_ms=10**12)
+        self._next_gossip = 0.0
+        self._next_ae = 0.0
+
+    # ------------------------------------------------------------ durability
+
+    def _restore(self) -> int:
+        self.store = Store(self.id)
+        epoch = 0
+        d = self.durable
+        if d.snapshot is not None:
+            store_blob, seen, epoch = msgpack.unpackb(d.snapshot, raw=False)
+            self.store.restore(store_blob)
+            self.seen = CausalContext.from_wire(seen)
+        for kind, body in d.journal:
+            if kind == "epoch":
+                epoch = max(epoch, body)
+            elif kind == "u":
+                self._apply(body, 0.0, hook=False)
+            elif kind == "s":
+                self.store.merge(body[0], decode_crdt(body[1]))
+        return int(epoch)
+
+    def _snapshot(self) -> tuple[str, bytes]:
+        blob = msgpack.packb(
+            [self.store.snapshot(), self.seen.to_wire(), self.epoch], use_bin_type=True
+        )
+        self._journaled = 0
+        return ("snap", blob)
+
+    def _journal(self, ready: Ready, entry: tuple[str, Any]) -> None:
+        ready.writes.append(entry)
+        self._journaled += 1
+        if self._journaled >= self.config.snapshot_every:
+            ready.writes.append(self._snapshot())
+
+    # ------------------------------------------------------------ Machine
+
+    def on_start(self, now: float) -> Ready:
+        ready = Ready(writes=[("epoch", self.epoch)], sync=True)
+        # desynchronise rounds across nodes so that they do not all gossip at once
+        self._next_gossip = now + self.rng.random() * self.config.interval
+        self._next_ae = now + self.config.ae_interval * (1 + self.rng.random())
+        ready.wake(min(self._next_gossip, self._next_ae))
+        return ready
+
+    def on_request(self, now: float, request_id: Any, request: Any) -> Ready:
+        ready = Ready()
+        if isinstance(request, Read):
+            ready.reply(request_id, self.store.value(request.key))
+        elif isinstance(request, Mutate):
+            ready.reply(request_id, self.update(now, request, ready))
+            ready.sync = self.config.sync_writes
+        else:
+            ready.reply(request_id, ValueError(f"unknown request {request!r}"))
+        return ready
+
+    def update(self, now: float, m: Mutate, ready: Ready) -> Dot:
+        delta = self.store.update(m.key, m.kind, m.mutate)
+        self._seq += 1
+        ts = self.hlc.now(int(now * 1000))
+        upd = Update(self.replica, self._seq, m.key, encode_crdt(delta), ts.wall_ms)
+        dot = Dot(self.replica, self._seq)
+        self.seen.add(dot)
+        self.buffer[dot] = (upd, now)
+        self._journal(ready, ("u", upd))
+        if self.on_apply is not None:
+            self.on_apply(self.id, upd, now)
+        return dot
+
+    def on_tick(self, now: float) -> Ready:
+        ready = Ready()
+        cfg = self.config
+        if now >= self._next_gossip:
+            self._rounds += 1
+            self._gossip_round(now, ready)
+            self._next_gossip = max(self._next_gossip + cfg.interval, now)
+            if self._rounds % 20 == 0:
+                self._trim_buffer()
+        if now >= self._next_ae:
+            self._anti_entropy(ready)
+            self._next_ae = now + cfg.ae_interval
+        ready.wake(min(self._next_gossip, self._next_ae))
+        return ready
+
+    def on_message(self, now: float, src: NodeId, msg: Any) -> Ready:
+        ready = Ready()
+        self.last_heard[src] = now
+        if isinstance(msg, Gossip):
+            self._on_gossip(now, src, msg, ready)
+        elif isinstance(msg, AeRanges):
+            self._on_ranges(src, msg, ready)
+        elif isinstance(msg, AeLeaves):
+            self._on_leaves(src, msg, ready)
+        elif isinstance(msg, AeStates):
+            self._on_states(src, msg, ready)
+        return ready
+
+    # ------------------------------------------------------------ gossip
+
+    def _missing_for(
+        self, peer: NodeId, now: float, vv: VersionVector | None = None
+    ) -> list[Update]:
+        """Buffered updates ``peer`` lacks (by ``vv`` or what it last told us)."""
+        known = vv if vv is not None else self.known.get(peer, VersionVector())
+        inflight = self.inflight.setdefault(peer, {})
+        retry = now - self.config.retry_after
+        out: list[Update] = []
+        for dot, (upd, _) in self.buffer.items():
+            if known.contains(dot) or inflight.get(dot, -1.0) > retry:
+                continue
+            out.append(upd)
+            inflight[dot] = now
+            if len(out) >= self.config.max_batch:
+                break
+        return out
+
+    def _gossip_round(self, now: float, ready: Ready) -> None:
+        cfg = self.config
+        vv = self.seen.vv.to_wire()
+        if cfg.pull:
+            if (
+                cfg.one_pull_at_a_time
+                and self._pull_outstanding is not None
+                and now - self._pull_outstanding < cfg.pull_timeout
+            ):
+                return
+            for p in self.selector.pick(cfg.fanout):
+                ready.send(p, Gossip(vv, [], [], True))
+            self._pull_outstanding = now
+            return
+        idle = self._rounds % cfg.idle_every == 0
+        for p in self.selector.pick(cfg.fanout):
+            ups = self._missing_for(p, now)
+            if ups or idle:
+                ready.send(p, Gossip.of(vv, ups, True))
+
+    def _on_gossip(self, now: float, src: NodeId, msg: Gossip, ready: Ready) -> None:
+        try:
+            their = VersionVector.from_wire(msg.vv)
+            updates = msg.updates()
+        except ValueError:
+            return
+        known = self.known.setdefault(src, VersionVector())
+        known.merge_in_place(their)
+        inflight = self.inflight.setdefault(src, {})
+        if inflight:
+            for dot in [d for d in inflight if known.contains(d)]:
+                del inflight[dot]
+        for upd in updates:
+            fresh = upd.seq > 0 and not self.seen.contains(Dot(upd.origin, upd.seq))
+            if fresh and self._apply(upd, now):
+                self._journal(ready, ("u", upd))
+        if self.config.pull and not msg.reply:
+            self._pull_outstanding = None
+        if msg.reply:
+            # exact: the sender told us its vector; skip nothing that is merely in flight
+            self.inflight[src] = {}
+            ups = self._missing_for(src, now, their)
+            if ups or updates or self.config.pull:  # a puller waits for an answer
+                ready.send(src, Gossip.of(self.seen.vv.to_wire(), ups, False))
+
+    def _apply(self, upd: Update, now: float, hook: bool = True) -> bool:
+        try:
+            delta = decode_crdt(upd.delta)
+        except ValueError:
+            return False  # a garbage delta costs that update, not the node
+        self.store.merge(upd.key, delta)
+        dot = Dot(upd.origin, upd.seq)
+        self.seen.add(dot)
+        self.buffer[dot] = (upd, now)
+        if hook and self.on_apply is not None:
+            self.on_apply(self.id, upd, now)
+        return True
+
+    def _trim_buffer(self) -> None:
+        """Forget updates every peer has reported (anti-entropy covers the rest)."""
+        if not self.known:
+            self.buffer.clear()
+            return
+        it = iter(self.known.values())
+        stable = next(it).copy()
+        for vv in it:
+            stable = stable.meet(vv)
+        for dot in [d for d in self.buffer if stable.contains(d)]:
+            del self.buffer[dot]
+
+    def replication_lag(self, now: float) -> dict[NodeId, float]:
+        """Per peer: age of the oldest update here that the peer has not acknowledged."""
+        out: dict[NodeId, float] = {}
+        for p in self.peers:
+            known = self.known.get(p, VersionVector())
+            oldest = min(
+                (t for d, (_, t) in self.buffer.items() if not known.contains(d)), default=now
+            )
+            out[p] = now - oldest
+        return out
+
+    # ------------------------------------------------------------ anti-entropy
+
+    def _anti_entropy(self, ready: Ready) -> None:
+        if self.peers:
+            peer = self.rng.choice(sorted(self.peers))
+            ready.send(peer, AeRanges(self.store.merkle.range_hashes()))
+
+    def _on_ranges(self, src: NodeId, msg: AeRanges, ready: Ready) -> None:
+        mine = self.store.merkle.range_hashes()
+        if len(msg.hashes) != len(mine):
+            return
+        differ = [r for r, (a, b) in enumerate(zip(mine, msg.hashes, strict=True)) if a != b]
+        if differ:
+            ready.send(src, AeLeaves({r: self.store.merkle.leaf_hashes(r) for r in differ}))
+
+    def _on_leaves(self, src: NodeId, msg: AeLeaves, ready: Ready) -> None:
+        leaves: list[int] = []
+        for r, theirs in msg.leaves.items():
+            if not 0 <= r < len(self.store.merkle.range_hashes()) or len(theirs) != LEAVES:
+                return
+            mine = self.store.merkle.leaf_hashes(r)
+            leaves += [r * LEAVES + i for i in range(LEAVES) if mine[i] != theirs[i]]
+        if leaves:
+            ready.send(src, AeStates(leaves, self._states(leaves), True))
+
+    def _on_states(self, src: NodeId, msg: AeStates, ready: Ready) -> None:
+        for key, blob in msg.states.items():
+            try:
+                value = decode_crdt(blob)
+            except ValueError:
+                continue
+            self.store.merge(key, value)
+            self._journal(ready, ("s", (key, blob)))
+        if msg.reply:
+            ready.send(src, AeStates(msg.leaves, self._states(msg.leaves), False))
+
+    def _states(self, leaves: list[int]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for leaf in leaves:
+            if 0 <= leaf < LEAVES * LEAVES:
+                for key in self.store.merkle.keys_in(leaf):
+                    v = self.store.get(key)
+                    if v is not None:
+                        out[key] = encode_crdt(v)
+        return out

@@ -1,0 +1,102 @@
+"""Wire records of the sync engine (codec type ids 300-399)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from novacron_core.codec import record
+
+
+@record(300)
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One local mutation: the delta of ``key`` as the origin produced it.
+
+    ``(origin, seq)`` is the update's dot; ``origin`` is a replica id that includes the
+    node's restart epoch, so a node that lost unsynced writes never reuses a dot.
+    """
+
+    origin: str
+    seq: int
+    key: str
+    delta: bytes  # encode_crdt(delta)
+    wall_ms: int  # origin's HLC wall time, for propagation-lag figures
+
+
+@record(301)
+@dataclass(frozen=True, slots=True)
+class Gossip:
+    """Push-pull: the sender's version vector (its vector clock) and updates for the peer.
+
+    ``reply`` asks the receiver to answer with whatever the sender's vector lacks. Updates
+    travel packed (see :func:`pack`): origin names once per message, then per update only
+    ``origin#, seq - previous seq of that origin, key, delta`` so that the bytes on the wire
+    stay close to the deltas themselves.
+    """
+
+    vv: dict[str, int]
+    origins: list[str]
+    packed: list[int | str | bytes]
+    reply: bool
+
+    @classmethod
+    def of(cls, vv: dict[str, int], updates: list[Update], reply: bool) -> Gossip:
+        origins, packed = pack(updates)
+        return cls(vv, origins, packed, reply)
+
+    def updates(self) -> list[Update]:
+        """The carried updates; raises ValueError if the packing is malformed."""
+        return unpack(self.origins, self.packed)
+
+
+def pack(updates: list[Update]) -> tuple[list[str], list[int | str | bytes]]:
+    index: dict[str, int] = {}
+    last: dict[str, int] = {}
+    flat: list[int | str | bytes] = []
+    for u in sorted(updates, key=lambda u: (u.origin, u.seq)):
+        i = index.setdefault(u.origin, len(index))
+        flat += (i, u.seq - last.get(u.origin, 0), u.key, u.delta)
+        last[u.origin] = u.seq
+    return list(index), flat
+
+
+def unpack(origins: list[str], flat: list[int | str | bytes]) -> list[Update]:
+    if len(flat) % 4:
+        raise ValueError("packed updates come in fours")
+    last = [0] * len(origins)
+    out: list[Update] = []
+    for k in range(0, len(flat), 4):
+        i, step, key, delta = flat[k : k + 4]
+        if not (type(i) is int and type(step) is int and type(key) is str):
+            raise ValueError("malformed packed update")
+        if not (type(delta) is bytes and 0 <= i < len(origins) and step > 0):
+            raise ValueError("malformed packed update")
+        last[i] += step
+        out.append(Update(origins[i], last[i], key, delta, 0))
+    return out
+
+
+@record(302)
+@dataclass(frozen=True, slots=True)
+class AeRanges:
+    """Anti-entropy round 1: the sender's range hashes."""
+
+    hashes: list[int]
+
+
+@record(303)
+@dataclass(frozen=True, slots=True)
+class AeLeaves:
+    """Round 2: leaf hashes of the ranges that differ (range index -> leaf hashes)."""
+
+    leaves: dict[int, list[int]]
+
+
+@record(304)
+@dataclass(frozen=True, slots=True)
+class AeStates:
+    """Rounds 3 and 4: full states of the keys in differing leaves."""
+
+    leaves: list[int]
+    states: dict[str, bytes]
+    reply: bool
