@@ -343,7 +343,7 @@ class DevCluster:
                 f"--root-ca-file={d / 'ca.crt'}",
                 f"--service-account-private-key-file={d / 'sa.key'}",
                 "--use-service-account-credentials=true",
-                "--controllers=*,-nodeipam,-nodelifecycle",
+                "--controllers=*,-nodeipam",
                 "--concurrent-statefulset-syncs=10",
                 "--v=0",
             ],

@@ -1,0 +1,223 @@
+"""One level-based reconcile pass per resource: read the world, build, apply, prune, report.
+
+Every pass starts from scratch (no memory of previous passes), so a crash at any point is
+repaired by the next pass, and running a pass twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from novacron_operator import API_VERSION
+from novacron_operator.builders import Owner, build_ca_secret, build_cluster, build_federation
+from novacron_operator.builders.cluster import ca_secret_name
+from novacron_operator.builders.common import OWNER_LABEL, selector_labels
+from novacron_operator.builders.region import RegionContext, build_region
+from novacron_operator.kube import OPTIONAL_OWNED, OWNED, ApiError, Kube
+from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.status import (
+    Health,
+    conditions,
+    now_rfc3339,
+    ready_of,
+    workload_health,
+)
+
+Obj = dict[str, Any]
+log = logging.getLogger("novacron.operator")
+
+
+@dataclass(frozen=True, order=True)
+class Key:
+    kind: str
+    namespace: str
+    name: str
+
+
+async def apply_and_prune(
+    kube: Kube, owner: Owner, desired: list[Obj], keep: frozenset[tuple[str, str]] = frozenset()
+) -> None:
+    for obj in desired:
+        await kube.apply(obj)
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | keep
+    kinds = list(OWNED)
+    for kind, gv in OPTIONAL_OWNED.items():
+        if await kube.api_exists(gv):
+            kinds.append(kind)
+    for kind in kinds:
+        for existing in await kube.list(kind, owner.namespace, f"{OWNER_LABEL}={owner.uid}"):
+            name = existing["metadata"]["name"]
+            if (kind, name) not in wanted:
+                log.info("pruning %s/%s of %s/%s", kind, name, owner.kind, owner.name)
+                await kube.delete(kind, owner.namespace, name)
+
+
+async def write_status(kube: Kube, body: Obj, health: Health, extra: Obj) -> bool:
+    """Patch status only when it changes (a no-op write would wake every watcher). Emits an
+    Event when Ready flips. Returns whether Ready changed."""
+    meta, old = body["metadata"], body.get("status") or {}
+    conds = conditions(old.get("conditions") or [], health, meta["generation"], now_rfc3339())
+    new = {**extra, "observedGeneration": meta["generation"], "conditions": conds}
+    if all(old.get(k) == v for k, v in new.items()):
+        return False
+    await kube.patch_status(body["kind"], meta["namespace"], meta["name"], new)
+    was, now = ready_of(body), health.ready
+    if was != now:
+        reason = "Ready" if now else health.reason
+        await kube.event(body, "Normal" if now else "Warning", reason, health.message)
+        return True
+    return False
+
+
+async def invalid(kube: Kube, body: Obj, err: Exception) -> None:
+    await write_status(kube, body, Health(False, False, True, "InvalidSpec", str(err)[:500]), {})
+
+
+async def roll_one_pod(kube: Kube, owner: Owner, sts: Obj) -> str | None:
+    """OnDelete rollout, one pod per pass, only when every pod is ready (highest ordinal first:
+    the sequencer moves leadership off a pod before it goes once the admin API lands)."""
+    s = sts.get("status") or {}
+    revision = s.get("updateRevision")
+    if not revision or s.get("readyReplicas", 0) < sts["spec"]["replicas"]:
+        return None
+    selector = ",".join(f"{k}={v}" for k, v in selector_labels(owner, "node").items())
+    pods = await kube.list("Pod", owner.namespace, selector)
+    stale = [
+        p
+        for p in pods
+        if p["metadata"].get("labels", {}).get("controller-revision-hash") != revision
+        and not p["metadata"].get("deletionTimestamp")
+    ]
+    if not stale or any(p["metadata"].get("deletionTimestamp") for p in pods):
+        return None
+    victim = max(stale, key=lambda p: int(p["metadata"]["name"].rsplit("-", 1)[1]))
+    await kube.delete("Pod", owner.namespace, victim["metadata"]["name"])
+    await kube.event(
+        {"apiVersion": API_VERSION, "kind": owner.kind, "metadata": _meta(owner)},
+        "Normal",
+        "RollingPod",
+        f"replacing {victim['metadata']['name']} with revision {revision}",
+    )
+    return str(victim["metadata"]["name"])
+
+
+def _meta(owner: Owner) -> Obj:
+    return {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid}
+
+
+async def reconcile_region(kube: Kube, key: Key) -> list[Key]:
+    body = await kube.get("NovaCronRegion", key.namespace, key.name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return []  # owner references let the garbage collector take the children
+    owner = Owner.of(body)
+    try:
+        spec = NovaCronRegionSpec.model_validate(body["spec"])
+    except ValidationError as e:
+        await invalid(kube, body, e)
+        return []
+    cluster = await kube.get("NovaCronCluster", key.namespace, spec.cluster_ref.name)
+    if cluster is None:
+        health = Health(False, False, True, "ClusterNotFound", f"{spec.cluster_ref.name} missing")
+        await write_status(kube, body, health, {})
+        return []
+    cspec = NovaCronClusterSpec.model_validate(cluster["spec"])
+    ctx = RegionContext(
+        cspec, spec.cluster_ref.name, await kube.api_exists(OPTIONAL_OWNED["ServiceMonitor"])
+    )
+    await apply_and_prune(kube, owner, build_region(owner, spec, ctx))
+    sts = await kube.get("StatefulSet", key.namespace, owner.name)
+    ds = await kube.get("DaemonSet", key.namespace, f"{owner.name}-agent")
+    deploy = await kube.get("Deployment", key.namespace, f"{owner.name}-gateway")
+    if sts is not None:
+        await roll_one_pod(kube, owner, sts)
+    health = workload_health(spec.replicas, sts, ds, deploy, spec.agent.enabled)
+    st = (sts or {}).get("status") or {}
+    extra = {
+        "replicas": st.get("replicas", 0),
+        "readyReplicas": st.get("readyReplicas", 0),
+        "selector": ",".join(f"{k}={v}" for k, v in selector_labels(owner, "node").items()),
+        "protocol": spec.protocol,
+    }
+    changed = await write_status(kube, body, health, extra)
+    if not changed:
+        return []
+    feds = await kube.list("DWCPFederation", key.namespace)
+    parents = [Key("DWCPFederation", key.namespace, f["metadata"]["name"]) for f in feds]
+    return [*parents, Key("NovaCronCluster", key.namespace, spec.cluster_ref.name)]
+
+
+async def reconcile_cluster(kube: Kube, key: Key) -> list[Key]:
+    body = await kube.get("NovaCronCluster", key.namespace, key.name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return []
+    owner = Owner.of(body)
+    try:
+        spec = NovaCronClusterSpec.model_validate(body["spec"])
+    except ValidationError as e:
+        await invalid(kube, body, e)
+        return []
+    desired = build_cluster(owner, spec)
+    ca = await kube.get("Secret", key.namespace, ca_secret_name(owner))
+    if spec.tls.mode == "generated" and ca is None:
+        try:  # create, never apply: a CA must not be regenerated on every pass
+            ca = await kube.create(build_ca_secret(owner, spec))
+        except ApiError as e:
+            if e.status != 409:
+                raise
+    keep = frozenset({("Secret", ca_secret_name(owner))} if spec.tls.mode == "generated" else ())
+    await apply_and_prune(kube, owner, desired, keep)
+    regions = [
+        r
+        for r in await kube.list("NovaCronRegion", key.namespace)
+        if (r.get("spec") or {}).get("clusterRef", {}).get("name") == key.name
+    ]
+    ready = sum(1 for r in regions if ready_of(r))
+    all_ready = ready == len(regions)
+    health = (
+        Health(True, False, False, "AllReady", f"{ready}/{len(regions)} regions ready")
+        if all_ready
+        else Health(False, True, False, "RegionsProgressing", f"{ready}/{len(regions)} ready")
+    )
+    extra = {"caSecretName": ca_secret_name(owner), "regions": len(regions), "readyRegions": ready}
+    await write_status(kube, body, health, extra)
+    return []
+
+
+async def reconcile_federation(kube: Kube, key: Key) -> list[Key]:
+    body = await kube.get("DWCPFederation", key.namespace, key.name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return []
+    owner = Owner.of(body)
+    try:
+        spec = DWCPFederationSpec.model_validate(body["spec"])
+    except ValidationError as e:
+        await invalid(kube, body, e)
+        return []
+    await apply_and_prune(kube, owner, build_federation(owner, spec))
+    members: list[Obj] = []
+    for m in spec.members:
+        if m.region_ref is None:
+            members.append({"name": m.name, "local": False, "ready": True})
+            continue
+        region = await kube.get("NovaCronRegion", key.namespace, m.region_ref.name)
+        members.append({"name": m.name, "local": True, "ready": bool(ready_of(region))})
+    ready = sum(1 for m in members if m["ready"])
+    waiting = [m["name"] for m in members if not m["ready"]]
+    health = (
+        Health(True, False, False, "AllMembersReady", f"{ready}/{len(members)} members ready")
+        if not waiting
+        else Health(False, True, False, "MembersProgressing", "waiting for " + ", ".join(waiting))
+    )
+    await write_status(kube, body, health, {"members": members, "readyMembers": ready})
+    return []
+
+
+RECONCILERS = {
+    "NovaCronRegion": reconcile_region,
+    "NovaCronCluster": reconcile_cluster,
+    "DWCPFederation": reconcile_federation,
+}

@@ -1,0 +1,81 @@
+"""A deduplicating work queue: many triggers (events, timers, children) per key collapse
+into one pending reconcile, and one key never reconciles concurrently with itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from novacron_operator.reconcile import Key
+
+log = logging.getLogger("novacron.worker")
+RECONCILES = Counter("novacron_operator_reconciles_total", "Reconcile passes", ["kind", "result"])
+DURATION = Histogram(
+    "novacron_operator_reconcile_seconds",
+    "Reconcile pass duration",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+QUEUE = Gauge("novacron_operator_queue_depth", "Keys waiting for a reconcile")
+
+Reconciler = Callable[[Key], Awaitable[list[Key]]]
+
+
+class WorkQueue:
+    def __init__(self, reconcile: Reconciler, workers: int = 4) -> None:
+        self.reconcile = reconcile
+        self.workers = workers
+        self.queue: asyncio.Queue[Key] = asyncio.Queue()
+        self.pending: set[Key] = set()
+        self.active: set[Key] = set()
+        self.dirty: set[Key] = set()
+        self.enabled = False  # only the leader works; followers drop triggers
+        self.durations: list[float] = []
+
+    def add(self, key: Key) -> None:
+        if not self.enabled:
+            return
+        if key in self.active:
+            self.dirty.add(key)  # rerun after the current pass: it may have read stale state
+        elif key not in self.pending:
+            self.pending.add(key)
+            self.queue.put_nowait(key)
+        QUEUE.set(len(self.pending))
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            self.pending.discard(key)
+            QUEUE.set(len(self.pending))
+            if not self.enabled:
+                continue
+            self.active.add(key)
+            start = time.perf_counter()
+            try:
+                follow = await self.reconcile(key)
+                RECONCILES.labels(key.kind, "ok").inc()
+            except Exception as e:
+                RECONCILES.labels(key.kind, "error").inc()
+                log.warning("reconcile %s/%s/%s failed: %s", key.kind, key.namespace, key.name, e)
+                follow = []
+                asyncio.get_running_loop().call_later(2.0, self.add, key)  # retry with backoff
+            finally:
+                elapsed = time.perf_counter() - start
+                DURATION.labels(key.kind).observe(elapsed)
+                self.durations.append(elapsed)
+                del self.durations[:-10000]
+                self.active.discard(key)
+            for k in follow:
+                self.add(k)
+            if key in self.dirty:
+                self.dirty.discard(key)
+                self.add(key)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(self.workers):
+                tg.create_task(self._work())

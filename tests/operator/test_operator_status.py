@@ -1,0 +1,60 @@
+"""Status conditions derive from children and keep lastTransitionTime stable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from novacron_operator.status import Health, conditions, workload_health
+
+
+def sts(ready: int, replicas: int = 3, gen: int = 1, observed: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": gen},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": replicas,
+            "currentRevision": "a",
+            "updateRevision": "a",
+        },
+    }
+
+
+DS = {"status": {"desiredNumberScheduled": 2, "numberReady": 2}}
+DEPLOY = {"spec": {"replicas": 1}, "status": {"availableReplicas": 1}}
+
+
+def test_all_children_ready_gives_ready() -> None:
+    h = workload_health(3, sts(3), DS, DEPLOY, agent=True)
+    assert (h.ready, h.progressing, h.degraded) == (True, False, False)
+
+
+def test_missing_children_are_progressing_not_ready() -> None:
+    h = workload_health(3, None, DS, DEPLOY, agent=True)
+    assert (h.ready, h.progressing, h.reason) == (False, True, "Creating")
+
+
+def test_losing_majority_is_degraded() -> None:
+    h = workload_health(3, sts(1), DS, DEPLOY, agent=True)
+    assert h.degraded
+    assert "1/3 nodes ready" in h.message
+
+
+def test_pending_revision_is_progressing() -> None:
+    s = sts(3)
+    s["status"]["updateRevision"] = "b"
+    h = workload_health(3, s, DS, DEPLOY, agent=True)
+    assert (h.ready, h.progressing) == (False, True)
+
+
+def test_transition_time_moves_only_on_status_change() -> None:
+    ready = Health(True, False, False, "AllReady", "ok")
+    first = conditions([], ready, 1, "t1")
+    again = conditions(first, ready, 2, "t2")
+    assert [c["lastTransitionTime"] for c in again] == ["t1", "t1", "t1"]
+    assert all(c["observedGeneration"] == 2 for c in again)
+    flipped = conditions(again, Health(False, True, False, "RollingOut", "x"), 3, "t3")
+    by_type = {c["type"]: c for c in flipped}
+    assert by_type["Ready"]["lastTransitionTime"] == "t3"
+    assert by_type["Degraded"]["lastTransitionTime"] == "t1"
