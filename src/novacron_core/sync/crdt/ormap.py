@@ -18,7 +18,7 @@ sets), not only the nested delta; that is what makes remove well defined:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from novacron_core.clocks import CausalContext, Dot, VersionVector
 from novacron_core.sync.crdt.base import (
@@ -33,6 +33,8 @@ from novacron_core.sync.crdt.base import (
 )
 from novacron_core.sync.crdt.dots import context_of, join_dotfun
 from novacron_core.sync.crdt.orset import fresh_dot
+
+C = TypeVar("C", bound=Crdt)
 
 
 class ORMap(Crdt):
@@ -54,13 +56,14 @@ class ORMap(Crdt):
         versions = self.entries.get(key)
         if not versions:
             return None
-        it = iter(versions.values())
-        out = next(it).copy()
-        for v in it:
-            out.merge(v)
+        # join in dot order: every replica reads the same value from the same versions
+        dots = sorted(versions)
+        out = versions[dots[0]].copy()
+        for d in dots[1:]:
+            out.merge(versions[d])
         return out
 
-    def update(self, key: Atom, factory: type[Crdt], mutate: Callable[[Crdt], Any]) -> ORMap:
+    def update(self, key: Atom, factory: type[C], mutate: Callable[[C], Any]) -> ORMap:
         """Apply ``mutate`` to the key's value (created by ``factory`` if absent)."""
         current = self.get(key)
         if current is None:
