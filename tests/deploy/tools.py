@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -91,3 +92,33 @@ def assert_restricted(name: str, spec: dict[str, Any]) -> None:
         assert c.get("resources", {}).get("limits"), f"{where} has no limits"
     for vol in spec.get("volumes", []):
         assert "hostPath" not in vol, f"{name} mounts a hostPath"
+
+
+# Third-party CRDs the deployment needs on the API server, taken from their Go modules
+# (download only, into the Go module cache; nothing is built). Argo CD v3.6 requires Go
+# 1.27 to even extract its module, so v3.5.x is the newest this toolchain (Go 1.26) takes.
+ARGOCD_MODULE = ("github.com/argoproj/argo-cd/v3", "v3.5.7", "manifests/crds")
+PROMETHEUS_OPERATOR_MODULE = (
+    "github.com/prometheus-operator/prometheus-operator",
+    "v0.85.0",
+    "example/prometheus-operator-crd",
+)
+
+
+def go_module_dir(module: str, version: str) -> Path:
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("go is needed to fetch third-party CRDs from the Go module proxy")
+    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", f"{module}@{version}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=Path.home(),
+    )
+    info = json.loads(proc.stdout or "{}")
+    if proc.returncode != 0 or "Dir" not in info:
+        raise AssertionError(f"go mod download {module}@{version}: {info or proc.stderr}")
+    return Path(info["Dir"])

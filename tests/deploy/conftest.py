@@ -1,0 +1,77 @@
+"""A Kubernetes API server for the deployment tests marked e2e.
+
+The local control plane of novacron_operator.devcluster (etcd + kube-apiserver with
+PodSecurity admission + controller-manager + scheduler + kwok nodes), started once per
+session and torn down after; or, with NOVACRON_E2E_KUBECONFIG=<path>, any cluster (kind).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .tools import find_tool
+
+
+@dataclass
+class Kube:
+    kubeconfig: Path
+    kubectl_bin: str
+    helm_bin: str
+    ca_file: Path | None
+    server: str
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            [self.kubectl_bin, "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}:\n{proc.stderr.strip()}")
+        return proc.stdout if check else proc.stdout + proc.stderr
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def restricted_namespace(self, name: str) -> str:
+        labels = [f"pod-security.kubernetes.io/{m}=restricted" for m in ("enforce", "warn")]
+        self.kubectl("create", "namespace", name)
+        self.kubectl("label", "namespace", name, *labels)
+        return name
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Kube]:
+    kubectl, helm = find_tool("kubectl"), find_tool("helm")
+    external = os.environ.get("NOVACRON_E2E_KUBECONFIG")
+    if external:
+        if not kubectl or not helm:
+            pytest.skip("kubectl and helm binaries are needed (make k8s-bin or PATH)")
+        yield Kube(Path(external), kubectl, helm, None, "")
+        return
+    try:
+        from novacron_operator import devcluster
+    except ImportError as exc:  # pragma: no cover - the operator package ships with the repo
+        pytest.skip(f"novacron_operator.devcluster unavailable: {exc}")
+    cluster = devcluster.up()
+    try:
+        bins = cluster.bins
+        yield Kube(
+            cluster.kubeconfig,
+            str(bins / "kubectl"),
+            str(bins / "helm"),
+            cluster.dir / "ca.crt",
+            cluster.server,
+        )
+    finally:
+        cluster.stop()
