@@ -50,6 +50,18 @@ class Kube:
         return name
 
 
+def image_overrides() -> list[str]:
+    """--set flags pointing the chart at CI's freshly built images (kind), if any."""
+    flags: list[str] = []
+    for env, key in (("NOVACRON_OPERATOR_IMAGE", "operator.image"), ("NOVACRON_IMAGE", "image")):
+        ref = os.environ.get(env)
+        if ref:
+            repo, _, tag = ref.rpartition(":")
+            flags += ["--set", f"{key}.repository={repo}", "--set", f"{key}.tag={tag}"]
+            flags += ["--set", f"{key}.pullPolicy=IfNotPresent"]
+    return flags
+
+
 @pytest.fixture(scope="session")
 def kube() -> Iterator[Kube]:
     kubectl, helm = find_tool("kubectl"), find_tool("helm")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import Kube
+from .conftest import Kube, image_overrides
 from .tools import (
     ARGOCD,
     ARGOCD_MODULE,
@@ -105,7 +105,7 @@ def test_every_rendered_object_server_side_applies(
     env = values.removesuffix(".yaml").removeprefix("values").strip("-") or "default"
     ns = kube.restricted_namespace(f"nc-ssa-{env}")
     cmd = [kube.helm_bin, "template", "novacron", str(CHART), "-n", ns]
-    cmd += ["--kube-version", "1.36.0", "-f", str(CHART / values)]
+    cmd += ["--kube-version", "1.36.0", "-f", str(CHART / values), *image_overrides()]
     rendered = run(cmd).stdout
     out = kube.kubectl(
         "apply", "--server-side", "--force-conflicts", "-n", ns, "-f", "-", stdin=rendered
@@ -130,9 +130,19 @@ async def helm_lifecycle(kube: Kube, ns: str) -> None:
     client = Client(kubeconfig=kube.kubeconfig, executable=kube.helm_bin, default_timeout="120s")
     chart = await client.get_chart(CHART)
 
+    flags = image_overrides()
+    overrides: dict[str, Any] = {}
+    for flag in flags[1::2]:  # "operator.image.tag=x" -> {"operator": {"image": {"tag": x}}}
+        path, _, value = flag.partition("=")
+        *parents, leaf = path.split(".")
+        node = overrides
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+
     def values(name: str) -> dict[str, Any]:
         loaded: dict[str, Any] = yaml.safe_load((CHART / name).read_text())
-        return loaded
+        return merge(loaded, overrides)
 
     rev = await client.install_or_upgrade_release(
         "novacron", chart, values("values-dev.yaml"), namespace=ns, wait=True
@@ -181,6 +191,13 @@ async def helm_lifecycle(kube: Kube, ns: str) -> None:
     history = await rev.release.history()
     assert [h.revision for h in history] == [1, 2, 3, 4]
     await rev.release.uninstall(wait=True)
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
