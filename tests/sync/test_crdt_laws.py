@@ -10,12 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from novacron_core.clocks import VersionVector
 from novacron_core.codec import CodecError
 from novacron_core.sync.crdt import Crdt, decode_crdt, encode_crdt
 from tests.sync.kinds import KINDS, Kind
 
 REPLICAS = ["r0", "r1", "r2"]
-LAWS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LAWS = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _run(kind: Kind, steps: list[tuple[int, Any, int | None]]) -> tuple[list[Crdt], list[Crdt]]:
@@ -104,6 +105,28 @@ def test_any_order_with_duplicates_and_late_retries_converges(
         for d in retries:
             replica.merge(d)
         assert _same(replica, expected)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=repr)
+@LAWS
+@given(data=st.data())
+def test_gc_at_the_stable_point_keeps_values_and_convergence(
+    kind: Kind, data: st.DataObject
+) -> None:
+    reps, _ = _run(kind, data.draw(_steps(kind)))
+    for r in reps[1:]:
+        reps[0].merge(r)
+    for r in reps[1:]:
+        r.merge(reps[0])
+    expected = reps[0].value()
+    ctx = getattr(reps[0], "ctx", None)
+    stable = ctx.vv if ctx is not None else VersionVector()
+    reps[1].gc(stable)
+    assert reps[1].value() == expected
+    reps[2].merge(reps[1])
+    reps[1].merge(reps[0])
+    assert _same(reps[1], reps[2])
+    assert reps[1].value() == expected
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=repr)

@@ -160,3 +160,27 @@ def test_nine_replicas_converge_with_bytes_close_to_the_deltas() -> None:
     r = bytes_run(seed=1, updates=20_000)
     assert r["converged"], r
     assert r["ratio_vs_keyed_deltas"] <= 1.5, r
+
+
+def test_per_key_vector_clocks_flag_concurrent_writes_but_not_causal_ones() -> None:
+    world = World(4, Topology.three_regions())
+    names = cluster(world, 1, SyncConfig())
+    a, b = names[0], names[1]
+    flagged: list[tuple[str, str]] = []
+    for n in names:
+        world.machine(n).on_concurrent = lambda key, upd, clock, n=n: flagged.append((n, key))
+
+    def write(node: str, key: str, v: int) -> None:
+        ts = HLCTimestamp(int(world.now * 1000), 0, node)
+        world.request(node, Mutate(key, LWWRegister, lambda r: r.assign(v, ts)))
+
+    world.schedule(0.1, lambda: write(a, "seq", 1))
+    world.schedule(1.0, lambda: write(b, "seq", 2))  # b has seen a's write: causal
+    world.schedule(2.0, lambda: world.partition([{a}, {b}]))
+    world.schedule(2.1, lambda: write(a, "conc", 1))
+    world.schedule(2.2, lambda: write(b, "conc", 2))  # neither saw the other: concurrent
+    world.schedule(3.0, world.heal)
+    world.run_until(6.0)
+    assert "seq" not in {k for _, k in flagged}
+    assert {n for n, k in flagged if k == "conc"} >= {a, b}
+    assert world.machine(a).store.value("conc") == world.machine(b).store.value("conc")

@@ -31,6 +31,7 @@ from novacron_core.sync.crdt import (
     PNCounter,
     TwoPSet,
 )
+from novacron_core.sync.engine import SyncConfig
 from novacron_core.sync.scenarios import bytes_run, latency_run
 
 TRACES = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "editing-traces"
@@ -41,16 +42,17 @@ Patch = tuple[int, int, str]
 
 def gossip_figures(quick: bool = False) -> dict[str, Any]:
     """25 replicas / 100 ms links / 5% loss / a healing partition, and 9 replicas' bytes."""
+    n = 10_000 if quick else 100_000
     if quick:
         lat = latency_run(seed=1, duration=6.0, partition=(2.0, 3.0))
-        byt = bytes_run(seed=1, updates=10_000)
     else:
         lat = latency_run(seed=1, duration=20.0, partition=(5.0, 8.0))
-        byt = bytes_run(seed=1, updates=100_000)
+    with_deps = SyncConfig(pull=True, fanout=1, interval=0.05, ae_interval=5.0)
     return {
         "propagation": lat,
         "targets": {"median_ms": 400, "max_ms": 600, "msgs_per_update": 20, "bytes_ratio": 1.5},
-        "bytes": byt,
+        "bytes": bytes_run(seed=1, updates=n),
+        "bytes_with_per_key_vector_clocks": bytes_run(seed=1, updates=n, config=with_deps),
     }
 
 

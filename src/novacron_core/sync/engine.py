@@ -28,6 +28,7 @@ import msgpack
 
 from novacron_core.clocks import HLC, CausalContext, Dot, VersionVector
 from novacron_core.machine import NodeId, Ready
+from novacron_core.sync.crdt import LWWRegister, MVRegister, ORMap
 from novacron_core.sync.crdt.base import Crdt, decode_crdt, encode_crdt
 from novacron_core.sync.merkle import LEAVES
 from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip, Update
@@ -50,6 +51,9 @@ class SyncConfig:
     snapshot_every: int = 50_000
     sync_writes: bool = False
     max_batch: int = 5_000  # updates per gossip message
+    # send each update's per-key vector clock for keys whose type can conflict (registers,
+    # maps); counters and sets merge without conflicts and skip the bytes
+    causal_deps: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,9 @@ class Read:
     key: str
 
 
+CONFLICTING: tuple[type[Crdt], ...] = (LWWRegister, MVRegister, ORMap)
 ApplyHook = Callable[[NodeId, Update, float], None]
+ConcurrentHook = Callable[[str, Update, VersionVector], None]
 
 
 class SyncNode:
@@ -79,6 +85,7 @@ class SyncNode:
         config: SyncConfig | None = None,
         seed: int = 0,
         on_apply: ApplyHook | None = None,
+        on_concurrent: ConcurrentHook | None = None,
     ) -> None:
         self.id = node_id
         self.config = config or SyncConfig()
@@ -87,6 +94,9 @@ class SyncNode:
         self.peers = {p: r for p, r in peers.items() if p != node_id}
         self.selector = PeerSelector(region, self.peers, self.rng, self.config.cross_region)
         self.on_apply = on_apply
+        self.on_concurrent = on_concurrent
+        self.key_clocks: dict[str, VersionVector] = {}  # key -> highest seq per origin seen
+        self.concurrent_updates = 0
         self.seen = CausalContext()  # dots of every update applied here
         self.buffer: dict[Dot, tuple[Update, float]] = {}  # for forwarding; value: arrival
         self.known: dict[NodeId, VersionVector] = {p: VersionVector() for p in self.peers}
@@ -161,7 +171,10 @@ class SyncNode:
         delta = self.store.update(m.key, m.kind, m.mutate)
         self._seq += 1
         ts = self.hlc.now(int(now * 1000))
-        upd = Update(self.replica, self._seq, m.key, encode_crdt(delta), ts.wall_ms)
+        clock = self.key_clocks.setdefault(m.key, VersionVector())
+        clock.counters[self.replica] = self._seq
+        deps = dict(clock.counters) if self.config.causal_deps and m.kind in CONFLICTING else {}
+        upd = Update(self.replica, self._seq, m.key, encode_crdt(delta), ts.wall_ms, deps)
         dot = Dot(self.replica, self._seq)
         self.seen.add(dot)
         self.buffer[dot] = (upd, now)
@@ -267,6 +280,7 @@ class SyncNode:
             delta = decode_crdt(upd.delta)
         except ValueError:
             return False  # a garbage delta costs that update, not the node
+        self._check_concurrency(upd, hook)
         self.store.merge(upd.key, delta)
         dot = Dot(upd.origin, upd.seq)
         self.seen.add(dot)
@@ -274,6 +288,23 @@ class SyncNode:
         if hook and self.on_apply is not None:
             self.on_apply(self.id, upd, now)
         return True
+
+    def _check_concurrency(self, upd: Update, hook: bool) -> None:
+        """Compare the update's per-key clock with ours: if we saw writes of the key that
+        its origin had not, the two are concurrent (reported when deps were sent)."""
+        clock = self.key_clocks.setdefault(upd.key, VersionVector())
+        if upd.deps:
+            deps = upd.deps
+            concurrent = any(
+                c > deps.get(r, 0) for r, c in clock.counters.items() if r != upd.origin
+            )
+            if concurrent:
+                self.concurrent_updates += 1
+                if hook and self.on_concurrent is not None:
+                    self.on_concurrent(upd.key, upd, clock.copy())
+            clock.merge_in_place(VersionVector(deps))
+        if upd.seq > clock.get(upd.origin):
+            clock.counters[upd.origin] = upd.seq
 
     def _trim_buffer(self) -> None:
         """Forget updates every peer has reported (anti-entropy covers the rest)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from novacron_core.codec import record
 
@@ -21,6 +21,11 @@ class Update:
     key: str
     delta: bytes  # encode_crdt(delta)
     wall_ms: int  # origin's HLC wall time, for propagation-lag figures
+    # the origin's vector clock *of this key* just after it wrote: which updates of the key
+    # it had seen (origin -> highest seq; its own entry is this update). Lets a receiver tell
+    # a causally later write from a concurrent one (the conflict engine's input). Empty when
+    # the engine is configured not to send it (``SyncConfig.causal_deps``).
+    deps: dict[str, int] = field(default_factory=dict)
 
 
 @record(301)
@@ -30,13 +35,13 @@ class Gossip:
 
     ``reply`` asks the receiver to answer with whatever the sender's vector lacks. Updates
     travel packed (see :func:`pack`): origin names once per message, then per update only
-    ``origin#, seq - previous seq of that origin, key, delta`` so that the bytes on the wire
-    stay close to the deltas themselves.
+    ``origin#, seq - previous seq of that origin, key, delta, deps`` (deps as flat
+    ``[origin#, seq, ...]``) so that the bytes on the wire stay close to the deltas themselves.
     """
 
     vv: dict[str, int]
     origins: list[str]
-    packed: list[int | str | bytes]
+    packed: list[int | str | bytes | list[int]]
     reply: bool
 
     @classmethod
@@ -49,30 +54,42 @@ class Gossip:
         return unpack(self.origins, self.packed)
 
 
-def pack(updates: list[Update]) -> tuple[list[str], list[int | str | bytes]]:
+Packed = list[int | str | bytes | list[int]]
+
+
+def pack(updates: list[Update]) -> tuple[list[str], Packed]:
     index: dict[str, int] = {}
     last: dict[str, int] = {}
-    flat: list[int | str | bytes] = []
+    flat: Packed = []
     for u in sorted(updates, key=lambda u: (u.origin, u.seq)):
         i = index.setdefault(u.origin, len(index))
-        flat += (i, u.seq - last.get(u.origin, 0), u.key, u.delta)
+        deps: list[int] = []
+        for r, c in u.deps.items():
+            deps += (index.setdefault(r, len(index)), c)
+        flat += (i, u.seq - last.get(u.origin, 0), u.key, u.delta, deps)
         last[u.origin] = u.seq
     return list(index), flat
 
 
-def unpack(origins: list[str], flat: list[int | str | bytes]) -> list[Update]:
-    if len(flat) % 4:
-        raise ValueError("packed updates come in fours")
-    last = [0] * len(origins)
+def unpack(origins: list[str], flat: Packed) -> list[Update]:
+    if len(flat) % 5:
+        raise ValueError("packed updates come in fives")
+    n = len(origins)
+    last = [0] * n
     out: list[Update] = []
-    for k in range(0, len(flat), 4):
-        i, step, key, delta = flat[k : k + 4]
+    for k in range(0, len(flat), 5):
+        i, step, key, delta, deps = flat[k : k + 5]
         if not (type(i) is int and type(step) is int and type(key) is str):
             raise ValueError("malformed packed update")
-        if not (type(delta) is bytes and 0 <= i < len(origins) and step > 0):
+        if not (type(delta) is bytes and 0 <= i < n and step > 0 and type(deps) is list):
             raise ValueError("malformed packed update")
+        if len(deps) % 2 or not all(type(x) is int and x >= 0 for x in deps):
+            raise ValueError("malformed dependencies")
+        if not all(x < n for x in deps[::2]):
+            raise ValueError("dependency on an unknown origin")
         last[i] += step
-        out.append(Update(origins[i], last[i], key, delta, 0))
+        dep = {origins[deps[j]]: deps[j + 1] for j in range(0, len(deps), 2)}
+        out.append(Update(origins[i], last[i], key, delta, 0, dep))
     return out
 
 

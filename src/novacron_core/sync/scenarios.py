@@ -128,7 +128,9 @@ def bytes_run(
     """``updates`` LWW writes spread over 9 replicas in 3 regions; bytes on the wire vs the
     bytes each other replica had to receive."""
     world = World(seed, Topology.three_regions(), sizer=lambda m: len(encode(m)))
-    cfg = config or SyncConfig(pull=True, fanout=1, interval=0.05, ae_interval=5.0)
+    cfg = config or SyncConfig(
+        pull=True, fanout=1, interval=0.05, ae_interval=5.0, causal_deps=False
+    )
     n_rep = 3 * per_region
     tracker = Tracker(n_rep)
     names = cluster(world, per_region, cfg, tracker)
