@@ -200,3 +200,24 @@ def test_gc_of_a_counter_is_harmless() -> None:
     c.increment(3)
     c.gc(VersionVector({"a": 1}))
     assert c.value() == 3
+
+
+def test_rga_long_run_delivered_backwards_integrates_without_recursion() -> None:
+    a, b = RGA("a"), RGA("b")
+    deltas = [a.insert(i, "x") for i in range(5000)]
+    for d in reversed(deltas):
+        b.merge(d)
+    assert b.text() == a.text() == "x" * 5000
+
+
+def test_rga_none_values_from_the_wire_never_become_visible() -> None:
+    import msgpack
+
+    from novacron_core.sync.crdt import RgaDelta, decode_crdt
+    from novacron_core.sync.crdt.base import to_tagged
+
+    forged = msgpack.packb([RgaDelta.KIND, [["m"], [1, 0, 0, 0], [None], []]])
+    r = RGA("a")
+    r.merge(decode_crdt(forged))
+    assert r.value() == []
+    assert to_tagged(r)[0] == RGA.KIND

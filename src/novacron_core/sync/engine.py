@@ -30,7 +30,7 @@ from novacron_core.clocks import HLC, CausalContext, Dot, VersionVector
 from novacron_core.machine import NodeId, Ready
 from novacron_core.sync.crdt import LWWRegister, MVRegister, ORMap
 from novacron_core.sync.crdt.base import Crdt, decode_crdt, encode_crdt
-from novacron_core.sync.merkle import LEAVES
+from novacron_core.sync.merkle import LEAVES, RANGES
 from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip, Update
 from novacron_core.sync.peers import PeerSelector
 from novacron_core.sync.persist import MemoryDurable
@@ -347,7 +347,7 @@ class SyncNode:
     def _on_leaves(self, src: NodeId, msg: AeLeaves, ready: Ready) -> None:
         leaves: list[int] = []
         for r, theirs in msg.leaves.items():
-            if not 0 <= r < len(self.store.merkle.range_hashes()) or len(theirs) != LEAVES:
+            if not 0 <= r < RANGES or len(theirs) != LEAVES:
                 return
             mine = self.store.merkle.leaf_hashes(r)
             leaves += [r * LEAVES + i for i in range(LEAVES) if mine[i] != theirs[i]]
@@ -368,7 +368,7 @@ class SyncNode:
     def _states(self, leaves: list[int]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
         for leaf in leaves:
-            if 0 <= leaf < LEAVES * LEAVES:
+            if 0 <= leaf < RANGES * LEAVES:
                 for key in self.store.merkle.keys_in(leaf):
                     v = self.store.get(key)
                     if v is not None:

@@ -96,7 +96,8 @@ class RgaDelta(Crdt):
     @classmethod
     def from_wire(cls, raw: Any) -> RgaDelta:
         ins, dels = _unwire(raw)
-        return cls({i: (o, v) for i, o, v in ins}, set(dels))
+        # a value-less element is a deleted one: never let None become visible
+        return cls({i: (o, v) for i, o, v in ins}, set(dels) | {i for i, _, v in ins if v is None})
 
 
 class RGA(Crdt):
@@ -238,12 +239,22 @@ class RGA(Crdt):
             self._delete_id(i)
 
     def _integrate(self, nid: Id, origin: Origin, val: Atom) -> None:
-        where, chunks = self._where, self._chunks
+        where = self._where
         if origin is not None and origin not in where:
             waiting = self._pending.setdefault(origin, [])
             if all(w[0] != nid for w in waiting):
                 waiting.append((nid, origin, val))
             return
+        # a loop, not recursion: a long run delivered backwards releases a long chain
+        todo = [(nid, origin, val)]
+        while todo:
+            item = todo.pop()
+            if item[0] not in where:
+                self._place(*item)
+                todo.extend(self._pending.pop(item[0], ()))
+
+    def _place(self, nid: Id, origin: Origin, val: Atom) -> None:
+        where, chunks = self._where, self._chunks
         if origin is None:
             ci, chunk, j = 0, chunks[0], 0
         else:
@@ -273,9 +284,6 @@ class RGA(Crdt):
             self._clock = nid[0]
         if len(chunk.ids) > _MAX:
             self._split(ci)
-        for child in self._pending.pop(nid, ()):
-            if child[0] not in where:
-                self._integrate(*child)
 
     def _delete_id(self, i: Id) -> None:
         chunk = self._where.get(i)
