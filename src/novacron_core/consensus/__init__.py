@@ -1,0 +1,1 @@
+"""Consensus protocols, each a sans-IO :class:`~novacron_core.machine.Machine`."""

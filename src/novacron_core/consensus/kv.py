@@ -1,0 +1,113 @@
+"""The regional VM-state store: a replicated KV map with compare-and-swap and client sessions.
+
+Sessions make retries exactly-once: a command carries (client, seq); the store remembers
+each client's last seq and its result, so a command re-proposed after an unknown outcome
+(leader crash, timeout) returns the first result instead of applying twice. Clients issue
+one command at a time per session, so remembering the last one suffices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from novacron_core.codec import decode, encode, record
+
+PUT, DELETE, CAS = "put", "delete", "cas"
+
+
+@record(170)
+@dataclass(frozen=True, slots=True)
+class KVCommand:
+    op: str  # put | delete | cas
+    key: str
+    value: bytes | None = None
+    expected: bytes | None = None  # cas: the value required now (None = key absent)
+    client: str = ""  # empty: no session (not deduplicated)
+    seq: int = 0
+
+
+@record(171)
+@dataclass(frozen=True, slots=True)
+class KVQuery:
+    key: str = ""
+    prefix: str | None = None  # list keys under a prefix instead of reading one key
+    limit: int = 1000
+
+
+@record(172)
+@dataclass(frozen=True, slots=True)
+class KVResult:
+    ok: bool = True  # cas: swapped; others: True
+    value: bytes | None = None  # get: the value; cas: the value found when not swapped
+    items: list[tuple[str, bytes]] = field(default_factory=list)
+    stale: bool = False  # a session seq older than the last one applied
+
+
+@record(173)
+@dataclass(frozen=True, slots=True)
+class Session:
+    seq: int
+    result: bytes
+
+
+@record(174)
+@dataclass(frozen=True, slots=True)
+class KVSnapshot:
+    data: dict[str, bytes]
+    sessions: dict[str, Session]
+    applied: int = 0
+
+
+class KVStore:
+    """A :class:`~novacron_core.consensus.raft.StateMachine`."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.sessions: dict[str, Session] = {}
+        self.applied = 0
+
+    def apply(self, index: int, data: bytes) -> bytes | None:
+        self.applied = index
+        cmd = decode(data, KVCommand)
+        if cmd.client:
+            s = self.sessions.get(cmd.client)
+            if s is not None and cmd.seq <= s.seq:
+                return s.result if cmd.seq == s.seq else encode(KVResult(False, stale=True))
+        result = encode(self._execute(cmd))
+        if cmd.client:
+            self.sessions[cmd.client] = Session(cmd.seq, result)
+        return result
+
+    def _execute(self, cmd: KVCommand) -> KVResult:
+        if cmd.op == PUT and cmd.value is not None:
+            self.data[cmd.key] = cmd.value
+            return KVResult(True)
+        if cmd.op == DELETE:
+            return KVResult(True, value=self.data.pop(cmd.key, None))
+        if cmd.op == CAS:
+            current = self.data.get(cmd.key)
+            if current != cmd.expected:
+                return KVResult(False, value=current)
+            if cmd.value is None:
+                self.data.pop(cmd.key, None)
+            else:
+                self.data[cmd.key] = cmd.value
+            return KVResult(True)
+        return KVResult(False)
+
+    def query(self, data: bytes) -> bytes | None:
+        q = decode(data, KVQuery)
+        if q.prefix is not None:
+            keys = sorted(k for k in self.data if k.startswith(q.prefix))[: q.limit]
+            return encode(KVResult(True, items=[(k, self.data[k]) for k in keys]))
+        v = self.data.get(q.key)
+        return encode(KVResult(v is not None, value=v))
+
+    def snapshot(self) -> bytes:
+        return encode(KVSnapshot(dict(self.data), dict(self.sessions), self.applied))
+
+    def restore(self, data: bytes) -> None:
+        snap = decode(data, KVSnapshot)
+        self.data = dict(snap.data)
+        self.sessions = dict(snap.sessions)
+        self.applied = snap.applied

@@ -1,0 +1,59 @@
+"""Sans-IO Raft: election (PreVote, CheckQuorum), pipelined replication, ReadIndex and lease
+reads, snapshots, single-server membership changes with learners, leadership transfer."""
+
+from novacron_core.consensus.raft.config import RaftConfig, StateMachine
+from novacron_core.consensus.raft.log import RaftLog
+from novacron_core.consensus.raft.messages import (
+    BUSY,
+    NOT_LEADER,
+    OK,
+    REJECTED,
+    UNKNOWN,
+    ChangeMember,
+    ConfigState,
+    Entry,
+    Propose,
+    Read,
+    Reply,
+    SnapshotMeta,
+    TransferLeader,
+)
+from novacron_core.consensus.raft.node import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE, RaftNode
+from novacron_core.consensus.raft.storage import (
+    AppendEntries,
+    HardState,
+    MemoryStorage,
+    Recovered,
+    SaveSnapshot,
+    apply_write,
+)
+
+__all__ = [
+    "BUSY",
+    "CANDIDATE",
+    "FOLLOWER",
+    "LEADER",
+    "NOT_LEADER",
+    "OK",
+    "PRE_CANDIDATE",
+    "REJECTED",
+    "UNKNOWN",
+    "AppendEntries",
+    "ChangeMember",
+    "ConfigState",
+    "Entry",
+    "HardState",
+    "MemoryStorage",
+    "Propose",
+    "RaftConfig",
+    "RaftLog",
+    "RaftNode",
+    "Read",
+    "Recovered",
+    "Reply",
+    "SaveSnapshot",
+    "SnapshotMeta",
+    "StateMachine",
+    "TransferLeader",
+    "apply_write",
+]

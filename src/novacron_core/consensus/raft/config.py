@@ -1,0 +1,38 @@
+"""Raft tuning knobs and the state machine a Raft group replicates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class RaftConfig:
+    # A follower campaigns after a random timeout in [election_timeout, 2 * election_timeout).
+    election_timeout: float = 1.0
+    heartbeat_interval: float = 0.1
+    pre_vote: bool = True
+    check_quorum: bool = True
+    # Flow control: appends in flight per follower, and bytes per append.
+    max_inflight: int = 64
+    max_append_bytes: int = 1 << 20
+    # Take a snapshot (and compact the log) after this many applied entries.
+    snapshot_entries: int = 10_000
+    # Bounded queues: proposals waiting for commit, and reads waiting for a ReadIndex round.
+    max_pending: int = 10_000
+    # "read_index" (always safe) or "lease" (relies on bounded clock drift; see docs/raft.md).
+    read_mode: str = "read_index"
+    # The lease is election_timeout * (1 - lease_drift) from the send time of the heartbeat.
+    lease_drift: float = 0.2
+
+
+class StateMachine(Protocol):
+    """What a Raft group replicates. Deterministic: same commands, same state."""
+
+    def apply(self, index: int, data: bytes) -> bytes | None: ...
+
+    def query(self, data: bytes) -> bytes | None: ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...

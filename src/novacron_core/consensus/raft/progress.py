@@ -1,0 +1,39 @@
+"""The leader's view of each follower (etcd-raft's Progress, simplified)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+PROBE, REPLICATE, SNAPSHOT = "probe", "replicate", "snapshot"
+
+
+@dataclass(slots=True)
+class Progress:
+    """``probe``: one append at a time until the follower's log position is known;
+    ``replicate``: optimistic pipelining of up to ``max_inflight`` appends;
+    ``snapshot``: an InstallSnapshot is in flight, appends wait for its answer."""
+
+    next: int
+    match: int = 0
+    state: str = PROBE
+    probe_sent: bool = False
+    inflight: deque[int] = field(default_factory=deque)  # last index of each append in flight
+    pending_snapshot: int = 0
+    snapshot_sent_at: float = 0.0
+    active: bool = False  # heard from since the last CheckQuorum round
+    acked_ctx: int = 0  # highest ReadIndex round this follower acknowledged
+
+    def become_probe(self) -> None:
+        self.state = PROBE
+        self.probe_sent = False
+        self.inflight.clear()
+
+    def become_replicate(self) -> None:
+        self.state = REPLICATE
+        self.inflight.clear()
+        self.next = max(self.next, self.match + 1)
+
+    def free_to(self, index: int) -> None:
+        while self.inflight and self.inflight[0] <= index:
+            self.inflight.popleft()

@@ -1,0 +1,89 @@
+"""What Raft asks the disk to keep, and an in-memory :class:`Durable` for the simulator.
+
+The runtime's file storage applies the same three write records, so the simulator and the
+real node recover through one code path (:meth:`MemoryStorage.load` / ``RaftNode``'s init).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from novacron_core.codec import record
+from novacron_core.consensus.raft.messages import Entry, SnapshotMeta
+
+
+@record(200)
+@dataclass(frozen=True, slots=True)
+class HardState:
+    term: int
+    vote: str | None
+
+
+@record(201)
+@dataclass(frozen=True, slots=True)
+class AppendEntries:
+    """Append, truncating any stored suffix from ``entries[0].index`` first."""
+
+    entries: list[Entry]
+
+
+@record(202)
+@dataclass(frozen=True, slots=True)
+class SaveSnapshot:
+    """Replace the log prefix up to ``meta.index`` (keeping a matching suffix)."""
+
+    meta: SnapshotMeta
+    data: bytes
+
+
+@dataclass
+class Recovered:
+    hard: HardState = field(default_factory=lambda: HardState(0, None))
+    snap: SnapshotMeta = field(default_factory=SnapshotMeta)
+    snap_data: bytes = b""
+    entries: list[Entry] = field(default_factory=list)
+
+
+def apply_write(state: Recovered, w: Any) -> None:
+    """The one definition of what each write means, shared by every storage backend."""
+    if isinstance(w, HardState):
+        state.hard = w
+    elif isinstance(w, AppendEntries):
+        if not w.entries:
+            return
+        cut = w.entries[0].index - state.snap.index - 1
+        if cut < 0:  # entries already covered by the snapshot: skip them
+            w = AppendEntries([e for e in w.entries if e.index > state.snap.index])
+            cut = 0
+            if not w.entries:
+                return
+        del state.entries[cut:]
+        state.entries.extend(w.entries)
+    elif isinstance(w, SaveSnapshot):
+        meta = w.meta
+        if meta.index <= state.snap.index:
+            return
+        off = meta.index - state.snap.index - 1
+        if off < len(state.entries) and state.entries[off].term == meta.term:
+            del state.entries[: off + 1]
+        else:
+            state.entries = []
+        state.snap, state.snap_data = meta, w.data
+    else:
+        raise TypeError(f"not a raft write: {w!r}")
+
+
+class MemoryStorage:
+    """Durable state that survives a simulated crash (the simulator applies synced writes)."""
+
+    def __init__(self) -> None:
+        self.state = Recovered()
+
+    def apply(self, writes: list[Any]) -> None:
+        for w in writes:
+            apply_write(self.state, w)
+
+    def load(self) -> Recovered:
+        s = self.state
+        return Recovered(s.hard, s.snap, s.snap_data, list(s.entries))
