@@ -184,3 +184,16 @@ def test_per_key_vector_clocks_flag_concurrent_writes_but_not_causal_ones() -> N
     assert "seq" not in {k for _, k in flagged}
     assert {n for n, k in flagged if k == "conc"} >= {a, b}
     assert world.machine(a).store.value("conc") == world.machine(b).store.value("conc")
+
+
+@pytest.mark.parametrize("seed", sim_seeds(4, base=100))
+def test_replicas_converge_after_random_fault_schedules(seed: int) -> None:
+    from novacron_core.sim import apply_faults, random_faults
+
+    world = World(seed, Topology.three_regions())
+    names = cluster(world, 2, SyncConfig(ae_interval=1.0))
+    _workload(world, names, until=8.0, every=0.01)
+    apply_faults(world, random_faults(world.rng, names, 8.0, mean_gap=0.4))
+    world.run_until(20.0)
+    result = check_convergence({n: world.machine(n) for n in names}, _view)
+    assert result, f"{result.explanation}\n{replay_hint(seed, 'random_fault')}"
