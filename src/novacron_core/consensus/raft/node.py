@@ -680,7 +680,9 @@ class RaftNode:
         if pr.match == self.log.last_index:
             self._send(target, TimeoutNow(self.term))
         else:
-            self._send_append(target)
+            # A probe at the follower's believed position: a lost append shows up as a
+            # rejection, which restarts replication from where the target really is.
+            self._send_append(target, heartbeat=True)
         self.out.reply(rid, Reply(OK, leader=self.id, detail="transfer started"))
 
     # ------------------------------------------------------------------ introspection
