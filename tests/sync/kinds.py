@@ -71,6 +71,12 @@ KINDS = [
         st.tuples(st.booleans(), elems),
         lambda s, op: s.add(op[1]) if op[0] else s.remove(op[1]),
     ),
+    Kind(  # the same, with the indexed fast merge path taken from the first element on
+        "ORSet-indexed",
+        lambda r: ORSet(r, fast_min=0),
+        st.tuples(st.booleans(), elems),
+        lambda s, op: s.add(op[1]) if op[0] else s.remove(op[1]),
+    ),
     Kind(
         "LWWRegister",
         LWWRegister,

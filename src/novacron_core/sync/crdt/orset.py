@@ -38,28 +38,53 @@ def dots_wire(dots: dict[Dot, Any]) -> list[list[Any]]:
     return sorted([d.replica, d.counter] for d in dots)
 
 
+def small_dots(ctx: CausalContext, limit: int = 32) -> list[Dot] | None:
+    """Every dot of a context, if it has at most ``limit`` (deltas usually do)."""
+    if len(ctx.cloud) + sum(ctx.vv.counters.values()) > limit:
+        return None
+    dots = list(ctx.cloud)
+    for r, c in ctx.vv.counters.items():
+        dots += (Dot(r, n) for n in range(1, c + 1))
+    return dots
+
+
 class ORSet(Crdt):
+    """``fast_min``: from this many elements on, merging a small delta goes through a
+    dot -> element index and touches only the elements the delta names or removes, instead
+    of checking every element against the delta's context."""
+
     KIND = 5
-    __slots__ = ("ctx", "entries")
+    FAST_MIN = 64
+    __slots__ = ("_owner", "ctx", "entries", "fast_min")
 
     def __init__(
         self,
         replica: str = "",
         entries: dict[Atom, dict[Dot, None]] | None = None,
         ctx: CausalContext | None = None,
+        fast_min: int | None = None,
     ) -> None:
         self.replica = replica
         self.entries: dict[Atom, dict[Dot, None]] = entries if entries is not None else {}
         self.ctx = ctx if ctx is not None else CausalContext()
+        self.fast_min = self.FAST_MIN if fast_min is None else fast_min
+        self._owner: dict[Dot, Atom] | None = None  # built on the first fast merge
 
     def add(self, x: Atom) -> ORSet:
         old = list(self.entries.get(x, ()))
         dot = fresh_dot(self.ctx, self.replica)
         self.entries[x] = {dot: None}
+        if self._owner is not None:
+            for d in old:
+                self._owner.pop(d, None)
+            self._owner[dot] = x
         return ORSet(entries={x: {dot: None}}, ctx=context_of([*old, dot]))
 
     def remove(self, x: Atom) -> ORSet:
         old = self.entries.pop(x, {})
+        if self._owner is not None:
+            for d in old:
+                self._owner.pop(d, None)
         return ORSet(ctx=context_of(list(old)))
 
     def __contains__(self, x: Atom) -> bool:
@@ -69,6 +94,12 @@ class ORSet(Crdt):
         return frozenset(self.entries)
 
     def merge(self, other: Any) -> None:
+        if len(self.entries) >= self.fast_min and len(other.entries) <= 32:
+            ctx_dots = small_dots(other.ctx)
+            if ctx_dots is not None:
+                self._merge_small(other, ctx_dots)
+                return
+        self._owner = None
         mine, theirs = self.entries, other.entries
         for x in list(mine):
             if x not in theirs:
@@ -85,7 +116,30 @@ class ORSet(Crdt):
                 mine.pop(x, None)
         self.ctx.merge(other.ctx)
 
+    def _merge_small(self, other: ORSet, their_ctx_dots: list[Dot]) -> None:
+        # Only elements the delta carries, or whose dots its context covers, can change.
+        owner = self._owner
+        if owner is None:
+            owner = self._owner = {d: x for x, ds in self.entries.items() for d in ds}
+        touched = set(other.entries)
+        touched.update(owner[d] for d in their_ctx_dots if d in owner)
+        for x in touched:
+            dots = self.entries.get(x) or {}
+            old = list(dots)
+            join_dotfun(dots, self.ctx, other.entries.get(x, {}), other.ctx)
+            for d in old:
+                if d not in dots:
+                    del owner[d]
+            for d in dots:
+                owner[d] = x
+            if dots:
+                self.entries[x] = dots
+            else:
+                self.entries.pop(x, None)
+        self.ctx.merge(other.ctx)
+
     def gc(self, stable: VersionVector) -> None:
+        self._owner = None
         for dots in self.entries.values():
             collapse_stable(dots, stable)
 

@@ -116,7 +116,9 @@ class RGA(Crdt):
     def __init__(self, replica: str = "") -> None:
         self.replica = replica
         self._chunks: list[_Chunk] = [_Chunk([], [], [])]
-        self._where: dict[Id, _Chunk] = {}
+        # id -> chunk, built on the first remote edit: a replica that only edits locally
+        # (and ships deltas) never needs it, which halves its memory and speeds it up
+        self._where: dict[Id, _Chunk] | None = None
         self._clock = 0
         self._len = 0
         self._cur = 0  # cursor: chunk index ...
@@ -177,7 +179,8 @@ class RGA(Crdt):
             chunk.ids.insert(j, nid)
             chunk.origins.insert(j, origin)
             chunk.vals.insert(j, val)
-            where[nid] = chunk
+            if where is not None:
+                where[nid] = chunk
             delta: dict[Id, tuple[Origin, Atom]] = {nid: (origin, val)}
         else:
             ids = [(clock + i, me) for i in range(1, n + 1)]
@@ -186,8 +189,9 @@ class RGA(Crdt):
             chunk.ids[j:j] = ids
             chunk.origins[j:j] = origins
             chunk.vals[j:j] = vals
-            for i in ids:
-                where[i] = chunk
+            if where is not None:
+                for i in ids:
+                    where[i] = chunk
             delta = dict(zip(ids, zip(origins, vals, strict=True), strict=True))
         self._clock = clock + n
         chunk.vis += n
@@ -220,8 +224,9 @@ class RGA(Crdt):
         del chunk.ids[half:], chunk.origins[half:], chunk.vals[half:]
         chunk.vis -= new.vis
         where = self._where
-        for i in new.ids:
-            where[i] = new
+        if where is not None:
+            for i in new.ids:
+                where[i] = new
         self._chunks.insert(ci + 1, new)
         if self._cur > ci:
             self._cur += 1
@@ -231,15 +236,20 @@ class RGA(Crdt):
     def merge(self, other: Any) -> None:
         if isinstance(other, RGA):
             other = other.as_delta()
-        where = self._where
+        where = self._index()
         for i, (origin, val) in other.inserts.items():
             if i not in where:
                 self._integrate(i, origin, val)
         for i in other.deletes:
             self._delete_id(i)
 
+    def _index(self) -> dict[Id, _Chunk]:
+        if self._where is None:
+            self._where = {i: c for c in self._chunks for i in c.ids}
+        return self._where
+
     def _integrate(self, nid: Id, origin: Origin, val: Atom) -> None:
-        where = self._where
+        where = self._index()
         if origin is not None and origin not in where:
             waiting = self._pending.setdefault(origin, [])
             if all(w[0] != nid for w in waiting):
@@ -254,7 +264,7 @@ class RGA(Crdt):
                 todo.extend(self._pending.pop(item[0], ()))
 
     def _place(self, nid: Id, origin: Origin, val: Atom) -> None:
-        where, chunks = self._where, self._chunks
+        where, chunks = self._index(), self._chunks
         if origin is None:
             ci, chunk, j = 0, chunks[0], 0
         else:
@@ -286,7 +296,7 @@ class RGA(Crdt):
             self._split(ci)
 
     def _delete_id(self, i: Id) -> None:
-        chunk = self._where.get(i)
+        chunk = self._index().get(i)
         if chunk is None:
             self._pending_del.add(i)
             return
