@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,9 @@ from typing import Any
 
 import pytest
 
-from .tools import find_tool
+from .tools import CHART, find_tool
+
+NOVACRON_KINDS = ("novacronclusters", "novacronregions", "dwcpfederations")
 
 
 @dataclass
@@ -87,3 +90,30 @@ def kube() -> Iterator[Kube]:
         )
     finally:
         cluster.stop()
+
+
+def wait_for(what: str, ok: Any, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = ok()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what} (last: {last})")
+
+
+def wait_established(kube: Kube, crd: str) -> None:
+    def established() -> bool:
+        conditions = kube.get("crd", crd).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_for(f"CRD {crd} Established", established, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def novacron_crds(kube: Kube) -> None:
+    """The chart's CRDs (a copy of crds/), applied first as Helm's crds/ step does."""
+    kube.kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
+    for kind in NOVACRON_KINDS:
+        wait_established(kube, f"{kind}.novacron.io")

@@ -123,47 +123,81 @@ def test_operator_deployment_is_ha_with_leader_election(helm: str) -> None:
     objs = helm_template(helm, "values-production.yaml")
     (dep,) = by_kind(objs, "Deployment")
     assert dep["spec"]["replicas"] == 2
-    env = {
-        e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    assert env["NOVACRON_OPERATOR_LEADER_ELECTION"] == "true"
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--lease-name=novacron-operator" in args
+    assert "--lease-namespace=novacron" in args
+    assert "--identity=$(POD_NAME)" in args
     (pdb,) = by_kind(objs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
-    lease_roles = [r for r in by_kind(objs, "Role") if r["metadata"]["name"].endswith("-election")]
-    assert lease_roles[0]["rules"] == [
+    roles = {r["metadata"]["name"]: r for r in by_kind(objs, "Role")}
+    assert roles["novacron-operator-leader-election"]["rules"] == [
         {
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch"],
+            "verbs": ["get", "create", "update"],
         }
     ]
 
 
-def test_rbac_is_namespaced_by_default_and_cluster_scope_is_read_only(helm: str) -> None:
+def test_operator_args_parse_with_the_operators_own_cli(helm: str) -> None:
+    from novacron_operator.__main__ import parse
+
+    objs = helm_template(helm, "values-production.yaml")
+    (dep,) = by_kind(objs, "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    parsed = parse(args)
+    assert parsed.namespace == ["novacron"]
+    assert parsed.health_port == 8080
+    assert parsed.lease_seconds == 15
+
+
+def test_rbac_is_namespaced_but_a_read_only_crd_watch_and_has_no_wildcards(helm: str) -> None:
     objs = helm_template(helm, None)
     (cluster_role,) = by_kind(objs, "ClusterRole")
-    for rule in cluster_role["rules"]:
-        assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+    assert cluster_role["rules"] == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    ]
     roles = {r["metadata"]["name"]: r for r in by_kind(objs, "Role")}
     main = roles["novacron-operator"]
     granted = {
         (g, r) for rule in main["rules"] for g in rule["apiGroups"] for r in rule["resources"]
     }
-    assert ("novacron.io", "novacronregions/scale") in granted
+    assert ("novacron.io", "novacronregions/status") in granted
     assert ("", "pods") in granted
     assert ("", "nodes") not in granted
-    assert ("", "*") not in granted
     for rule in main["rules"]:
         assert "*" not in rule["verbs"], rule
         assert "*" not in rule["resources"], rule
+    pods = next(r for r in main["rules"] if r["resources"] == ["pods"])
+    assert pods["verbs"] == ["list", "delete"]
+    status = next(r for r in main["rules"] if r["resources"][0].endswith("/status"))
+    assert status["verbs"] == ["patch"]
 
 
-def test_watch_namespaces_get_one_role_each(helm: str) -> None:
+def test_watch_and_agent_namespaces_get_one_role_each(helm: str) -> None:
     cmd = [helm, "template", "novacron", str(CHART), "-n", "ops", "--kube-version", "1.36.0"]
     cmd += ["--set", "operator.watchNamespaces={team-a,team-b}"]
+    cmd += ["--set", "operator.agentNamespace=novacron-agents"]
     objs = [o for o in yaml.safe_load_all(run(cmd).stdout) if o]
-    namespaces = {r["metadata"]["namespace"] for r in by_kind(objs, "RoleBinding")}
-    assert namespaces == {"team-a", "team-b", "ops"}  # ops: the leader-election Lease
+    bindings = {
+        (r["metadata"]["namespace"], r["metadata"]["name"]) for r in by_kind(objs, "RoleBinding")
+    }
+    assert bindings == {
+        ("team-a", "novacron-operator"),
+        ("team-b", "novacron-operator"),
+        ("ops", "novacron-operator-leader-election"),
+        ("novacron-agents", "novacron-operator-agents"),
+    }
+    (dep,) = by_kind(objs, "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args
+    assert "--namespace=team-b" in args
+    assert "--agent-namespace=novacron-agents" in args
 
 
 def test_production_shape(helm: str) -> None:

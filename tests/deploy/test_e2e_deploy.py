@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
 import yaml
 
-from .conftest import Kube, image_overrides
+from .conftest import Kube, image_overrides, wait_established, wait_for
 from .tools import (
     ARGOCD,
     ARGOCD_MODULE,
@@ -33,17 +32,6 @@ pytestmark = pytest.mark.e2e
 NOVACRON_KINDS = ("novacronclusters", "novacronregions", "dwcpfederations")
 
 
-def wait_for(what: str, ok: Any, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = ok()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what} (last: {last})")
-
-
 @pytest.fixture(scope="module")
 def monitoring_crds(kube: Kube) -> None:
     """ServiceMonitor and PrometheusRule CRDs, as a cluster with the Prometheus Operator has."""
@@ -54,22 +42,6 @@ def monitoring_crds(kube: Kube) -> None:
         kube.kubectl("apply", "--server-side", "-f", str(path))
     wait_established(kube, "servicemonitors.monitoring.coreos.com")
     wait_established(kube, "prometheusrules.monitoring.coreos.com")
-
-
-@pytest.fixture(scope="module")
-def novacron_crds(kube: Kube) -> None:
-    """The chart's CRDs (a copy of crds/), applied first as Helm's crds/ step does."""
-    kube.kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
-    for kind in NOVACRON_KINDS:
-        wait_established(kube, f"{kind}.novacron.io")
-
-
-def wait_established(kube: Kube, crd: str) -> None:
-    def established() -> bool:
-        conditions = kube.get("crd", crd).get("status", {}).get("conditions") or []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-    wait_for(f"CRD {crd} Established", established, timeout=60)
 
 
 def operator_pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:

@@ -1,39 +1,61 @@
-{{/* The namespaced rules of the operator; see operator-rbac.yaml. */}}
+{{/*
+  The operator's namespaced rules: exactly the calls novacron_operator makes (kube.py,
+  reconcile.py, handlers/): kopf lists and watches the three kinds and, by label, the
+  children it owns; reconciles server-side apply children (patch, and create: an apply that
+  creates an object is authorised as create too), prune them (list + delete), read the
+  workloads and the CA Secret back (get), patch status and finalizers, post Events, and
+  delete pods one at a time for OnDelete rollouts. tests/deploy/test_e2e_operator_rbac.py
+  runs the operator under exactly these rules and fails on any 403.
+*/}}
 {{- define "novacron.operatorRules" -}}
-{{- $write := list "get" "list" "watch" "create" "update" "patch" "delete" -}}
 - apiGroups: ["novacron.io"]
   resources: ["novacronclusters", "novacronregions", "dwcpfederations"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["novacron.io"]
   resources: ["novacronclusters/status", "novacronregions/status", "dwcpfederations/status"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["novacron.io"]
-  resources: ["novacronregions/scale"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["configmaps", "services", "serviceaccounts"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["statefulsets", "daemonsets", "deployments"]
-  verbs: {{ toJson $write }}
-- apiGroups: [""]
-  resources: ["services", "configmaps", "secrets", "serviceaccounts"]
-  verbs: {{ toJson $write }}
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: {{ toJson $write }}
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: {{ toJson $write }}
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: {{ toJson $write }}
+  verbs: ["list", "watch", "create", "patch", "delete"]
 {{- if .Values.operator.rbac.serviceMonitors }}
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
-  verbs: {{ toJson $write }}
+  verbs: ["list", "create", "patch", "delete"]
+{{- end }}
+{{- if .Values.operator.rbac.certificates }}
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["list", "create", "patch", "delete"]
 {{- end }}
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "delete"]
-- apiGroups: ["", "events.k8s.io"]
+  verbs: ["list", "delete"]
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
+{{- end -}}
+
+{{/* In the agent namespace: the DWCP agents' DaemonSet, ConfigMap and ServiceAccount. */}}
+{{- define "novacron.agentRules" -}}
+- apiGroups: ["apps"]
+  resources: ["daemonsets"]
+  verbs: ["list", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["configmaps", "serviceaccounts"]
+  verbs: ["list", "create", "patch", "delete"]
 {{- end -}}
