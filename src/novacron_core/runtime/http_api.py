@@ -1,0 +1,321 @@
+"""The node's HTTP API (aiohttp): KV, VM records, admin, metrics.
+
+Status codes: 200/201 done; 400 malformed body; 422 invalid field (named); 404 absent;
+409 conflict (VM exists / compare failed); 429 too many requests in flight (Retry-After);
+503 no leader / no quorum (Retry-After); 504 outcome unknown (retry with the same
+``X-Client-Id``/``X-Request-Seq`` to get exactly-once). A non-leader proxies to the leader.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from novacron_core.codec import decode, encode
+from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
+from novacron_core.consensus.raft import (
+    BUSY,
+    NOT_LEADER,
+    OK,
+    UNKNOWN,
+    ChangeMember,
+    Propose,
+    Read,
+    Reply,
+    TransferLeader,
+)
+from novacron_core.vm import PowerChange, VMCreate, VMRecord, VMSpec, vm_key
+
+if TYPE_CHECKING:
+    from novacron_core.runtime.node import NodeServer
+
+M = TypeVar("M", bound=BaseModel)
+FORWARDED = "X-Novacron-Forwarded"
+NODE_KEY = web.AppKey("node", object)
+
+
+class Unavailable(Exception):
+    """Answer now with this response (raised from deep inside a handler)."""
+
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+def _err(status: int, message: str, retry: float | None = None, **extra: Any) -> web.Response:
+    headers = {"Retry-After": str(max(1, int(retry)))} if retry is not None else None
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
+
+
+def build_app(node: NodeServer) -> web.Application:
+    app = web.Application(client_max_size=4 << 20, middlewares=[_middleware])
+    app[NODE_KEY] = node
+    api = Api(node)
+    r = app.router
+    r.add_get("/healthz", api.healthz)
+    r.add_get("/readyz", api.readyz)
+    r.add_get("/metrics", api.metrics)
+    r.add_get("/v1/cluster", api.cluster)
+    r.add_post("/v1/cluster/members", api.members)
+    r.add_post("/v1/cluster/transfer", api.transfer)
+    r.add_put("/v1/kv/{key:.+}", api.kv_put)
+    r.add_get("/v1/kv/{key:.+}", api.kv_get)
+    r.add_delete("/v1/kv/{key:.+}", api.kv_delete)
+    r.add_post("/v1/cas/{key:.+}", api.kv_cas)
+    r.add_post("/v1/vms", api.vm_create)
+    r.add_get("/v1/vms", api.vm_list)
+    r.add_get("/v1/vms/{id}", api.vm_get)
+    r.add_put("/v1/vms/{id}/spec", api.vm_spec)
+    r.add_post("/v1/vms/{id}/power", api.vm_power)
+    r.add_delete("/v1/vms/{id}", api.vm_delete)
+    return app
+
+
+@web.middleware
+async def _middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    node: NodeServer = request.app[NODE_KEY]  # type: ignore[assignment]
+    driver = node.driver
+    busy = driver is not None and driver.pending >= node.settings.max_inflight_requests
+    if busy and request.path.startswith("/v1/"):
+        resp: web.StreamResponse = _err(429, "too many requests in flight", retry=1)
+        node.metrics.http.labels("429").inc()
+        return resp
+    try:
+        resp = await handler(request)
+    except Unavailable as u:
+        resp = u.response
+    node.metrics.http.labels(str(resp.status)).inc()
+    return resp
+
+
+class Api:
+    def __init__(self, node: NodeServer) -> None:
+        self.node = node
+
+    # ------------------------------------------------------------ consensus plumbing
+
+    async def _call(self, request: web.Request, req: Any) -> Reply:
+        """Run ``req`` on the group; on a follower, raise a proxied leader response."""
+        reply = await self.node.submit(req)
+        if reply.status == OK:
+            return reply
+        if reply.status == NOT_LEADER:
+            raise Unavailable(await self._proxy(request))
+        if reply.status == BUSY:
+            raise Unavailable(_err(429, reply.detail or "busy", retry=1))
+        if reply.status == UNKNOWN:
+            raise Unavailable(
+                _err(504, "outcome unknown: retry with the same X-Client-Id/X-Request-Seq")
+            )
+        raise Unavailable(_err(409, reply.detail or reply.status))
+
+    async def _proxy(self, request: web.Request) -> web.Response:
+        target = self.node.leader_http()
+        if target is None or request.headers.get(FORWARDED):
+            return _err(503, "no leader known", retry=1, leader=self.node.raft.leader)
+        assert self.node.http is not None
+        url = f"http://{target[0]}:{target[1]}{request.rel_url}"
+        headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-")}
+        headers[FORWARDED] = self.node.id
+        if request.content_type:
+            headers["Content-Type"] = request.content_type
+        try:
+            body = await request.read()
+            async with self.node.http.request(
+                request.method, url, data=body, headers=headers
+            ) as resp:
+                data = await resp.read()
+                out_headers = {
+                    k: v for k, v in resp.headers.items() if k in ("Content-Type", "Retry-After")
+                }
+                return web.Response(status=resp.status, body=data, headers=out_headers)
+        except Exception:
+            return _err(503, "leader unreachable", retry=1)
+
+    def _session(self, request: web.Request) -> tuple[str, int]:
+        client = request.headers.get("X-Client-Id", "")
+        try:
+            seq = int(request.headers.get("X-Request-Seq", "0"))
+        except ValueError:
+            raise Unavailable(_err(400, "X-Request-Seq must be an integer")) from None
+        return (client, seq) if client else ("", 0)
+
+    async def _write(self, request: web.Request, cmd: KVCommand) -> KVResult:
+        reply = await self._call(request, Propose(encode(cmd)))
+        return decode(reply.value, KVResult) if reply.value else KVResult()
+
+    async def _read(self, request: web.Request, q: KVQuery) -> KVResult:
+        reply = await self._call(request, Read(encode(q)))
+        return decode(reply.value, KVResult) if reply.value else KVResult(False)
+
+    # ------------------------------------------------------------ KV
+
+    async def kv_put(self, request: web.Request) -> web.Response:
+        client, seq = self._session(request)
+        value = await request.read()
+        await self._write(
+            request, KVCommand(PUT, request.match_info["key"], value, None, client, seq)
+        )
+        return web.json_response({"ok": True})
+
+    async def kv_get(self, request: web.Request) -> web.Response:
+        res = await self._read(request, KVQuery(request.match_info["key"]))
+        if res.value is None:
+            return _err(404, "no such key")
+        return web.Response(body=res.value, content_type="application/octet-stream")
+
+    async def kv_delete(self, request: web.Request) -> web.Response:
+        client, seq = self._session(request)
+        res = await self._write(
+            request, KVCommand(DELETE, request.match_info["key"], None, None, client, seq)
+        )
+        return web.json_response({"ok": True, "existed": res.value is not None})
+
+    async def kv_cas(self, request: web.Request) -> web.Response:
+        """Body: {"expected": str | null, "value": str | null} (null = absent / delete)."""
+        client, seq = self._session(request)
+        body = await _json(request)
+        for field in ("expected", "value"):
+            if field not in body or not (body[field] is None or isinstance(body[field], str)):
+                return _err(422, f"{field}: a string or null is required", field=field)
+        exp = None if body["expected"] is None else body["expected"].encode()
+        new = None if body["value"] is None else body["value"].encode()
+        res = await self._write(
+            request, KVCommand(CAS, request.match_info["key"], new, exp, client, seq)
+        )
+        current = res.value.decode(errors="replace") if res.value is not None else None
+        return web.json_response({"swapped": res.ok, "current": current})
+
+    # ------------------------------------------------------------ VMs
+
+    async def _load_vm(self, request: web.Request, vm_id: str) -> tuple[VMRecord, bytes]:
+        res = await self._read(request, KVQuery(vm_key(vm_id)))
+        if res.value is None:
+            raise Unavailable(_err(404, f"no VM {vm_id!r}"))
+        return VMRecord.model_validate_json(res.value), res.value
+
+    async def _update_vm(self, request: web.Request, vm_id: str, change: Any) -> web.Response:
+        # Optimistic concurrency: read, modify, CAS on the exact bytes read; retry on conflict.
+        for _ in range(8):
+            rec, raw = await self._load_vm(request, vm_id)
+            new = change(rec).model_copy(update={"version": rec.version + 1})
+            payload = new.model_dump_json().encode()
+            res = await self._write(request, KVCommand(CAS, vm_key(vm_id), payload, raw))
+            if res.ok:
+                return web.json_response(json.loads(payload))
+        return _err(409, "too many concurrent updates, retry", retry=1)
+
+    async def vm_create(self, request: web.Request) -> web.Response:
+        body = await _validated(request, VMCreate)
+        rec = VMRecord(
+            id=body.id,
+            name=body.name,
+            home_region=self.node.settings.region,
+            spec=body.spec,
+            power=body.power,
+        )
+        payload = rec.model_dump_json().encode()
+        res = await self._write(request, KVCommand(CAS, rec.key(), payload, None))
+        if not res.ok:
+            return _err(409, f"VM {body.id!r} exists")
+        return web.json_response(json.loads(payload), status=201)
+
+    async def vm_get(self, request: web.Request) -> web.Response:
+        rec, _ = await self._load_vm(request, request.match_info["id"])
+        return web.json_response(rec.model_dump(mode="json"))
+
+    async def vm_list(self, request: web.Request) -> web.Response:
+        res = await self._read(request, KVQuery(prefix="vm/", limit=10_000))
+        return web.json_response({"vms": [json.loads(v) for _, v in res.items]})
+
+    async def vm_spec(self, request: web.Request) -> web.Response:
+        spec = await _validated(request, VMSpec)
+        return await self._update_vm(
+            request, request.match_info["id"], lambda r: r.model_copy(update={"spec": spec})
+        )
+
+    async def vm_power(self, request: web.Request) -> web.Response:
+        p = await _validated(request, PowerChange)
+        return await self._update_vm(
+            request, request.match_info["id"], lambda r: r.model_copy(update={"power": p.state})
+        )
+
+    async def vm_delete(self, request: web.Request) -> web.Response:
+        res = await self._write(request, KVCommand(DELETE, vm_key(request.match_info["id"])))
+        if res.value is None:
+            return _err(404, "no such VM")
+        return web.json_response({"deleted": request.match_info["id"]})
+
+    # ------------------------------------------------------------ admin
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        r = self.node.raft
+        member = r.id in r.conf.members()
+        caught_up = r.leader is not None and r.applied >= r.commit
+        if member and caught_up:
+            return web.json_response({"ready": True, "leader": r.leader})
+        return web.json_response({"ready": False, "leader": r.leader, "member": member}, status=503)
+
+    async def cluster(self, request: web.Request) -> web.Response:
+        st = self.node.raft.status()
+        st["peers"] = {
+            n: {"peer": f"{a[0][0]}:{a[0][1]}", "http": f"{a[1][0]}:{a[1][1]}"}
+            for n, a in self.node.peers.items()
+        }
+        return web.json_response(st)
+
+    async def members(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        action, node = body.get("action"), body.get("node")
+        if action not in ("add_learner", "promote", "add_voter", "remove"):
+            return _err(
+                422, "action: one of add_learner, promote, add_voter, remove", field="action"
+            )
+        if not isinstance(node, str) or not node:
+            return _err(422, "node: a node id is required", field="node")
+        await self._call(request, ChangeMember(action, node))
+        return web.json_response(self.node.raft.status())
+
+    async def transfer(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        target = body.get("target")
+        if not isinstance(target, str):
+            return _err(422, "target: a node id is required", field="target")
+        reply = await self._call(request, TransferLeader(target))
+        return web.json_response({"ok": True, "detail": reply.detail})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        self.node.refresh_metrics()
+        body = generate_latest(self.node.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise Unavailable(_err(400, "body is not valid JSON")) from None
+    if not isinstance(body, dict):
+        raise Unavailable(_err(400, "body must be a JSON object"))
+    return body
+
+
+async def _validated(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as e:
+        errors = e.errors()
+        if any(err["type"] == "json_invalid" for err in errors):
+            raise Unavailable(_err(400, "body is not valid JSON")) from None
+        fields = [
+            {"field": ".".join(str(x) for x in err["loc"]), "message": err["msg"]} for err in errors
+        ]
+        first = fields[0]["field"] if fields else ""
+        raise Unavailable(_err(422, f"invalid field {first}", errors=fields)) from None

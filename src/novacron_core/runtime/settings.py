@@ -1,0 +1,65 @@
+"""Node configuration: flags > environment (NOVACRON_*) > config file > defaults.
+
+The operator sets the same names as environment variables in the StatefulSet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NodeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOVACRON_", extra="ignore")
+
+    node_id: str
+    data_dir: Path
+    region: str = "local"
+    # "n1=127.0.0.1:7001/127.0.0.1:8001,n2=..." (peer address / HTTP address), self included.
+    peers: str = ""
+    peer_listen: str = ""  # default: this node's peer address from ``peers``
+    http_listen: str = ""  # default: this node's HTTP address from ``peers``
+    join: bool = False  # a new member: starts empty and waits to be added by the leader
+    election_timeout_ms: int = 300
+    heartbeat_ms: int = 50
+    snapshot_entries: int = 10_000
+    read_mode: Literal["read_index", "lease"] = "read_index"
+    fsync: bool = True
+    max_inflight_requests: int = 4096
+    request_timeout_s: float = 5.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+
+    def peer_map(self) -> dict[str, tuple[tuple[str, int], tuple[str, int]]]:
+        out = {}
+        for item in filter(None, (p.strip() for p in self.peers.split(","))):
+            node, addrs = item.split("=", 1)
+            peer, _, http = addrs.partition("/")
+            out[node] = (split_addr(peer), split_addr(http or peer))
+        return out
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def load_settings(config_file: str | None = None, **flags: Any) -> NodeSettings:
+    values: dict[str, Any] = {}
+    if config_file:
+        text = Path(config_file).read_text()
+        if config_file.endswith((".yaml", ".yml")):
+            import yaml
+
+            values = dict(yaml.safe_load(text) or {})
+        else:
+            values = dict(json.loads(text))
+        # The environment beats the file: drop file values the environment also sets.
+        values = {k: v for k, v in values.items() if f"NOVACRON_{k.upper()}" not in os.environ}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return NodeSettings(**values)
