@@ -221,3 +221,13 @@ def test_rga_none_values_from_the_wire_never_become_visible() -> None:
     r.merge(decode_crdt(forged))
     assert r.value() == []
     assert to_tagged(r)[0] == RGA.KIND
+
+
+def test_rga_tie_break_on_equal_lamport_uses_names_whatever_order_replicas_learn_them() -> None:
+    a, b, c = RGA("a"), RGA("b"), RGA("c")
+    da, db = a.insert(0, "A"), b.insert(0, "B")  # both lamport 1, both at the head
+    c.merge(db)  # c learns "b" before "a"
+    c.merge(da)
+    a.merge(db)
+    b.merge(da)
+    assert a.text() == b.text() == c.text() == "BA"  # larger (lamport, name) first

@@ -27,6 +27,11 @@ Origin = Id | None
 Insert = tuple[Id, Origin, Atom]
 
 _MAX = 128  # elements per chunk before it splits in two
+# Inside a replica an id is one int, ``lamport << _SHIFT | replica#`` (replica# indexes the
+# replica's own name table): a third of the memory of a tuple, and cheap to hash. Ids are
+# ``(lamport, replica name)`` tuples everywhere else (deltas, wire, API).
+_SHIFT = 20
+_MASK = (1 << _SHIFT) - 1
 
 
 class _Gone:
@@ -42,7 +47,7 @@ GONE: Any = _Gone()  # tombstone marker in a chunk's values
 class _Chunk:
     __slots__ = ("ids", "origins", "vals", "vis")
 
-    def __init__(self, ids: list[Id], origins: list[Origin], vals: list[Any]) -> None:
+    def __init__(self, ids: list[int], origins: list[int | None], vals: list[Any]) -> None:
         self.ids = ids
         self.origins = origins
         self.vals = vals
@@ -107,7 +112,9 @@ class RGA(Crdt):
         "_clock",
         "_cstart",
         "_cur",
+        "_idx",
         "_len",
+        "_names",
         "_pending",
         "_pending_del",
         "_where",
@@ -118,13 +125,36 @@ class RGA(Crdt):
         self._chunks: list[_Chunk] = [_Chunk([], [], [])]
         # id -> chunk, built on the first remote edit: a replica that only edits locally
         # (and ships deltas) never needs it, which halves its memory and speeds it up
-        self._where: dict[Id, _Chunk] | None = None
+        self._where: dict[int, _Chunk] | None = None
+        self._names: list[str] = []  # replica# -> name
+        self._idx: dict[str, int] = {}  # name -> replica#
         self._clock = 0
         self._len = 0
         self._cur = 0  # cursor: chunk index ...
         self._cstart = 0  # ... and the number of visible elements before it
         self._pending: dict[Id, list[Insert]] = {}  # origin -> inserts waiting for it
         self._pending_del: set[Id] = set()
+
+    # ------------------------------------------------------------ ids
+
+    def _intern(self, name: str) -> int:
+        i = self._idx.get(name)
+        if i is None:
+            i = self._idx[name] = len(self._names)
+            if i > _MASK:
+                raise ValueError("too many replicas edited this sequence")
+            self._names.append(name)
+        return i
+
+    def _iid(self, t: Id) -> int:
+        return t[0] << _SHIFT | self._intern(t[1])
+
+    def _tid(self, x: int) -> Id:
+        return (x >> _SHIFT, self._names[x & _MASK])
+
+    def _has(self, t: Id) -> bool:
+        i = self._idx.get(t[1])
+        return i is not None and (t[0] << _SHIFT | i) in self._index()
 
     # ------------------------------------------------------------ reading
 
@@ -172,27 +202,32 @@ class RGA(Crdt):
             j = k if chunk.vis == len(chunk.vals) else _nth_visible(chunk.vals, k)
             origin = chunk.ids[j]
             j += 1
-        clock, me, where = self._clock, self.replica, self._where
+        clock, name, where = self._clock, self.replica, self._where
+        me = self._idx.get(name)
+        if me is None:
+            me = self._intern(name)
+        tid_origin = None if origin is None else self._tid(origin)
         if n == 1:
             val = items[0]
-            nid = (clock + 1, me)
+            nid = (clock + 1) << _SHIFT | me
             chunk.ids.insert(j, nid)
             chunk.origins.insert(j, origin)
             chunk.vals.insert(j, val)
             if where is not None:
                 where[nid] = chunk
-            delta: dict[Id, tuple[Origin, Atom]] = {nid: (origin, val)}
+            delta: dict[Id, tuple[Origin, Atom]] = {(clock + 1, name): (tid_origin, val)}
         else:
-            ids = [(clock + i, me) for i in range(1, n + 1)]
-            origins: list[Origin] = [origin, *ids[:-1]]
+            ids = [(clock + i) << _SHIFT | me for i in range(1, n + 1)]
             vals = list(items)
             chunk.ids[j:j] = ids
-            chunk.origins[j:j] = origins
+            chunk.origins[j:j] = [origin, *ids[:-1]]
             chunk.vals[j:j] = vals
             if where is not None:
                 for i in ids:
                     where[i] = chunk
-            delta = dict(zip(ids, zip(origins, vals, strict=True), strict=True))
+            tids = [(clock + i, name) for i in range(1, n + 1)]
+            origins: list[Origin] = [tid_origin, *tids[:-1]]
+            delta = dict(zip(tids, zip(origins, vals, strict=True), strict=True))
         self._clock = clock + n
         chunk.vis += n
         self._len += n
@@ -213,7 +248,7 @@ class RGA(Crdt):
             j = k if chunk.vis == len(vals) else _nth_visible(vals, k)
             vals[j] = GONE
             chunk.vis -= 1
-            gone.add(chunk.ids[j])
+            gone.add(self._tid(chunk.ids[j]))
         self._len -= n
         return RgaDelta(None, gone)
 
@@ -236,21 +271,19 @@ class RGA(Crdt):
     def merge(self, other: Any) -> None:
         if isinstance(other, RGA):
             other = other.as_delta()
-        where = self._index()
         for i, (origin, val) in other.inserts.items():
-            if i not in where:
+            if not self._has(i):
                 self._integrate(i, origin, val)
         for i in other.deletes:
             self._delete_id(i)
 
-    def _index(self) -> dict[Id, _Chunk]:
+    def _index(self) -> dict[int, _Chunk]:
         if self._where is None:
             self._where = {i: c for c in self._chunks for i in c.ids}
         return self._where
 
     def _integrate(self, nid: Id, origin: Origin, val: Atom) -> None:
-        where = self._index()
-        if origin is not None and origin not in where:
+        if origin is not None and not self._has(origin):
             waiting = self._pending.setdefault(origin, [])
             if all(w[0] != nid for w in waiting):
                 waiting.append((nid, origin, val))
@@ -259,27 +292,35 @@ class RGA(Crdt):
         todo = [(nid, origin, val)]
         while todo:
             item = todo.pop()
-            if item[0] not in where:
+            if not self._has(item[0]):
                 self._place(*item)
                 todo.extend(self._pending.pop(item[0], ()))
 
-    def _place(self, nid: Id, origin: Origin, val: Atom) -> None:
-        where, chunks = self._index(), self._chunks
+    def _place(self, tnid: Id, torigin: Origin, val: Atom) -> None:
+        where, chunks, names = self._index(), self._chunks, self._names
+        nid = self._iid(tnid)
+        origin = None if torigin is None else self._iid(torigin)
+        lam, name = tnid
+
+        def later(x: int) -> bool:  # orders after the new element: (lamport, name) greater
+            xl = x >> _SHIFT
+            return xl > lam or (xl == lam and names[x & _MASK] > name)
+
         if origin is None:
             ci, chunk, j = 0, chunks[0], 0
         else:
             chunk = where[origin]
             ci = chunks.index(chunk)
             j = chunk.ids.index(origin) + 1
-        while True:  # skip later inserts at the same spot (they have larger ids)
+        while True:  # skip later inserts at the same spot (and their descendants)
             ids = chunk.ids
-            while j < len(ids) and ids[j] > nid:
+            while j < len(ids) and later(ids[j]):
                 j += 1
-            if j < len(ids) or ci + 1 == len(chunks) or not chunks[ci + 1].ids[0] > nid:
+            if j < len(ids) or ci + 1 == len(chunks) or not later(chunks[ci + 1].ids[0]):
                 break
             ci, chunk, j = ci + 1, chunks[ci + 1], 0
-        if nid in self._pending_del:
-            self._pending_del.discard(nid)
+        if tnid in self._pending_del:
+            self._pending_del.discard(tnid)
             val = GONE
         chunk.ids.insert(j, nid)
         chunk.origins.insert(j, origin)
@@ -290,17 +331,19 @@ class RGA(Crdt):
             self._len += 1
             if ci < self._cur:
                 self._cstart += 1
-        if nid[0] > self._clock:
-            self._clock = nid[0]
+        if lam > self._clock:
+            self._clock = lam
         if len(chunk.ids) > _MAX:
             self._split(ci)
 
-    def _delete_id(self, i: Id) -> None:
-        chunk = self._index().get(i)
+    def _delete_id(self, t: Id) -> None:
+        k = self._idx.get(t[1])
+        x = -1 if k is None else t[0] << _SHIFT | k
+        chunk = self._index().get(x)
         if chunk is None:
-            self._pending_del.add(i)
+            self._pending_del.add(t)
             return
-        j = chunk.ids.index(i)
+        j = chunk.ids.index(x)
         if chunk.vals[j] is GONE:
             return
         chunk.vals[j] = GONE
@@ -313,8 +356,10 @@ class RGA(Crdt):
 
     def items(self) -> Iterator[Insert]:
         """Every element in document order, tombstones as ``GONE``."""
+        tid = self._tid
         for c in self._chunks:
-            yield from zip(c.ids, c.origins, c.vals, strict=True)
+            for i, o, v in zip(c.ids, c.origins, c.vals, strict=True):
+                yield tid(i), None if o is None else tid(o), v
 
     def as_delta(self) -> RgaDelta:
         ins: dict[Id, tuple[Origin, Atom]] = {}
