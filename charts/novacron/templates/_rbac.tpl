@@ -54,7 +54,7 @@
 {{- define "novacron.agentRules" -}}
 - apiGroups: ["apps"]
   resources: ["daemonsets"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps", "serviceaccounts"]
   verbs: ["list", "create", "patch", "delete"]
