@@ -54,7 +54,7 @@ class ORSet(Crdt):
     of checking every element against the delta's context."""
 
     KIND = 5
-    FAST_MIN = 64
+    FAST_MIN = 16
     __slots__ = ("_owner", "ctx", "entries", "fast_min")
 
     def __init__(
