@@ -98,7 +98,7 @@ class Transport:
             host, port = self.peers[dst]
             try:
                 _, writer = await asyncio.open_connection(host, port, ssl=self.client_ssl)
-            except OSError:
+            except Exception:  # refused, unreachable, TLS failure: retry later
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
@@ -112,8 +112,9 @@ class Transport:
                         chunks.append(q.get_nowait())
                     writer.write(b"".join(chunks))
                     await writer.drain()
-            except (OSError, ConnectionError):
-                pass
+            except Exception as e:  # whatever broke, the link must live on
+                log.info("link to %s lost: %r; reconnecting", dst, e)
+                await asyncio.sleep(backoff)
             finally:
                 writer.close()
                 with contextlib.suppress(Exception):
