@@ -55,6 +55,12 @@ def _ormap_apply(m: ORMap, op: tuple[str, str, int]) -> Crdt:
     return m.update(key, ORSet, lambda s: s.remove(n))  # type: ignore[attr-defined]
 
 
+_ORMAP_OPS = st.tuples(
+    st.sampled_from(["c1", "c2", "s1"]),
+    st.sampled_from(["add", "add", "del", "rm"]),
+    st.integers(-3, 3),
+)
+
 KINDS = [
     Kind("GCounter", GCounter, st.integers(0, 5), lambda c, n: c.increment(n)),
     Kind("PNCounter", PNCounter, st.integers(-5, 5), lambda c, n: c.increment(n)),
@@ -84,16 +90,8 @@ KINDS = [
         lambda r, op: r.assign(op[0], HLCTimestamp(op[1], op[2], r.replica)),
     ),
     Kind("MVRegister", MVRegister, elems, lambda r, x: r.assign(x)),
-    Kind(
-        "ORMap",
-        ORMap,
-        st.tuples(
-            st.sampled_from(["c1", "c2", "s1"]),
-            st.sampled_from(["add", "add", "del", "rm"]),
-            st.integers(-3, 3),
-        ),
-        _ormap_apply,
-    ),
+    Kind("ORMap", ORMap, _ORMAP_OPS, _ormap_apply),
+    Kind("ORMap-indexed", lambda r: ORMap(r, fast_min=0), _ORMAP_OPS, _ormap_apply),
     Kind(
         "RGA",
         RGA,

@@ -32,24 +32,31 @@ from novacron_core.sync.crdt.base import (
     to_tagged,
 )
 from novacron_core.sync.crdt.dots import context_of, join_dotfun
-from novacron_core.sync.crdt.orset import fresh_dot
+from novacron_core.sync.crdt.orset import fresh_dot, small_dots
 
 C = TypeVar("C", bound=Crdt)
 
 
 class ORMap(Crdt):
+    """``fast_min``: as in :class:`ORSet`, from this many keys on small deltas are merged
+    through a dot -> key index, touching only the keys they name or remove."""
+
     KIND = 8
-    __slots__ = ("ctx", "entries")
+    FAST_MIN = 16
+    __slots__ = ("_owner", "ctx", "entries", "fast_min")
 
     def __init__(
         self,
         replica: str = "",
         entries: dict[Atom, dict[Dot, Crdt]] | None = None,
         ctx: CausalContext | None = None,
+        fast_min: int | None = None,
     ) -> None:
         self.replica = replica
         self.entries: dict[Atom, dict[Dot, Crdt]] = entries if entries is not None else {}
         self.ctx = ctx if ctx is not None else CausalContext()
+        self.fast_min = self.FAST_MIN if fast_min is None else fast_min
+        self._owner: dict[Dot, Atom] | None = None
 
     def get(self, key: Atom) -> Crdt | None:
         """The key's nested value (a fresh object: mutate it through :meth:`update`)."""
@@ -76,10 +83,17 @@ class ORMap(Crdt):
         old = list(self.entries.get(key, ()))
         dot = fresh_dot(self.ctx, self.replica)
         self.entries[key] = {dot: current}
+        if self._owner is not None:
+            for d in old:
+                self._owner.pop(d, None)
+            self._owner[dot] = key
         return ORMap(entries={key: {dot: current}}, ctx=context_of([*old, dot]))
 
     def remove(self, key: Atom) -> ORMap:
         old = self.entries.pop(key, {})
+        if self._owner is not None:
+            for d in old:
+                self._owner.pop(d, None)
         return ORMap(ctx=context_of(list(old)))
 
     def keys(self) -> list[Atom]:
@@ -95,19 +109,31 @@ class ORMap(Crdt):
 
     def merge(self, other: Any) -> None:
         mine, theirs = self.entries, other.entries
-        for k in list(mine):
-            if k not in theirs:
-                versions = mine[k]
-                join_dotfun(versions, self.ctx, {}, other.ctx)
-                if not versions:
-                    del mine[k]
-        for k, their_versions in theirs.items():
+        ctx_dots = None
+        if len(mine) >= self.fast_min and len(theirs) <= 32:
+            ctx_dots = small_dots(other.ctx)
+        keys: set[Atom] | list[Atom]
+        if ctx_dots is None:
+            self._owner = None
+            keys = [*mine, *(k for k in theirs if k not in mine)]
+        else:
+            if self._owner is None:
+                self._owner = {d: k for k, vs in mine.items() for d in vs}
+            keys = set(theirs)
+            keys.update(self._owner[d] for d in ctx_dots if d in self._owner)
+        owner = self._owner
+        for k in keys:
             versions = mine.get(k) or {}
             before = set(versions)
-            join_dotfun(versions, self.ctx, their_versions, other.ctx)
-            # adopt copies: deltas may be shared objects (the simulator passes references)
-            for d in versions.keys() - before:
+            join_dotfun(versions, self.ctx, theirs.get(k, {}), other.ctx)
+            added = versions.keys() - before
+            for d in added:  # adopt copies: deltas may be shared (the simulator passes refs)
                 versions[d] = versions[d].copy()
+            if owner is not None:
+                for d in before - versions.keys():
+                    del owner[d]
+                for d in added:
+                    owner[d] = k
             if versions:
                 mine[k] = versions
             else:
