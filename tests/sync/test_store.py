@@ -80,7 +80,9 @@ def test_node_restarts_from_disk_with_snapshot_and_journal(tmp_path: Path) -> No
 def test_a_torn_journal_tail_is_dropped_and_the_rest_kept(tmp_path: Path) -> None:
     disk = DiskDurable(tmp_path, fsync="never")
     node = SyncNode("a", "r", {}, disk)
-    disk.apply(node.on_start(0.0).writes)
+    start = node.on_start(0.0)
+    assert start.sync  # the epoch bump must reach the disk before anything else happens
+    disk.apply(start.writes, sync=start.sync)
     for i in range(3):
         disk.apply(node.on_request(float(i), i, Mutate("k", GCounter, _inc)).writes)
     disk.fsync()

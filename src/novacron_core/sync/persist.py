@@ -40,8 +40,9 @@ class DiskDurable(MemoryDurable):
     """Snapshot file + append-only journal in ``directory``.
 
     ``fsync``: ``"always"`` (fsync every apply: RPO 0 for acknowledged writes), ``"never"``
-    (leave it to the OS; a crash can lose the tail, which anti-entropy then repairs from peers).
-    Callers may also call :meth:`fsync` themselves (batched group commit).
+    (leave it to the OS; a crash can lose the tail, which anti-entropy then repairs from peers)
+    except when the machine asks for it (``apply(writes, sync=True)`` for ``Ready.sync``, e.g.
+    the epoch bump at start). Callers may also call :meth:`fsync` (batched group commit).
     """
 
     def __init__(self, directory: str | os.PathLike[str], fsync: str = "always") -> None:
@@ -74,7 +75,7 @@ class DiskDurable(MemoryDurable):
             with open(self._log, "r+b") as f:
                 f.truncate(pos)
 
-    def apply(self, writes: list[Any]) -> None:
+    def apply(self, writes: list[Any], sync: bool = False) -> None:
         for w in writes:
             if w[0] == "snap":
                 self._write_snapshot(w[1])
@@ -85,7 +86,7 @@ class DiskDurable(MemoryDurable):
             self._file.write(_LEN.pack(len(payload)) + payload)
             self.journal.append(w)
         self._file.flush()
-        if self.fsync_policy == "always":
+        if sync or self.fsync_policy == "always":
             os.fsync(self._file.fileno())
 
     def fsync(self) -> None:
