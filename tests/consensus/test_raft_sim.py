@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -69,10 +70,10 @@ def _churn_membership(c: SimCluster, until: float) -> None:
     world.schedule(0.5, step)
 
 
-def _sweep(seeds: list[int], membership: bool, test: str) -> None:
+def _sweep(seeds: list[int], membership: bool, test: str, config: RaftConfig = FAST) -> None:
     failures = []
     for seed in seeds:
-        err = run_schedule(seed, membership)
+        err = run_schedule(seed, membership, config)
         if err is not None:
             failures.append(f"seed {seed}: {err}\n  {replay_hint(seed, test)}")
     assert not failures, "\n".join(failures[:5])
@@ -96,6 +97,12 @@ def test_random_fault_schedules_are_linearizable() -> None:
 
 def test_membership_changes_during_faults_stay_linearizable() -> None:
     _sweep(sim_seeds(150, base=10_000), True, "test_membership_changes_during_faults")
+
+
+def test_lease_reads_under_faults_stay_linearizable() -> None:
+    # The simulator's clocks do not drift, which is exactly the assumption leases rely on.
+    lease = replace(FAST, read_mode="lease")
+    _sweep(sim_seeds(50, base=20_000), False, "test_lease_reads_under_faults", lease)
 
 
 @pytest.mark.soak
