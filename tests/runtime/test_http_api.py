@@ -1,0 +1,104 @@
+"""The HTTP API against a real 3-node cluster: validation, proxying, VM lifecycle, admin."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.runtime.procs import ProcCluster
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[ProcCluster]:
+    c = ProcCluster(tmp_path, size=3)
+    c.start_all()
+    try:
+        yield c
+    finally:
+        c.stop_all()
+
+
+async def test_vm_lifecycle_through_a_follower(cluster: ProcCluster) -> None:
+    async with aiohttp.ClientSession() as http:
+        lead = await cluster.leader(http)
+        f = cluster.url(next(n for n in cluster.names if n != lead))  # proxied to the leader
+        vm = {"id": "web-1", "name": "web", "spec": {"cpus": 2, "memory_mib": 2048, "image": "u"}}
+        async with http.post(f + "/v1/vms", json=vm) as r:
+            assert r.status == 201
+            assert (await r.json())["version"] == 1
+        async with http.post(f + "/v1/vms", json=vm) as r:
+            assert r.status == 409
+        async with http.post(f + "/v1/vms/web-1/power", json={"state": "on"}) as r:
+            assert r.status == 200
+        spec = {"cpus": 4, "memory_mib": 4096, "image": "u2"}
+        async with http.put(f + "/v1/vms/web-1/spec", json=spec) as r:
+            body = await r.json()
+            assert (body["power"], body["spec"]["cpus"], body["version"]) == ("on", 4, 3)
+        async with http.get(cluster.url(lead) + "/v1/vms") as r:
+            assert [v["id"] for v in (await r.json())["vms"]] == ["web-1"]
+        async with http.delete(f + "/v1/vms/web-1") as r:
+            assert r.status == 200
+        async with http.get(f + "/v1/vms/web-1") as r:
+            assert r.status == 404
+
+
+async def test_invalid_input_names_the_field(cluster: ProcCluster) -> None:
+    async with aiohttp.ClientSession() as http:
+        u = cluster.url(await cluster.leader(http))
+        bad = {"id": "x", "name": "x", "spec": {"cpus": 0, "memory_mib": 2048, "image": "u"}}
+        async with http.post(u + "/v1/vms", json=bad) as r:
+            assert r.status == 422
+            assert (await r.json())["errors"][0]["field"] == "spec.cpus"
+        async with http.post(u + "/v1/vms", data=b"{not json") as r:
+            assert r.status == 400
+        async with http.post(u + "/v1/vms/x/power", json={"state": "maybe"}) as r:
+            assert r.status == 422
+        async with http.post(u + "/v1/cas/k", json={"expected": None}) as r:
+            assert r.status == 422
+            assert (await r.json())["field"] == "value"
+
+
+async def test_admin_reports_cluster_and_transfers_leadership(cluster: ProcCluster) -> None:
+    async with aiohttp.ClientSession() as http:
+        lead = await cluster.leader(http)
+        async with http.get(cluster.url(lead) + "/v1/cluster") as r:
+            st = await r.json()
+            assert (st["leader"], st["voters"]) == (lead, ["n1", "n2", "n3"])
+        target = next(n for n in cluster.names if n != lead)
+        async with http.post(cluster.url(lead) + "/v1/cluster/transfer", json={"target": target}):
+            pass
+        assert await _wait_leader_is(cluster, http, target)
+        async with http.get(cluster.url(target) + "/readyz") as r:
+            assert r.status == 200
+        async with http.get(cluster.url(target) + "/metrics") as r:
+            assert "novacron_raft_is_leader 1.0" in await r.text()
+
+
+async def test_no_quorum_answers_503_with_retry_after(cluster: ProcCluster) -> None:
+    async with aiohttp.ClientSession() as http:
+        lead = await cluster.leader(http)
+        for n in cluster.names:
+            if n != lead:
+                cluster.kill9(n)
+        timeout = aiohttp.ClientTimeout(total=15)
+        # The leader steps down (CheckQuorum); writes are then refused, not queued forever.
+        for _ in range(20):
+            async with http.put(cluster.url(lead) + "/v1/kv/a", data=b"1", timeout=timeout) as r:
+                if r.status == 503:
+                    assert "Retry-After" in r.headers
+                    return
+        raise AssertionError("never answered 503 without a quorum")
+
+
+async def _wait_leader_is(c: ProcCluster, http: aiohttp.ClientSession, want: str) -> bool:
+    for _ in range(100):
+        if await c.leader(http) == want:
+            return True
+        await asyncio.sleep(0.05)
+    return False
