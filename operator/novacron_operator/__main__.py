@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from novacron_operator.handlers import PARENTS, register
 from novacron_operator.kube import Kube, load_config
 from novacron_operator.leader import LeaderElector
-from novacron_operator.reconcile import RECONCILERS, Key
+from novacron_operator.reconcile import RECONCILERS, Key, Options
 from novacron_operator.worker import WorkQueue
 
 LEADER = Gauge("novacron_operator_leader", "1 while this replica holds the Lease")
@@ -57,6 +57,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lease-name", default="novacron-operator")
     p.add_argument("--lease-namespace", default=None, help="defaults to the first namespace")
     p.add_argument("--lease-seconds", type=int, default=15)
+    p.add_argument(
+        "--agent-namespace",
+        default=None,
+        help="privileged namespace for DWCP agents (hostNetwork + NET_ADMIN)",
+    )
     p.add_argument("--resync", type=float, default=30.0, help="timer period per resource")
     p.add_argument("--workers", type=int, default=4)
     return p.parse_args(argv)
@@ -95,8 +100,9 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async def reconcile(key: Key) -> list[Key]:
-        return await RECONCILERS[key.kind](kube, key)
+        return await RECONCILERS[key.kind](kube, key, opts)
 
+    opts = Options(agent_namespace=args.agent_namespace)
     queue = WorkQueue(reconcile, args.workers)
     elector = LeaderElector(
         kube,
@@ -121,6 +127,9 @@ async def run(args: argparse.Namespace) -> None:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # we post our own Events, on transitions only
+        # fixed namespaces, CRDs installed beforehand: no cluster-wide namespace/CRD watches,
+        # so the operator's RBAC stays namespaced
+        settings.scanning.disabled = True
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
 

@@ -7,6 +7,7 @@ manager owns every field we set, so SSA never fights itself across restarts or r
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -170,14 +171,19 @@ class Kube:
     ) -> Obj:
         headers = {"Content-Type": content_type, **self.config.auth_header()}
         data = None if body is None else json.dumps(body)
-        async with self.session().request(
-            method, self.config.server + url, data=data, headers=headers, params=params
-        ) as resp:
-            text = await resp.text()
-            if resp.status >= 400:
-                raise ApiError(resp.status, text)
-            result: Obj = json.loads(text) if text else {}
-            return result
+        for attempt in range(4):
+            async with self.session().request(
+                method, self.config.server + url, data=data, headers=headers, params=params
+            ) as resp:
+                text = await resp.text()
+                if resp.status in (429, 503) and attempt < 3:  # throttled or storage warming up
+                    await asyncio.sleep(min(float(resp.headers.get("Retry-After", 1)), 1.0))
+                    continue
+                if resp.status >= 400:
+                    raise ApiError(resp.status, text)
+                result: Obj = json.loads(text) if text else {}
+                return result
+        raise AssertionError("unreachable")
 
     async def get(self, kind: str, namespace: str | None, name: str) -> Obj | None:
         try:

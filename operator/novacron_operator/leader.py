@@ -93,8 +93,12 @@ class LeaderElector:
             if got and not self.is_leader:
                 log.info("became leader", extra={"identity": self.identity})
                 self.is_leader = True
-                if self.on_elected is not None:
-                    await self.on_elected()
+                try:
+                    if self.on_elected is not None:
+                        await self.on_elected()
+                except Exception as e:  # e.g. 429 while CRD storage initialises: retry
+                    log.warning("startup after election failed, retrying: %s", e)
+                    self.is_leader = False
             elif not got and self.is_leader:
                 log.warning("lost leadership", extra={"identity": self.identity})
                 self.is_leader = False

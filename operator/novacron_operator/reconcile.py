@@ -16,8 +16,8 @@ from novacron_operator import API_VERSION
 from novacron_operator.builders import Owner, build_ca_secret, build_cluster, build_federation
 from novacron_operator.builders.cluster import ca_secret_name
 from novacron_operator.builders.common import OWNER_LABEL, selector_labels
-from novacron_operator.builders.region import RegionContext, build_region
-from novacron_operator.kube import OPTIONAL_OWNED, OWNED, ApiError, Kube
+from novacron_operator.builders.region import RegionContext, agent_names, build_region
+from novacron_operator.kube import OPTIONAL_OWNED, OWNED, ApiError, Kube, path
 from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
 from novacron_operator.status import (
     Health,
@@ -36,6 +36,40 @@ class Key:
     kind: str
     namespace: str
     name: str
+
+
+@dataclass(frozen=True)
+class Options:
+    agent_namespace: str | None = None
+
+
+AGENT_FINALIZER = "novacron.io/agents"
+AGENT_KINDS = ("DaemonSet", "ConfigMap", "ServiceAccount")
+
+
+async def cleanup_agents(kube: Kube, owner: Owner, ns: str, keep: set[tuple[str, str]]) -> None:
+    """Prune agent objects in the agent namespace (no owner references can reach there)."""
+    for kind in AGENT_KINDS:
+        for existing in await kube.list(kind, ns, f"{OWNER_LABEL}={owner.uid}"):
+            if (kind, existing["metadata"]["name"]) not in keep:
+                await kube.delete(kind, ns, existing["metadata"]["name"])
+
+
+async def set_finalizer(kube: Kube, body: Obj, present: bool) -> None:
+    meta = body["metadata"]
+    current = list(meta.get("finalizers") or [])
+    if (AGENT_FINALIZER in current) == present:
+        return
+    wanted = (
+        [*current, AGENT_FINALIZER] if present else [f for f in current if f != AGENT_FINALIZER]
+    )
+    patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta["resourceVersion"]}}
+    await kube.request(
+        "PATCH",
+        path(body["kind"], meta["namespace"], meta["name"]),
+        patch,
+        "application/merge-patch+json",
+    )
 
 
 async def apply_and_prune(
@@ -66,7 +100,7 @@ async def write_status(kube: Kube, body: Obj, health: Health, extra: Obj) -> boo
         return False
     await kube.patch_status(body["kind"], meta["namespace"], meta["name"], new)
     was, now = ready_of(body), health.ready
-    if was != now:
+    if was != now and (was is not None or now):  # no warning for a brand-new resource
         reason = "Ready" if now else health.reason
         await kube.event(body, "Normal" if now else "Warning", reason, health.message)
         return True
@@ -92,7 +126,8 @@ async def roll_one_pod(kube: Kube, owner: Owner, sts: Obj) -> str | None:
         if p["metadata"].get("labels", {}).get("controller-revision-hash") != revision
         and not p["metadata"].get("deletionTimestamp")
     ]
-    if not stale or any(p["metadata"].get("deletionTimestamp") for p in pods):
+    # the pods themselves, not the StatefulSet's lagging status, say whether all are up
+    if not stale or len(pods) < sts["spec"]["replicas"] or not all(map(pod_ready, pods)):
         return None
     victim = max(stale, key=lambda p: int(p["metadata"]["name"].rsplit("-", 1)[1]))
     await kube.delete("Pod", owner.namespace, victim["metadata"]["name"])
@@ -105,15 +140,32 @@ async def roll_one_pod(kube: Kube, owner: Owner, sts: Obj) -> str | None:
     return str(victim["metadata"]["name"])
 
 
+def pod_ready(pod: Obj) -> bool:
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    conds = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
 def _meta(owner: Owner) -> Obj:
     return {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid}
 
 
-async def reconcile_region(kube: Kube, key: Key) -> list[Key]:
+async def reconcile_region(kube: Kube, key: Key, opts: Options) -> list[Key]:
     body = await kube.get("NovaCronRegion", key.namespace, key.name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return []  # owner references let the garbage collector take the children
+    if body is None:
+        return []
     owner = Owner.of(body)
+    agent_ns = opts.agent_namespace if opts.agent_namespace != key.namespace else None
+    if body["metadata"].get("deletionTimestamp"):
+        # owner references let the garbage collector take the local children; agents in
+        # another namespace are ours to remove before the finalizer lets the region go
+        if agent_ns:
+            await cleanup_agents(kube, owner, agent_ns, set())
+        await set_finalizer(kube, body, False)
+        return []
+    if agent_ns:
+        await set_finalizer(kube, body, True)
     try:
         spec = NovaCronRegionSpec.model_validate(body["spec"])
     except ValidationError as e:
@@ -125,12 +177,22 @@ async def reconcile_region(kube: Kube, key: Key) -> list[Key]:
         await write_status(kube, body, health, {})
         return []
     cspec = NovaCronClusterSpec.model_validate(cluster["spec"])
-    ctx = RegionContext(
-        cspec, spec.cluster_ref.name, await kube.api_exists(OPTIONAL_OWNED["ServiceMonitor"])
+    monitor = await kube.api_exists(OPTIONAL_OWNED["ServiceMonitor"])
+    ctx = RegionContext(cspec, spec.cluster_ref.name, monitor, agent_ns)
+    desired = build_region(owner, spec, ctx)
+    await apply_and_prune(
+        kube, owner, [o for o in desired if o["metadata"]["namespace"] == key.namespace]
     )
-    await apply_and_prune(kube, owner, build_region(owner, spec, ctx))
+    if agent_ns:
+        remote = [o for o in desired if o["metadata"]["namespace"] == agent_ns]
+        for obj in remote:
+            await kube.apply(obj)
+        await cleanup_agents(
+            kube, owner, agent_ns, {(o["kind"], o["metadata"]["name"]) for o in remote}
+        )
     sts = await kube.get("StatefulSet", key.namespace, owner.name)
-    ds = await kube.get("DaemonSet", key.namespace, f"{owner.name}-agent")
+    ds_ns, ds_name = agent_names(owner, ctx)
+    ds = await kube.get("DaemonSet", ds_ns, ds_name)
     deploy = await kube.get("Deployment", key.namespace, f"{owner.name}-gateway")
     if sts is not None:
         await roll_one_pod(kube, owner, sts)
@@ -150,7 +212,7 @@ async def reconcile_region(kube: Kube, key: Key) -> list[Key]:
     return [*parents, Key("NovaCronCluster", key.namespace, spec.cluster_ref.name)]
 
 
-async def reconcile_cluster(kube: Kube, key: Key) -> list[Key]:
+async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> list[Key]:
     body = await kube.get("NovaCronCluster", key.namespace, key.name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return []
@@ -187,7 +249,7 @@ async def reconcile_cluster(kube: Kube, key: Key) -> list[Key]:
     return []
 
 
-async def reconcile_federation(kube: Kube, key: Key) -> list[Key]:
+async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> list[Key]:
     body = await kube.get("DWCPFederation", key.namespace, key.name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return []

@@ -68,7 +68,8 @@ def workload_health(
     ready, updated = s.get("readyReplicas", 0), s.get("updatedReplicas", 0)
     if ready < want_replicas:
         lagging.append(f"{ready}/{want_replicas} nodes ready")
-    if s.get("updateRevision") and s.get("currentRevision") != s.get("updateRevision"):
+    # not currentRevision: under OnDelete the StatefulSet controller never advances it
+    if updated < want_replicas:
         lagging.append(f"{updated}/{want_replicas} nodes updated")
     if agent and ds is not None:
         d = ds.get("status") or {}

@@ -80,7 +80,7 @@ def test_region_produces_all_children_once() -> None:
     kinds = sorted(o["kind"] for o in region())
     assert kinds == sorted(
         ["ServiceAccount"] * 3
-        + ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"]
+        + ["ConfigMap", "ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"]
         + ["Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "NetworkPolicy"]
         + ["DaemonSet"]
     )
@@ -160,3 +160,17 @@ def test_ca_secret_holds_a_ca_certificate_valid_for_configured_days() -> None:
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
     assert days == CLUSTER.tls.ca_validity_days
+
+
+def test_agent_in_privileged_namespace_is_unowned_but_labelled() -> None:
+    ctx = RegionContext(CLUSTER, "fleet", agent_namespace="novacron-agents")
+    objs = build_region(OWNER, REGION, ctx)
+    moved = [o for o in objs if o["metadata"]["namespace"] == "novacron-agents"]
+    assert sorted(o["kind"] for o in moved) == ["ConfigMap", "DaemonSet", "ServiceAccount"]
+    for o in moved:
+        assert "ownerReferences" not in o["metadata"]  # cross-namespace owners are invalid
+        assert o["metadata"]["labels"]["novacron.io/owner"] == OWNER.uid
+        assert o["metadata"]["name"] == "prod-us-east-agent"
+    (ds,) = by_kind(moved, "DaemonSet")
+    volume = ds["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["configMap"]["name"] == "prod-us-east-agent"

@@ -44,6 +44,7 @@ def test_losing_majority_is_degraded() -> None:
 def test_pending_revision_is_progressing() -> None:
     s = sts(3)
     s["status"]["updateRevision"] = "b"
+    s["status"]["updatedReplicas"] = 2
     h = workload_health(3, s, DS, DEPLOY, agent=True)
     assert (h.ready, h.progressing) == (False, True)
 

@@ -61,13 +61,18 @@ def labels(owner: Owner, component: str, extra: dict[str, str] | None = None) ->
     }
 
 
-def meta(owner: Owner, name: str, component: str, **extra: Any) -> Manifest:
+def meta(
+    owner: Owner, name: str, component: str, namespace: str | None = None, **extra: Any
+) -> Manifest:
+    """Metadata of a child. In another namespace no owner reference is allowed, so such
+    children are found (and cleaned up behind a finalizer) by the owner label alone."""
     out: Manifest = {
         "name": name,
-        "namespace": owner.namespace,
+        "namespace": namespace or owner.namespace,
         "labels": labels(owner, component, extra.pop("labels", None)),
-        "ownerReferences": [owner.ref()],
     }
+    if out["namespace"] == owner.namespace:
+        out["ownerReferences"] = [owner.ref()]
     out.update(extra)
     return out
 

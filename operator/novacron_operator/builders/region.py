@@ -33,6 +33,16 @@ class RegionContext:
     cluster: NovaCronClusterSpec
     cluster_name: str
     service_monitor_crd: bool = False
+    # agents need hostNetwork + NET_ADMIN, which PodSecurity 'restricted' (and 'baseline')
+    # forbid: they may live in a separate privileged namespace, like CNI agents do
+    agent_namespace: str | None = None
+
+
+def agent_names(owner: Owner, ctx: RegionContext) -> tuple[str, str]:
+    """(namespace, name) of a region's agent objects; unique across source namespaces."""
+    if ctx.agent_namespace and ctx.agent_namespace != owner.namespace:
+        return ctx.agent_namespace, f"{owner.namespace}-{owner.name}-agent"
+    return owner.namespace, f"{owner.name}-agent"
 
 
 def image_of(spec: NovaCronRegionSpec, ctx: RegionContext) -> str:
@@ -232,7 +242,10 @@ def pdb(owner: Owner, spec: NovaCronRegionSpec) -> Manifest:
     }
 
 
-def agent(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext, digest: str) -> Manifest:
+def agent(
+    owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext, digest: str, config: Manifest
+) -> list[Manifest]:
+    ns, name = agent_names(owner, ctx)
     sel = selector_labels(owner, "agent")
     c = container(
         "agent", image_of(spec, ctx), ["agent", "--config", "/etc/novacron/node.json"], []
@@ -245,10 +258,10 @@ def agent(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext, digest: st
     }
     c["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
     c["volumeMounts"] = [{"name": "config", "mountPath": "/etc/novacron", "readOnly": True}]
-    return {
+    daemonset = {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
-        "metadata": meta(owner, f"{owner.name}-agent", "agent"),
+        "metadata": meta(owner, name, "agent", ns),
         "spec": {
             "selector": {"matchLabels": sel},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
@@ -258,18 +271,26 @@ def agent(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext, digest: st
                     "annotations": {"novacron.io/config-hash": digest},
                 },
                 "spec": {
-                    "serviceAccountName": f"{owner.name}-agent",
+                    "serviceAccountName": name,
                     "automountServiceAccountToken": False,
                     "hostNetwork": True,
                     "dnsPolicy": "ClusterFirstWithHostNet",
                     "nodeSelector": region_selector(spec),
                     "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [c],
-                    "volumes": [{"name": "config", "configMap": {"name": f"{owner.name}-config"}}],
+                    "volumes": [{"name": "config", "configMap": {"name": name}}],
                 },
             },
         },
     }
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": meta(owner, name, "agent", ns),
+        "automountServiceAccountToken": False,
+    }
+    config_copy = {**config, "metadata": meta(owner, name, "agent", ns)}
+    return [account, config_copy, daemonset]
 
 
 def gateway(
@@ -368,7 +389,7 @@ def gateway(
 
 
 def service_accounts(owner: Owner, spec: NovaCronRegionSpec) -> list[Manifest]:
-    comps = ["node", "gateway"] + (["agent"] if spec.agent.enabled else [])
+    comps = ["node", "gateway"]
     return [
         {
             "apiVersion": "v1",
@@ -448,7 +469,7 @@ def build_region(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> 
         *network_policies(owner),
     ]
     if spec.agent.enabled:
-        out.append(agent(owner, spec, ctx, digest))
+        out.extend(agent(owner, spec, ctx, digest, cm))
     if ctx.service_monitor_crd and ctx.cluster.monitoring.service_monitor:
         out.append(service_monitor(owner))
     return out
