@@ -127,7 +127,7 @@ async def helm_lifecycle(kube: Kube, ns: str) -> None:
         c["metadata"]["name"] for c in crds
     }
     assert [r["metadata"]["name"] for r in kube.get("novacronregions", "-n", ns)["items"]] == [
-        "dev-1"
+        "us-east"
     ]
 
     rev = await client.install_or_upgrade_release(
@@ -140,7 +140,7 @@ async def helm_lifecycle(kube: Kube, ns: str) -> None:
     assert kube.get("networkpolicy", "novacron-default-deny", "-n", ns)
     assert kube.get("servicemonitor", "novacron-operator", "-n", ns)
     regions = {r["metadata"]["name"] for r in kube.get("novacronregions", "-n", ns)["items"]}
-    assert regions == {"staging-east", "staging-west"}
+    assert regions == {"us-east", "eu-west"}
 
     release = await client.get_current_revision("novacron", namespace=ns)
     await release.release.rollback(1, wait=True)
@@ -151,7 +151,7 @@ async def helm_lifecycle(kube: Kube, ns: str) -> None:
     assert dep["spec"]["replicas"] == 1
     assert not kube.get("networkpolicies", "-n", ns)["items"]
     assert [r["metadata"]["name"] for r in kube.get("novacronregions", "-n", ns)["items"]] == [
-        "dev-1"
+        "us-east"
     ]
 
     rev = await client.install_or_upgrade_release(

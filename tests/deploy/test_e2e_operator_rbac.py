@@ -114,7 +114,7 @@ def test_operator_reconciles_the_example_under_the_charts_rbac(kube: Kube, opera
             status_of(kube, kind, name).get("observedGeneration")
             for kind, name in (
                 ("novacroncluster", "novacron-dev"),
-                ("novacronregion", "dev-1"),
+                ("novacronregion", "us-east"),
                 ("dwcpfederation", "novacron-dev"),
             )
         )
@@ -131,7 +131,11 @@ def test_operator_reconciles_the_example_under_the_charts_rbac(kube: Kube, opera
             "the region's StatefulSet, gateway Deployment and agent DaemonSet",
             lambda: all(
                 want in children()
-                for want in ("statefulset.apps/dev-1", "deployment.apps/dev-1-gateway", "daemonset")
+                for want in (
+                    "statefulset.apps/us-east",
+                    "deployment.apps/us-east-gateway",
+                    "daemonset",
+                )
             ),
             timeout=60,
         )
