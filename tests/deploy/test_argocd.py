@@ -200,3 +200,52 @@ def test_chart_sync_waves_inside_one_application() -> None:
     for obj in helm_template(helm, "values-staging.yaml"):
         wave = obj["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
         assert wave == ("1" if obj["apiVersion"].startswith("novacron.io/") else "0")
+
+
+def component_parameters(appset: dict[str, Any]) -> dict[str, list[str]]:
+    """The helm --set flags each generated Application passes, per component."""
+    import json
+    import re
+
+    out: dict[str, list[str]] = {}
+    elements = appset["spec"]["generators"][0]["matrix"]["generators"][1]["list"]["elements"]
+    patch = appset["spec"]["templatePatch"]
+    for element in elements:
+        component = element["component"]
+        if component == "crds":
+            continue
+        if "parameters" in element:
+            params = json.loads(element["parameters"])
+        else:  # multicluster: parameters written inline per component in the templatePatch
+            branch = patch.split('{{- if eq .component "operator" }}')[1]
+            operator_part, resources_part = branch.split("{{- else }}")
+            part = operator_part if component == "operator" else resources_part
+            params = dict(re.findall(r'\{name: ([\w.]+), value: "([^"]*)"\}', part))
+        out[component] = [f"{k}={v}" for k, v in params.items()]
+    return out
+
+
+@pytest.mark.parametrize("appset", applicationsets(), ids=lambda a: a["metadata"]["name"])
+def test_operator_and_resources_applications_split_the_chart(appset: dict[str, Any]) -> None:
+    """The operator Application renders no NovaCron resource, the resources Application
+    nothing but them: together they are the whole chart, each object in one wave."""
+    helm = require_tool("helm")
+    values = "values-production.yaml"
+    for env in ENVIRONMENTS:
+        if appset["metadata"]["name"] == f"novacron-{env}":
+            values = f"values-{env}.yaml"
+    extra = []
+    if "multicluster" in appset["spec"]["templatePatch"]:
+        extra = ["-f", str(ARGOCD / "multicluster" / "federation.yaml")]
+        extra += ["-f", str(ARGOCD / "multicluster" / "clusters" / "cluster-b.yaml")]
+    kinds: dict[str, set[str]] = {}
+    for component, params in component_parameters(appset).items():
+        cmd = [helm, "template", "novacron", str(CHART), "--kube-version", "1.36.0"]
+        cmd += ["--skip-crds", "-f", str(CHART / values), *extra]
+        for p in params:
+            cmd += ["--set", p]
+        kinds[component] = {o["kind"] for o in load_all(run(cmd).stdout)}
+    novacron = {"NovaCronCluster", "NovaCronRegion", "DWCPFederation"}
+    assert kinds["resources"] == novacron
+    assert "Deployment" in kinds["operator"]
+    assert not kinds["operator"] & novacron
