@@ -140,10 +140,11 @@ class Operator:
     identity: str
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> Operator:
         log = open(self.log_dir / f"{self.identity}.log", "ab")  # noqa: SIM115
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | self.env
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -172,8 +173,13 @@ class Operator:
             cwd=ROOT,
         )
         log.close()
-        wait_for(f"{self.identity} healthz", lambda: self.metrics() is not None, 30)
+        wait_for(
+            f"{self.identity} healthz", lambda: self.metrics() is not None or self.exited(), 30
+        )
         return self
+
+    def exited(self) -> bool:
+        return self.proc is None or self.proc.poll() is not None
 
     def metrics(self) -> dict[str, float] | None:
         try:
@@ -239,8 +245,9 @@ class Deployment:
     log_dir: Path
     operators: list[Operator]
 
-    def new_operator(self, identity: str) -> Operator:
+    def new_operator(self, identity: str, env: dict[str, str] | None = None) -> Operator:
         op = Operator(self.k, self.ns, self.agent_ns, self.token_kc, self.log_dir, identity)
+        op.env = env or {}
         self.operators.append(op)
         return op.start()
 

@@ -17,6 +17,7 @@ from novacron_operator.builders import Owner, build_ca_secret, build_cluster, bu
 from novacron_operator.builders.cluster import ca_secret_name
 from novacron_operator.builders.common import OWNER_LABEL, selector_labels
 from novacron_operator.builders.region import RegionContext, agent_names, build_region
+from novacron_operator.failpoints import failpoint
 from novacron_operator.kube import OPTIONAL_OWNED, OWNED, ApiError, Kube, path
 from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
 from novacron_operator.status import (
@@ -75,8 +76,11 @@ async def set_finalizer(kube: Kube, body: Obj, present: bool) -> None:
 async def apply_and_prune(
     kube: Kube, owner: Owner, desired: list[Obj], keep: frozenset[tuple[str, str]] = frozenset()
 ) -> None:
-    for obj in desired:
+    for i, obj in enumerate(desired):
         await kube.apply(obj)
+        if i == len(desired) // 2:
+            failpoint("mid-apply")
+    failpoint("after-apply")
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | keep
     kinds = list(OWNED)
     for kind, gv in OPTIONAL_OWNED.items():
@@ -88,6 +92,7 @@ async def apply_and_prune(
             if (kind, name) not in wanted:
                 log.info("pruning %s/%s of %s/%s", kind, name, owner.kind, owner.name)
                 await kube.delete(kind, owner.namespace, name)
+                failpoint("after-prune-delete")
 
 
 async def write_status(kube: Kube, body: Obj, health: Health, extra: Obj) -> bool:
@@ -98,6 +103,7 @@ async def write_status(kube: Kube, body: Obj, health: Health, extra: Obj) -> boo
     new = {**extra, "observedGeneration": meta["generation"], "conditions": conds}
     if all(old.get(k) == v for k, v in new.items()):
         return False
+    failpoint("before-status")
     await kube.patch_status(body["kind"], meta["namespace"], meta["name"], new)
     was, now = ready_of(body), health.ready
     if was != now and (was is not None or now):  # no warning for a brand-new resource
@@ -131,6 +137,7 @@ async def roll_one_pod(kube: Kube, owner: Owner, sts: Obj) -> str | None:
         return None
     victim = max(stale, key=lambda p: int(p["metadata"]["name"].rsplit("-", 1)[1]))
     await kube.delete("Pod", owner.namespace, victim["metadata"]["name"])
+    failpoint("after-pod-delete")
     await kube.event(
         {"apiVersion": API_VERSION, "kind": owner.kind, "metadata": _meta(owner)},
         "Normal",
