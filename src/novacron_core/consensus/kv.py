@@ -58,10 +58,19 @@ class KVSnapshot:
     applied: int = 0
 
 
-class KVStore:
-    """A :class:`~novacron_core.consensus.raft.StateMachine`."""
+MAX_SESSIONS = 100_000
 
-    def __init__(self) -> None:
+
+class KVStore:
+    """A :class:`~novacron_core.consensus.raft.StateMachine`.
+
+    Sessions are evicted least-recently-used beyond ``max_sessions``: by apply order, never
+    by time, so every replica evicts the same ones. A client idle through that many other
+    clients' commands loses exactly-once for its in-doubt command (it sees it as stale).
+    """
+
+    def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
+        self.max_sessions = max_sessions
         self.data: dict[str, bytes] = {}
         self.sessions: dict[str, Session] = {}
         self.applied = 0
@@ -75,7 +84,10 @@ class KVStore:
                 return s.result if cmd.seq == s.seq else encode(KVResult(False, stale=True))
         result = encode(self._execute(cmd))
         if cmd.client:
+            self.sessions.pop(cmd.client, None)  # re-insert: dict order is recency order
             self.sessions[cmd.client] = Session(cmd.seq, result)
+            if len(self.sessions) > self.max_sessions:
+                del self.sessions[next(iter(self.sessions))]
         return result
 
     def _execute(self, cmd: KVCommand) -> KVResult:
