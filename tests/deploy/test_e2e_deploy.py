@@ -99,7 +99,7 @@ def test_helm_install_upgrade_rollback_with_pyhelm3(kube: Kube, monitoring_crds:
 async def helm_lifecycle(kube: Kube, ns: str) -> None:
     from pyhelm3 import Client
 
-    client = Client(kubeconfig=kube.kubeconfig, executable=kube.helm_bin, default_timeout="120s")
+    client = Client(kubeconfig=kube.kubeconfig, executable=kube.helm_bin, default_timeout="180s")
     chart = await client.get_chart(CHART)
 
     flags = image_overrides()
