@@ -7,7 +7,7 @@ import importlib
 import sys
 import time
 
-NAMES = ["sim", "rga", "gossip"]  # each is a module here with run(quick) -> result dict
+NAMES = ["sim", "rga", "gossip", "raft"]  # each is a module here with run(quick) -> result dict
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Thin fronts that let the benchmark load generator drive peer systems over HTTP/JSON."""

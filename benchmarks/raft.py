@@ -1,0 +1,363 @@
+"""Regional Raft write throughput and failover, beside etcd and PySyncObj in the same run.
+
+Every system runs 3 members on loopback with its own data directories, and one load
+generator drives all of them the same way — HTTP/JSON PUTs of 256-byte values from 64
+concurrent clients to the leader — so client cost is equal. Durability: ours and etcd fsync
+before acknowledging; PySyncObj has no fsync-per-commit mode (its journal is an mmap'd file
+that is never msynced per command), which favours it.
+
+Failover: kill -9 the leader, time until a write is acknowledged by the new leader, restart
+the old one, wait until it is ready again; repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.common import result
+from novacron_core.demo.procs import Supervisor
+
+K8S_BIN = Path.home() / ".cache/novacron/k8s-bin"
+
+
+def _ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def etcd_binary() -> str | None:
+    env = os.environ.get("NOVACRON_ETCD")
+    if env:
+        return env
+    found = sorted(K8S_BIN.glob("*/etcd"))
+    return str(found[-1]) if found else None
+
+
+@dataclass
+class Cluster:
+    """Three members of one system under a Supervisor, and how to write to it."""
+
+    name: str
+    sup: Supervisor
+    members: list[str] = field(default_factory=list)
+    http: dict[str, str] = field(default_factory=dict)  # member -> base URL
+    leader_of: Callable[[Cluster], str | None] = lambda c: None
+    put: Callable[[str, str, bytes], tuple[str, str, dict[str, Any]]] = lambda base, key, value: (
+        "PUT",
+        base,
+        {},
+    )
+    ready_path: str = "/"
+
+    def leader(self, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                found = self.leader_of(self)
+            except OSError:
+                found = None
+            if found:
+                return found
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name}: no leader within {timeout:.0f}s")
+
+
+def _get_json(url: str, body: bytes | None = None, timeout: float = 1.0) -> Any:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+# ------------------------------------------------------------------ the three systems
+
+
+def start_novacron(sup: Supervisor) -> Cluster:
+    ports = _ports(6)
+    names = ["n1", "n2", "n3"]
+    peers = ",".join(
+        f"{n}=127.0.0.1:{ports[2 * i]}/127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names)
+    )
+    c = Cluster("novacron", sup, names)
+    for i, n in enumerate(names):
+        c.http[n] = f"http://127.0.0.1:{ports[2 * i + 1]}"
+        argv = [sys.executable, "-m", "novacron_core.runtime.node_cli", "--node-id", n]
+        argv += ["--data-dir", str(sup.dir_for(f"novacron-{n}")), "--peers", peers, "--fsync"]
+        sup.start(n, argv, {"PYTHONUNBUFFERED": "1"})
+
+    def leader_of(cl: Cluster) -> str | None:
+        for m in cl.members:
+            if not sup.procs[m].running:
+                continue
+            try:
+                st = _get_json(cl.http[m] + "/v1/cluster")
+            except OSError:
+                continue
+            if st.get("leader") in cl.members and st.get("role") == "leader":
+                return str(st["leader"])
+        return None
+
+    c.leader_of = leader_of
+    c.put = lambda base, key, value: ("PUT", f"{base}/v1/kv/{key}", {"data": value})
+    c.ready_path = "/readyz"
+    return c
+
+
+def start_etcd(sup: Supervisor, binary: str) -> Cluster:
+    ports = _ports(6)
+    names = ["e1", "e2", "e3"]
+    initial = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i]}" for i, n in enumerate(names))
+    c = Cluster("etcd", sup, names)
+    for i, n in enumerate(names):
+        peer, client = f"http://127.0.0.1:{ports[2 * i]}", f"http://127.0.0.1:{ports[2 * i + 1]}"
+        c.http[n] = client
+        argv = [binary, "--name", n, "--data-dir", str(sup.dir_for(f"etcd-{n}"))]
+        argv += ["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer]
+        argv += ["--listen-client-urls", client, "--advertise-client-urls", client]
+        argv += ["--initial-cluster", initial, "--initial-cluster-state", "new"]
+        argv += ["--log-level", "error"]
+        sup.start(n, argv)
+
+    def leader_of(cl: Cluster) -> str | None:
+        for m in cl.members:
+            if not sup.procs[m].running:
+                continue
+            try:
+                st = _get_json(cl.http[m] + "/v3/maintenance/status", b"{}")
+            except OSError:
+                continue
+            if st.get("leader") and st["leader"] == st.get("header", {}).get("member_id"):
+                return m
+        return None
+
+    def put(base: str, key: str, value: bytes) -> tuple[str, str, dict[str, Any]]:
+        body = {
+            "key": base64.b64encode(key.encode()).decode(),
+            "value": base64.b64encode(value).decode(),
+        }
+        return "POST", f"{base}/v3/kv/put", {"json": body}
+
+    c.leader_of, c.put, c.ready_path = leader_of, put, "/health"
+    return c
+
+
+def start_pysyncobj(sup: Supervisor) -> Cluster:
+    ports = _ports(6)
+    names = ["p1", "p2", "p3"]
+    raft = {n: f"127.0.0.1:{ports[2 * i]}" for i, n in enumerate(names)}
+    c = Cluster("pysyncobj", sup, names)
+    for i, n in enumerate(names):
+        c.http[n] = f"http://127.0.0.1:{ports[2 * i + 1]}"
+        journal = str(sup.dir_for(f"pysyncobj-{n}") / "journal")
+        others = [raft[m] for m in names if m != n]
+        argv = [sys.executable, "-m", "benchmarks.peers.pysyncobj_front", raft[n]]
+        argv += [c.http[n].removeprefix("http://"), journal, *others]
+        sup.start(n, argv)
+    by_raft = {v: k for k, v in raft.items()}
+
+    def leader_of(cl: Cluster) -> str | None:
+        for m in cl.members:
+            if not sup.procs[m].running:
+                continue
+            try:
+                st = _get_json(cl.http[m] + "/status")
+            except OSError:
+                continue
+            if st.get("ready") and st.get("leader") in by_raft:
+                return by_raft[st["leader"]]
+        return None
+
+    c.leader_of = leader_of
+    c.put = lambda base, key, value: ("PUT", f"{base}/kv/{key}", {"data": value})
+    c.ready_path = "/status"
+    return c
+
+
+# ------------------------------------------------------------------ load and failover
+
+
+async def _load(c: Cluster, clients: int, seconds: float, value_size: int) -> dict[str, Any]:
+    base = c.http[c.leader()]
+    value = os.urandom(value_size // 2).hex().encode()[:value_size]
+    latencies: list[float] = []
+    errors = 0
+    stop = time.monotonic() + seconds
+    conn = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=conn) as session:
+
+        async def worker(w: int) -> None:
+            nonlocal errors
+            i = 0
+            while time.monotonic() < stop:
+                method, url, kw = c.put(base, f"bench-{w}-{i}", value)
+                i += 1
+                t0 = time.perf_counter()
+                try:
+                    async with session.request(
+                        method, url, timeout=aiohttp.ClientTimeout(total=10), **kw
+                    ) as r:
+                        await r.read()
+                        ok = r.status < 300
+                except (aiohttp.ClientError, TimeoutError):
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(clients)))
+        elapsed = time.perf_counter() - t0
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "writes_per_s": n / elapsed,
+        "p50_ms": 1000 * latencies[n // 2] if n else None,
+        "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else None,
+        "writes": n,
+        "errors": errors,
+    }
+
+
+def failover(c: Cluster, times: int, timeout: float = 20.0) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
+    samples: list[float] = []
+    failures = 0
+    for k in range(times):
+        victim = c.leader()
+        c.sup.kill(victim, signal.SIGKILL)
+        t0 = time.perf_counter()
+        others = [m for m in c.members if m != victim]
+        done = False
+        attempt = 0
+        while not done and time.perf_counter() - t0 < timeout:
+            base = c.http[others[attempt % len(others)]]
+            attempt += 1
+            method, url, kw = c.put(base, f"failover-{k}", b"x")
+            data = kw.get("data")
+            if "json" in kw:
+                import json
+
+                data = json.dumps(kw["json"]).encode()
+            req = urllib.request.Request(url, data=data, method=method)
+            try:
+                with urllib.request.urlopen(req, timeout=1.0) as r:
+                    done = r.status < 300
+            except (urllib.error.URLError, OSError, TimeoutError):
+                time.sleep(0.005)
+        if done:
+            samples.append(time.perf_counter() - t0)
+        else:
+            failures += 1
+        c.sup.restart(victim)
+        c.sup.wait_until(f"{victim} ready", lambda v=victim: _ready(c, v), timeout=30)
+    samples.sort()
+    n = len(samples)
+    return {
+        "kills": times,
+        "p50_ms": 1000 * statistics.median(samples) if n else None,
+        "p99_ms": 1000 * samples[min(n - 1, int(n * 0.99))] if n else None,
+        "max_ms": 1000 * samples[-1] if n else None,
+        "failed": failures,
+    }
+
+
+def _ready(c: Cluster, member: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(c.http[member] + c.ready_path, timeout=0.5) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _measure(
+    start: Callable[[Supervisor], Cluster], clients: int, seconds: float, kills: int
+) -> dict[str, Any]:
+    with Supervisor(prefix="novacron-bench-raft-") as sup:
+        c = start(sup)
+        c.leader(timeout=60)
+        for m in c.members:
+            sup.wait_until(f"{c.name} {m} ready", lambda m=m: _ready(c, m), timeout=60)
+        out = asyncio.run(_load(c, clients, seconds, 256))
+        if kills:
+            out["failover"] = failover(c, kills)
+        return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    clients, seconds = 64, (5.0 if quick else 20.0)
+    kills = 5 if quick else 50
+    print(
+        f"  novacron: 3 nodes, {clients} clients, {seconds:.0f}s, then {kills} leader kills",
+        flush=True,
+    )
+    ours = _measure(start_novacron, clients, seconds, kills)
+    peers: dict[str, Any] = {}
+    etcd = etcd_binary()
+    if etcd:
+        print(f"  etcd ({etcd}): same load, then {kills} leader kills", flush=True)
+        peers["etcd"] = _measure(lambda s: start_etcd(s, etcd), clients, seconds, kills)
+    else:
+        peers["etcd"] = "not built: run `make k8s-bin` (builds etcd 3.6 from the Go module proxy)"
+    print("  pysyncobj: same load", flush=True)
+    try:
+        peers["pysyncobj"] = _measure(start_pysyncobj, clients, seconds, 0)
+    except (RuntimeError, TimeoutError) as e:
+        peers["pysyncobj"] = f"failed: {e}"
+    figures = {k: v for k, v in ours.items() if k != "failover"}
+    for k, v in ours.get("failover", {}).items():
+        figures[f"failover_{k}"] = v
+    flat_peers: dict[str, Any] = {}
+    ratios: dict[str, Any] = {}
+    for name, res in peers.items():
+        if not isinstance(res, dict):
+            flat_peers[name] = res
+            continue
+        for k, v in res.items():
+            if isinstance(v, dict):
+                for k2, v2 in v.items():
+                    flat_peers[f"{name}.{k}_{k2}"] = v2
+            else:
+                flat_peers[f"{name}.{k}"] = v
+        if res.get("writes_per_s"):
+            ratios[f"vs_{name}"] = ours["writes_per_s"] / res["writes_per_s"]
+        if res.get("p99_ms") and ours.get("p99_ms"):
+            ratios[f"p99_vs_{name}"] = ours["p99_ms"] / res["p99_ms"]
+    return result(
+        "raft",
+        figures,
+        flat_peers,
+        ratios,
+        {
+            "clients": clients,
+            "seconds": seconds,
+            "value_bytes": 256,
+            "members": 3,
+            "fsync": True,
+            "kills": kills,
+        },
+    )
