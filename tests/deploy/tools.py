@@ -36,8 +36,17 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name)
 
 
+K8S_BIN = ("helm", "kubectl", "kube-apiserver", "etcd", "kwok")
+
+
 def require_tool(name: str) -> str:
     path = find_tool(name)
+    if path is None and name in K8S_BIN and shutil.which("go"):
+        # the same cached build the API-server tests use (e2e/k8s/build.sh, once per machine)
+        from novacron_operator.devcluster import bin_dir
+
+        candidate = bin_dir() / name
+        path = str(candidate) if candidate.is_file() else None
     if path is None:
         pytest.skip(f"{name} binary not found (run `make k8s-bin` or put {name} on PATH)")
     return path
