@@ -17,6 +17,7 @@ from typing import Any
 
 from novacron_core.consensus.raft.messages import UNKNOWN, Reply
 from novacron_core.machine import Machine, Ready
+from novacron_core.runtime.coalesce import coalesce
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.storage import FileStorage
 
@@ -102,7 +103,7 @@ class Driver:
             t0 = time.perf_counter()
             await self.loop.run_in_executor(None, self.storage.sync)
             self.metrics.fsync_seconds.observe(time.perf_counter() - t0)
-        for dst, msg in ready.messages:
+        for dst, msg in coalesce(ready.messages):
             self.send(dst, msg)
         for rid, result in ready.replies:
             fut = self._futures.get(rid)

@@ -1,0 +1,320 @@
+"""A ``novacron node`` that is also a replica of the federation's CRDT state.
+
+Runs the regular :class:`NodeServer` (Raft member, HTTP API) and, in the same event loop, a
+:class:`~novacron_core.sync.engine.SyncNode` replica linked to every node of every region
+over its own TCP port (codec frames). The Raft leader of each region publishes what its
+group committed (``federation.vmflow``); gossip and Merkle anti-entropy carry it to the
+other regions. Inter-region latency and partitions are injected on the sending side of that
+link (``federation.netem.LinkRules``): unprivileged, no ``tc`` needed.
+
+Extra HTTP API (own port): ``GET /v1/federation/vms``, ``GET /v1/federation/vms/{id}``,
+``GET /v1/federation/status``, ``POST /v1/federation/netem {"partitioned": [regions]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from typing import Any, cast
+
+import click
+from aiohttp import web
+
+from novacron_core.codec import CodecError, FrameDecoder, decode, frame
+from novacron_core.federation import vmflow
+from novacron_core.federation.netem import LinkRules, demo_rtt
+from novacron_core.machine import Ready
+from novacron_core.runtime.driver import Driver
+from novacron_core.runtime.metrics import NodeMetrics
+from novacron_core.runtime.node import NodeServer
+from novacron_core.runtime.node_cli import node_command
+from novacron_core.runtime.settings import load_settings, split_addr
+from novacron_core.runtime.storage import FileStorage
+from novacron_core.runtime.transport import Hello
+from novacron_core.sync.engine import Read, SyncConfig, SyncNode
+from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip
+from novacron_core.sync.persist import DiskDurable
+
+log = logging.getLogger(__name__)
+SYNC_MESSAGES = (Gossip, AeRanges, AeLeaves, AeStates)
+MAX_FRAME = 64 << 20
+
+
+class _DurableAdapter:
+    """The driver's storage interface over a sync ``DiskDurable``."""
+
+    def __init__(self, durable: DiskDurable) -> None:
+        self.durable = durable
+
+    def apply(self, writes: list[Any]) -> None:
+        self.durable.apply(writes)
+
+    def sync(self) -> None:
+        self.durable.fsync()
+
+
+def parse_fed_peers(spec: str) -> dict[str, tuple[str, tuple[str, int]]]:
+    """``"id=region@host:port,..."`` -> {id: (region, (host, port))}."""
+    out: dict[str, tuple[str, tuple[str, int]]] = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        node, rest = item.split("=", 1)
+        region, _, addr = rest.partition("@")
+        out[node] = (region, split_addr(addr))
+    return out
+
+
+class SyncLink:
+    """One outbound connection per peer; each message held for the injected one-way delay
+    (or dropped while either side's region is partitioned)."""
+
+    def __init__(
+        self,
+        me: str,
+        region: str,
+        peers: dict[str, tuple[str, tuple[str, int]]],
+        rules: LinkRules,
+        deliver: Any,
+    ) -> None:
+        self.me, self.region, self.peers, self.rules, self.deliver = (
+            me,
+            region,
+            peers,
+            rules,
+            deliver,
+        )
+        self._queues: dict[str, asyncio.Queue[bytes]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._server: asyncio.Server | None = None
+        self.dropped = 0
+        self.loop = asyncio.get_running_loop()
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._serve, host, port)
+
+    def send(self, dst: str, msg: Any) -> None:
+        peer = self.peers.get(dst)
+        if peer is None:
+            return
+        delay = self.rules.delay(self.region, peer[0])
+        if delay is None:
+            self.dropped += 1
+            return
+        data = frame(msg, MAX_FRAME)
+        if delay > 0:
+            self.loop.call_later(delay, self._enqueue, dst, data)
+        else:
+            self._enqueue(dst, data)
+
+    def _enqueue(self, dst: str, data: bytes) -> None:
+        q = self._queues.get(dst)
+        if q is None:
+            q = self._queues[dst] = asyncio.Queue(4096)
+            self._tasks.append(asyncio.create_task(self._sender(dst, q)))
+        with contextlib.suppress(asyncio.QueueFull):
+            q.put_nowait(data)
+
+    async def _sender(self, dst: str, q: asyncio.Queue[bytes]) -> None:
+        host, port = self.peers[dst][1]
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(host, port)
+            except OSError:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                writer.write(frame(Hello(self.me)))
+                while True:
+                    chunks = [await q.get()]
+                    while not q.empty() and len(chunks) < 256:
+                        chunks.append(q.get_nowait())
+                    writer.write(b"".join(chunks))
+                    await writer.drain()
+            except Exception as e:  # the link must live on
+                log.info("sync link to %s lost: %r", dst, e)
+                await asyncio.sleep(0.2)
+            finally:
+                writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        dec = FrameDecoder(MAX_FRAME)
+        src: str | None = None
+        try:
+            while data := await reader.read(1 << 16):
+                for payload in dec.feed(data):
+                    msg: Any = decode(payload, max_size=MAX_FRAME)
+                    if src is None:
+                        if not isinstance(msg, Hello):
+                            raise CodecError("a connection must start with Hello")
+                        src = msg.node
+                    elif isinstance(msg, SYNC_MESSAGES):
+                        self.deliver(src, msg)
+                    else:
+                        raise CodecError(f"unexpected {type(msg).__name__} on the sync link")
+        except CodecError as e:
+            log.warning("closing sync connection from %s: %s", src or "?", e)
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+
+class FederationSidecar:
+    def __init__(
+        self,
+        node: NodeServer,
+        fed_peers: dict[str, tuple[str, tuple[str, int]]],
+        api_listen: tuple[str, int],
+        rules: LinkRules,
+        publish_interval: float = 0.05,
+    ) -> None:
+        self.node = node
+        self.region = node.settings.region
+        self.fed_peers = fed_peers
+        self.api_listen = api_listen
+        self.rules = rules
+        self.publish_interval = publish_interval
+        self.durable = DiskDurable(node.settings.data_dir / "sync", fsync="never")
+        self.sync = SyncNode(
+            node.id,
+            self.region,
+            {p: r for p, (r, _) in fed_peers.items()},
+            self.durable,
+            SyncConfig(interval=0.1, ae_interval=1.0),
+            seed=int.from_bytes(os.urandom(4), "big"),
+        )
+        self.published = 0
+
+    async def run(self) -> None:
+        me = self.fed_peers[self.node.id]
+        link = SyncLink(self.node.id, self.region, self.fed_peers, self.rules, self._deliver)
+        self.link = link
+        self.driver = Driver(
+            self.sync, cast(FileStorage, _DurableAdapter(self.durable)), link.send, NodeMetrics()
+        )
+        await link.start(*me[1])
+        app = web.Application()
+        app.router.add_get("/v1/federation/vms", self.vms)
+        app.router.add_get("/v1/federation/vms/{id}", self.vm)
+        app.router.add_get("/v1/federation/status", self.status)
+        app.router.add_post("/v1/federation/netem", self.netem)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, *self.api_listen).start()
+        driver_task = asyncio.create_task(self.driver.run())
+        try:
+            while not self.node.stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.node.stopping.wait(), self.publish_interval)
+                await self._publish()
+        finally:
+            self.driver.stop()
+            await runner.cleanup()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(driver_task, 2.0)
+            await link.close()
+            self.durable.fsync()
+            self.durable.close()
+
+    def _deliver(self, src: str, msg: Any) -> None:
+        self.driver.deliver(src, msg)
+
+    async def _publish(self) -> None:
+        """On the region's leader: turn newly committed VM records into CRDT updates."""
+        raft = self.node.raft
+        if not self.node.is_leader() or raft.applied < raft.commit:
+            return
+        committed = {k: v for k, v in self.node.kv.data.items() if k.startswith(vmflow.PREFIX)}
+        for change in vmflow.changes(committed, self.sync.store, self.region):
+            m = vmflow.as_mutation(change, self.sync.hlc, int(time.time() * 1000))
+            await self.driver.request(m)
+            self.published += 1
+
+    # ------------------------------------------------------------ HTTP
+
+    async def vms(self, request: web.Request) -> web.Response:
+        return web.json_response({"region": self.region, "vms": vmflow.records(self.sync.store)})
+
+    async def vm(self, request: web.Request) -> web.Response:
+        reply = await self.driver.request(Read(vmflow.PREFIX + request.match_info["id"]))
+        if not isinstance(reply, bytes):
+            return web.json_response({"error": "no such VM in the federation"}, status=404)
+        return web.json_response(json.loads(reply))
+
+    async def status(self, request: web.Request) -> web.Response:
+        now = asyncio.get_running_loop().time()
+        lag = self.sync.replication_lag(now)
+        return web.json_response(
+            {
+                "node": self.node.id,
+                "region": self.region,
+                "keys": len(self.sync.store),
+                "published": self.published,
+                "replica": self.sync.replica,
+                "vector": self.sync.seen.vv.to_wire(),
+                "max_lag_s": max(lag.values(), default=0.0),
+                "partitioned": sorted(self.rules.partitioned),
+                "dropped": self.link.dropped,
+                "latency": "injected in the sync link (one-way = RTT/2 per region pair)",
+            }
+        )
+
+    async def netem(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        parts = body.get("partitioned", []) if isinstance(body, dict) else None
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            return web.json_response({"error": "partitioned: a list of regions"}, status=422)
+        self.rules.set_partitioned(parts)
+        return web.json_response({"partitioned": sorted(self.rules.partitioned)})
+
+
+async def _main(settings: Any, fed_peers: str, fed_http: str, regions: str) -> None:
+    node = NodeServer(settings)
+    region_list = [r for r in regions.split(",") if r]
+    sidecar = FederationSidecar(
+        node, parse_fed_peers(fed_peers), split_addr(fed_http), LinkRules(demo_rtt(region_list))
+    )
+    node_task = asyncio.create_task(node.run())
+    side_task = asyncio.create_task(sidecar.run())
+    done, _ = await asyncio.wait({node_task, side_task}, return_when=asyncio.FIRST_EXCEPTION)
+    node.stopping.set()
+    await asyncio.gather(node_task, side_task, return_exceptions=False)
+
+
+@click.command(
+    "federated-node",
+    params=[
+        *node_command.params,
+        click.Option(["--fed-peers"], required=True, help="id=region@host:port,... incl. self"),
+        click.Option(["--fed-http"], required=True, help="host:port of the federation API"),
+        click.Option(["--fed-regions"], required=True, help="region names, comma-separated"),
+    ],
+)
+def federated_node_command(
+    config_file: str | None, fed_peers: str, fed_http: str, fed_regions: str, **flags: Any
+) -> None:
+    """A node plus its federation replica (what ``novacron demo`` starts)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = load_settings(config_file, **flags)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        asyncio.run(_main(settings, fed_peers, fed_http, fed_regions))
+    else:
+        uvloop.run(_main(settings, fed_peers, fed_http, fed_regions))
+
+
+if __name__ == "__main__":
+    federated_node_command()
