@@ -63,3 +63,21 @@ def test_production_regions_build_into_ha_workloads(production: list[dict[str, A
         assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 100)
         gateway = one(objs, "Deployment", "-gateway")["spec"]["template"]["spec"]
         assert_restricted(f"{name} gateway", gateway)
+
+
+def test_the_agent_alone_gets_exactly_net_admin_and_host_network(
+    production: list[dict[str, Any]],
+) -> None:
+    for name, objs in built_regions(production).items():
+        (ds,) = [o for o in objs if o["kind"] == "DaemonSet"]
+        assert ds["metadata"]["namespace"] == "novacron-agents", name
+        pod = ds["spec"]["template"]["spec"]
+        assert pod["hostNetwork"] is True
+        for c in pod["containers"]:
+            caps = c["securityContext"]["capabilities"]
+            assert caps["add"] == ["NET_ADMIN"], name
+            assert caps["drop"] == ["ALL"], name
+            assert c["securityContext"].get("privileged") in (None, False), name
+        others = [o for o in objs if o["kind"] in ("StatefulSet", "Deployment")]
+        for o in others:
+            assert not o["spec"]["template"]["spec"].get("hostNetwork"), o["metadata"]["name"]
