@@ -15,6 +15,7 @@ app.kubernetes.io/managed-by) are dropped. tests/deploy/test_manifests.py proves
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -136,8 +137,50 @@ def namespace() -> dict[str, Any]:
     }
 
 
+CRD_SPECS = {
+    "novacronClusterSpec": "novacron.io_novacronclusters.yaml",
+    "novacronRegionSpec": "novacron.io_novacronregions.yaml",
+    "dwcpFederationSpec": "novacron.io_dwcpfederations.yaml",
+}
+
+
+def _plain(schema: Any, top: bool) -> Any:
+    """A CRD's OpenAPI schema as JSON Schema for values: no Kubernetes extensions (CEL stays
+    with the API server), no defaults, unknown fields refused; the top level requires nothing
+    (the chart fills clusterRef, regionName and version in)."""
+    if isinstance(schema, list):
+        return [_plain(v, False) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {
+        k: _plain(v, k == "__never__")
+        for k, v in schema.items()
+        if not k.startswith("x-kubernetes-") and k not in ("default", "description")
+    }
+    if "properties" in schema:
+        out["properties"] = {k: _plain(v, False) for k, v in schema["properties"].items()}
+        out["additionalProperties"] = False
+    if top:
+        out.pop("required", None)
+    return out
+
+
+def values_schema() -> str:
+    """charts/novacron/values.schema.json with its definitions taken from crds/, so a bad
+    spec in values fails at `helm install` with the field named, before any API call."""
+    path = CHART / "values.schema.json"
+    schema = json.loads(path.read_text())
+    defs = {}
+    for name, crd_file in CRD_SPECS.items():
+        crd = yaml.safe_load((ROOT / "crds" / crd_file).read_text())
+        spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        defs[name] = _plain(spec, True)
+    schema["definitions"] = defs
+    return json.dumps(schema, indent=2) + "\n"
+
+
 def render(helm: str | None = None) -> dict[Path, str]:
-    files: dict[Path, str] = {}
+    files: dict[Path, str] = {CHART / "values.schema.json": values_schema()}
     base = helm_template(None, helm)
     base_by_key = {key(o): o for o in base}
     files[MANIFESTS / "base" / "namespace.yaml"] = dump([namespace()])
@@ -195,6 +238,10 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="fail if a file is stale")
     args = parser.parse_args()
     stale = []
+    schema_path = CHART / "values.schema.json"
+    if not args.check and schema_path.read_text() != values_schema():
+        schema_path.write_text(values_schema())  # helm template below validates with it
+        stale.append(schema_path.relative_to(ROOT))
     for path, text in render().items():
         if path.exists() and path.read_text() == text:
             continue
