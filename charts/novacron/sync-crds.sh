@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Copies the generated CRDs (crds/*.yaml, from `make crds`) into the two places that ship them:
+# After `make crds`: copies the generated CRDs (crds/*.yaml) into the two places that ship them
+# and re-renders what derives from them (manifests/render.py):
 # the chart's crds/ directory (Helm installs it before the templates) and manifests/crds/
 # (the kustomize base and the Argo CD "crds" wave). tests/deploy/test_crds_sync.py fails when
 # either copy drifts from crds/. Why copies: helm 3.21 would follow a symlinked crds/ (template
@@ -31,3 +32,7 @@ done
   fi
 } > "$kust/kustomization.yaml"
 echo "synced ${#files[@]} CRD file(s) into charts/novacron/crds and manifests/crds"
+# values.schema.json's spec definitions and manifests/ are derived from crds/ and the chart too.
+py="$root/.venv/bin/python"
+[ -x "$py" ] || py=python3
+"$py" "$root/manifests/render.py"
