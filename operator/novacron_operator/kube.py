@@ -14,6 +14,7 @@ import json
 import os
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,7 @@ class Kube:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
+        self._discovery: dict[str, tuple[bool, float]] = {}
 
     async def __aenter__(self) -> Kube:
         return self
@@ -240,14 +242,21 @@ class Kube:
             "application/merge-patch+json",
         )
 
-    async def api_exists(self, group_version: str) -> bool:
+    async def api_exists(self, group_version: str, ttl: float = 60.0) -> bool:
+        """Discovery, cached for a minute: optional APIs (ServiceMonitor) rarely come and go."""
+        now = time.monotonic()
+        hit = self._discovery.get(group_version)
+        if hit is not None and now - hit[1] < ttl:
+            return hit[0]
         try:
             await self.request("GET", f"/apis/{group_version}")
-            return True
+            found = True
         except ApiError as e:
-            if e.status in (403, 404):
-                return False
-            raise
+            if e.status not in (403, 404):
+                raise
+            found = False
+        self._discovery[group_version] = (found, now)
+        return found
 
     async def event(self, owner: Obj, type_: str, reason: str, message: str) -> None:
         meta = owner["metadata"]
