@@ -175,3 +175,22 @@ def test_calls_outside_the_role_are_forbidden(
             timeout=30,
         )
         assert "Forbidden" in out.stderr
+
+
+def test_argocd_health_of_the_operators_real_status(kube: Kube, operator: Path) -> None:
+    """The Lua health check reads what the operator really writes: Healthy once Ready."""
+    from .test_argocd import lua_health
+    from .tools import ARGOCD
+
+    script = (ARGOCD / "health" / "novacron.lua").read_text()
+    targets = (
+        ("novacroncluster", "novacron-dev"),
+        ("novacronregion", "us-east"),
+        ("dwcpfederation", "novacron-dev"),
+    )
+
+    def healthy() -> list[str]:
+        states = [lua_health(script, kube.get(k, n, "-n", NS))["status"] for k, n in targets]
+        return states if states == ["Healthy"] * 3 else []
+
+    wait_for("Argo CD health Healthy for all three kinds", healthy, timeout=120)
