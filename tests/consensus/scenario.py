@@ -17,7 +17,7 @@ One step per line; ``#`` starts a comment. Steps:
     put X key value         propose a put on X (its reply is remembered under key)
     member X action node    propose a membership change on X
     transfer X target       ask leader X to hand leadership to target
-    expect role|term|commit|last|leader|value|log|voters|learners|reply|snapshot ...
+    expect role|term|commit|last|lag|leader|value|log|voters|learners|reply|snapshot
 """
 
 from __future__ import annotations
@@ -189,8 +189,10 @@ class Scenario:
             assert n.role == "leader", f"{a[1]} is {n.role} (term {n.term}), not leader"
         elif what == "role":
             assert n.role == a[2], f"{a[1]} is {n.role}"
-        elif what in ("term", "commit", "last"):
-            got_i = {"term": n.term, "commit": n.commit, "last": n.log.last_index}[what]
+        elif what in ("term", "commit", "last", "lag"):
+            got_i = {"term": n.term, "commit": n.commit, "last": n.log.last_index, "lag": n.lag()}[
+                what
+            ]
             assert got_i == int(a[2]), f"{a[1]} {what} is {got_i}, expected {a[2]}; {n.status()}"
         elif what == "snapshot":
             assert n.log.snap.index >= int(a[2]), f"{a[1]} snapshot at {n.log.snap.index}"

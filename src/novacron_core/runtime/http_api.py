@@ -257,7 +257,9 @@ class Api:
     async def readyz(self, request: web.Request) -> web.Response:
         r = self.node.raft
         member = r.id in r.conf.members()
-        caught_up = r.leader is not None and r.applied >= r.commit
+        # Caught up: a leader is known and we are within one snapshot interval of its
+        # commit index (the operator waits for this before moving on in a rolling change).
+        caught_up = r.leader is not None and r.lag() <= min(1000, r.cfg.snapshot_entries)
         if member and caught_up:
             return web.json_response({"ready": True, "leader": r.leader})
         return web.json_response({"ready": False, "leader": r.leader, "member": member}, status=503)

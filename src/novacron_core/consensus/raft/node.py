@@ -84,6 +84,7 @@ class RaftNode:
         self.conf_index = snap.index
         self._reload_conf()
         self.leader: NodeId | None = None
+        self.leader_commit = 0  # the leader's commit index as last heard (readiness)
         self.leader_contact = float("-inf")
         self.election_deadline = 0.0
         self.votes: dict[NodeId, bool] = {}
@@ -345,6 +346,7 @@ class RaftNode:
 
     def _on_append(self, src: NodeId, m: Append) -> None:
         self._heard_leader(src)
+        self.leader_commit = max(self.leader_commit, m.commit)
         if m.prev_index < self.commit:
             self._send(src, AppendResp(self.term, True, match=self.commit, ctx=m.ctx))
             return
@@ -687,6 +689,12 @@ class RaftNode:
 
     # ------------------------------------------------------------------ introspection
 
+    def lag(self) -> int:
+        """How many committed entries this node has yet to apply, as far as it knows."""
+        if self.role == LEADER:
+            return 0
+        return max(0, self.leader_commit - self.applied)
+
     def status(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -695,6 +703,7 @@ class RaftNode:
             "leader": self.leader,
             "commit": self.commit,
             "applied": self.applied,
+            "lag": self.lag(),
             "last_index": self.log.last_index,
             "snapshot_index": self.log.snap.index,
             "voters": list(self.conf.voters),
