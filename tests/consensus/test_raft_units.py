@@ -21,6 +21,7 @@ from novacron_core.consensus.raft import (
     SaveSnapshot,
     SnapshotMeta,
 )
+from novacron_core.consensus.raft.reads import ReadQueue
 from tests.consensus.cluster import FAST, SimCluster
 
 
@@ -152,3 +153,12 @@ def test_least_recently_used_session_is_evicted_deterministically() -> None:
     again = KVStore(max_sessions=2)
     again.restore(kv.snapshot())
     assert list(again.sessions) == ["a", "c"]
+
+
+def test_unconfirmed_heartbeat_rounds_do_not_pile_up() -> None:
+    q = ReadQueue()
+    q.open(1, 0.0).waiters.append(("rid", b"q"))
+    for i in range(10_000):
+        q.open(1, float(i))
+    assert len(q.rounds) <= 258
+    assert q.rounds[0].waiters == [("rid", b"q")]

@@ -32,6 +32,10 @@ class ReadQueue:
         self.lease_until = float("-inf")
 
     def open(self, index: int, now: float) -> ReadRound:
+        if len(self.rounds) > 256:
+            # A leader cut off from its quorum (CheckQuorum disabled) opens a heartbeat round
+            # every interval and confirms none: keep only the ones somebody waits for.
+            self.rounds = [r for r in self.rounds if r.waiters]
         self.ctx += 1
         r = ReadRound(self.ctx, index, now)
         self.rounds.append(r)
