@@ -18,7 +18,7 @@ from novacron_core.consensus.raft import LEADER, RaftConfig, RaftNode, Reply
 from novacron_core.runtime.driver import Driver
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.settings import NodeSettings, split_addr
-from novacron_core.runtime.storage import FileStorage
+from novacron_core.runtime.storage import CorruptLogError, FileStorage
 from novacron_core.runtime.transport import Transport, tls_contexts
 
 log = logging.getLogger(__name__)
@@ -137,4 +137,9 @@ def run_node(settings: NodeSettings) -> None:
 
 
 async def _main(settings: NodeSettings) -> None:
-    await NodeServer(settings).run()
+    try:
+        server = NodeServer(settings)
+    except CorruptLogError as e:
+        log.error("%s", e)
+        raise SystemExit(2) from None
+    await server.run()
