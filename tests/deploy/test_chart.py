@@ -245,3 +245,24 @@ def test_sync_waves_order_operator_before_resources(helm: str) -> None:
     for obj in objs:
         wave = int(obj["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
         assert wave == (1 if obj["apiVersion"].startswith("novacron.io/") else 0), obj["kind"]
+
+
+def test_every_promql_expression_parses(helm: str) -> None:
+    """Alert rules and dashboard queries parse as PromQL (promql-parser, a real parser)."""
+    promql_parser = pytest.importorskip(
+        "promql_parser", reason="promql-parser (a dev dependency) is not installed"
+    )
+    objs = helm_template(helm, "values-production.yaml")
+    exprs = []
+    (rule,) = by_kind(objs, "PrometheusRule")
+    exprs += [(r["alert"], r["expr"]) for g in rule["spec"]["groups"] for r in g["rules"]]
+    for cm in by_kind(objs, "ConfigMap"):
+        for text in cm["data"].values():
+            for panel in json.loads(text)["panels"]:
+                exprs += [(panel["title"], t["expr"]) for t in panel["targets"]]
+    assert len(exprs) > 15
+    for name, expr in exprs:
+        try:
+            promql_parser.parse(expr)
+        except Exception as exc:
+            raise AssertionError(f"{name}: {expr}: {exc}") from exc
