@@ -23,6 +23,8 @@ _url_option = click.option(
     show_default=True,
     help="Node URL; repeat for several (tried in turn). Env: NOVACRON_URL.",
 )
+# field names of the node API's VM records (runtime/http_api.py, vm.VMRecord)
+VM_COLUMNS = ["id", "name", "home_region", "power", "spec", "version"]
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
 
 
@@ -72,7 +74,7 @@ def status_command(urls: tuple[str, ...], as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(rows, indent=2))
         raise click.ClickException(rows[0]["error"] if len(rows) == 1 else "no node answered")
-    cols = ["url", "id", "region", "leader", "term", "commit_index", "members", "error"]
+    cols = ["url", "id", "role", "leader", "term", "commit", "applied", "voters", "error"]
     _print(rows, as_json, cols, "NovaCron nodes")
 
 
@@ -87,8 +89,8 @@ def vms_group() -> None:
 def vms_list(urls: tuple[str, ...], as_json: bool) -> None:
     """List the VMs this region knows (its own and those replicated from other regions)."""
     data = _run(lambda: NodeClient(urls).call("GET", "/v1/vms"))
-    items = data.get("items", data) if isinstance(data, dict) else data
-    _print(items, as_json, ["id", "home_region", "power", "spec", "version"], "VMs")
+    items = data.get("vms", []) if isinstance(data, dict) else data
+    _print(items, as_json, VM_COLUMNS, "VMs")
 
 
 @vms_group.command("get")
@@ -98,23 +100,31 @@ def vms_list(urls: tuple[str, ...], as_json: bool) -> None:
 def vms_get(vm_id: str, urls: tuple[str, ...], as_json: bool) -> None:
     """Show one VM record."""
     data = _run(lambda: NodeClient(urls).call("GET", f"/v1/vms/{vm_id}"))
-    _print(data, as_json, ["id", "home_region", "power", "spec", "version"], f"VM {vm_id}")
+    _print(data, as_json, VM_COLUMNS, f"VM {vm_id}")
 
 
 @vms_group.command("create")
 @click.argument("vm_id")
-@click.option("--cpus", type=click.IntRange(1, 1024), default=2, show_default=True)
+@click.option("--name", help="display name (default: the id)")
+@click.option("--cpus", type=click.IntRange(1, 512), default=2, show_default=True)
 @click.option("--memory-mib", type=click.IntRange(64), default=2048, show_default=True)
 @click.option("--image", default="debian-12", show_default=True)
 @_url_option
 @_json_option
 def vms_create(
-    vm_id: str, cpus: int, memory_mib: int, image: str, urls: tuple[str, ...], as_json: bool
+    vm_id: str,
+    name: str | None,
+    cpus: int,
+    memory_mib: int,
+    image: str,
+    urls: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Create a VM record homed in the region of the node you talk to."""
-    body = {"id": vm_id, "spec": {"cpus": cpus, "memory_mib": memory_mib, "image": image}}
+    spec = {"cpus": cpus, "memory_mib": memory_mib, "image": image}
+    body = {"id": vm_id, "name": name or vm_id, "spec": spec}
     data = _run(lambda: NodeClient(urls).call("POST", "/v1/vms", body))
-    _print(data, as_json, ["id", "home_region", "power", "spec", "version"], "created")
+    _print(data, as_json, VM_COLUMNS, "created")
 
 
 @vms_group.command("power")
@@ -125,7 +135,7 @@ def vms_create(
 def vms_power(vm_id: str, state: str, urls: tuple[str, ...], as_json: bool) -> None:
     """Power a VM on or off (a write at its home region)."""
     data = _run(lambda: NodeClient(urls).call("POST", f"/v1/vms/{vm_id}/power", {"state": state}))
-    _print(data, as_json, ["id", "home_region", "power", "spec", "version"], "power")
+    _print(data, as_json, VM_COLUMNS, "power")
 
 
 @vms_group.command("delete")

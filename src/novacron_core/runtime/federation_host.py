@@ -25,9 +25,9 @@ import click
 from aiohttp import web
 
 from novacron_core.codec import CodecError, FrameDecoder, decode, frame
+from novacron_core.consensus.kv import KVStore
 from novacron_core.federation import vmflow
 from novacron_core.federation.netem import LinkRules, demo_rtt
-from novacron_core.machine import Ready
 from novacron_core.runtime.driver import Driver
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.node import NodeServer
@@ -182,13 +182,14 @@ class FederationSidecar:
     ) -> None:
         self.node = node
         self.region = node.settings.region
+        self.fed_id = f"{self.region}-{node.id}"
         self.fed_peers = fed_peers
         self.api_listen = api_listen
         self.rules = rules
         self.publish_interval = publish_interval
         self.durable = DiskDurable(node.settings.data_dir / "sync", fsync="never")
         self.sync = SyncNode(
-            node.id,
+            self.fed_id,
             self.region,
             {p: r for p, (r, _) in fed_peers.items()},
             self.durable,
@@ -198,8 +199,8 @@ class FederationSidecar:
         self.published = 0
 
     async def run(self) -> None:
-        me = self.fed_peers[self.node.id]
-        link = SyncLink(self.node.id, self.region, self.fed_peers, self.rules, self._deliver)
+        me = self.fed_peers[self.fed_id]
+        link = SyncLink(self.fed_id, self.region, self.fed_peers, self.rules, self._deliver)
         self.link = link
         self.driver = Driver(
             self.sync, cast(FileStorage, _DurableAdapter(self.durable)), link.send, NodeMetrics()
@@ -236,7 +237,8 @@ class FederationSidecar:
         raft = self.node.raft
         if not self.node.is_leader() or raft.applied < raft.commit:
             return
-        committed = {k: v for k, v in self.node.kv.data.items() if k.startswith(vmflow.PREFIX)}
+        kv = cast(KVStore, self.node.kv)
+        committed = {k: v for k, v in kv.data.items() if k.startswith(vmflow.PREFIX)}
         for change in vmflow.changes(committed, self.sync.store, self.region):
             m = vmflow.as_mutation(change, self.sync.hlc, int(time.time() * 1000))
             await self.driver.request(m)
@@ -258,7 +260,7 @@ class FederationSidecar:
         lag = self.sync.replication_lag(now)
         return web.json_response(
             {
-                "node": self.node.id,
+                "node": self.fed_id,
                 "region": self.region,
                 "keys": len(self.sync.store),
                 "published": self.published,
@@ -288,7 +290,7 @@ async def _main(settings: Any, fed_peers: str, fed_http: str, regions: str) -> N
     )
     node_task = asyncio.create_task(node.run())
     side_task = asyncio.create_task(sidecar.run())
-    done, _ = await asyncio.wait({node_task, side_task}, return_when=asyncio.FIRST_EXCEPTION)
+    await asyncio.wait({node_task, side_task}, return_when=asyncio.FIRST_EXCEPTION)
     node.stopping.set()
     await asyncio.gather(node_task, side_task, return_exceptions=False)
 

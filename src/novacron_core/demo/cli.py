@@ -1,0 +1,526 @@
+"""``novacron demo``: a real multi-region federation on this machine, and a story told with it.
+
+Regions x nodes real processes on 127.0.x.y; each region is one Raft group; every node is also
+a replica of the federation's CRDT state (``runtime.federation_host``). Every step prints what
+it measured; ``--check`` turns failed expectations into a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from types import FrameType
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from novacron_core.demo.federation import (
+    Layout,
+    NodeSpec,
+    cluster,
+    fed_has,
+    fed_record,
+    get_json,
+    post_json,
+    write,
+)
+from novacron_core.demo.procs import Supervisor
+
+
+class Story:
+    def __init__(self, sup: Supervisor, layout: Layout, out: Console, election_ms: int) -> None:
+        self.sup, self.layout, self.out, self.election_ms = sup, layout, out, election_ms
+        self.failures: list[str] = []
+        self.figures: dict[str, float] = {}
+
+    # ------------------------------------------------------------ helpers
+
+    def say(self, text: str) -> None:
+        self.out.print(text, highlight=False)
+
+    def expect(self, ok: bool, what: str) -> None:
+        if ok:
+            self.say(f"   [green]✓[/green] {what}")
+        else:
+            self.say(f"   [red]✗ expected: {what}[/red]")
+            self.failures.append(what)
+
+    def live(self, region: str) -> list[NodeSpec]:
+        return [n for n in self.layout.in_region(region) if self.sup.procs[n.name].running]
+
+    def leader_of(self, region: str) -> tuple[NodeSpec, dict[str, Any]] | None:
+        for n in self.live(region):
+            st = cluster(n)
+            if st and st.get("role") == "leader":
+                return n, st
+        return None
+
+    def wait(self, what: str, cond: Callable[[], bool], timeout: float = 30.0) -> float:
+        return self.sup.wait_until(what, cond, timeout)
+
+    def _has_leader(self, region: str) -> bool:
+        return self.leader_of(region) is not None
+
+    def fed_node(self, region: str) -> NodeSpec:
+        return self.live(region)[0]
+
+    # ------------------------------------------------------------ steps
+
+    def start(self) -> None:
+        lay = self.layout
+        self.say(
+            f"[bold]Starting {len(lay.nodes)} nodes: {len(lay.regions)} regions x "
+            f"{len(lay.in_region(lay.regions[0]))}[/bold] (data in {self.sup.base})"
+        )
+        self.say(
+            "   inter-region latency: injected in each node's sync link (unprivileged; "
+            "one-way = RTT/2 of the cockroach-demo matrix: "
+            "us-east1↔us-west1 66 ms, us-east1↔europe-west1 64 ms, us-west1↔europe-west1 146 ms)"
+        )
+        t0 = time.monotonic()
+        for n in lay.nodes:
+            self.sup.start(n.name, lay.argv(n, str(self.sup.dir_for(n.name)), self.election_ms))
+        for r in lay.regions:
+            took = self.wait(f"a leader in {r}", partial(self._has_leader, r), 60)
+            found = self.leader_of(r)
+            assert found is not None
+            self.say(
+                f"   {r}: leader {found[0].name} (term {found[1]['term']}) "
+                f"after {time.monotonic() - t0:.1f}s (+{took:.1f}s)"
+            )
+        for n in lay.nodes:
+            self.wait(
+                f"{n.name} federation API",
+                partial(_answers, n.fed_url + "/v1/federation/status"),
+                30,
+            )
+        self.figures["startup_s"] = time.monotonic() - t0
+        self.say(f"   federation up in {self.figures['startup_s']:.1f}s")
+
+    def create_vms(self) -> None:
+        self.say("\n[bold]1. Create and power on a VM in each region, at its home region[/bold]")
+        prop: list[float] = []
+        for r in self.layout.regions:
+            vm = f"web-{r}"
+            t0 = time.monotonic()
+            write(
+                self.live(r),
+                "POST",
+                "/v1/vms",
+                {
+                    "id": vm,
+                    "name": vm,
+                    "spec": {"cpus": 2, "memory_mib": 2048, "image": "debian-12"},
+                },
+            )
+            t1 = time.monotonic()
+            rec = write(self.live(r), "POST", f"/v1/vms/{vm}/power", {"state": "on"})
+            t2 = time.monotonic()
+            self.say(
+                f"   {vm}: created in {1000 * (t1 - t0):.0f} ms, powered on in "
+                f"{1000 * (t2 - t1):.0f} ms (Raft commit in {r}; home_region={rec['home_region']})"
+            )
+            self.expect(rec["power"] == "on" and rec["home_region"] == r, f"{vm} on, homed in {r}")
+            targets = {o: self.fed_node(o) for o in self.layout.regions if o != r}
+            seen: dict[str, float] = {}
+
+            def all_seen(
+                vm: str = vm,
+                targets: dict[str, NodeSpec] = targets,
+                seen: dict[str, float] = seen,
+                t2: float = t2,
+            ) -> bool:
+                for o, t in targets.items():
+                    if o not in seen and (fed_record(t, vm) or {}).get("power") == "on":
+                        seen[o] = time.monotonic() - t2
+                return len(seen) == len(targets)
+
+            self.wait(f"{vm} readable in every region", all_seen, 15)
+            prop.extend(seen.values())
+            self.say(
+                "     readable (powered on) "
+                + ", ".join(f"in {o} after {1000 * s:.0f} ms" for o, s in sorted(seen.items()))
+            )
+        self.figures["propagation_ms_max"] = 1000 * max(prop)
+        self.say(
+            f"   cross-region propagation: median {1000 * sorted(prop)[len(prop) // 2]:.0f} ms, "
+            f"max {1000 * max(prop):.0f} ms (commit → gossip over the injected WAN latency)"
+        )
+
+    def kill_leader(self) -> None:
+        r = self.layout.regions[0]
+        found = self.leader_of(r)
+        assert found is not None
+        victim, st = found
+        self.say(f"\n[bold]2. kill -9 {r}'s leader {victim.name} (term {st['term']})[/bold]")
+        t0 = time.monotonic()
+        self.sup.kill(victim.name)
+        self.wait(f"a new leader in {r}", lambda: self.leader_of(r) is not None, 30)
+        t_lead = time.monotonic() - t0
+        new = self.leader_of(r)
+        assert new is not None
+        vm = f"web-{r}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                write(self.live(r), "POST", f"/v1/vms/{vm}/power", {"state": "off"})
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        t_commit = time.monotonic() - t0
+        self.figures["failover_leader_s"], self.figures["failover_commit_s"] = t_lead, t_commit
+        self.say(
+            f"   new leader {new[0].name} (term {new[1]['term']}) after {1000 * t_lead:.0f} ms; "
+            f"next commit (power off {vm}) after {1000 * t_commit:.0f} ms"
+        )
+        self.expect(
+            new[0].name != victim.name and new[1]["term"] > st["term"], "a new leader, higher term"
+        )
+        self.sup.restart(victim.name)
+        took = self.wait(
+            f"{victim.name} to rejoin",
+            lambda: (cluster(victim) or {}).get("commit", -1) >= new[1]["commit"],
+            30,
+        )
+        self.say(
+            f"   restarted {victim.name}: rejoined as follower, caught up in {1000 * took:.0f} ms"
+        )
+
+    def crash_restart(self) -> None:
+        r = self.layout.regions[1 % len(self.layout.regions)]
+        found = self.leader_of(r)
+        assert found is not None
+        victim = next(n for n in self.live(r) if n.name != found[0].name)
+        before = cluster(victim) or {}
+        self.say(
+            f"\n[bold]3. kill -9 {victim.name} (a follower), write while it is down, "
+            "restart it[/bold]"
+        )
+        self.sup.kill(victim.name)
+        for i in range(20):
+            vm = f"batch-{r}-{i}"
+            write(
+                self.live(r),
+                "POST",
+                "/v1/vms",
+                {"id": vm, "name": vm, "spec": {"cpus": 1, "memory_mib": 512, "image": "alpine"}},
+            )
+        lead = self.leader_of(r)
+        assert lead is not None
+        target = int(lead[1]["commit"])
+        t0 = time.monotonic()
+        self.sup.restart(victim.name)
+        self.wait(f"{victim.name} to answer", lambda: cluster(victim) is not None, 30)
+        first = cluster(victim) or {}
+        took = self.wait(
+            f"{victim.name} to catch up",
+            lambda: (cluster(victim) or {}).get("commit", -1) >= target,
+            30,
+        )
+        total = time.monotonic() - t0
+        self.figures["restart_catchup_s"] = total
+        self.say(
+            f"   before the crash: commit {before.get('commit')}; 20 VMs written meanwhile "
+            f"(leader commit {target})"
+        )
+        self.say(
+            f"   restarted: durable log read back to index {first.get('last_index')} "
+            f"(first answer after {1000 * (total - took):.0f} ms), commit caught up to ≥ {target} "
+            f"{1000 * total:.0f} ms after restart"
+        )
+        self.expect(
+            int(first.get("last_index", 0)) >= int(before.get("commit", 0)),
+            "the restarted node kept its log (recovered from disk, not from scratch)",
+        )
+
+    def partition(self) -> None:
+        lay = self.layout
+        cut = lay.regions[-1]
+        others = [r for r in lay.regions if r != cut]
+        self.say(f"\n[bold]4. Partition {cut} from {', '.join(others)} (sync link drops)[/bold]")
+        for n in lay.nodes:
+            if self.sup.procs[n.name].running:
+                post_json(n.fed_url + "/v1/federation/netem", {"partitioned": [cut]})
+        vm_cut, vm_other = f"islanded-{cut}", f"mainland-{others[0]}"
+        t0 = time.monotonic()
+        write(
+            self.live(cut),
+            "POST",
+            "/v1/vms",
+            {
+                "id": vm_cut,
+                "name": vm_cut,
+                "spec": {"cpus": 4, "memory_mib": 4096, "image": "debian-12"},
+            },
+        )
+        write(self.live(cut), "POST", f"/v1/vms/{vm_cut}/power", {"state": "on"})
+        t_w = time.monotonic() - t0
+        self.say(
+            f"   {cut} still writes its own VMs: {vm_cut} created and powered on "
+            f"in {1000 * t_w:.0f} ms"
+        )
+        write(
+            self.live(others[0]),
+            "POST",
+            "/v1/vms",
+            {
+                "id": vm_other,
+                "name": vm_other,
+                "spec": {"cpus": 1, "memory_mib": 1024, "image": "alpine"},
+            },
+        )
+        readable = fed_has(self.fed_node(cut), f"web-{others[0]}")
+        self.expect(
+            readable, f"{others[0]}'s VMs stay readable in {cut} (its last replicated state)"
+        )
+        time.sleep(1.0)
+        leaked = fed_has(self.fed_node(others[0]), vm_cut) or fed_has(self.fed_node(cut), vm_other)
+        self.expect(not leaked, "nothing crosses the partition (checked after 1 s)")
+        self.vm_cut, self.vm_other = vm_cut, vm_other
+
+    def heal(self) -> None:
+        lay = self.layout
+        cut, others = lay.regions[-1], lay.regions[:-1]
+        self.say("\n[bold]5. Heal the partition: gossip and anti-entropy catch up[/bold]")
+        t0 = time.monotonic()
+        for n in lay.nodes:
+            if self.sup.procs[n.name].running:
+                post_json(n.fed_url + "/v1/federation/netem", {"partitioned": []})
+        nodes_cut = self.live(cut)
+        nodes_other = [n for r in others for n in self.live(r)]
+        self.wait(
+            "both sides to see each other's partition-time writes",
+            lambda: (
+                all(fed_has(n, self.vm_cut) for n in nodes_other)
+                and all(fed_has(n, self.vm_other) for n in nodes_cut)
+            ),
+            30,
+        )
+        took = time.monotonic() - t0
+        self.figures["heal_catchup_ms"] = 1000 * took
+        self.say(f"   every node of every region has both VMs {1000 * took:.0f} ms after healing")
+        counts = {
+            n.name: len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
+            for n in lay.nodes
+        }
+        self.wait(
+            "all replicas to converge",
+            lambda: (
+                len(
+                    {
+                        len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
+                        for n in lay.nodes
+                    }
+                )
+                == 1
+            ),
+            30,
+        )
+        counts = {
+            n.name: len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
+            for n in lay.nodes
+        }
+        self.expect(
+            len(set(counts.values())) == 1,
+            f"all {len(counts)} replicas hold the same {next(iter(counts.values()))} VM records",
+        )
+
+
+def _answers(url: str) -> bool:
+    return get_json(url) is not None
+
+
+class LiveView:
+    """A rich table of every node, refreshed from a background poller (TTY only)."""
+
+    def __init__(self, layout: Layout, sup: Supervisor) -> None:
+        self.layout, self.sup = layout, sup
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.prev: dict[str, tuple[float, int]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self.stop.is_set():
+            for n in self.layout.nodes:
+                p = self.sup.procs.get(n.name)
+                st = cluster(n) if p is not None and p.running else None
+                fed = get_json(n.fed_url + "/v1/federation/status") if st else None
+                row: dict[str, Any] = {"up": st is not None}
+                if st:
+                    now, commit = time.monotonic(), int(st["commit"])
+                    t, c = self.prev.get(n.name, (now, commit))
+                    row.update(st, rate=(commit - c) / (now - t) if now > t else 0.0)
+                    self.prev[n.name] = (now, commit)
+                if fed:
+                    row.update(keys=fed["keys"], lag=fed["max_lag_s"], cut=fed["partitioned"])
+                self.rows[n.name] = row
+            self.stop.wait(0.5)
+
+    def __rich__(self) -> Table:
+        t = Table(title="NovaCron local federation", expand=False)
+        for c in (
+            "region",
+            "node",
+            "role",
+            "term",
+            "commit",
+            "commits/s",
+            "fed keys",
+            "lag",
+            "cut",
+        ):
+            t.add_column(c)
+        for n in self.layout.nodes:
+            row = self.rows.get(n.name, {})
+            if not row.get("up"):
+                t.add_row(n.region, n.name, "[red]down[/red]", *["-"] * 6)
+                continue
+            role = str(row.get("role", "?"))
+            t.add_row(
+                n.region,
+                n.name,
+                f"[bold green]{role}[/bold green]" if role == "leader" else role,
+                str(row.get("term")),
+                str(row.get("commit")),
+                f"{row.get('rate', 0.0):.1f}",
+                str(row.get("keys", "-")),
+                f"{row.get('lag', 0.0) * 1000:.0f} ms",
+                ",".join(row.get("cut", [])) or "-",
+            )
+        return t
+
+
+def _interactive(layout: Layout, out: Console) -> None:
+    out.print("\n[bold]The federation keeps running. Explore it:[/bold]")
+    for r in layout.regions:
+        for n in layout.in_region(r):
+            out.print(
+                f"   {n.name:<18} {n.url}  (metrics {n.url}/metrics, "
+                f"federation {n.fed_url}/v1/federation/vms)"
+            )
+    n0 = layout.nodes[0]
+    out.print("\n   Try:")
+    out.print(f"     curl {n0.url}/v1/cluster")
+    out.print(f"     novacron vms list --url {n0.url}")
+    out.print(f"     novacron vms create db-1 --url {n0.url}")
+    out.print(
+        f"     curl {layout.nodes[-1].fed_url}/v1/federation/vms/db-1"
+        f"   # readable in {layout.nodes[-1].region}"
+    )
+    out.print(f"     novacron status --url {n0.url} --url {layout.nodes[1].url}")
+    out.print("\n   Ctrl-C stops every node and removes the temporary data.")
+    while True:
+        time.sleep(3600)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@click.command("demo")
+@click.option("--regions", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option("--nodes", type=click.IntRange(3, 9), default=3, show_default=True, help="per region")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="keep data here (default: a temp dir, removed)",
+)
+@click.option("--interactive", is_flag=True, help="keep the federation running until Ctrl-C")
+@click.option("--check", is_flag=True, help="exit non-zero when a step's expectation fails")
+@click.option("--election-timeout-ms", type=int, default=400, show_default=True)
+@click.option(
+    "--address-octet",
+    type=click.IntRange(0, 254),
+    default=0,
+    hidden=True,
+    help="nodes listen on 127.OCTET.region.node (tests use another octet)",
+)
+def demo_command(
+    regions: int,
+    nodes: int,
+    data_dir: str | None,
+    interactive: bool,
+    check: bool,
+    election_timeout_ms: int,
+    address_octet: int,
+) -> None:
+    """Run a real multi-region NovaCron on this machine and tell its story, with figures."""
+    tty = sys.stdout.isatty()
+    out = Console(highlight=False, force_terminal=tty, no_color=not tty, width=None if tty else 160)
+    layout = Layout(regions, nodes, address_octet)
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    live: Live | None = None
+    view: LiveView | None = None
+    story: Story | None = None
+    try:
+        with Supervisor(data_dir) as sup:
+            story = Story(sup, layout, out, election_timeout_ms)
+            try:
+                story.start()
+                if tty:
+                    view = LiveView(layout, sup)
+                    view.thread.start()
+                    live = Live(view, console=out, refresh_per_second=2, transient=True)
+                    live.start()
+                    story.out = live.console
+                story.create_vms()
+                story.kill_leader()
+                if len(layout.regions) >= 2:
+                    story.crash_restart()
+                    story.partition()
+                    story.heal()
+                if live is not None:
+                    live.stop()
+                    out.print(view)
+                    live = None
+                _summary(story, out)
+                if interactive:
+                    _interactive(layout, out)
+            except KeyboardInterrupt:
+                out.print("\ninterrupted: stopping every node…")
+            except (RuntimeError, TimeoutError) as e:
+                story.failures.append(str(e))
+                out.print(f"[red]demo step failed: {e}[/red]")
+            finally:
+                if live is not None:
+                    live.stop()
+                if view is not None:
+                    view.stop.set()
+                    view.thread.join(2)
+                out.print(
+                    "stopping nodes" + ("" if data_dir else " and removing the temporary data")
+                )
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    if check and story is not None and story.failures:
+        raise SystemExit(1)
+
+
+def _summary(story: Story, out: Console) -> None:
+    f = story.figures
+    out.print("\n[bold]Figures[/bold]")
+    labels = {
+        "startup_s": ("federation start-up", "s"),
+        "propagation_ms_max": ("cross-region propagation (max)", "ms"),
+        "failover_leader_s": ("leader killed → new leader", "s"),
+        "failover_commit_s": ("leader killed → next commit", "s"),
+        "restart_catchup_s": ("kill -9 + restart → caught up", "s"),
+        "heal_catchup_ms": ("partition healed → caught up", "ms"),
+    }
+    for k, (label, unit) in labels.items():
+        if k in f:
+            out.print(f"   {label:<34} {f[k]:8.2f} {unit}")
+    if story.failures:
+        out.print(f"[red]{len(story.failures)} expectation(s) failed[/red]")
+    else:
+        out.print("   [green]all expectations met[/green]")

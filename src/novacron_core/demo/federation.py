@@ -1,0 +1,126 @@
+"""The local federation's layout and the calls the demo makes to its nodes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from novacron_core.client import ClientError, NodeClient, NodeUnreachable
+from novacron_core.federation.netem import demo_regions
+
+FED_MODULE = "novacron_core.runtime.federation_host"
+RAFT_PORT, HTTP_PORT, SYNC_PORT, FED_PORT = 7000, 8080, 7100, 8180
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str  # process name, e.g. us-east1-n2
+    node_id: str  # Raft id inside the region, e.g. n2
+    region: str
+    host: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{HTTP_PORT}"
+
+    @property
+    def fed_url(self) -> str:
+        return f"http://{self.host}:{FED_PORT}"
+
+
+class Layout:
+    def __init__(self, regions: int, nodes: int, octet: int = 0) -> None:
+        self.regions = demo_regions(regions)
+        self.nodes: list[NodeSpec] = [
+            NodeSpec(f"{r}-n{j + 1}", f"n{j + 1}", r, f"127.{octet}.{i + 1}.{j + 1}")
+            for i, r in enumerate(self.regions)
+            for j in range(nodes)
+        ]
+
+    def in_region(self, region: str) -> list[NodeSpec]:
+        return [n for n in self.nodes if n.region == region]
+
+    def by_name(self, name: str) -> NodeSpec:
+        return next(n for n in self.nodes if n.name == name)
+
+    def argv(self, n: NodeSpec, data_dir: str, election_ms: int) -> list[str]:
+        peers = ",".join(
+            f"{m.node_id}={m.host}:{RAFT_PORT}/{m.host}:{HTTP_PORT}"
+            for m in self.in_region(n.region)
+        )
+        fed = ",".join(f"{m.name}={m.region}@{m.host}:{SYNC_PORT}" for m in self.nodes)
+        return [
+            sys.executable,
+            "-m",
+            FED_MODULE,
+            "--node-id",
+            n.node_id,
+            "--region",
+            n.region,
+            "--data-dir",
+            data_dir,
+            "--peers",
+            peers,
+            "--election-timeout-ms",
+            str(election_ms),
+            "--fed-peers",
+            fed,
+            "--fed-http",
+            f"{n.host}:{FED_PORT}",
+            "--fed-regions",
+            ",".join(self.regions),
+        ]
+
+
+def get_json(url: str, timeout: float = 0.5) -> Any:
+    """GET ``url`` as JSON; None when the node does not answer (or answers an error)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return json.loads(r.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def post_json(url: str, body: Any, timeout: float = 2.0) -> Any:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def cluster(n: NodeSpec) -> dict[str, Any] | None:
+    st = get_json(n.url + "/v1/cluster")
+    return st if isinstance(st, dict) else None
+
+
+def fed_has(n: NodeSpec, vm_id: str) -> bool:
+    body = get_json(f"{n.fed_url}/v1/federation/vms/{vm_id}")
+    return isinstance(body, dict) and body.get("id") == vm_id
+
+
+def fed_record(n: NodeSpec, vm_id: str) -> dict[str, Any] | None:
+    body = get_json(f"{n.fed_url}/v1/federation/vms/{vm_id}")
+    return body if isinstance(body, dict) and body.get("id") == vm_id else None
+
+
+def write(nodes: list[NodeSpec], method: str, path: str, body: Any, timeout: float = 3.0) -> Any:
+    """One write through any live node of a region (a follower proxies to the leader)."""
+    last: Exception | None = None
+    for n in nodes:
+        try:
+            return NodeClient(n.url, timeout=timeout).call(method, path, body)
+        except ClientError as e:
+            if e.status not in (503, 504, 429):
+                raise
+            last = e
+        except NodeUnreachable as e:
+            last = e
+    raise RuntimeError(f"no node of the region took the write: {last}")

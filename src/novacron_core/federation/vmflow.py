@@ -1,0 +1,73 @@
+"""Which committed VM records a region's leader must publish as CRDT deltas (sans-IO).
+
+Each VM record lives in the federation store under ``vm/{id}`` as an LWW register holding
+the record's JSON (``None`` once deleted), stamped with an HLC timestamp of the publishing
+node of the VM's home region. Only the home region's Raft leader publishes, and only what
+its group committed, so every other region sees a prefix of the home region's history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from novacron_core.clocks import HLC
+from novacron_core.sync.crdt import LWWRegister
+from novacron_core.sync.engine import Mutate
+from novacron_core.sync.store import Store
+
+PREFIX = "vm/"
+
+
+@dataclass(frozen=True)
+class Publish:
+    key: str
+    value: bytes | None  # None: the VM was deleted at home
+
+
+def home_region_of(raw: Any) -> str | None:
+    if not isinstance(raw, bytes):
+        return None
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        return None
+    region = rec.get("home_region") if isinstance(rec, dict) else None
+    return region if isinstance(region, str) else None
+
+
+def changes(committed: Mapping[str, bytes], store: Store, region: str) -> list[Publish]:
+    """What differs between the group's committed VM records and the federation store:
+    new or changed records, and records of this region the group no longer holds."""
+    out: list[Publish] = []
+    for key, raw in committed.items():
+        if key.startswith(PREFIX) and store.value(key) != raw:
+            out.append(Publish(key, raw))
+    for key in store.keys():  # noqa: SIM118 - iterating a Store yields (key, value)
+        if key.startswith(PREFIX) and key not in committed:
+            current = store.value(key)
+            if current is not None and home_region_of(current) == region:
+                out.append(Publish(key, None))
+    return out
+
+
+def as_mutation(change: Publish, hlc: HLC, now_ms: int) -> Mutate:
+    ts = hlc.now(now_ms)
+    return Mutate(change.key, LWWRegister, lambda reg: reg.assign(change.value, ts))
+
+
+def records(store: Store) -> list[dict[str, Any]]:
+    """Every VM record the federation store holds (all regions), sorted by id."""
+    out = []
+    for key in sorted(store.keys()):
+        raw = store.value(key) if key.startswith(PREFIX) else None
+        if isinstance(raw, bytes):
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out

@@ -1,0 +1,75 @@
+"""``novacron demo`` end to end: real processes, the whole story, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _node_pids(octet: int) -> list[int]:
+    """Pids of live processes whose command line names an address of this demo."""
+    needle = f"127.{octet}.".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"federation_host" in cmd and needle in cmd:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _demo(tmp_path: Path, octet: int, *args: str) -> subprocess.Popen[str]:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "novacron_core.cli", "demo", f"--address-octet={octet}", *args]
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+
+
+def test_the_story_meets_every_expectation_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    proc = _demo(tmp_path, 77, "--check")
+    out, _ = proc.communicate(timeout=150)
+    took = time.monotonic() - t0
+    assert proc.returncode == 0, out
+    assert "all expectations met" in out, out
+    for figure in ("→ new leader", "→ next commit", "propagation", "partition healed"):
+        assert figure in out, out
+    assert "✗" not in out, out
+    assert _node_pids(77) == []
+    assert list((tmp_path / "tmp").iterdir()) == [], "the demo left its temp dir behind"
+    assert took < 120, f"the story took {took:.0f}s"
+
+
+def test_interactive_mode_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    proc = _demo(tmp_path, 78, "--interactive", "--regions", "2")
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C stops" in line or time.monotonic() > deadline:
+            break
+    text = "".join(lines)
+    assert "Ctrl-C stops" in text, text
+    assert "http://127.78.1.1:8080/metrics" in text, text
+    assert len(_node_pids(78)) == 6
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, text + rest
+    assert _node_pids(78) == []
+    assert list((tmp_path / "tmp").iterdir()) == []

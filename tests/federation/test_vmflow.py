@@ -1,0 +1,84 @@
+"""Which committed VM records a leader publishes, and how they merge elsewhere."""
+
+from __future__ import annotations
+
+import json
+
+from novacron_core.clocks import HLC
+from novacron_core.federation import vmflow
+from novacron_core.federation.netem import LinkRules, demo_regions, demo_rtt
+from novacron_core.sync.store import Store
+
+
+def _rec(vm: str, region: str, power: str = "off", version: int = 1) -> bytes:
+    spec = {"cpus": 1, "memory_mib": 512, "image": "alpine", "disk_gib": 10}
+    body = {"id": vm, "name": vm, "home_region": region, "spec": spec, "power": power}
+    return json.dumps({**body, "version": version}).encode()
+
+
+def _publish(store: Store, committed: dict[str, bytes], region: str, hlc: HLC, now: int) -> int:
+    changes = vmflow.changes(committed, store, region)
+    for c in changes:
+        m = vmflow.as_mutation(c, hlc, now)
+        store.update(m.key, m.kind, m.mutate)
+    return len(changes)
+
+
+def test_new_and_changed_records_are_published_once() -> None:
+    store, hlc = Store("a"), HLC("us-east1-n1")
+    committed = {"vm/a": _rec("a", "us-east1"), "other/key": b"x"}
+    assert _publish(store, committed, "us-east1", hlc, 1000) == 1
+    assert _publish(store, committed, "us-east1", hlc, 1001) == 0
+    committed["vm/a"] = _rec("a", "us-east1", "on", 2)
+    assert _publish(store, committed, "us-east1", hlc, 1002) == 1
+    assert [r["power"] for r in vmflow.records(store)] == ["on"]
+
+
+def test_a_vm_deleted_at_home_is_deleted_everywhere_but_others_regions_vms_stay() -> None:
+    store, hlc = Store("a"), HLC("us-east1-n1")
+    _publish(store, {"vm/a": _rec("a", "us-east1")}, "us-east1", hlc, 1000)
+    remote = Store("b")
+    remote.update("vm/b", *_mutation("vm/b", _rec("b", "us-west1"), HLC("us-west1-n1"), 1000))
+    store.merge("vm/b", remote.get("vm/b"))  # type: ignore[arg-type]
+    assert _publish(store, {}, "us-east1", hlc, 1001) == 1  # a goes, b is not ours to delete
+    assert [r["id"] for r in vmflow.records(store)] == ["b"]
+
+
+def _mutation(key: str, raw: bytes, hlc: HLC, now: int) -> tuple[type, object]:
+    m = vmflow.as_mutation(vmflow.Publish(key, raw), hlc, now)
+    return m.kind, m.mutate
+
+
+def test_replicas_that_merge_in_any_order_agree_on_the_latest_record() -> None:
+    hlc = HLC("us-east1-n1")
+    home = Store("home")
+    deltas = []
+    for version in range(1, 4):
+        raw = _rec("a", "us-east1", "on" if version % 2 else "off", version)
+        m = vmflow.as_mutation(vmflow.Publish("vm/a", raw), hlc, 1000)
+        deltas.append(home.update(m.key, m.kind, m.mutate))
+    forward, backward = Store("f"), Store("b")
+    for d in deltas:
+        forward.merge("vm/a", d)
+    for d in reversed(deltas):
+        backward.merge("vm/a", d)
+    assert vmflow.records(forward) == vmflow.records(backward) == vmflow.records(home)
+    assert vmflow.records(home)[0]["version"] == 3
+
+
+def test_links_carry_half_the_rtt_and_drop_across_a_partition() -> None:
+    regions = demo_regions(3)
+    rules = LinkRules(demo_rtt(regions))
+    assert rules.delay("us-west1", "europe-west1") == 0.073
+    assert rules.delay("europe-west1", "europe-west1") == 0.0
+    rules.set_partitioned(["europe-west1"])
+    assert rules.delay("us-east1", "europe-west1") is None
+    assert rules.delay("europe-west1", "us-west1") is None
+    assert rules.delay("us-east1", "us-west1") == 0.033
+    assert rules.delay("europe-west1", "europe-west1") == 0.0
+
+
+def test_more_regions_than_the_matrix_names_get_a_default_rtt() -> None:
+    regions = demo_regions(4)
+    assert regions == ["us-east1", "us-west1", "europe-west1", "r4"]
+    assert demo_rtt(regions)[("us-east1", "r4")] == 100.0
