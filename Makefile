@@ -6,7 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test lint types unit e2e soak bench crds k8s-bin k8s-up k8s-down lock clean
+TOOLS := $(HOME)/.cache/novacron/tools
+ACTIONLINT_VERSION := v1.7.7
+
+.PHONY: help setup demo test lint types unit e2e soak bench crds k8s-bin tools images lock clean
 
 help:
 	@echo "make demo      run a real local NovaCron federation (processes on 127.0.0.x)"
@@ -45,7 +48,7 @@ e2e: $(STAMP)
 	bash e2e/k8s/build.sh >/dev/null
 	$(PY) -m pytest -q e2e $(PYTEST_ARGS)
 
-test: lint types unit e2e
+test: lint types tools unit e2e
 
 soak: $(STAMP)
 	NOVACRON_SOAK=1 $(PY) -m pytest -q -m soak $(PYTEST_ARGS)
@@ -55,9 +58,20 @@ bench: $(VENV)/.bench-stamp
 
 crds: $(STAMP)
 	$(PY) -m novacron_operator.crdgen crds
+	bash charts/novacron/sync-crds.sh
 
 k8s-bin:
 	bash e2e/k8s/build.sh
+
+# actionlint checks .github/workflows in the deploy tests; built once into a cache outside the repo
+tools:
+	@test -x $(TOOLS)/actionlint || GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOBIN=$(TOOLS) \
+		go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+# needs a Docker engine (not on our dev machines; the GitHub workflow builds them)
+images:
+	docker build -f images/core.Dockerfile -t ghcr.io/novacron/novacron:0.1.0 .
+	docker build -f operator/Dockerfile -t ghcr.io/novacron/novacron-operator:0.1.0 .
 
 lock: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
