@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -148,6 +149,8 @@ class Story:
                 "     readable (powered on) "
                 + ", ".join(f"in {o} after {1000 * s:.0f} ms" for o, s in sorted(seen.items()))
             )
+        if not prop:
+            return  # a single region: nowhere to propagate to
         self.figures["propagation_ms_max"] = 1000 * max(prop)
         self.say(
             f"   cross-region propagation: median {1000 * sorted(prop)[len(prop) // 2]:.0f} ms, "
@@ -347,10 +350,16 @@ class LiveView:
         self.rows: dict[str, dict[str, Any]] = {}
         self.prev: dict[str, tuple[float, int]] = {}
         self.stop = threading.Event()
+        self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self) -> None:
         while not self.stop.is_set():
+            self.poll_once()
+            self.stop.wait(0.5)
+
+    def poll_once(self) -> None:
+        with self.lock:
             for n in self.layout.nodes:
                 p = self.sup.procs.get(n.name)
                 st = cluster(n) if p is not None and p.running else None
@@ -362,45 +371,35 @@ class LiveView:
                     row.update(st, rate=(commit - c) / (now - t) if now > t else 0.0)
                     self.prev[n.name] = (now, commit)
                 if fed:
-                    row.update(keys=fed["keys"], lag=fed["max_lag_s"], cut=fed["partitioned"])
+                    cut = [r for r in fed["partitioned"] if r != n.region] or (
+                        ["other regions"] if n.region in fed["partitioned"] else []
+                    )
+                    row.update(vms=fed["vms"], cut=cut)
                 self.rows[n.name] = row
-            self.stop.wait(0.5)
 
     def __rich__(self) -> Table:
-        t = Table(title="NovaCron local federation", expand=False)
-        for c in (
-            "region",
-            "node",
-            "role",
-            "term",
-            "commit",
-            "commits/s",
-            "fed keys",
-            "lag",
-            "cut",
-        ):
-            t.add_column(c)
+        t = Table(title="NovaCron local federation", box=box.SIMPLE_HEAD, padding=(0, 1))
+        for c in ("node", "role", "term", "commit", "commit/s", "VMs", "cut off from"):
+            t.add_column(c, no_wrap=True)
         for n in self.layout.nodes:
             row = self.rows.get(n.name, {})
             if not row.get("up"):
-                t.add_row(n.region, n.name, "[red]down[/red]", *["-"] * 6)
+                t.add_row(n.name, "[red]down[/red]", *["-"] * 5)
                 continue
             role = str(row.get("role", "?"))
             t.add_row(
-                n.region,
                 n.name,
                 f"[bold green]{role}[/bold green]" if role == "leader" else role,
                 str(row.get("term")),
                 str(row.get("commit")),
-                f"{row.get('rate', 0.0):.1f}",
-                str(row.get("keys", "-")),
-                f"{row.get('lag', 0.0) * 1000:.0f} ms",
+                f"{max(0.0, row.get('rate', 0.0)):.1f}",
+                str(row.get("vms", "-")),
                 ",".join(row.get("cut", [])) or "-",
             )
         return t
 
 
-def _interactive(layout: Layout, out: Console) -> None:
+def _interactive(layout: Layout, out: Console, view: LiveView | None) -> None:
     out.print("\n[bold]The federation keeps running. Explore it:[/bold]")
     for r in layout.regions:
         for n in layout.in_region(r):
@@ -419,8 +418,12 @@ def _interactive(layout: Layout, out: Console) -> None:
     )
     out.print(f"     novacron status --url {n0.url} --url {layout.nodes[1].url}")
     out.print("\n   Ctrl-C stops every node and removes the temporary data.")
-    while True:
-        time.sleep(3600)
+    if view is None:
+        while True:
+            time.sleep(3600)
+    with Live(view, console=out, refresh_per_second=2, transient=True):
+        while True:
+            time.sleep(3600)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -462,6 +465,7 @@ def demo_command(
     live: Live | None = None
     view: LiveView | None = None
     story: Story | None = None
+    crashed = ""
     try:
         with Supervisor(data_dir) as sup:
             story = Story(sup, layout, out, election_timeout_ms)
@@ -479,18 +483,19 @@ def demo_command(
                     story.crash_restart()
                     story.partition()
                     story.heal()
-                if live is not None:
+                if live is not None and view is not None:
                     live.stop()
+                    view.poll_once()
                     out.print(view)
                     live = None
                 _summary(story, out)
                 if interactive:
-                    _interactive(layout, out)
+                    _interactive(layout, out, view)
             except KeyboardInterrupt:
                 out.print("\ninterrupted: stopping every node…")
-            except (RuntimeError, TimeoutError) as e:
-                story.failures.append(str(e))
-                out.print(f"[red]demo step failed: {e}[/red]")
+            except Exception as e:  # a step that could not finish: say why, then clean up
+                crashed = f"{type(e).__name__}: {e}"
+                out.print(f"[red]demo step failed: {crashed}[/red]")
             finally:
                 if live is not None:
                     live.stop()
@@ -502,7 +507,7 @@ def demo_command(
                 )
     finally:
         signal.signal(signal.SIGTERM, old)
-    if check and story is not None and story.failures:
+    if crashed or (check and story is not None and story.failures):
         raise SystemExit(1)
 
 
