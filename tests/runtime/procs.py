@@ -106,3 +106,21 @@ class ProcCluster:
                     seen[n] = repr(e)
             await asyncio.sleep(0.05)
         raise AssertionError(f"no leader within {limit_s}s: {seen}; logs in {self.root}")
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, url: str, limit_s: float = 15.0, **kw: object
+) -> tuple[int, bytes]:
+    """One HTTP call, retried while the answer says "certainly not applied, try again"
+    (503 no leader, 429 busy) — e.g. during an election a loaded machine set off."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while True:
+        try:
+            async with http.request(method, url, **kw) as r:  # type: ignore[arg-type]
+                status, body = r.status, await r.read()
+        except aiohttp.ClientConnectionError:
+            status, body = 503, b""
+        if status not in (503, 429) or loop.time() > deadline:
+            return status, body
+        await asyncio.sleep(0.1)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.runtime.procs import ProcCluster
+from tests.runtime.procs import ProcCluster, call
 
 pytestmark = pytest.mark.slow
 
@@ -29,39 +30,39 @@ async def test_vm_lifecycle_through_a_follower(cluster: ProcCluster) -> None:
         lead = await cluster.leader(http)
         f = cluster.url(next(n for n in cluster.names if n != lead))  # proxied to the leader
         vm = {"id": "web-1", "name": "web", "spec": {"cpus": 2, "memory_mib": 2048, "image": "u"}}
-        async with http.post(f + "/v1/vms", json=vm) as r:
-            assert r.status == 201
-            assert (await r.json())["version"] == 1
-        async with http.post(f + "/v1/vms", json=vm) as r:
-            assert r.status == 409
-        async with http.post(f + "/v1/vms/web-1/power", json={"state": "on"}) as r:
-            assert r.status == 200
+        status, body = await call(http, "POST", f + "/v1/vms", json=vm)
+        assert status == 201
+        assert json.loads(body)["version"] == 1
+        status, _ = await call(http, "POST", f + "/v1/vms", json=vm)
+        assert status == 409
+        status, _ = await call(http, "POST", f + "/v1/vms/web-1/power", json={"state": "on"})
+        assert status == 200
         spec = {"cpus": 4, "memory_mib": 4096, "image": "u2"}
-        async with http.put(f + "/v1/vms/web-1/spec", json=spec) as r:
-            body = await r.json()
-            assert (body["power"], body["spec"]["cpus"], body["version"]) == ("on", 4, 3)
-        async with http.get(cluster.url(lead) + "/v1/vms") as r:
-            assert [v["id"] for v in (await r.json())["vms"]] == ["web-1"]
-        async with http.delete(f + "/v1/vms/web-1") as r:
-            assert r.status == 200
-        async with http.get(f + "/v1/vms/web-1") as r:
-            assert r.status == 404
+        status, body = await call(http, "PUT", f + "/v1/vms/web-1/spec", json=spec)
+        got = json.loads(body)
+        assert (got["power"], got["spec"]["cpus"], got["version"]) == ("on", 4, 3)
+        status, body = await call(http, "GET", cluster.url(lead) + "/v1/vms")
+        assert [v["id"] for v in json.loads(body)["vms"]] == ["web-1"]
+        status, _ = await call(http, "DELETE", f + "/v1/vms/web-1")
+        assert status == 200
+        status, _ = await call(http, "GET", f + "/v1/vms/web-1")
+        assert status == 404
 
 
 async def test_invalid_input_names_the_field(cluster: ProcCluster) -> None:
     async with aiohttp.ClientSession() as http:
         u = cluster.url(await cluster.leader(http))
         bad = {"id": "x", "name": "x", "spec": {"cpus": 0, "memory_mib": 2048, "image": "u"}}
-        async with http.post(u + "/v1/vms", json=bad) as r:
-            assert r.status == 422
-            assert (await r.json())["errors"][0]["field"] == "spec.cpus"
-        async with http.post(u + "/v1/vms", data=b"{not json") as r:
-            assert r.status == 400
-        async with http.post(u + "/v1/vms/x/power", json={"state": "maybe"}) as r:
-            assert r.status == 422
-        async with http.post(u + "/v1/cas/k", json={"expected": None}) as r:
-            assert r.status == 422
-            assert (await r.json())["field"] == "value"
+        status, body = await call(http, "POST", u + "/v1/vms", json=bad)
+        assert status == 422
+        assert json.loads(body)["errors"][0]["field"] == "spec.cpus"
+        status, _ = await call(http, "POST", u + "/v1/vms", data=b"{not json")
+        assert status == 400
+        status, _ = await call(http, "POST", u + "/v1/vms/x/power", json={"state": "maybe"})
+        assert status == 422
+        status, body = await call(http, "POST", u + "/v1/cas/k", json={"expected": None})
+        assert status == 422
+        assert json.loads(body)["field"] == "value"
 
 
 async def test_admin_reports_cluster_and_transfers_leadership(cluster: ProcCluster) -> None:
