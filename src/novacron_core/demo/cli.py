@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -33,6 +34,7 @@ from novacron_core.demo.federation import (
     write,
 )
 from novacron_core.demo.procs import Supervisor
+from novacron_core.federation.netem import demo_rtt
 
 
 class Story:
@@ -81,10 +83,15 @@ class Story:
             f"{len(lay.in_region(lay.regions[0]))}[/bold] (data in {self.sup.base})"
         )
         self.say(
-            "   inter-region latency: injected in each node's sync link (unprivileged; "
-            "one-way = RTT/2 of the cockroach-demo matrix: "
-            "us-east1↔us-west1 66 ms, us-east1↔europe-west1 64 ms, us-west1↔europe-west1 146 ms)"
+            "   inter-region latency: injected in each node's sync link, unprivileged "
+            "(one-way delay = RTT/2; no tc netem)"
         )
+        pairs = demo_rtt(lay.regions)
+        if pairs:
+            self.say(
+                "   RTT (cockroach demo --global matrix): "
+                + ", ".join(f"{a}↔{b} {ms:.0f} ms" for (a, b), ms in pairs.items())
+            )
         t0 = time.monotonic()
         for n in lay.nodes:
             self.sup.start(n.name, lay.argv(n, str(self.sup.dir_for(n.name)), self.election_ms))
@@ -431,7 +438,13 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @click.command("demo")
-@click.option("--regions", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option(
+    "--regions",
+    type=click.IntRange(1, 9),
+    default=3,
+    show_default=True,
+    help="us-east1, us-west1, europe-west1, then r4, r5...",
+)
 @click.option("--nodes", type=click.IntRange(3, 9), default=3, show_default=True, help="per region")
 @click.option(
     "--data-dir",
@@ -467,6 +480,13 @@ def demo_command(
     story: Story | None = None
     crashed = ""
     try:
+        if data_dir and Path(data_dir).exists() and any(Path(data_dir).iterdir()):
+            raise click.UsageError(f"--data-dir {data_dir} is not empty: give a new directory")
+        busy = layout.busy_addresses()
+        if busy:
+            raise click.ClickException(
+                f"{busy[0]} is already in use (another `novacron demo` running?); stop it first"
+            )
         with Supervisor(data_dir) as sup:
             story = Story(sup, layout, out, election_timeout_ms)
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -40,6 +41,19 @@ class Layout:
             for i, r in enumerate(self.regions)
             for j in range(nodes)
         ]
+
+    def busy_addresses(self) -> list[str]:
+        """host:port of every address the federation needs that something already holds."""
+        busy = []
+        for n in self.nodes:
+            for port in (RAFT_PORT, HTTP_PORT, SYNC_PORT, FED_PORT):
+                with socket.socket() as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        s.bind((n.host, port))
+                    except OSError:
+                        busy.append(f"{n.host}:{port}")
+        return busy
 
     def in_region(self, region: str) -> list[NodeSpec]:
         return [n for n in self.nodes if n.region == region]
