@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,13 @@ def test_interactive_mode_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     assert "Ctrl-C stops" in text, text
     assert "http://127.78.1.1:8080/metrics" in text, text
     assert len(_node_pids(78)) == 6
+    with urllib.request.urlopen("http://127.78.1.1:8080/metrics", timeout=5) as r:
+        assert b"novacron_raft_commit_index" in r.read()
+    with urllib.request.urlopen("http://127.78.2.1:8180/metrics", timeout=5) as r:
+        assert b"novacron_sync_keys" in r.read()
+    with urllib.request.urlopen("http://127.78.2.1:8180/v1/federation/vms", timeout=5) as r:
+        regions = {vm["home_region"] for vm in json.loads(r.read())["vms"]}
+    assert regions == {"us-east1", "us-west1"}
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, text + rest

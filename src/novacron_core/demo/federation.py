@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -125,16 +126,32 @@ def fed_record(n: NodeSpec, vm_id: str) -> dict[str, Any] | None:
     return body if isinstance(body, dict) and body.get("id") == vm_id else None
 
 
-def write(nodes: list[NodeSpec], method: str, path: str, body: Any, timeout: float = 3.0) -> Any:
-    """One write through any live node of a region (a follower proxies to the leader)."""
+def write(
+    nodes: list[NodeSpec], method: str, path: str, body: Any, deadline_s: float = 15.0
+) -> Any:
+    """One write through the live nodes of a region (a follower proxies to the leader),
+    retried while the group has no leader (503/429) or the outcome is unknown (504).
+    A create retried after an unknown outcome that finds the VM there returns the VM."""
+    deadline = time.monotonic() + deadline_s
+    uncertain = False
     last: Exception | None = None
-    for n in nodes:
-        try:
-            return NodeClient(n.url, timeout=timeout).call(method, path, body)
-        except ClientError as e:
-            if e.status not in (503, 504, 429):
-                raise
-            last = e
-        except NodeUnreachable as e:
-            last = e
-    raise RuntimeError(f"no node of the region took the write: {last}")
+    while True:
+        for n in nodes:
+            client = NodeClient(n.url, timeout=3.0)
+            try:
+                return client.call(method, path, body)
+            except ClientError as e:
+                if e.status == 409 and uncertain and method == "POST" and path == "/v1/vms":
+                    return client.call("GET", f"/v1/vms/{body['id']}")
+                if e.status not in (503, 504, 429):
+                    raise
+                uncertain = uncertain or e.status == 504
+                last = e
+            except NodeUnreachable as e:
+                uncertain = True
+                last = e
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"no node of the region took the write within {deadline_s:.0f}s: {last}"
+            )
+        time.sleep(0.05)

@@ -8,7 +8,8 @@ other regions. Inter-region latency and partitions are injected on the sending s
 link (``federation.netem.LinkRules``): unprivileged, no ``tc`` needed.
 
 Extra HTTP API (own port): ``GET /v1/federation/vms``, ``GET /v1/federation/vms/{id}``,
-``GET /v1/federation/status``, ``POST /v1/federation/netem {"partitioned": [regions]}``.
+``GET /v1/federation/status``, ``GET /metrics``,
+``POST /v1/federation/netem {"partitioned": [regions]}``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, cast
 
 import click
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from novacron_core.codec import CodecError, FrameDecoder, decode, frame
 from novacron_core.consensus.kv import KVStore
@@ -197,6 +199,28 @@ class FederationSidecar:
             seed=int.from_bytes(os.urandom(4), "big"),
         )
         self.published = 0
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.prom = {
+            "keys": Gauge("novacron_sync_keys", "Keys in the federation replica", registry=r),
+            "published": Gauge(
+                "novacron_sync_published", "VM record changes published here", registry=r
+            ),
+            "dropped": Gauge(
+                "novacron_sync_link_dropped", "Sync messages dropped by a partition", registry=r
+            ),
+            "unacked": Gauge(
+                "novacron_sync_oldest_unacked_seconds",
+                "Age of the oldest update a live peer has not acknowledged",
+                registry=r,
+            ),
+            "concurrent": Gauge(
+                "novacron_sync_concurrent_updates", "Concurrent updates detected", registry=r
+            ),
+            "partitioned": Gauge(
+                "novacron_sync_partitioned", "1 while this region is cut off", registry=r
+            ),
+        }
 
     async def run(self) -> None:
         me = self.fed_peers[self.fed_id]
@@ -211,6 +235,7 @@ class FederationSidecar:
         app.router.add_get("/v1/federation/vms/{id}", self.vm)
         app.router.add_get("/v1/federation/status", self.status)
         app.router.add_post("/v1/federation/netem", self.netem)
+        app.router.add_get("/metrics", self.metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, *self.api_listen).start()
@@ -266,12 +291,24 @@ class FederationSidecar:
                 "replica": self.sync.replica,
                 "vector": self.sync.seen.vv.to_wire(),
                 "vms": len(vmflow.records(self.sync.store)),
-                "max_lag_s": self.lag(now),
+                "oldest_unacked_s": self.lag(now),
                 "partitioned": sorted(self.rules.partitioned),
                 "dropped": self.link.dropped,
                 "latency": "injected in the sync link (one-way = RTT/2 per region pair)",
             }
         )
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        now = asyncio.get_running_loop().time()
+        m = self.prom
+        m["keys"].set(len(self.sync.store))
+        m["published"].set(self.published)
+        m["dropped"].set(self.link.dropped)
+        m["unacked"].set(self.lag(now))
+        m["concurrent"].set(self.sync.concurrent_updates)
+        m["partitioned"].set(1 if self.region in self.rules.partitioned else 0)
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def lag(self, now: float, heard_within: float = 2.0) -> float:
         """Age of the oldest update here that a live peer (heard from lately) has not
