@@ -25,6 +25,12 @@ _url_option = click.option(
 )
 # field names of the node API's VM records (runtime/http_api.py, vm.VMRecord)
 VM_COLUMNS = ["id", "name", "home_region", "power", "spec", "version"]
+_federation_option = click.option(
+    "--federation",
+    is_flag=True,
+    help="Read the node's federation replica (all regions); --url is then its federation "
+    "API, e.g. http://127.0.3.1:8180 in `novacron demo`.",
+)
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
 
 
@@ -85,10 +91,13 @@ def vms_group() -> None:
 
 @vms_group.command("list")
 @_url_option
+@_federation_option
 @_json_option
-def vms_list(urls: tuple[str, ...], as_json: bool) -> None:
-    """List the VMs this region knows (its own and those replicated from other regions)."""
-    data = _run(lambda: NodeClient(urls).call("GET", "/v1/vms"))
+def vms_list(urls: tuple[str, ...], federation: bool, as_json: bool) -> None:
+    """List the VMs of the node's region, or with --federation every region's VMs as this
+    node's replica holds them."""
+    path = "/v1/federation/vms" if federation else "/v1/vms"
+    data = _run(lambda: NodeClient(urls).call("GET", path))
     items = data.get("vms", []) if isinstance(data, dict) else data
     _print(items, as_json, VM_COLUMNS, "VMs")
 
@@ -96,10 +105,12 @@ def vms_list(urls: tuple[str, ...], as_json: bool) -> None:
 @vms_group.command("get")
 @click.argument("vm_id")
 @_url_option
+@_federation_option
 @_json_option
-def vms_get(vm_id: str, urls: tuple[str, ...], as_json: bool) -> None:
-    """Show one VM record."""
-    data = _run(lambda: NodeClient(urls).call("GET", f"/v1/vms/{vm_id}"))
+def vms_get(vm_id: str, urls: tuple[str, ...], federation: bool, as_json: bool) -> None:
+    """Show one VM record (with --federation: from the node's replica, any home region)."""
+    path = f"/v1/federation/vms/{vm_id}" if federation else f"/v1/vms/{vm_id}"
+    data = _run(lambda: NodeClient(urls).call("GET", path))
     _print(data, as_json, VM_COLUMNS, f"VM {vm_id}")
 
 

@@ -12,6 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from novacron_core.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -74,9 +77,11 @@ def test_interactive_mode_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         assert b"novacron_raft_commit_index" in r.read()
     with urllib.request.urlopen("http://127.78.2.1:8180/metrics", timeout=5) as r:
         assert b"novacron_sync_keys" in r.read()
-    with urllib.request.urlopen("http://127.78.2.1:8180/v1/federation/vms", timeout=5) as r:
-        regions = {vm["home_region"] for vm in json.loads(r.read())["vms"]}
-    assert regions == {"us-east1", "us-west1"}
+    listed = CliRunner().invoke(
+        main, ["vms", "list", "--federation", "--url", "http://127.78.2.1:8180", "--json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    assert {vm["home_region"] for vm in json.loads(listed.output)} == {"us-east1", "us-west1"}
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, text + rest

@@ -412,9 +412,10 @@ def _interactive(layout: Layout, out: Console, view: LiveView | None) -> None:
     out.print(f"     novacron vms list --url {n0.url}")
     out.print(f"     novacron vms create db-1 --url {n0.url}")
     out.print(
-        f"     curl {layout.nodes[-1].fed_url}/v1/federation/vms/db-1"
-        f"   # readable in {layout.nodes[-1].region}"
+        f"     novacron vms get db-1 --federation --url {layout.nodes[-1].fed_url}"
+        f"   # read in {layout.nodes[-1].region}"
     )
+    out.print(f"     curl {layout.nodes[-1].fed_url}/v1/federation/vms")
     out.print(f"     novacron status --url {n0.url} --url {layout.nodes[1].url}")
     out.print("\n   Ctrl-C stops every node and removes the temporary data.")
     if view is None:

@@ -260,7 +260,9 @@ class FederationSidecar:
     async def _publish(self) -> None:
         """On the region's leader: turn newly committed VM records into CRDT updates."""
         raft = self.node.raft
-        if not self.node.is_leader() or raft.applied < raft.commit:
+        # Only a leader whose term's no-op committed knows the true commit index (figure 8);
+        # before that its state may lag what the previous leader already published.
+        if not self.node.is_leader() or raft.commit < raft.term_start or raft.applied < raft.commit:
             return
         kv = cast(KVStore, self.node.kv)
         committed = {k: v for k, v in kv.data.items() if k.startswith(vmflow.PREFIX)}
