@@ -122,7 +122,8 @@ async def run(args: argparse.Namespace) -> None:
 
     elector.on_elected = elected
     registry = kopf.OperatorRegistry()
-    register(registry, queue, args.resync)
+    kube.watched = set(namespaces)
+    register(registry, queue, args.resync, kube)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import hashlib
 import json
 import os
 import ssl
@@ -143,6 +144,12 @@ class Kube:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
         self._discovery: dict[str, tuple[bool, float]] = {}
+        # skip-unchanged cache: (kind, ns, name) -> (digest we applied, resourceVersion it
+        # produced); `seen` holds the latest resourceVersion the child watch reported. Only
+        # namespaces we watch qualify: elsewhere nobody would tell us about a hand edit.
+        self.watched: set[str] = set()
+        self.applied: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self.seen: dict[tuple[str, str, str], str] = {}
 
     async def __aenter__(self) -> Kube:
         return self
@@ -212,6 +219,35 @@ class Kube:
             "application/apply-patch+yaml",
             {"fieldManager": FIELD_MANAGER, "force": "true"},
         )
+
+    async def apply_if_changed(self, obj: Obj) -> bool:
+        """Apply unless this exact manifest is what we last applied and nobody (controller
+        or human) has written the object since. Returns whether a request was made."""
+        meta = obj["metadata"]
+        key = (obj["kind"], meta["namespace"], meta["name"])
+        digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+        cached = self.applied.get(key)
+        if (
+            meta["namespace"] in self.watched
+            and cached is not None
+            and cached[0] == digest
+            and self.seen.get(key) == cached[1]
+        ):
+            return False
+        result = await self.apply(obj)
+        rv = str(result.get("metadata", {}).get("resourceVersion", ""))
+        self.applied[key] = (digest, rv)
+        self.seen[key] = rv
+        return True
+
+    def observe(self, kind: str, namespace: str, name: str, rv: str | None) -> None:
+        """Feed from the child watch; rv None means the object is gone."""
+        key = (kind, namespace, name)
+        if rv is None:
+            self.applied.pop(key, None)
+            self.seen.pop(key, None)
+        else:
+            self.seen[key] = rv
 
     async def create(self, obj: Obj) -> Obj:
         meta = obj["metadata"]

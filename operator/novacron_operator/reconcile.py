@@ -79,9 +79,9 @@ async def apply_and_prune(
 ) -> None:
     # independent objects: apply them concurrently (one pass is latency-bound, not CPU-bound)
     half = len(desired) // 2
-    await asyncio.gather(*(kube.apply(o) for o in desired[:half]))
+    await asyncio.gather(*(kube.apply_if_changed(o) for o in desired[:half]))
     failpoint("mid-apply")
-    await asyncio.gather(*(kube.apply(o) for o in desired[half:]))
+    await asyncio.gather(*(kube.apply_if_changed(o) for o in desired[half:]))
     failpoint("after-apply")
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | keep
     kinds = list(OWNED)
@@ -201,10 +201,12 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> list[Key]:
         await cleanup_agents(
             kube, owner, agent_ns, {(o["kind"], o["metadata"]["name"]) for o in remote}
         )
-    sts = await kube.get("StatefulSet", key.namespace, owner.name)
     ds_ns, ds_name = agent_names(owner, ctx)
-    ds = await kube.get("DaemonSet", ds_ns, ds_name)
-    deploy = await kube.get("Deployment", key.namespace, f"{owner.name}-gateway")
+    sts, ds, deploy = await asyncio.gather(
+        kube.get("StatefulSet", key.namespace, owner.name),
+        kube.get("DaemonSet", ds_ns, ds_name),
+        kube.get("Deployment", key.namespace, f"{owner.name}-gateway"),
+    )
     if sts is not None:
         await roll_one_pod(kube, owner, sts)
     health = workload_health(spec.replicas, sts, ds, deploy, spec.agent.enabled)

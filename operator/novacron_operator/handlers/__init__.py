@@ -13,14 +13,16 @@ import kopf
 
 from novacron_operator import GROUP, VERSION
 from novacron_operator.builders.common import OWNER_LABEL
-from novacron_operator.kube import KINDS, OWNED
+from novacron_operator.kube import KINDS, OWNED, Kube
 from novacron_operator.reconcile import RECONCILERS, Key
 from novacron_operator.worker import WorkQueue
 
 PARENTS = {kind: KINDS[kind][1] for kind in RECONCILERS}
 
 
-def register(registry: kopf.OperatorRegistry, queue: WorkQueue, resync: float) -> None:
+def register(
+    registry: kopf.OperatorRegistry, queue: WorkQueue, resync: float, kube: Kube | None = None
+) -> None:
     for kind, plural in PARENTS.items():
 
         def poke(body: Any, _kind: str = kind, **_: Any) -> None:
@@ -32,8 +34,12 @@ def register(registry: kopf.OperatorRegistry, queue: WorkQueue, resync: float) -
         # the timer is the level-based safety net: it repairs drift no event told us about
         kopf.timer(GROUP, VERSION, plural, interval=resync, registry=registry)(poke)
 
-    def child(body: Any, **_: Any) -> None:
+    def child(body: Any, event: Any, **_: Any) -> None:
         meta = body.get("metadata", {})
+        if kube is not None:
+            gone = (event or {}).get("type") == "DELETED"
+            rv = None if gone else meta.get("resourceVersion")
+            kube.observe(body.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""), rv)
         for ref in meta.get("ownerReferences") or []:
             if ref.get("controller") and ref.get("kind") in PARENTS:
                 queue.add(Key(ref["kind"], meta["namespace"], ref["name"]))
