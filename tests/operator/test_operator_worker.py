@@ -1,0 +1,59 @@
+"""The work queue collapses bursts of triggers and never runs one key concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+
+from novacron_operator.reconcile import Key
+from novacron_operator.worker import WorkQueue
+
+
+async def test_burst_of_triggers_collapses_and_rerun_follows_mid_pass_change() -> None:
+    runs: list[Key] = []
+    running: set[Key] = set()
+    overlap = False
+    gate = asyncio.Event()
+
+    async def reconcile(key: Key) -> list[Key]:
+        nonlocal overlap
+        overlap = overlap or key in running
+        running.add(key)
+        runs.append(key)
+        await gate.wait()
+        running.discard(key)
+        return []
+
+    q = WorkQueue(reconcile, workers=3)
+    q.enabled = True
+    a, b = Key("NovaCronRegion", "ns", "a"), Key("NovaCronRegion", "ns", "b")
+    task = asyncio.create_task(q.run())
+    for _ in range(50):
+        q.add(a)
+    q.add(b)
+    await asyncio.sleep(0.05)
+    assert sorted(k.name for k in runs) == ["a", "b"]  # 50 triggers of a: one pass so far
+    q.add(a)  # arrives mid-pass: must cause exactly one more pass, after this one
+    gate.set()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    assert [k.name for k in runs].count("a") == 2
+    assert not overlap
+
+
+async def test_followers_drop_triggers_until_elected() -> None:
+    seen: list[Key] = []
+
+    async def reconcile(key: Key) -> list[Key]:
+        seen.append(key)
+        return []
+
+    q = WorkQueue(reconcile, workers=1)
+    task = asyncio.create_task(q.run())
+    q.add(Key("NovaCronCluster", "ns", "c"))
+    await asyncio.sleep(0.02)
+    assert seen == []
+    q.enabled = True
+    q.add(Key("NovaCronCluster", "ns", "c"))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    assert len(seen) == 1
