@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 @dataclass
@@ -41,8 +42,12 @@ class Proc:
 class Supervisor:
     def __init__(self, data_dir: str | None = None, prefix: str = "novacron-demo-") -> None:
         self.owns_dir = data_dir is None
+        if self.owns_dir:
+            self.swept = sweep_stale_dirs(prefix)
         self.base = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix=prefix))
         self.base.mkdir(parents=True, exist_ok=True)
+        if self.owns_dir:
+            (self.base / OWNER_FILE).write_text(str(os.getpid()))
         self.procs: dict[str, Proc] = {}
 
     def __enter__(self) -> Supervisor:
@@ -79,6 +84,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **proc.env},
                 start_new_session=True,  # Ctrl-C in the terminal reaches us, not the nodes
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
@@ -144,6 +150,50 @@ class Supervisor:
                 p.popen.wait(timeout=5)
         if self.owns_dir:
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+OWNER_FILE = "supervisor.pid"
+
+
+def sweep_stale_dirs(prefix: str) -> list[Path]:
+    """Remove temp dirs of earlier supervisors that died without cleaning up (kill -9):
+    those whose owner file names a process that no longer exists."""
+    removed = []
+    for d in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        try:
+            pid = int((d / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being set up
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except PermissionError:
+            pass  # alive, someone else's
+    return removed
+
+
+def _load_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # loaded in the parent: the child only calls it between fork and exec
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, SIGTERM when the supervisor dies, even by
+    kill -9, so that no node outlives a demo that could not clean up."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def python_module_argv(module: str, *args: str) -> list[str]:
