@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 TOOLS := $(HOME)/.cache/novacron/tools
 ACTIONLINT_VERSION := v1.7.7
 
-.PHONY: help setup demo test lint types unit e2e soak bench crds k8s-bin tools images lock clean
+.PHONY: help setup demo test lint types unit e2e soak bench crds k8s-bin k8s-up k8s-down tools images lock clean
 
 help:
 	@echo "make demo      run a real local NovaCron federation (processes on 127.0.0.x)"
@@ -62,6 +62,13 @@ crds: $(STAMP)
 
 k8s-bin:
 	bash e2e/k8s/build.sh
+
+k8s-up: $(STAMP)
+	bash e2e/k8s/build.sh >/dev/null
+	$(PY) -m novacron_operator.devcluster up
+
+k8s-down: $(STAMP)
+	$(PY) -m novacron_operator.devcluster down
 
 # actionlint checks .github/workflows in the deploy tests; built once into a cache outside the repo
 tools:

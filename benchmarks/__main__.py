@@ -7,7 +7,13 @@ import importlib
 import sys
 import time
 
-NAMES = ["sim", "rga", "gossip", "raft"]  # each is a module here with run(quick) -> result dict
+NAMES = [
+    "sim",
+    "rga",
+    "gossip",
+    "raft",
+    "operator",
+]  # each is a module here with run(quick) -> result dict
 
 
 def main(argv: list[str] | None = None) -> int:
