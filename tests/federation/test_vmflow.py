@@ -82,3 +82,15 @@ def test_more_regions_than_the_matrix_names_get_a_default_rtt() -> None:
     regions = demo_regions(4)
     assert regions == ["us-east1", "us-west1", "europe-west1", "r4"]
     assert demo_rtt(regions)[("us-east1", "r4")] == 100.0
+
+
+def test_region_lag_is_the_age_of_the_newest_heartbeat_from_each_other_region() -> None:
+    store = Store("reader")
+    for region, at in (("us-east1", 10_000), ("us-west1", 9_000), ("europe-west1", 5_000)):
+        m = vmflow.heartbeat(region, HLC(f"{region}-n1"), at)
+        store.update(m.key, m.kind, m.mutate)
+    newer = vmflow.heartbeat("us-east1", HLC("us-east1-n2"), 10_400)
+    store.update(newer.key, newer.kind, newer.mutate)
+    lags = vmflow.region_lags(store, 10_500, "europe-west1")
+    assert lags == {"us-east1": 0.1, "us-west1": 1.5}
+    assert vmflow.records(store) == []  # heartbeats are not VM records

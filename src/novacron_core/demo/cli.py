@@ -289,9 +289,20 @@ class Story:
         self.expect(not leaked, "nothing crosses the partition (checked after 1 s)")
         self.vm_cut, self.vm_other = vm_cut, vm_other
 
+    def region_lag(self, reader: NodeSpec, region: str) -> float | None:
+        st = get_json(reader.fed_url + "/v1/federation/status")
+        lag = (st or {}).get("region_lag_s", {}).get(region)
+        return float(lag) if lag is not None else None
+
     def heal(self) -> None:
         lay = self.layout
         cut, others = lay.regions[-1], lay.regions[:-1]
+        before = self.region_lag(self.fed_node(others[0]), cut)
+        if before is not None:
+            self.say(
+                f"   before healing, {others[0]} is {before:.1f} s behind {cut} "
+                "(age of the newest heartbeat it holds from there)"
+            )
         self.say("\n[bold]5. Heal the partition: gossip and anti-entropy catch up[/bold]")
         t0 = time.monotonic()
         for n in lay.nodes:
@@ -331,6 +342,14 @@ class Story:
             n.name: len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
             for n in lay.nodes
         }
+        reader = self.fed_node(others[0])
+        self.wait(
+            f"{others[0]}'s lag behind {cut} to fall",
+            lambda: (self.region_lag(reader, cut) or 99.0) < 1.0,
+            15,
+        )
+        after = self.region_lag(reader, cut) or 0.0
+        self.say(f"   after healing: {others[0]} is {after:.2f} s behind {cut}")
         self.expect(
             len(set(counts.values())) == 1,
             f"all {len(counts)} replicas hold the same {next(iter(counts.values()))} VM records",
@@ -373,17 +392,20 @@ class LiveView:
                     cut = [r for r in fed["partitioned"] if r != n.region] or (
                         ["other regions"] if n.region in fed["partitioned"] else []
                     )
+                    lags = fed.get("region_lag_s") or {}
                     row.update(vms=fed["vms"], cut=cut)
+                    if lags:
+                        row["lag"] = max(lags.values())
                 self.rows[n.name] = row
 
     def __rich__(self) -> Table:
         t = Table(title="NovaCron local federation", box=box.SIMPLE_HEAD, padding=(0, 1))
-        for c in ("node", "role", "term", "commit", "commit/s", "VMs", "cut off from"):
+        for c in ("node", "role", "term", "commit", "rate/s", "VMs", "lag", "cut off"):
             t.add_column(c, no_wrap=True)
         for n in self.layout.nodes:
             row = self.rows.get(n.name, {})
             if not row.get("up"):
-                t.add_row(n.name, "[red]down[/red]", *["-"] * 5)
+                t.add_row(n.name, "[red]down[/red]", *["-"] * 6)
                 continue
             role = str(row.get("role", "?"))
             t.add_row(
@@ -393,6 +415,7 @@ class LiveView:
                 str(row.get("commit")),
                 f"{max(0.0, row.get('rate', 0.0)):.1f}",
                 str(row.get("vms", "-")),
+                f"{row['lag']:.2f} s" if "lag" in row else "-",
                 ",".join(row.get("cut", [])) or "-",
             )
         return t

@@ -71,3 +71,26 @@ def records(store: Store) -> list[dict[str, Any]]:
             if isinstance(rec, dict):
                 out.append(rec)
     return out
+
+
+HEARTBEAT_PREFIX = "hb/"
+
+
+def heartbeat(region: str, hlc: HLC, now_ms: int) -> Mutate:
+    """The home leader's periodic mark ``hb/{region} = now_ms``, published after that
+    cycle's record changes: a replica holding mark ``t`` has (gossip keeps buffer order, so
+    nearly always) what that region committed before ``t``."""
+    ts = hlc.now(now_ms)
+    return Mutate(HEARTBEAT_PREFIX + region, LWWRegister, lambda reg: reg.assign(now_ms, ts))
+
+
+def region_lags(store: Store, now_ms: int, own_region: str) -> dict[str, float]:
+    """Seconds since the newest heartbeat of each other region this replica holds: how far
+    behind that region it is at most (plus one heartbeat period). Same-host clocks only."""
+    out: dict[str, float] = {}
+    for key in store.keys():  # noqa: SIM118 - iterating a Store yields (key, value)
+        if key.startswith(HEARTBEAT_PREFIX):
+            region, mark = key[len(HEARTBEAT_PREFIX) :], store.value(key)
+            if region != own_region and isinstance(mark, int):
+                out[region] = max(0.0, (now_ms - mark) / 1000.0)
+    return out

@@ -199,8 +199,16 @@ class FederationSidecar:
             seed=int.from_bytes(os.urandom(4), "big"),
         )
         self.published = 0
+        self.heartbeat_ms = 200
+        self._last_heartbeat_ms = 0
         self.registry = CollectorRegistry()
         r = self.registry
+        self.region_lag = Gauge(
+            "novacron_sync_region_lag_seconds",
+            "Age of the newest heartbeat held from each other region (replication lag bound)",
+            ["region"],
+            registry=r,
+        )
         self.prom = {
             "keys": Gauge("novacron_sync_keys", "Keys in the federation replica", registry=r),
             "published": Gauge(
@@ -270,6 +278,12 @@ class FederationSidecar:
             m = vmflow.as_mutation(change, self.sync.hlc, int(time.time() * 1000))
             await self.driver.request(m)
             self.published += 1
+        # after the changes: updates travel in buffer order, so a replica holding this mark
+        # almost always holds what was published before it
+        now_ms = int(time.time() * 1000)
+        if now_ms - self._last_heartbeat_ms >= self.heartbeat_ms:
+            self._last_heartbeat_ms = now_ms
+            await self.driver.request(vmflow.heartbeat(self.region, self.sync.hlc, now_ms))
 
     # ------------------------------------------------------------ HTTP
 
@@ -293,6 +307,9 @@ class FederationSidecar:
                 "replica": self.sync.replica,
                 "vector": self.sync.seen.vv.to_wire(),
                 "vms": len(vmflow.records(self.sync.store)),
+                "region_lag_s": vmflow.region_lags(
+                    self.sync.store, int(time.time() * 1000), self.region
+                ),
                 "oldest_unacked_s": self.lag(now),
                 "partitioned": sorted(self.rules.partitioned),
                 "dropped": self.link.dropped,
@@ -309,6 +326,9 @@ class FederationSidecar:
         m["unacked"].set(self.lag(now))
         m["concurrent"].set(self.sync.concurrent_updates)
         m["partitioned"].set(1 if self.region in self.rules.partitioned else 0)
+        lags = vmflow.region_lags(self.sync.store, int(time.time() * 1000), self.region)
+        for region, lag in lags.items():
+            self.region_lag.labels(region).set(lag)
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
