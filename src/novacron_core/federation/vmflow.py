@@ -15,10 +15,13 @@ from typing import Any
 
 from novacron_core.clocks import HLC
 from novacron_core.sync.crdt import LWWRegister
-from novacron_core.sync.engine import Mutate
+from novacron_core.sync.engine import Mutate, SyncConfig
 from novacron_core.sync.store import Store
 
 PREFIX = "vm/"
+# What every node's federation replica runs with (tests/federation simulates exactly this):
+# gossip every 100 ms to 3 peers, one of them in another region; anti-entropy every second.
+FEDERATION_SYNC = SyncConfig(interval=0.1, fanout=3, cross_region=1, ae_interval=1.0)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from novacron_core.runtime.node_cli import node_command
 from novacron_core.runtime.settings import load_settings, split_addr
 from novacron_core.runtime.storage import FileStorage
 from novacron_core.runtime.transport import Hello
-from novacron_core.sync.engine import Read, SyncConfig, SyncNode
+from novacron_core.sync.engine import Read, SyncNode
 from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip
 from novacron_core.sync.persist import DiskDurable
 
@@ -195,7 +195,7 @@ class FederationSidecar:
             self.region,
             {p: r for p, (r, _) in fed_peers.items()},
             self.durable,
-            SyncConfig(interval=0.1, ae_interval=1.0),
+            vmflow.FEDERATION_SYNC,
             seed=int.from_bytes(os.urandom(4), "big"),
         )
         self.published = 0
