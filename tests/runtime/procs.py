@@ -107,6 +107,22 @@ class ProcCluster:
             await asyncio.sleep(0.05)
         raise AssertionError(f"no leader within {limit_s}s: {seen}; logs in {self.root}")
 
+    async def all_ready(self, http: aiohttp.ClientSession, limit_s: float = 30.0) -> None:
+        """Wait until every running node answers /readyz with 200 (all ports are open)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        pending = set(self.procs)
+        while pending and loop.time() < deadline:
+            for n in sorted(pending):
+                try:
+                    async with http.get(self.url(n) + "/readyz") as r:
+                        if r.status == 200:
+                            pending.discard(n)
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+            await asyncio.sleep(0.05)
+        assert not pending, f"not ready after {limit_s}s: {sorted(pending)}; logs in {self.root}"
+
 
 async def call(
     http: aiohttp.ClientSession, method: str, url: str, limit_s: float = 15.0, **kw: object

@@ -134,6 +134,7 @@ async def test_leader_kill9_ten_times_loses_no_acknowledged_write(cluster: ProcC
 
 async def test_malformed_frames_close_only_that_connection(cluster: ProcCluster) -> None:
     async with aiohttp.ClientSession() as http:
+        await cluster.all_ready(http)
         lead = await cluster.leader(http)
         victim = next(n for n in cluster.names if n != lead)
         for garbage in (
