@@ -81,7 +81,20 @@ def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
-yaml.SafeDumper.add_representer(str, _str)
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings, without changing PyYAML's global SafeDumper
+    (other code in the same process — the operator's golden tests — dumps YAML too)."""
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _dump_all(objs: Any, **kw: Any) -> str:
+    return yaml.dump_all(objs, Dumper=_Dumper, **kw)
+
+
+def _dump(obj: Any, **kw: Any) -> str:
+    return yaml.dump(obj, Dumper=_Dumper, **kw)
 
 
 def pointer(path: list[str]) -> str:
@@ -123,7 +136,7 @@ def with_env_label(obj: dict[str, Any], env: str) -> dict[str, Any]:
 
 
 def dump(objs: list[dict[str, Any]]) -> str:
-    return HEADER + yaml.safe_dump_all(objs, sort_keys=False, default_flow_style=False)
+    return HEADER + _dump_all(objs, sort_keys=False, default_flow_style=False)
 
 
 def namespace() -> dict[str, Any]:
@@ -185,7 +198,7 @@ def render(helm: str | None = None) -> dict[Path, str]:
     base_by_key = {key(o): o for o in base}
     files[MANIFESTS / "base" / "namespace.yaml"] = dump([namespace()])
     files[MANIFESTS / "base" / "operator.yaml"] = dump(base)
-    files[MANIFESTS / "base" / "kustomization.yaml"] = HEADER + yaml.safe_dump(
+    files[MANIFESTS / "base" / "kustomization.yaml"] = HEADER + _dump(
         {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
@@ -207,7 +220,7 @@ def render(helm: str | None = None) -> dict[Path, str]:
             if not ops:
                 continue
             target = {"kind": obj["kind"], "name": obj["metadata"]["name"]}
-            patches.append({"target": target, "patch": yaml.safe_dump(ops, sort_keys=False)})
+            patches.append({"target": target, "patch": _dump(ops, sort_keys=False)})
         removed = [k for k in base_by_key if k not in env_keys]
         for kind, _ns, name in removed:
             patch = f"$patch: delete\napiVersion: {base_by_key[(kind, _ns, name)]['apiVersion']}\n"
@@ -229,7 +242,7 @@ def render(helm: str | None = None) -> dict[Path, str]:
         }
         if patches:
             kust["patches"] = patches
-        files[out / "kustomization.yaml"] = HEADER + yaml.safe_dump(kust, sort_keys=False)
+        files[out / "kustomization.yaml"] = HEADER + _dump(kust, sort_keys=False)
     return files
 
 

@@ -62,6 +62,15 @@ def test_the_story_meets_every_expectation_and_leaves_nothing_behind(tmp_path: P
 
 def test_interactive_mode_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     proc = _demo(tmp_path, 78, "--interactive", "--regions", "2")
+    try:
+        _explore_then_ctrl_c(proc, tmp_path)
+    finally:
+        if proc.poll() is None:  # a failed expectation must not leave the federation running
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
+def _explore_then_ctrl_c(proc: subprocess.Popen[str], tmp_path: Path) -> None:
     assert proc.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 120

@@ -491,6 +491,9 @@ def demo_command(
     out = Console(highlight=False, force_terminal=tty, no_color=not tty, width=None if tty else 160)
     layout = Layout(regions, nodes, address_octet)
     old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C must stop the federation even when we were started with SIGINT ignored (a shell
+    # starts background jobs that way, and Python then never raises KeyboardInterrupt).
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     live: Live | None = None
     view: LiveView | None = None
     story: Story | None = None
@@ -543,6 +546,7 @@ def demo_command(
                 )
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
     if crashed or (check and story is not None and story.failures):
         raise SystemExit(1)
 
