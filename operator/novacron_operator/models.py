@@ -177,6 +177,14 @@ class Gateway(Spec):
     min_replicas: int = Field(default=2, ge=1, le=100, description="HPA minimum.")
     max_replicas: int = Field(default=5, ge=1, le=100, description="HPA maximum.")
     target_cpu_utilization: int = Field(default=70, ge=10, le=100, description="HPA target %.")
+    target_requests_per_second: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="HPA target of average requests/s per gateway pod, as the Pods metric "
+        "novacron_gateway_requests_per_second (served by a custom-metrics adapter such as "
+        "prometheus-adapter). Unset: scale on CPU only.",
+    )
 
 
 class NovaCronRegionSpec(Spec):

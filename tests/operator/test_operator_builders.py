@@ -174,3 +174,19 @@ def test_agent_in_privileged_namespace_is_unowned_but_labelled() -> None:
     (ds,) = by_kind(moved, "DaemonSet")
     volume = ds["spec"]["template"]["spec"]["volumes"][0]
     assert volume["configMap"]["name"] == "prod-us-east-agent"
+
+
+def test_gateway_hpa_scales_on_request_rate_when_a_target_is_set() -> None:
+    gateway = REGION.gateway.model_copy(update={"target_requests_per_second": 500})
+    (hpa,) = [o for o in region(gateway=gateway) if o["kind"] == "HorizontalPodAutoscaler"]
+    kinds = [m["type"] for m in hpa["spec"]["metrics"]]
+    assert kinds == ["Resource", "Pods"]
+    pods = hpa["spec"]["metrics"][1]["pods"]
+    assert pods["metric"]["name"] == "novacron_gateway_requests_per_second"
+    assert pods["target"] == {"type": "AverageValue", "averageValue": "500"}
+    kubernetes_validate.validate(hpa, "1.36", strict=True)
+
+
+def test_gateway_hpa_uses_cpu_only_without_a_request_rate_target() -> None:
+    (hpa,) = [o for o in region() if o["kind"] == "HorizontalPodAutoscaler"]
+    assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource"]

@@ -381,11 +381,28 @@ def gateway(
                             "averageUtilization": spec.gateway.target_cpu_utilization,
                         },
                     },
-                }
+                },
+                *_request_rate_metric(spec),
             ],
         },
     }
     return [deployment, service, hpa]
+
+
+def _request_rate_metric(spec: NovaCronRegionSpec) -> list[Manifest]:
+    """The HPA scales on whichever metric asks for more replicas: CPU or request rate."""
+    rps = spec.gateway.target_requests_per_second
+    if rps is None:
+        return []
+    return [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "novacron_gateway_requests_per_second"},
+                "target": {"type": "AverageValue", "averageValue": str(rps)},
+            },
+        }
+    ]
 
 
 def service_accounts(owner: Owner, spec: NovaCronRegionSpec) -> list[Manifest]:
