@@ -66,6 +66,8 @@ class Cluster:
         {},
     )
     ready_path: str = "/"
+    # the system's own load tool, run once after our load (etcd: `benchmark put`)
+    native: Callable[[Cluster, float], dict[str, Any]] | None = None
 
     def leader(self, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout
@@ -158,7 +160,33 @@ def start_etcd(sup: Supervisor, binary: str) -> Cluster:
         return "POST", f"{base}/v3/kv/put", {"json": body}
 
     c.leader_of, c.put, c.ready_path = leader_of, put, "/health"
+    c.native = etcd_native_put
     return c
+
+
+def etcd_native_put(c: Cluster, seconds: float) -> dict[str, Any]:
+    """etcd's own `benchmark put` (gRPC, 64 clients, 256-byte values) as a reference figure:
+    what etcd does without our HTTP/JSON load generator in the way."""
+    import re
+    import subprocess
+
+    tool = Path(etcd_binary() or "").with_name("etcd-benchmark")
+    if not tool.is_file():
+        return {"error": "etcd-benchmark not built (make k8s-bin)"}
+    leader = c.http[c.leader()].removeprefix("http://")
+    total = int(3000 * seconds)  # about as many puts as our load's duration allows
+    argv = [str(tool), "--endpoints", leader, "--target-leader", "--conns", "64"]
+    argv += ["--clients", "64", "put", "--key-size", "16", "--val-size", "256"]
+    argv += ["--total", str(total), "--sequential-keys", "--key-space-size", str(total)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    rate = re.search(r"Requests/sec:\s*([\d.]+)", proc.stdout)
+    p99 = re.search(r"99% in ([\d.]+) secs", proc.stdout)
+    if proc.returncode != 0 or rate is None:
+        return {"error": (proc.stderr or proc.stdout)[-300:]}
+    out: dict[str, Any] = {"writes_per_s": float(rate.group(1)), "total": total}
+    if p99:
+        out["p99_ms"] = 1000 * float(p99.group(1))
+    return out
 
 
 def start_pysyncobj(sup: Supervisor) -> Cluster:
@@ -303,6 +331,8 @@ def _measure(
         for m in c.members:
             sup.wait_until(f"{c.name} {m} ready", lambda m=m: _ready(c, m), timeout=60)
         out = asyncio.run(_load(c, clients, seconds, 256))
+        if c.native is not None:
+            out["native_tool"] = c.native(c, seconds)
         if kills:
             out["failover"] = failover(c, kills)
         return out

@@ -9,6 +9,7 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
 STAGING_VERSION=v0.${K8S_VERSION#v1.}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+ETCD_BENCH_VERSION=${ETCD_BENCH_VERSION:-v3.6.8}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.21.4}
 CACHE=${NOVACRON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/novacron}
@@ -19,7 +20,7 @@ mkdir -p "$OUT"
 log() { printf '[k8s-bin %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 need=()
-for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
+for b in etcd etcd-benchmark kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
   [ -x "$OUT/$b" ] || need+=("$b")
 done
 if [ ${#need[@]} -eq 0 ]; then
@@ -97,6 +98,13 @@ if [[ " ${need[*]} " == *" etcd "* ]]; then
   consumer "$work/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
   printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' > "$work/etcd/main.go"
   build "$work/etcd" etcd . "-X go.etcd.io/etcd/api/v3/version.GitSHA=novacron"
+fi
+if [[ " ${need[*]} " == *" etcd-benchmark "* ]]; then
+  # etcd's own load tool, for `python -m benchmarks raft` to print its put figure as a
+  # reference. It lives in etcd's root module, whose newest version on the proxy is older
+  # than the server's (3.6.8): a client-side tool, so the version gap does not matter.
+  consumer "$work/etcd-tools" go.etcd.io/etcd/v3 "$ETCD_BENCH_VERSION"
+  build "$work/etcd-tools" etcd-benchmark go.etcd.io/etcd/v3/tools/benchmark
 fi
 if [[ " ${need[*]} " == *" kwok "* ]]; then
   consumer "$work/kwok" sigs.k8s.io/kwok "$KWOK_VERSION"
