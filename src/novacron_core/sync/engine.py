@@ -15,6 +15,9 @@
   ``sync_writes``); the journal is folded into a snapshot every ``snapshot_every`` entries.
   Each start bumps an epoch that is part of the replica id, so a node that lost unsynced
   writes in a crash never reuses a dot.
+* Causal stability (every ``gc_every`` rounds): the meet of every peer's last vector and ours.
+  Stable updates leave the buffers, and each key they touched is garbage-collected in its own
+  CRDT dot space (see :meth:`SyncNode._collect`). A silent peer holds the stable point back.
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ class SyncConfig:
     # send each update's per-key vector clock for keys whose type can conflict (registers,
     # maps); counters and sets merge without conflicts and skip the bytes
     causal_deps: bool = True
+    # garbage-collect metadata once causally stable (every replica has applied it): the
+    # forwarding buffer always; with ``gc`` also the CRDTs' stable dots and context clouds
+    gc: bool = True
+    gc_every: int = 20  # gossip rounds between stability computations
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,12 @@ class SyncNode:
         self.concurrent_updates = 0
         self.seen = CausalContext()  # dots of every update applied here
         self.buffer: dict[Dot, tuple[Update, float]] = {}  # for forwarding; value: arrival
+        # buffered update -> (key, highest CRDT-level counter of its origin in its delta)
+        self._crdt_top: dict[Dot, tuple[str, int]] = {}
+        # key -> CRDT-level dots (the key's own dot space) every replica has seen
+        self.key_stable: dict[str, VersionVector] = {}
+        self.stable = VersionVector()  # update dots every replica (this one too) has applied
+        self.gc_keys = 0  # keys garbage-collected so far (a figure for tests and metrics)
         self.known: dict[NodeId, VersionVector] = {p: VersionVector() for p in self.peers}
         self.inflight: dict[NodeId, dict[Dot, float]] = {p: {} for p in self.peers}
         self.last_heard: dict[NodeId, float] = {}
@@ -178,6 +191,7 @@ class SyncNode:
         dot = Dot(self.replica, self._seq)
         self.seen.add(dot)
         self.buffer[dot] = (upd, now)
+        self._note_crdt_top(dot, m.key, delta)
         self._journal(ready, ("u", upd))
         if self.on_apply is not None:
             self.on_apply(self.id, upd, now)
@@ -190,8 +204,8 @@ class SyncNode:
             self._rounds += 1
             self._gossip_round(now, ready)
             self._next_gossip = max(self._next_gossip + cfg.interval, now)
-            if self._rounds % 20 == 0:
-                self._trim_buffer()
+            if self._rounds % cfg.gc_every == 0:
+                self._collect()
         if now >= self._next_ae:
             self._anti_entropy(ready)
             self._next_ae = now + cfg.ae_interval
@@ -285,6 +299,7 @@ class SyncNode:
         dot = Dot(upd.origin, upd.seq)
         self.seen.add(dot)
         self.buffer[dot] = (upd, now)
+        self._note_crdt_top(dot, upd.key, delta)
         if hook and self.on_apply is not None:
             self.on_apply(self.id, upd, now)
         return True
@@ -306,17 +321,87 @@ class SyncNode:
         if upd.seq > clock.get(upd.origin):
             clock.counters[upd.origin] = upd.seq
 
-    def _trim_buffer(self) -> None:
-        """Forget updates every peer has reported (anti-entropy covers the rest)."""
-        if not self.known:
-            self.buffer.clear()
+    # ------------------------------------------------------------ causal stability, GC
+
+    def _note_crdt_top(self, dot: Dot, key: str, delta: Crdt) -> None:
+        """Remember which CRDT-level dots of the key update ``dot`` carries.
+
+        Update dots ``(origin, seq)`` count every update of a node; a CRDT's dots count the
+        mutations of one key (same replica id, another counter). An origin mints the key's
+        dots in seq order, so once update ``(origin, s)`` is stable, every dot of ``origin`` in
+        the key up to the highest one in that update's delta is stable too.
+        """
+        if not self.config.gc:
             return
-        it = iter(self.known.values())
-        stable = next(it).copy()
-        for vv in it:
-            stable = stable.meet(vv)
-        for dot in [d for d in self.buffer if stable.contains(d)]:
+        ctx = getattr(delta, "ctx", None)
+        if not isinstance(ctx, CausalContext) or type(self.store.get(key)) is not type(delta):
+            # (a delta the store refused because the key holds another type maps to nothing)
+            return  # counters, LWW registers, G/2P-sets, RGA: nothing dot-based to collect
+        top = ctx.vv.get(dot.replica)
+        for d in ctx.cloud:
+            if d.replica == dot.replica and d.counter > top:
+                top = d.counter
+        if top:
+            self._crdt_top[dot] = (key, top)
+
+    def _collect(self) -> None:
+        """Compute causal stability and drop what only unstable updates need.
+
+        An update is causally stable once every configured peer reported a vector covering
+        it and our own vector covers it: the meet of all of them. A crashed or
+        partitioned peer stops reporting, so its vector, and with it the stable point, stays
+        put until it is back: nothing is collected that some replica has not seen. Then:
+
+        * the forwarding buffer and in-flight records drop updates every peer has (anti-entropy
+          repairs anything a peer misses after that, e.g. after losing its disk);
+        * each key whose stable point advanced gets ``gc(stable)`` in its own dot space.
+        """
+        peers_meet: VersionVector | None = None
+        for p in self.peers:
+            vv = self.known.get(p, VersionVector())
+            peers_meet = vv.copy() if peers_meet is None else peers_meet.meet(vv)
+        mine = self.seen.vv
+        self.stable = mine.copy() if peers_meet is None else peers_meet.meet(mine)
+        gone = [d for d in self.buffer if peers_meet is None or peers_meet.contains(d)]
+        advanced: set[str] = set()
+        stable = self.stable
+        for dot in gone:
             del self.buffer[dot]
+            hit = self._crdt_top.pop(dot, None)
+            # also in our own contiguous prefix: we applied every earlier update of its
+            # origin, so our copy of the key has seen every CRDT dot the mapping names
+            if hit is not None and stable.contains(dot):
+                key, top = hit
+                ks = self.key_stable.setdefault(key, VersionVector())
+                if top > ks.get(dot.replica):
+                    ks.counters[dot.replica] = top
+                    advanced.add(key)
+        for flying in self.inflight.values():
+            for dot in [d for d in flying if d not in self.buffer]:
+                del flying[dot]
+        for key in advanced:
+            self.store.gc(key, self.key_stable[key])
+        self.gc_keys += len(advanced)
+
+    def metadata(self) -> dict[str, int]:
+        """Entries kept for causality rather than for values (what GC bounds)."""
+        dots = cloud = vv = 0
+        for _, v in self.store:
+            ctx = getattr(v, "ctx", None)
+            if isinstance(ctx, CausalContext):
+                cloud += len(ctx.cloud)
+                vv += len(ctx.vv.counters)
+                entries = getattr(v, "entries", {})
+                for e in entries.values():
+                    dots += len(e) if isinstance(e, dict) else 1
+        return {
+            "buffer": len(self.buffer),
+            "inflight": sum(len(f) for f in self.inflight.values()),
+            "crdt_tops": len(self._crdt_top),
+            "dots": dots,
+            "cloud": cloud,
+            "vv": vv,
+        }
 
     def replication_lag(self, now: float) -> dict[NodeId, float]:
         """Per peer: age of the oldest update here that the peer has not acknowledged."""

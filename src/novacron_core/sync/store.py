@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
+from novacron_core.clocks import VersionVector
 from novacron_core.sync.crdt.base import Crdt, encode_crdt, from_tagged, to_tagged
 from novacron_core.sync.merkle import MerkleIndex
 
@@ -65,6 +66,14 @@ class Store:
             return  # a peer disagrees about the key's type: keep ours (see docs/sync.md)
         current.merge(delta)
         self._changed(key, current)
+
+    def gc(self, key: str, stable: VersionVector) -> None:
+        """Drop ``key``'s metadata about dots every replica has seen (the value is unchanged,
+        so subscribers are not called; the encoding may change, so the Merkle leaf is)."""
+        current = self._values.get(key)
+        if current is not None:
+            current.gc(stable)
+            self.merkle.touch(key)
 
     def subscribe(self, prefix: str, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(key, value)`` after every change to a key under ``prefix``."""

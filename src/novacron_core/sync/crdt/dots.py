@@ -31,6 +31,22 @@ def context_of(dots: list[Dot]) -> CausalContext:
     return CausalContext(VersionVector(), dots)
 
 
+def compact_stable(ctx: CausalContext, stable: VersionVector) -> None:
+    """Fold the causally stable prefix into the context's version vector.
+
+    ``stable`` only names dots every replica (this one included) has seen, so the context
+    already holds them all: raising the vector to it closes any gap left in the cloud by
+    deltas that arrived out of order, and drops the cloud dots it covers.
+    """
+    if not ctx.cloud:
+        return
+    counters = ctx.vv.counters
+    for r, c in stable.counters.items():
+        if c > counters.get(r, 0):
+            counters[r] = c
+    ctx.compact()
+
+
 def collapse_stable(dots: dict[Dot, V], stable: VersionVector) -> None:
     """Keep one of several causally stable dots for the same payload.
 

@@ -31,7 +31,7 @@ from novacron_core.sync.crdt.base import (
     sorted_atoms,
     to_tagged,
 )
-from novacron_core.sync.crdt.dots import context_of, join_dotfun
+from novacron_core.sync.crdt.dots import compact_stable, context_of, join_dotfun
 from novacron_core.sync.crdt.orset import fresh_dot, small_dots
 
 C = TypeVar("C", bound=Crdt)
@@ -141,9 +141,11 @@ class ORMap(Crdt):
         self.ctx.merge(other.ctx)
 
     def gc(self, stable: VersionVector) -> None:
-        for versions in self.entries.values():
-            for v in versions.values():
-                v.gc(stable)
+        """Fold the stable prefix of the map's context. Versions are not collapsed: a dot's
+        nested value is immutable once shipped, so merging two versions under one dot would
+        let replicas disagree about it. Nested values are not collected with ``stable``
+        either: their dots count in their own space (a fresh value restarts them)."""
+        compact_stable(self.ctx, stable)
 
     def to_wire(self) -> list[Any]:
         return [

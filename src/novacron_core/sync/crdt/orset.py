@@ -18,7 +18,12 @@ from novacron_core.sync.crdt.base import (
     dot_from_wire,
     sorted_atoms,
 )
-from novacron_core.sync.crdt.dots import collapse_stable, context_of, join_dotfun
+from novacron_core.sync.crdt.dots import (
+    collapse_stable,
+    compact_stable,
+    context_of,
+    join_dotfun,
+)
 
 
 def fresh_dot(ctx: CausalContext, replica: str) -> Dot:
@@ -139,9 +144,12 @@ class ORSet(Crdt):
         self.ctx.merge(other.ctx)
 
     def gc(self, stable: VersionVector) -> None:
-        self._owner = None
+        """``stable``: dots of *this* value every replica has seen (see the engine)."""
         for dots in self.entries.values():
-            collapse_stable(dots, stable)
+            if len(dots) > 1:
+                self._owner = None
+                collapse_stable(dots, stable)
+        compact_stable(self.ctx, stable)
 
     def to_wire(self) -> list[Any]:
         return [

@@ -6,9 +6,9 @@ from typing import Any
 
 import msgpack
 
-from novacron_core.clocks import CausalContext, Dot, HLCTimestamp
+from novacron_core.clocks import CausalContext, Dot, HLCTimestamp, VersionVector
 from novacron_core.sync.crdt.base import Atom, Crdt, atom, context_from_wire, dot_from_wire
-from novacron_core.sync.crdt.dots import context_of, join_dotfun
+from novacron_core.sync.crdt.dots import compact_stable, context_of, join_dotfun
 from novacron_core.sync.crdt.orset import fresh_dot
 
 
@@ -92,6 +92,10 @@ class MVRegister(Crdt):
     def merge(self, other: Any) -> None:
         join_dotfun(self.entries, self.ctx, other.entries, other.ctx)
         self.ctx.merge(other.ctx)
+
+    def gc(self, stable: VersionVector) -> None:
+        # siblings are the value, never metadata: only the context's stable prefix folds
+        compact_stable(self.ctx, stable)
 
     def to_wire(self) -> list[Any]:
         return [
