@@ -26,7 +26,7 @@ import click
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from novacron_core.codec import CodecError, FrameDecoder, decode, frame
+from novacron_core.codec import CodecError, frame
 from novacron_core.consensus.kv import KVStore
 from novacron_core.federation import vmflow
 from novacron_core.federation.netem import LinkRules, demo_rtt
@@ -36,7 +36,7 @@ from novacron_core.runtime.node import NodeServer
 from novacron_core.runtime.node_cli import node_command
 from novacron_core.runtime.settings import load_settings, split_addr
 from novacron_core.runtime.storage import FileStorage
-from novacron_core.runtime.transport import Hello
+from novacron_core.runtime.transport import Hello, serve_peer_frames
 from novacron_core.sync.engine import Read, SyncNode
 from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip
 from novacron_core.sync.persist import DiskDurable
@@ -57,6 +57,10 @@ class _DurableAdapter:
 
     def sync(self) -> None:
         self.durable.fsync()
+
+
+def _log_bad_sync_frame(src: str | None, error: CodecError) -> None:
+    log.warning("closing sync connection from %s: %s", src or "?", error)
 
 
 def parse_fed_peers(spec: str) -> dict[str, tuple[str, tuple[str, int]]]:
@@ -142,24 +146,10 @@ class SyncLink:
                 writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        dec = FrameDecoder(MAX_FRAME)
-        src: str | None = None
         try:
-            while data := await reader.read(1 << 16):
-                for payload in dec.feed(data):
-                    msg: Any = decode(payload, max_size=MAX_FRAME)
-                    if src is None:
-                        if not isinstance(msg, Hello):
-                            raise CodecError("a connection must start with Hello")
-                        src = msg.node
-                    elif isinstance(msg, SYNC_MESSAGES):
-                        self.deliver(src, msg)
-                    else:
-                        raise CodecError(f"unexpected {type(msg).__name__} on the sync link")
-        except CodecError as e:
-            log.warning("closing sync connection from %s: %s", src or "?", e)
-        except (OSError, ConnectionError):
-            pass
+            await serve_peer_frames(
+                reader, SYNC_MESSAGES, self.deliver, _log_bad_sync_frame, MAX_FRAME
+            )
         finally:
             writer.close()
 

@@ -122,31 +122,15 @@ class Transport:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._inbound.add(writer)
-        dec = FrameDecoder(MAX_FRAME)
-        src: str | None = None
         try:
-            while True:
-                data = await reader.read(1 << 16)
-                if not data:
-                    return
-                for payload in dec.feed(data):
-                    msg: Any = decode(payload, max_size=MAX_FRAME)
-                    if src is None:
-                        if not isinstance(msg, Hello):
-                            raise CodecError("a connection must start with Hello")
-                        src = msg.node
-                    elif isinstance(msg, RAFT_MESSAGES):
-                        self.deliver(src, msg)
-                    else:
-                        raise CodecError(f"unexpected {type(msg).__name__} from a peer")
-        except CodecError as e:
-            self.bad_frames += 1
-            log.warning("closing peer connection from %s: %s", src or "?", e)
-        except (OSError, ConnectionError):
-            pass
+            await serve_peer_frames(reader, RAFT_MESSAGES, self.deliver, self._bad_frame)
         finally:
             self._inbound.discard(writer)
             writer.close()
+
+    def _bad_frame(self, src: str | None, error: CodecError) -> None:
+        self.bad_frames += 1
+        log.warning("closing peer connection from %s: %s", src or "?", error)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -158,3 +142,35 @@ class Transport:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+
+
+async def serve_peer_frames(
+    reader: asyncio.StreamReader,
+    accept: tuple[type, ...],
+    deliver: Callable[[str, Any], None],
+    on_bad: Callable[[str | None, CodecError], None],
+    max_frame: int = MAX_FRAME,
+) -> None:
+    """Read one inbound peer connection until EOF: a :class:`Hello` naming the sender, then
+    frames of the ``accept``ed record types, each handed to ``deliver(src, msg)``. Anything
+    else — bytes that do not decode, a missing Hello, a record of another protocol — ends the
+    connection through ``on_bad``; the caller closes it. Shared by every peer link (Raft's,
+    the federation's sync link) so they refuse bad input the same way."""
+    dec = FrameDecoder(max_frame)
+    src: str | None = None
+    try:
+        while data := await reader.read(1 << 16):
+            for payload in dec.feed(data):
+                msg: Any = decode(payload, max_size=max_frame)
+                if src is None:
+                    if not isinstance(msg, Hello):
+                        raise CodecError("a connection must start with Hello")
+                    src = msg.node
+                elif isinstance(msg, accept):
+                    deliver(src, msg)
+                else:
+                    raise CodecError(f"unexpected {type(msg).__name__} on this link")
+    except CodecError as e:
+        on_bad(src, e)
+    except (OSError, ConnectionError):
+        pass
