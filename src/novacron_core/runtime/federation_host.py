@@ -228,6 +228,7 @@ class FederationSidecar:
             self.sync, cast(FileStorage, _DurableAdapter(self.durable)), link.send, NodeMetrics()
         )
         await link.start(*me[1])
+        self.node.replicated_vm = self.replicated_vm  # GET :8080/v1/vms/{id} for foreign VMs
         app = web.Application()
         app.router.add_get("/v1/federation/vms", self.vms)
         app.router.add_get("/v1/federation/vms/{id}", self.vm)
@@ -244,6 +245,7 @@ class FederationSidecar:
                     await asyncio.wait_for(self.node.stopping.wait(), self.publish_interval)
                 await self._publish()
         finally:
+            self.node.replicated_vm = None
             self.driver.stop()
             await runner.cleanup()
             with contextlib.suppress(Exception):
@@ -281,10 +283,15 @@ class FederationSidecar:
         return web.json_response({"region": self.region, "vms": vmflow.records(self.sync.store)})
 
     async def vm(self, request: web.Request) -> web.Response:
-        reply = await self.driver.request(Read(vmflow.PREFIX + request.match_info["id"]))
-        if not isinstance(reply, bytes):
+        record = await self.replicated_vm(request.match_info["id"])
+        if record is None:
             return web.json_response({"error": "no such VM in the federation"}, status=404)
-        return web.json_response(json.loads(reply))
+        return web.json_response(record)
+
+    async def replicated_vm(self, vm_id: str) -> dict[str, Any] | None:
+        """This replica's copy of a VM record, from whichever region homes it."""
+        reply = await self.driver.request(Read(vmflow.PREFIX + vm_id))
+        return cast(dict[str, Any], json.loads(reply)) if isinstance(reply, bytes) else None
 
     async def status(self, request: web.Request) -> web.Response:
         now = asyncio.get_running_loop().time()

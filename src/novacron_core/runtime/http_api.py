@@ -129,7 +129,9 @@ class Api:
             ) as resp:
                 data = await resp.read()
                 out_headers = {
-                    k: v for k, v in resp.headers.items() if k in ("Content-Type", "Retry-After")
+                    k: v
+                    for k, v in resp.headers.items()
+                    if k in ("Content-Type", "Retry-After") or k.lower().startswith("x-novacron-")
                 }
                 return web.Response(status=resp.status, body=data, headers=out_headers)
         except Exception:
@@ -224,7 +226,18 @@ class Api:
         return web.json_response(json.loads(payload), status=201)
 
     async def vm_get(self, request: web.Request) -> web.Response:
-        rec, _ = await self._load_vm(request, request.match_info["id"])
+        vm_id = request.match_info["id"]
+        try:
+            rec, _ = await self._load_vm(request, vm_id)
+        except Unavailable as missing:
+            # Not homed here: answer from the federation's replica when this process has one.
+            # That copy is as fresh as replication (eventually consistent), and says so.
+            if missing.response.status != 404 or self.node.replicated_vm is None:
+                raise
+            remote = await self.node.replicated_vm(vm_id)
+            if remote is None:
+                raise
+            return web.json_response(remote, headers={"X-Novacron-Source": "federation-replica"})
         return web.json_response(rec.model_dump(mode="json"))
 
     async def vm_list(self, request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -51,6 +52,9 @@ class NodeServer:
         self.transport: Transport | None = None
         self.http: aiohttp.ClientSession | None = None
         self.stopping = asyncio.Event()
+        # Set by a process that also holds the federation's replica (runtime/federation_host):
+        # how to read a VM homed in another region, which this region's group does not hold.
+        self.replicated_vm: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
 
     @property
     def id(self) -> str:
