@@ -104,10 +104,8 @@ class Monitoring(Spec):
 
 
 class NovaCronClusterSpec(Spec):
+    # pydantic merges this with Spec's config (camelCase aliases, extra="forbid")
     model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
         json_schema_extra=rules(
             cel(
                 "self.tls.mode != 'cert-manager' || has(self.tls.issuerRef)",
@@ -162,10 +160,8 @@ class Agent(Spec):
 
 
 class Gateway(Spec):
+    # pydantic merges this with Spec's config (camelCase aliases, extra="forbid")
     model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
         json_schema_extra=rules(
             cel(
                 "self.minReplicas <= self.maxReplicas",
@@ -240,10 +236,8 @@ class Endpoint(Spec):
 
 
 class Member(Spec):
+    # pydantic merges this with Spec's config (camelCase aliases, extra="forbid")
     model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
         json_schema_extra=rules(
             cel(
                 "has(self.regionRef) != has(self.endpoints)",
@@ -294,10 +288,8 @@ class Failover(Spec):
 
 
 class DWCPFederationSpec(Spec):
+    # pydantic merges this with Spec's config (camelCase aliases, extra="forbid")
     model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
         json_schema_extra=rules(
             cel(
                 "self.replication.syncFactor < size(self.members)",
