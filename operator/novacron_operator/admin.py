@@ -7,10 +7,20 @@ goes; transfer leadership off a pod before replacing it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
+
+from novacron_operator.builders.common import API_PORT, PEER_PORT
+
+# test hook: a JSON file {"pod": {"peer": "h:p", "http": "h:p"}} overriding pod DNS names,
+# for control planes whose pods run no node (the e2e suite runs real nodes beside kwok)
+ADDRESSES_ENV = "NOVACRON_NODE_ADDRESSES"
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,7 @@ class ClusterInfo:
     applied_index: int
     voters: tuple[str, ...]
     learners: tuple[str, ...]
+    peers: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ClusterInfo:
@@ -35,15 +46,19 @@ class ClusterInfo:
             applied_index=int(doc.get("applied", 0)),
             voters=tuple(sorted(doc.get("voters", []))),
             learners=tuple(sorted(doc.get("learners", []))),
+            peers=dict(doc.get("peers") or {}),
         )
 
-    def caught_up(self, leader_commit: int) -> bool:
-        return self.applied_index >= leader_commit
+
+@dataclass(frozen=True)
+class Address:
+    peer: str  # host:port of the Raft peer listener
+    http: str  # host:port of the HTTP (client + admin) API
 
 
 class NodeAdmin(Protocol):
     async def cluster(self) -> ClusterInfo: ...
-    async def add_learner(self, node: str) -> ClusterInfo: ...
+    async def add_learner(self, node: str, address: Address) -> ClusterInfo: ...
     async def promote(self, node: str) -> ClusterInfo: ...
     async def remove(self, node: str) -> ClusterInfo: ...
     async def transfer_leader(self, target: str) -> None: ...
@@ -56,7 +71,7 @@ class HttpNodeAdmin:
         self.base, self.session = base.rstrip("/"), session
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def _call(self, method: str, path: str, body: dict[str, str] | None = None) -> Any:
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         async with self.session.request(
             method, self.base + path, json=body, timeout=self.timeout
         ) as resp:
@@ -66,12 +81,15 @@ class HttpNodeAdmin:
     async def cluster(self) -> ClusterInfo:
         return ClusterInfo.from_json(await self._call("GET", "/v1/cluster"))
 
-    async def _member(self, action: str, node: str) -> ClusterInfo:
-        doc = await self._call("POST", "/v1/cluster/members", {"action": action, "node": node})
+    async def _member(self, action: str, node: str, address: Address | None = None) -> ClusterInfo:
+        body: dict[str, Any] = {"action": action, "node": node}
+        if address is not None:
+            body |= {"peer": address.peer, "http": address.http}
+        doc = await self._call("POST", "/v1/cluster/members", body)
         return ClusterInfo.from_json(doc)
 
-    async def add_learner(self, node: str) -> ClusterInfo:
-        return await self._member("add_learner", node)
+    async def add_learner(self, node: str, address: Address) -> ClusterInfo:
+        return await self._member("add_learner", node, address)
 
     async def promote(self, node: str) -> ClusterInfo:
         return await self._member("promote", node)
@@ -81,3 +99,75 @@ class HttpNodeAdmin:
 
     async def transfer_leader(self, target: str) -> None:
         await self._call("POST", "/v1/cluster/transfer", {"target": target})
+
+
+class Resolver:
+    """Where a region's node pods listen: their headless-Service DNS names, or the map file
+    named by NOVACRON_NODE_ADDRESSES (re-read whenever it changes)."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = Path(path) if path else None
+        self._mtime: float | None = None
+        self._map: dict[str, Address] = {}
+
+    @classmethod
+    def from_env(cls) -> Resolver:
+        return cls(os.environ.get(ADDRESSES_ENV) or None)
+
+    def _load(self) -> dict[str, Address]:
+        assert self.path is not None
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return {}
+        if mtime != self._mtime:
+            try:
+                doc = json.loads(self.path.read_text())
+            except ValueError:  # caught mid-write: keep the last good map
+                return self._map
+            self._map = {k: Address(v["peer"], v["http"]) for k, v in doc.items()}
+            self._mtime = mtime
+        return self._map
+
+    def address(self, namespace: str, service: str, pod: str) -> Address | None:
+        if self.path is not None:
+            return self._load().get(pod)
+        host = f"{pod}.{service}.{namespace}.svc"
+        return Address(f"{host}:{PEER_PORT}", f"{host}:{API_PORT}")
+
+
+class NodeClients:
+    """The admin API of every node of a region: probe them all, act on the leader."""
+
+    def __init__(self, resolver: Resolver | None = None, timeout: float = 1.5) -> None:
+        self.resolver = resolver or Resolver.from_env()
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def admin(self, address: Address) -> HttpNodeAdmin:
+        return HttpNodeAdmin(f"http://{address.http}", self.session(), self.timeout)
+
+    async def probe(self, namespace: str, service: str, pods: list[str]) -> dict[str, ClusterInfo]:
+        """GET /v1/cluster on each pod's node at once; the ones that answer, by node id."""
+
+        async def one(pod: str) -> ClusterInfo | None:
+            address = self.resolver.address(namespace, service, pod)
+            if address is None:
+                return None
+            try:
+                return await self.admin(address).cluster()
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+                return None
+
+        answers = await asyncio.gather(*(one(p) for p in pods))
+        return {pod: a for pod, a in zip(pods, answers, strict=True) if a is not None}

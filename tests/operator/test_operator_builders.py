@@ -99,8 +99,12 @@ def test_config_change_changes_pod_template_hash_but_image_alone_does_not() -> N
         (sts,) = by_kind(objs, "StatefulSet")
         return str(sts["spec"]["template"]["metadata"]["annotations"]["novacron.io/config-hash"])
 
-    assert digest(region(replicas=5)) != digest(region())
+    assert digest(region(protocol="multi-paxos")) != digest(region())
     assert digest(region(image="x/y:2")) == digest(region())
+    # scaling keeps the bootstrap peers (the sequencer adds members): no pod rolls
+    scaled = REGION.model_copy(update={"replicas": 5})
+    ctx = RegionContext(CLUSTER, "fleet", bootstrap_replicas=3)
+    assert digest(build_region(OWNER, scaled, ctx)) == digest(region())
 
 
 def test_node_and_gateway_pods_meet_restricted_and_agent_gets_only_net_admin() -> None:
@@ -126,9 +130,16 @@ def test_node_and_gateway_pods_meet_restricted_and_agent_gets_only_net_admin() -
     assert pod["nodeSelector"] == {"topology.kubernetes.io/region": "us-east"}
 
 
-def test_statefulset_uses_on_delete_probes_and_zone_spread() -> None:
+def test_statefulset_uses_a_partitioned_rollout_probes_and_zone_spread() -> None:
     (sts,) = by_kind(region(), "StatefulSet")
-    assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    assert sts["spec"]["updateStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"partition": 0},
+    }
+    ctx = RegionContext(CLUSTER, "fleet", replicas=5, partition=3)
+    (held,) = by_kind(build_region(OWNER, REGION, ctx), "StatefulSet")
+    assert held["spec"]["updateStrategy"]["rollingUpdate"] == {"partition": 3}
+    assert held["spec"]["replicas"] == 5
     c = sts["spec"]["template"]["spec"]["containers"][0]
     assert (c["readinessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["path"]) == (
         "/readyz",

@@ -25,6 +25,9 @@ from novacron_operator.builders.common import (
 )
 from novacron_operator.models import NovaCronClusterSpec, NovaCronRegionSpec
 
+TEMPLATE_HASH = "novacron.io/template-hash"
+BOOTSTRAP_ANNOTATION = "novacron.io/bootstrap-replicas"
+
 
 @dataclass(frozen=True)
 class RegionContext:
@@ -36,6 +39,13 @@ class RegionContext:
     # agents need hostNetwork + NET_ADMIN, which PodSecurity 'restricted' (and 'baseline')
     # forbid: they may live in a separate privileged namespace, like CNI agents do
     agent_namespace: str | None = None
+    # the members the group was first created with (the nodes' bootstrap ``peers``); fixed
+    # for the region's life, so scaling never rewrites the config and rolls every pod.
+    # None: a new region, bootstrapped with spec.replicas
+    bootstrap_replicas: int | None = None
+    # what the day-2 sequencer decided for this pass (None: a new region's defaults)
+    replicas: int | None = None  # StatefulSet replicas (spec.replicas when None)
+    partition: int = 0  # pods with an ordinal >= partition run the newest template
 
 
 def agent_names(owner: Owner, ctx: RegionContext) -> tuple[str, str]:
@@ -49,18 +59,44 @@ def image_of(spec: NovaCronRegionSpec, ctx: RegionContext) -> str:
     return spec.image or f"{ctx.cluster.image}:{ctx.cluster.version}"
 
 
+DATA_DIR = "/var/lib/novacron"
+
+
+def node_address(owner: Owner, ordinal: int, port: int) -> str:
+    """A node pod's stable DNS name (the headless Service publishes not-ready pods)."""
+    return f"{owner.name}-{ordinal}.{owner.name}-peers.{owner.namespace}.svc:{port}"
+
+
+def bootstrap_peers(owner: Owner, replicas: int) -> str:
+    """``id=peer/http`` for each bootstrap member, in the node's ``peers`` format."""
+    return ",".join(
+        f"{owner.name}-{i}={node_address(owner, i, PEER_PORT)}/{node_address(owner, i, API_PORT)}"
+        for i in range(replicas)
+    )
+
+
 def node_config(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> Manifest:
-    peers = [
-        f"{owner.name}-{i}.{owner.name}-peers.{owner.namespace}.svc:{PEER_PORT}"
-        for i in range(spec.replicas)
-    ]
+    """``node.json``: exactly what ``novacron node --config`` loads (NodeSettings). The node
+    id comes from the pod name (NOVACRON_NODE_ID); a pod whose id is not among the
+    bootstrap peers starts as an empty joiner until the operator adds it."""
+    bootstrap = ctx.bootstrap_replicas or spec.replicas
+    return {
+        "region": spec.region_name,
+        "peers": bootstrap_peers(owner, bootstrap),
+        "peer_listen": f"0.0.0.0:{PEER_PORT}",
+        "http_listen": f"0.0.0.0:{API_PORT}",
+        "data_dir": DATA_DIR,
+    }
+
+
+def region_info(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> Manifest:
+    """``region.json``: the region's topology for agents and gateways (not node settings)."""
     return {
         "cluster": ctx.cluster_name,
         "region": spec.region_name,
         "zones": spec.zones,
         "protocol": spec.protocol,
-        "replicas": spec.replicas,
-        "peers": peers,
+        "nodes": f"{owner.name}.{owner.namespace}.svc:{API_PORT}",
         "ports": {"api": API_PORT, "peer": PEER_PORT, "metrics": METRICS_PORT},
         "tls": {"mode": ctx.cluster.tls.mode, "caSecret": f"{ctx.cluster_name}-ca"},
     }
@@ -94,7 +130,7 @@ def statefulset(
     node = container(
         "node",
         image_of(spec, ctx),
-        ["node", "--config", "/etc/novacron/node.json", "--data-dir", "/var/lib/novacron"],
+        ["node", "--config", "/etc/novacron/node.json"],
         [
             {"name": "api", "containerPort": API_PORT},
             {"name": "peer", "containerPort": PEER_PORT},
@@ -102,6 +138,10 @@ def statefulset(
         ],
     )
     node["imagePullPolicy"] = ctx.cluster.image_pull_policy
+    node["env"] = [
+        {"name": "NOVACRON_NODE_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        *node["env"],
+    ]
     node["resources"] = {
         "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory},
         "limits": {"memory": spec.resources.memory},
@@ -110,7 +150,7 @@ def statefulset(
     node["livenessProbe"] = {**probe("/healthz", "api"), "failureThreshold": 6}
     node["startupProbe"] = {**probe("/healthz", "api", 2), "failureThreshold": 60}
     node["volumeMounts"] = [
-        {"name": "data", "mountPath": "/var/lib/novacron"},
+        {"name": "data", "mountPath": DATA_DIR},
         {"name": "config", "mountPath": "/etc/novacron", "readOnly": True},
         {"name": "tls", "mountPath": "/etc/novacron/tls", "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
@@ -168,28 +208,40 @@ def statefulset(
     }
     if spec.scheduling.priority_class_name:
         pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
+    template = {
+        "metadata": {
+            "labels": labels(owner, "node", {REGION_LABEL: spec.region_name}),
+            "annotations": {"novacron.io/config-hash": digest},
+        },
+        "spec": pod_spec,
+    }
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": meta(owner, owner.name, "node", labels={REGION_LABEL: spec.region_name}),
+        "metadata": meta(
+            owner,
+            owner.name,
+            "node",
+            labels={REGION_LABEL: spec.region_name},
+            # the sequencer holds the partition when this differs from the live object's
+            annotations={TEMPLATE_HASH: config_hash(template)},
+        ),
         "spec": {
-            "replicas": spec.replicas,
+            "replicas": spec.replicas if ctx.replicas is None else ctx.replicas,
             "serviceName": f"{owner.name}-peers",
             "podManagementPolicy": "Parallel",
-            # OnDelete: the operator replaces pods one at a time, leader last (day-2 sequencer)
-            "updateStrategy": {"type": "OnDelete"},
+            # the day-2 sequencer lowers the partition one ordinal at a time (highest first),
+            # moving leadership off a pod before its ordinal is released
+            "updateStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"partition": ctx.partition},
+            },
             "selector": {"matchLabels": sel},
             "persistentVolumeClaimRetentionPolicy": {
                 "whenDeleted": "Delete",
                 "whenScaled": "Retain",
             },
-            "template": {
-                "metadata": {
-                    "labels": labels(owner, "node", {REGION_LABEL: spec.region_name}),
-                    "annotations": {"novacron.io/config-hash": digest},
-                },
-                "spec": pod_spec,
-            },
+            "template": template,
             "volumeClaimTemplates": [
                 {
                     "apiVersion": "v1",
@@ -248,7 +300,7 @@ def agent(
     ns, name = agent_names(owner, ctx)
     sel = selector_labels(owner, "agent")
     c = container(
-        "agent", image_of(spec, ctx), ["agent", "--config", "/etc/novacron/node.json"], []
+        "agent", image_of(spec, ctx), ["agent", "--config", "/etc/novacron/region.json"], []
     )
     c["imagePullPolicy"] = ctx.cluster.image_pull_policy
     # measuring links and keeping tunnels needs the host's network and NET_ADMIN, nothing more
@@ -301,7 +353,7 @@ def gateway(
     c = container(
         "gateway",
         image_of(spec, ctx),
-        ["gateway", "--config", "/etc/novacron/node.json"],
+        ["gateway", "--config", "/etc/novacron/region.json"],
         [
             {"name": "https", "containerPort": GATEWAY_PORT},
             {"name": "metrics", "containerPort": METRICS_PORT},
@@ -468,13 +520,16 @@ def service_monitor(owner: Owner) -> Manifest:
 
 
 def build_region(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> list[Manifest]:
-    config = node_config(owner, spec, ctx)
-    digest = config_hash(config)
+    data = {
+        "node.json": json.dumps(node_config(owner, spec, ctx), indent=2, sort_keys=True),
+        "region.json": json.dumps(region_info(owner, spec, ctx), indent=2, sort_keys=True),
+    }
+    digest = config_hash(data)
     cm = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": meta(owner, f"{owner.name}-config", "node"),
-        "data": {"node.json": json.dumps(config, indent=2, sort_keys=True)},
+        "data": data,
     }
     out: list[Manifest] = [
         *service_accounts(owner, spec),
