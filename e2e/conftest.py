@@ -4,6 +4,7 @@ real subprocess running under its own ServiceAccount token."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -141,6 +142,8 @@ class Operator:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # kwok's pods run no node: without real nodes beside them, no admin API to call
+    manage_members: bool = False
 
     def start(self) -> Operator:
         log = open(self.log_dir / f"{self.identity}.log", "ab")  # noqa: SIM115
@@ -166,6 +169,7 @@ class Operator:
                 "6",
                 "--identity",
                 self.identity,
+                *([] if self.manage_members else ["--no-member-management"]),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -197,6 +201,9 @@ class Operator:
     def reconciles(self) -> float:
         m = self.metrics() or {}
         return sum(v for k, v in m.items() if k.startswith("novacron_operator_reconciles_total"))
+
+    def log(self) -> str:
+        return (self.log_dir / f"{self.identity}.log").read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None:
@@ -244,10 +251,13 @@ class Deployment:
     token_kc: Path
     log_dir: Path
     operators: list[Operator]
+    manage_members: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # every operator's extra environment
 
     def new_operator(self, identity: str, env: dict[str, str] | None = None) -> Operator:
         op = Operator(self.k, self.ns, self.agent_ns, self.token_kc, self.log_dir, identity)
-        op.env = env or {}
+        op.env = {**self.env, **(env or {})}
+        op.manage_members = self.manage_members
         self.operators.append(op)
         return op.start()
 
@@ -255,19 +265,30 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(kubectl: Kubectl) -> Iterator[Deployment]:
     """Restricted namespace for nodes/gateways, privileged one for agents, RBAC, and one
-    operator running as its ServiceAccount."""
+    operator running as its ServiceAccount (pods only: kwok's pods run no node)."""
+    with deployed(kubectl) as dep:
+        dep.new_operator("op-a")
+        yield dep
+
+
+@contextlib.contextmanager
+def deployed(
+    kubectl: Kubectl, manage_members: bool = False, env: dict[str, str] | None = None
+) -> Iterator[Deployment]:
+    """Namespaces, RBAC and the operator's token; operators are started by the caller."""
     suffix = str(int(time.time() * 1000))[-6:]
     ns = make_namespace(kubectl, f"novacron-e2e-{suffix}", "restricted")
     agent_ns = make_namespace(kubectl, f"novacron-agents-{suffix}", "privileged")
     kubectl.apply(operator_rbac(ns, agent_ns))
     log_dir = Path(tempfile.mkdtemp(prefix="novacron-e2e-"))
     kc = token_kubeconfig(kubectl, ns, log_dir / "operator.kubeconfig")
-    dep = Deployment(kubectl, ns, agent_ns, kc, log_dir, [])
+    dep = Deployment(kubectl, ns, agent_ns, kc, log_dir, [], manage_members, env or {})
     try:
-        dep.new_operator("op-a")
         yield dep
     finally:
         # regions hold a finalizer for their agents: let a live operator release them first
+        if not any(not op.exited() for op in dep.operators):
+            dep.new_operator("cleanup")
         kubectl.run("delete", "novacron", "--all", "-n", ns, "--timeout=60s", check=False)
         for op in dep.operators:
             op.stop()

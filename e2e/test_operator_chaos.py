@@ -15,7 +15,7 @@ from novacron_operator.builders.region import RegionContext
 from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
 
 pytestmark = pytest.mark.e2e
-FAILPOINTS = ["mid-apply", "after-apply", "after-prune-delete", "after-pod-delete", "before-status"]
+FAILPOINTS = ["mid-apply", "after-apply", "after-prune-delete", "after-release", "before-status"]
 KINDS = "configmaps,services,serviceaccounts,statefulsets,daemonsets,deployments,"
 KINDS += "poddisruptionbudgets,horizontalpodautoscalers,networkpolicies"
 

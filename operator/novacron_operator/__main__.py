@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from novacron_operator.handlers import PARENTS, register
 from novacron_operator.kube import Kube, load_config
 from novacron_operator.leader import LeaderElector
-from novacron_operator.reconcile import RECONCILERS, Key, Options
+from novacron_operator.reconcile import RECONCILERS, Follow, Key, Options
 from novacron_operator.worker import WorkQueue
 
 LEADER = Gauge("novacron_operator_leader", "1 while this replica holds the Lease")
@@ -64,6 +64,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--resync", type=float, default=30.0, help="timer period per resource")
     p.add_argument("--workers", type=int, default=4)
+    p.add_argument(
+        "--no-member-management",
+        dest="manage_members",
+        action="store_false",
+        help="scale and roll node pods without the nodes' admin API (no learner/promote/"
+        "remove/transfer): only for pods that run no node, like kwok's; a live group needs it",
+    )
     return p.parse_args(argv)
 
 
@@ -99,10 +106,10 @@ async def run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    async def reconcile(key: Key) -> list[Key]:
+    async def reconcile(key: Key) -> Follow:
         return await RECONCILERS[key.kind](kube, key, opts)
 
-    opts = Options(agent_namespace=args.agent_namespace)
+    opts = Options(agent_namespace=args.agent_namespace, manage_members=args.manage_members)
     queue = WorkQueue(reconcile, args.workers)
     elector = LeaderElector(
         kube,
@@ -180,6 +187,7 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.wait_for(asyncio.shield(kopf_task), 20)
         kopf_task.cancel()
     await runner.cleanup()
+    await opts.nodes.close()
     await kube.close()
     log.info("stopped", extra={"identity": args.identity})
 

@@ -53,6 +53,7 @@ KINDS: list[Json] = [
             {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
             {"name": "Available", "type": "integer", "jsonPath": ".status.readyReplicas"},
             {"name": "Leader", "type": "string", "jsonPath": ".status.leader"},
+            {"name": "Term", "type": "integer", "jsonPath": ".status.term"},
             {"name": "Protocol", "type": "string", "jsonPath": ".spec.protocol"},
             AGE,
         ],

@@ -224,6 +224,9 @@ class NovaCronRegionStatus(CommonStatus):
     leader: str | None = Field(default=None, description="Current leader (from admin API).")
     term: int | None = Field(default=None, description="Current term.")
     commit_index: int | None = Field(default=None, description="Leader commit index.")
+    members: list[str] | None = Field(
+        default=None, description="Voting members, as the leader's admin API reports them."
+    )
     protocol: str | None = Field(default=None, description="Protocol in effect.")
 
 

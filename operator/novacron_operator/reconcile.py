@@ -7,20 +7,30 @@ repaired by the next pass, and running a pass twice changes nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import aiohttp
 from pydantic import ValidationError
 
 from novacron_operator import API_VERSION
+from novacron_operator.admin import ClusterInfo, NodeClients
 from novacron_operator.builders import Owner, build_ca_secret, build_cluster, build_federation
 from novacron_operator.builders.cluster import ca_secret_name
 from novacron_operator.builders.common import OWNER_LABEL, selector_labels
-from novacron_operator.builders.region import RegionContext, agent_names, build_region
+from novacron_operator.builders.region import (
+    BOOTSTRAP_ANNOTATION,
+    TEMPLATE_HASH,
+    RegionContext,
+    agent_names,
+    build_region,
+)
 from novacron_operator.failpoints import failpoint
 from novacron_operator.kube import OPTIONAL_OWNED, OWNED, ApiError, Kube, path
 from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.sequencer import Pod, Step, World, plan
 from novacron_operator.status import (
     Health,
     conditions,
@@ -41,8 +51,23 @@ class Key:
 
 
 @dataclass(frozen=True)
+class Later:
+    """Reconcile ``key`` again after ``seconds`` (a sequence in progress polls the nodes)."""
+
+    key: Key
+    seconds: float
+
+
+Follow = list[Key | Later]
+
+
+@dataclass(frozen=True)
 class Options:
     agent_namespace: str | None = None
+    # order membership changes through the nodes' admin API (learner/promote/remove/
+    # transfer); False scales and rolls pods alone, for pods that run no node (kwok)
+    manage_members: bool = True
+    nodes: NodeClients = field(default_factory=NodeClients)
 
 
 AGENT_FINALIZER = "novacron.io/agents"
@@ -121,34 +146,122 @@ async def invalid(kube: Kube, body: Obj, err: Exception) -> None:
     await write_status(kube, body, Health(False, False, True, "InvalidSpec", str(err)[:500]), {})
 
 
-async def roll_one_pod(kube: Kube, owner: Owner, sts: Obj) -> str | None:
-    """OnDelete rollout, one pod per pass, only when every pod is ready (highest ordinal first:
-    the sequencer moves leadership off a pod before it goes once the admin API lands)."""
-    s = sts.get("status") or {}
-    revision = s.get("updateRevision")
-    if not revision or s.get("readyReplicas", 0) < sts["spec"]["replicas"]:
-        return None
-    selector = ",".join(f"{k}={v}" for k, v in selector_labels(owner, "node").items())
-    pods = await kube.list("Pod", owner.namespace, selector)
-    stale = [
-        p
-        for p in pods
-        if p["metadata"].get("labels", {}).get("controller-revision-hash") != revision
-        and not p["metadata"].get("deletionTimestamp")
-    ]
-    # the pods themselves, not the StatefulSet's lagging status, say whether all are up
-    if not stale or len(pods) < sts["spec"]["replicas"] or not all(map(pod_ready, pods)):
-        return None
-    victim = max(stale, key=lambda p: int(p["metadata"]["name"].rsplit("-", 1)[1]))
-    await kube.delete("Pod", owner.namespace, victim["metadata"]["name"])
-    failpoint("after-pod-delete")
-    await kube.event(
-        {"apiVersion": API_VERSION, "kind": owner.kind, "metadata": _meta(owner)},
-        "Normal",
-        "RollingPod",
-        f"replacing {victim['metadata']['name']} with revision {revision}",
+async def bootstrap_replicas(kube: Kube, body: Obj, spec: NovaCronRegionSpec) -> int:
+    """The members the group was created with: recorded on the region once, so that the
+    nodes' bootstrap ``peers`` never change when the region scales. A region from before
+    the record keeps the size its ConfigMap already names."""
+    meta = body["metadata"]
+    recorded = (meta.get("annotations") or {}).get(BOOTSTRAP_ANNOTATION, "")
+    if recorded.isdigit() and int(recorded) > 0:
+        return int(recorded)
+    count = spec.replicas
+    cm = await kube.get("ConfigMap", meta["namespace"], f"{meta['name']}-config")
+    try:
+        peers = json.loads(((cm or {}).get("data") or {})["node.json"])["peers"]
+        count = len(peers.split(",") if isinstance(peers, str) else peers) or count
+    except (KeyError, ValueError, TypeError, AttributeError):
+        pass
+    patch = {"metadata": {"annotations": {BOOTSTRAP_ANNOTATION: str(count)}}}
+    await kube.request(
+        "PATCH",
+        path(body["kind"], meta["namespace"], meta["name"]),
+        patch,
+        "application/merge-patch+json",
     )
-    return str(victim["metadata"]["name"])
+    return count
+
+
+def ordinal_of(pod: Obj) -> int:
+    return int(pod["metadata"]["name"].rsplit("-", 1)[1])
+
+
+def world_of(
+    owner: Owner,
+    spec: NovaCronRegionSpec,
+    sts: Obj | None,
+    template_hash: str,
+    pods: list[Obj],
+    nodes: dict[str, ClusterInfo],
+    manage: bool,
+) -> World:
+    if sts is None:
+        return World(owner.name, spec.replicas, None, manage=manage)
+    st = sts.get("status") or {}
+    revision = st.get("updateRevision")
+    rolling = (sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}
+    return World(
+        name=owner.name,
+        desired=spec.replicas,
+        sts_replicas=int(sts["spec"].get("replicas", 1)),
+        partition=int(rolling.get("partition", 0)),
+        template_current=(sts["metadata"].get("annotations") or {}).get(TEMPLATE_HASH)
+        == template_hash,
+        observed=st.get("observedGeneration", 0) >= sts["metadata"].get("generation", 0)
+        and bool(revision),
+        pods={
+            ordinal_of(p): Pod(
+                ordinal_of(p),
+                pod_ready(p),
+                (p["metadata"].get("labels") or {}).get("controller-revision-hash") == revision,
+            )
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+        },
+        nodes=nodes,
+        manage=manage,
+    )
+
+
+EVENT_OF = {
+    "add_learner": "MemberAdded",
+    "promote": "MemberPromoted",
+    "remove": "MemberRemoved",
+    "transfer": "LeaderTransfer",
+}
+
+
+async def execute(kube: Kube, owner: Owner, opts: Options, step: Step) -> bool:
+    """Perform the step's one membership action on the leader; False when the group
+    refused or could not be reached (the next pass looks again)."""
+    action, leader = step.action, step.leader
+    if action is None or leader is None:
+        return True
+    service = f"{owner.name}-peers"
+    resolver = opts.nodes.resolver
+    at = resolver.address(owner.namespace, service, leader.node)
+    if at is None:
+        return False
+    admin = opts.nodes.admin(at)
+    try:
+        if action.kind == "add_learner":
+            target = resolver.address(owner.namespace, service, action.node)
+            if target is None:
+                return False
+            await admin.add_learner(action.node, target)
+        elif action.kind == "promote":
+            await admin.promote(action.node)
+        elif action.kind == "remove":
+            await admin.remove(action.node)
+        else:
+            await admin.transfer_leader(action.node)
+    except (aiohttp.ClientError, TimeoutError) as e:
+        log.info("%s/%s: %s deferred: %s", owner.namespace, owner.name, action, e)
+        return False
+    log.info("%s/%s: %s (leader %s)", owner.namespace, owner.name, action, leader.node)
+    detail = f"{action.kind} {action.node} on leader {leader.node}"
+    await kube.event(_region_ref(owner), "Normal", EVENT_OF[action.kind], detail)
+    # the crash points etcd-operator's tests use: each sits between two halves of a change
+    if action.kind == "add_learner":
+        failpoint("member-add")  # a learner, not yet promoted
+    elif action.kind == "remove":
+        failpoint("member-remove")  # removed from the group, its pod still there
+    elif action.kind == "transfer":
+        failpoint("leadership-transfer")  # transfer requested, the pod not yet released
+    return True
+
+
+def _region_ref(owner: Owner) -> Obj:
+    return {"apiVersion": API_VERSION, "kind": owner.kind, "metadata": _meta(owner)}
 
 
 def pod_ready(pod: Obj) -> bool:
@@ -162,7 +275,7 @@ def _meta(owner: Owner) -> Obj:
     return {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid}
 
 
-async def reconcile_region(kube: Kube, key: Key, opts: Options) -> list[Key]:
+async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     body = await kube.get("NovaCronRegion", key.namespace, key.name)
     if body is None:
         return []
@@ -189,8 +302,28 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> list[Key]:
         return []
     cspec = NovaCronClusterSpec.model_validate(cluster["spec"])
     monitor = await kube.api_exists(OPTIONAL_OWNED["ServiceMonitor"])
-    ctx = RegionContext(cspec, spec.cluster_ref.name, monitor, agent_ns)
-    desired = build_region(owner, spec, ctx)
+    bootstrap = await bootstrap_replicas(kube, body, spec)
+    ctx = RegionContext(cspec, spec.cluster_ref.name, monitor, agent_ns, bootstrap)
+    selector = ",".join(f"{k}={v}" for k, v in selector_labels(owner, "node").items())
+    live, pods = await asyncio.gather(
+        kube.get("StatefulSet", key.namespace, owner.name),
+        kube.list("Pod", key.namespace, selector),
+    )
+    (template,) = [o for o in build_region(owner, spec, ctx) if o["kind"] == "StatefulSet"]
+    manage = opts.manage_members
+    names = [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]
+    nodes = (
+        await opts.nodes.probe(key.namespace, f"{owner.name}-peers", names)
+        if manage and names
+        else {}
+    )
+    world = world_of(
+        owner, spec, live, template["metadata"]["annotations"][TEMPLATE_HASH], pods, nodes, manage
+    )
+    step = plan(world)
+    desired = build_region(
+        owner, spec, replace(ctx, replicas=step.replicas, partition=step.partition)
+    )
     await apply_and_prune(
         kube, owner, [o for o in desired if o["metadata"]["namespace"] == key.namespace]
     )
@@ -201,31 +334,63 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> list[Key]:
         await cleanup_agents(
             kube, owner, agent_ns, {(o["kind"], o["metadata"]["name"]) for o in remote}
         )
+    if step.released:
+        failpoint("after-release")
+        await kube.event(
+            _region_ref(owner),
+            "Normal",
+            "RollingPod",
+            f"replacing {step.released} (partition {step.partition})",
+        )
+    acted = await execute(kube, owner, opts, step)
     ds_ns, ds_name = agent_names(owner, ctx)
     sts, ds, deploy = await asyncio.gather(
         kube.get("StatefulSet", key.namespace, owner.name),
         kube.get("DaemonSet", ds_ns, ds_name),
         kube.get("Deployment", key.namespace, f"{owner.name}-gateway"),
     )
-    if sts is not None:
-        await roll_one_pod(kube, owner, sts)
-    health = workload_health(spec.replicas, sts, ds, deploy, spec.agent.enabled)
+    health = region_health(
+        workload_health(spec.replicas, sts, ds, deploy, spec.agent.enabled), step, world
+    )
     st = (sts or {}).get("status") or {}
+    leader = step.leader
     extra = {
         "replicas": st.get("replicas", 0),
         "readyReplicas": st.get("readyReplicas", 0),
-        "selector": ",".join(f"{k}={v}" for k, v in selector_labels(owner, "node").items()),
+        "selector": selector,
         "protocol": spec.protocol,
+        "leader": leader.node if leader else None,
+        "term": leader.term if leader else None,
+        "commitIndex": leader.commit_index if leader else None,
+        "members": sorted(leader.voters) if leader else None,
     }
     changed = await write_status(kube, body, health, extra)
+    follow: Follow = []
+    if not step.done:  # a sequence in progress: look again soon, sooner after acting
+        follow.append(Later(key, 0.3 if (step.action and acted) or step.released else 1.0))
     if not changed:
-        return []
+        return follow
     feds = await kube.list("DWCPFederation", key.namespace)
     parents = [Key("DWCPFederation", key.namespace, f["metadata"]["name"]) for f in feds]
-    return [*parents, Key("NovaCronCluster", key.namespace, spec.cluster_ref.name)]
+    return [*follow, *parents, Key("NovaCronCluster", key.namespace, spec.cluster_ref.name)]
 
 
-async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> list[Key]:
+def region_health(workloads: Health, step: Step, world: World) -> Health:
+    """Pods ready is not enough when we manage the group: it must answer, have a leader,
+    and hold exactly the members the spec asks for."""
+    if not world.manage or world.sts_replicas is None:
+        return workloads
+    if step.leader is None and workloads.ready:
+        if not world.nodes:
+            msg = "no node of the group answers its admin API"
+            return Health(False, True, True, "GroupUnreachable", msg)
+        return Health(False, True, True, "NoLeader", "the group has no leader")
+    if workloads.ready and not step.done:
+        return Health(False, True, False, "Reconfiguring", step.waiting)
+    return workloads
+
+
+async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> Follow:
     body = await kube.get("NovaCronCluster", key.namespace, key.name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return []
@@ -262,7 +427,7 @@ async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> list[Key]:
     return []
 
 
-async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> list[Key]:
+async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
     body = await kube.get("DWCPFederation", key.namespace, key.name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return []

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from novacron_operator.reconcile import Key
+from novacron_operator.reconcile import Follow, Key, Later
 
 log = logging.getLogger("novacron.worker")
 RECONCILES = Counter("novacron_operator_reconciles_total", "Reconcile passes", ["kind", "result"])
@@ -22,7 +22,7 @@ DURATION = Histogram(
 )
 QUEUE = Gauge("novacron_operator_queue_depth", "Keys waiting for a reconcile")
 
-Reconciler = Callable[[Key], Awaitable[list[Key]]]
+Reconciler = Callable[[Key], Awaitable[Follow]]
 
 
 class WorkQueue:
@@ -55,6 +55,7 @@ class WorkQueue:
                 continue
             self.active.add(key)
             start = time.perf_counter()
+            follow: Follow
             try:
                 follow = await self.reconcile(key)
                 RECONCILES.labels(key.kind, "ok").inc()
@@ -70,7 +71,10 @@ class WorkQueue:
                 del self.durations[:-10000]
                 self.active.discard(key)
             for k in follow:
-                self.add(k)
+                if isinstance(k, Later):
+                    asyncio.get_running_loop().call_later(k.seconds, self.add, k.key)
+                else:
+                    self.add(k)
             if key in self.dirty:
                 self.dirty.discard(key)
                 self.add(key)
