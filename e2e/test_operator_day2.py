@@ -119,6 +119,8 @@ class Day2:
 
 @pytest.fixture(scope="module")
 def day2(kubectl: Kubectl) -> Iterator[Day2]:
+    if os.environ.get("NOVACRON_E2E_KUBECONFIG") or os.environ.get("KUBECONFIG"):
+        pytest.skip("a real cluster's pods run their own nodes: the stand-in is for kwok")
     with deployed(kubectl, manage_members=True) as dep:
         nodes = FakeKubelet(kubectl.kubeconfig, dep.ns, NAME, dep.log_dir / "nodes")
         dep.env["NOVACRON_NODE_ADDRESSES"] = str(nodes.map_path)
