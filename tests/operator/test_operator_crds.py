@@ -55,7 +55,16 @@ def test_region_has_scale_subresource_and_printer_columns() -> None:
     version = region["spec"]["versions"][0]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names == ["Ready", "Region", "Replicas", "Available", "Leader", "Term", "Protocol", "Age"]
+    assert names == [
+        "Ready",
+        "Region",
+        "Replicas",
+        "Available",
+        "Leader",
+        "Term",
+        "Protocol",
+        "Age",
+    ]
     assert region["spec"]["names"]["categories"] == ["novacron"]
 
 

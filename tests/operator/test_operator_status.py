@@ -59,3 +59,26 @@ def test_transition_time_moves_only_on_status_change() -> None:
     by_type = {c["type"]: c for c in flipped}
     assert by_type["Ready"]["lastTransitionTime"] == "t3"
     assert by_type["Degraded"]["lastTransitionTime"] == "t1"
+
+
+def test_region_health_needs_an_answering_group_with_a_leader_and_the_right_members() -> None:
+    from novacron_operator.admin import ClusterInfo
+    from novacron_operator.reconcile import region_health
+    from novacron_operator.sequencer import Step, World
+
+    ok = Health(True, False, False, "AllReady", "all ready")
+    rolling = Health(False, True, False, "RollingOut", "1/3 nodes ready")
+    lead = ClusterInfo("r-0", "leader", 2, "r-0", 9, 9, ("r-0",), ())
+    w = World("r", 1, 1, nodes={"r-0": lead})
+    assert region_health(ok, Step(1, 0, done=True, leader=lead), w) == ok
+    unreachable = region_health(ok, Step(1, 0, waiting="x"), World("r", 1, 1))
+    assert (unreachable.reason, unreachable.ready, unreachable.degraded) == (
+        "GroupUnreachable",
+        False,
+        True,
+    )
+    assert region_health(ok, Step(1, 0, waiting="x"), w).reason == "NoLeader"
+    busy = region_health(ok, Step(3, 0, waiting="promote r-1", leader=lead), w)
+    assert (busy.reason, busy.message, busy.ready) == ("Reconfiguring", "promote r-1", False)
+    assert region_health(rolling, Step(1, 0, waiting="x"), World("r", 1, 1)) == rolling
+    assert region_health(ok, Step(1, 0), World("r", 1, 1, manage=False)) == ok

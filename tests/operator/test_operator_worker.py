@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
-from novacron_operator.reconcile import Key
+from novacron_operator.reconcile import Follow, Key, Later
 from novacron_operator.worker import WorkQueue
 
 
@@ -57,3 +58,21 @@ async def test_followers_drop_triggers_until_elected() -> None:
     await asyncio.sleep(0.02)
     task.cancel()
     assert len(seen) == 1
+
+
+async def test_later_requeues_after_its_delay_not_at_once() -> None:
+    runs: list[float] = []
+    key = Key("NovaCronRegion", "ns", "a")
+
+    async def reconcile(k: Key) -> Follow:
+        runs.append(asyncio.get_running_loop().time())
+        return [Later(k, 0.1)] if len(runs) < 3 else []
+
+    q = WorkQueue(reconcile, workers=1)
+    q.enabled = True
+    task = asyncio.create_task(q.run())
+    q.add(key)
+    await asyncio.sleep(0.5)
+    task.cancel()
+    assert len(runs) == 3
+    assert all(b - a >= 0.09 for a, b in itertools.pairwise(runs))
