@@ -7,6 +7,7 @@ it measured; ``--check`` turns failed expectations into a non-zero exit.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from novacron_core.demo.federation import (
+    FED_PORT,
     Layout,
     NodeSpec,
     cluster,
@@ -33,13 +35,23 @@ from novacron_core.demo.federation import (
     post_json,
     write,
 )
+from novacron_core.demo.netns import RegionNetwork, connect_rtt_ms, probe
 from novacron_core.demo.procs import Supervisor
 from novacron_core.federation.netem import demo_rtt
 
 
 class Story:
-    def __init__(self, sup: Supervisor, layout: Layout, out: Console, election_ms: int) -> None:
+    def __init__(
+        self,
+        sup: Supervisor,
+        layout: Layout,
+        out: Console,
+        election_ms: int,
+        network: str = "network: in-transport delay",
+        net: RegionNetwork | None = None,
+    ) -> None:
         self.sup, self.layout, self.out, self.election_ms = sup, layout, out, election_ms
+        self.network, self.net = network, net
         self.failures: list[str] = []
         self.figures: dict[str, float] = {}
 
@@ -82,10 +94,7 @@ class Story:
             f"[bold]Starting {len(lay.nodes)} nodes: {len(lay.regions)} regions x "
             f"{len(lay.in_region(lay.regions[0]))}[/bold] (data in {self.sup.base})"
         )
-        self.say(
-            "   inter-region latency: injected in each node's sync link, unprivileged "
-            "(one-way delay = RTT/2; no tc netem)"
-        )
+        self.say(f"   {self.network}")
         pairs = demo_rtt(lay.regions)
         if pairs:
             self.say(
@@ -111,6 +120,43 @@ class Story:
             )
         self.figures["startup_s"] = time.monotonic() - t0
         self.say(f"   federation up in {self.figures['startup_s']:.1f}s")
+        if self.net is not None:
+            self.measure_rtt(pairs)
+
+    def measure_rtt(self, pairs: dict[tuple[str, str], float]) -> None:
+        """TCP connect time (one round trip) from inside each region's namespace to a node of
+        every other region, against the matrix (when netem delays) or ~0 (when the nodes do)."""
+        net, lay = self.net, self.layout
+        assert net is not None
+        netem = net.netem
+        measured: dict[tuple[str, str], float] = {}
+        for i, a in enumerate(lay.regions):
+            targets = {f"{lay.in_region(b)[0].host}:{FED_PORT}": b for b in lay.regions[i + 1 :]}
+            if targets:
+                got = connect_rtt_ms(net.exec_argv(a, []), list(targets))
+                measured.update({(a, targets[t]): ms for t, ms in got.items()})
+        if not measured:
+            return
+        if netem:
+            self.figures["rtt_error_ms_max"] = max(
+                abs(ms - pairs[ab]) for ab, ms in measured.items()
+            )
+        self.say(
+            "   RTT measured between the namespaces (TCP connect, median of 5): "
+            + ", ".join(
+                f"{a}↔{b} {ms:.1f} ms" + (f" (matrix {pairs[(a, b)]:.0f})" if netem else "")
+                for (a, b), ms in measured.items()
+            )
+        )
+        if netem:
+            self.expect(
+                all(
+                    abs(ms - pairs[ab]) <= max(5.0, 0.1 * pairs[ab]) for ab, ms in measured.items()
+                ),
+                "netem RTT within 10% (or 5 ms) of the matrix",
+            )
+        else:
+            self.say("   (no delay in the network: the nodes add RTT/2 to each sync message)")
 
     def create_vms(self) -> None:
         self.say("\n[bold]1. Create and power on a VM in each region, at its home region[/bold]")
@@ -248,10 +294,9 @@ class Story:
         lay = self.layout
         cut = lay.regions[-1]
         others = [r for r in lay.regions if r != cut]
-        self.say(f"\n[bold]4. Partition {cut} from {', '.join(others)} (sync link drops)[/bold]")
-        for n in lay.nodes:
-            if self.sup.procs[n.name].running:
-                post_json(n.fed_url + "/v1/federation/netem", {"partitioned": [cut]})
+        how = "tc drops every packet between them" if self.net else "sync link drops"
+        self.say(f"\n[bold]4. Partition {cut} from {', '.join(others)} ({how})[/bold]")
+        self.set_partitioned([cut])
         vm_cut, vm_other = f"islanded-{cut}", f"mainland-{others[0]}"
         t0 = time.monotonic()
         write(
@@ -289,6 +334,14 @@ class Story:
         self.expect(not leaked, "nothing crosses the partition (checked after 1 s)")
         self.vm_cut, self.vm_other = vm_cut, vm_other
 
+    def set_partitioned(self, cut: list[str]) -> None:
+        if self.net is not None:
+            self.net.set_partitioned(cut)  # in the network: tc filters in each namespace
+            return
+        for n in self.layout.nodes:
+            if self.sup.procs[n.name].running:
+                post_json(n.fed_url + "/v1/federation/netem", {"partitioned": cut})
+
     def region_lag(self, reader: NodeSpec, region: str) -> float | None:
         st = get_json(reader.fed_url + "/v1/federation/status")
         lag = (st or {}).get("region_lag_s", {}).get(region)
@@ -305,9 +358,7 @@ class Story:
             )
         self.say("\n[bold]5. Heal the partition: gossip and anti-entropy catch up[/bold]")
         t0 = time.monotonic()
-        for n in lay.nodes:
-            if self.sup.procs[n.name].running:
-                post_json(n.fed_url + "/v1/federation/netem", {"partitioned": []})
+        self.set_partitioned([])
         nodes_cut = self.live(cut)
         nodes_other = [n for r in others for n in self.live(r)]
         self.wait(
@@ -471,6 +522,15 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 @click.option("--check", is_flag=True, help="exit non-zero when a step's expectation fails")
 @click.option("--election-timeout-ms", type=int, default=400, show_default=True)
 @click.option(
+    "--network",
+    type=click.Choice(["auto", "netns", "transport"]),
+    default="auto",
+    show_default=True,
+    help="netns: a network namespace per region, tc netem delays and tc partitions (root); "
+    "transport: the nodes delay and drop in their sync link (unprivileged); "
+    "auto: netns when it works here",
+)
+@click.option(
     "--address-octet",
     type=click.IntRange(0, 254),
     default=0,
@@ -484,12 +544,13 @@ def demo_command(
     interactive: bool,
     check: bool,
     election_timeout_ms: int,
+    network: str,
     address_octet: int,
 ) -> None:
     """Run a real multi-region NovaCron on this machine and tell its story, with figures."""
     tty = sys.stdout.isatty()
     out = Console(highlight=False, force_terminal=tty, no_color=not tty, width=None if tty else 160)
-    layout = Layout(regions, nodes, address_octet)
+    mode, netem, line = _network_mode(network)
     old = signal.signal(signal.SIGTERM, _raise_interrupt)
     # Ctrl-C must stop the federation even when we were started with SIGINT ignored (a shell
     # starts background jobs that way, and Python then never raises KeyboardInterrupt).
@@ -501,13 +562,34 @@ def demo_command(
     try:
         if data_dir and Path(data_dir).exists() and any(Path(data_dir).iterdir()):
             raise click.UsageError(f"--data-dir {data_dir} is not empty: give a new directory")
-        busy = layout.busy_addresses()
-        if busy:
-            raise click.ClickException(
-                f"{busy[0]} is already in use (another `novacron demo` running?); stop it first"
-            )
-        with Supervisor(data_dir) as sup:
-            story = Story(sup, layout, out, election_timeout_ms)
+        with contextlib.ExitStack() as stack:
+            net: RegionNetwork | None = None
+            if mode == "netns":
+                names = Layout(regions, nodes).regions
+                net = stack.enter_context(RegionNetwork(names, demo_rtt(names), netem, nodes))
+                plan = net.plan
+                assert plan is not None
+                layout = Layout(
+                    regions,
+                    nodes,
+                    addr=plan.node_addr,
+                    fed_delay="network" if netem else "transport",
+                    wrap=net.exec_argv,
+                )
+                line += (
+                    f"\n   a namespace per region ({plan.prefix}-REGION), a /24 each in "
+                    f"{plan.block}, bridged in the root namespace ({plan.bridge})"
+                )
+            else:
+                layout = Layout(regions, nodes, address_octet)
+                busy = layout.busy_addresses()
+                if busy:
+                    raise click.ClickException(
+                        f"{busy[0]} is already in use (another `novacron demo` running?); "
+                        "stop it first"
+                    )
+            sup = stack.enter_context(Supervisor(data_dir))
+            story = Story(sup, layout, out, election_timeout_ms, line, net)
             try:
                 story.start()
                 if tty:
@@ -542,13 +624,36 @@ def demo_command(
                     view.stop.set()
                     view.thread.join(2)
                 out.print(
-                    "stopping nodes" + ("" if data_dir else " and removing the temporary data")
+                    "stopping nodes"
+                    + ("" if data_dir else " and removing the temporary data")
+                    + (" and the network namespaces" if mode == "netns" else "")
                 )
     finally:
         signal.signal(signal.SIGTERM, old)
         signal.signal(signal.SIGINT, old_int)
     if crashed or (check and story is not None and story.failures):
         raise SystemExit(1)
+
+
+def _network_mode(asked: str) -> tuple[str, bool, str]:
+    """(mode, netem, the line the demo prints): netns when asked or when auto finds it
+    works here (tried on a scratch namespace), else the nodes' own sync link."""
+    transport = "network: in-transport delay ({}): one-way delay = RTT/2 in each node's sync link"
+    if asked == "transport":
+        return "transport", False, transport.format("--network transport")
+    found = probe()
+    if not found.ok:
+        if asked == "netns":
+            raise click.ClickException(f"--network netns is not possible here: {found.why}")
+        return "transport", False, transport.format(found.why)
+    if found.netem:
+        return "netns", True, "network: netns + tc netem (root): one-way delay = RTT/2 per region"
+    return (
+        "netns",
+        False,
+        "network: netns (root), partitions by tc; delay = RTT/2 in each node's sync link "
+        f"({found.why})",
+    )
 
 
 def _summary(story: Story, out: Console) -> None:
@@ -561,6 +666,7 @@ def _summary(story: Story, out: Console) -> None:
         "failover_commit_s": ("leader killed → next commit", "s"),
         "restart_catchup_s": ("kill -9 + restart → caught up", "s"),
         "heal_catchup_ms": ("partition healed → caught up", "ms"),
+        "rtt_error_ms_max": ("measured RTT vs matrix (max error)", "ms"),
     }
     for k, (label, unit) in labels.items():
         if k in f:

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +36,26 @@ class NodeSpec:
 
 
 class Layout:
-    def __init__(self, regions: int, nodes: int, octet: int = 0) -> None:
+    """Regions, nodes and their addresses: 127.OCTET.region.node on loopback by default;
+    ``addr(region_index, node_index)`` (network namespaces) otherwise. ``fed_delay`` says who
+    delays cross-region sync traffic (the nodes' link, or the network); ``wrap`` turns a node's
+    argv into the command that starts it (``ip netns exec …``)."""
+
+    def __init__(
+        self,
+        regions: int,
+        nodes: int,
+        octet: int = 0,
+        addr: Callable[[int, int], str] | None = None,
+        fed_delay: str = "transport",
+        wrap: Callable[[str, list[str]], list[str]] | None = None,
+    ) -> None:
         self.regions = demo_regions(regions)
+        self.per_region = nodes
+        self.fed_delay, self.wrap = fed_delay, wrap
+        host = addr or (lambda i, j: f"127.{octet}.{i + 1}.{j + 1}")
         self.nodes: list[NodeSpec] = [
-            NodeSpec(f"{r}-n{j + 1}", f"n{j + 1}", r, f"127.{octet}.{i + 1}.{j + 1}")
+            NodeSpec(f"{r}-n{j + 1}", f"n{j + 1}", r, host(i, j))
             for i, r in enumerate(self.regions)
             for j in range(nodes)
         ]
@@ -68,7 +85,7 @@ class Layout:
             for m in self.in_region(n.region)
         )
         fed = ",".join(f"{m.name}={m.region}@{m.host}:{SYNC_PORT}" for m in self.nodes)
-        return [
+        argv = [
             sys.executable,
             "-m",
             FED_MODULE,
@@ -88,7 +105,10 @@ class Layout:
             f"{n.host}:{FED_PORT}",
             "--fed-regions",
             ",".join(self.regions),
+            "--fed-delay",
+            self.fed_delay,
         ]
+        return self.wrap(n.region, argv) if self.wrap else argv
 
 
 def get_json(url: str, timeout: float = 0.5) -> Any:

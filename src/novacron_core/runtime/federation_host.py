@@ -5,7 +5,9 @@ Runs the regular :class:`NodeServer` (Raft member, HTTP API) and, in the same ev
 over its own TCP port (codec frames). The Raft leader of each region publishes what its
 group committed (``federation.vmflow``); gossip and Merkle anti-entropy carry it to the
 other regions. Inter-region latency and partitions are injected on the sending side of that
-link (``federation.netem.LinkRules``): unprivileged, no ``tc`` needed.
+link (``federation.netem.LinkRules``): unprivileged, no ``tc`` needed. With
+``--fed-delay network`` the link adds no delay (the demo's network namespaces delay with
+``tc netem``); the partition switch still works.
 
 Extra HTTP API (own port): ``GET /v1/federation/vms``, ``GET /v1/federation/vms/{id}``,
 ``GET /v1/federation/status``, ``GET /metrics``,
@@ -171,8 +173,10 @@ class FederationSidecar:
         api_listen: tuple[str, int],
         rules: LinkRules,
         publish_interval: float = 0.05,
+        latency: str = "injected in the sync link (one-way = RTT/2 per region pair)",
     ) -> None:
         self.node = node
+        self.latency = latency
         self.region = node.settings.region
         self.fed_id = f"{self.region}-{node.id}"
         self.fed_peers = fed_peers
@@ -310,7 +314,7 @@ class FederationSidecar:
                 "oldest_unacked_s": self.lag(now),
                 "partitioned": sorted(self.rules.partitioned),
                 "dropped": self.link.dropped,
-                "latency": "injected in the sync link (one-way = RTT/2 per region pair)",
+                "latency": self.latency,
             }
         )
 
@@ -352,11 +356,16 @@ class FederationSidecar:
         return web.json_response({"partitioned": sorted(self.rules.partitioned)})
 
 
-async def _main(settings: Any, fed_peers: str, fed_http: str, regions: str) -> None:
+async def _main(settings: Any, fed_peers: str, fed_http: str, regions: str, delay: str) -> None:
     node = NodeServer(settings)
     region_list = [r for r in regions.split(",") if r]
+    if delay == "network":
+        rules, latency = LinkRules(), "in the network (tc netem between namespaces)"
+    else:
+        rules = LinkRules(demo_rtt(region_list))
+        latency = "injected in the sync link (one-way = RTT/2 per region pair)"
     sidecar = FederationSidecar(
-        node, parse_fed_peers(fed_peers), split_addr(fed_http), LinkRules(demo_rtt(region_list))
+        node, parse_fed_peers(fed_peers), split_addr(fed_http), rules, latency=latency
     )
     node_task = asyncio.create_task(node.run())
     side_task = asyncio.create_task(sidecar.run())
@@ -372,10 +381,22 @@ async def _main(settings: Any, fed_peers: str, fed_http: str, regions: str) -> N
         click.Option(["--fed-peers"], required=True, help="id=region@host:port,... incl. self"),
         click.Option(["--fed-http"], required=True, help="host:port of the federation API"),
         click.Option(["--fed-regions"], required=True, help="region names, comma-separated"),
+        click.Option(
+            ["--fed-delay"],
+            type=click.Choice(["transport", "network"]),
+            default="transport",
+            show_default=True,
+            help="who delays cross-region sync traffic: this link (RTT/2), or the network",
+        ),
     ],
 )
 def federated_node_command(
-    config_file: str | None, fed_peers: str, fed_http: str, fed_regions: str, **flags: Any
+    config_file: str | None,
+    fed_peers: str,
+    fed_http: str,
+    fed_regions: str,
+    fed_delay: str,
+    **flags: Any,
 ) -> None:
     """A node plus its federation replica (what ``novacron demo`` starts)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -383,9 +404,9 @@ def federated_node_command(
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        asyncio.run(_main(settings, fed_peers, fed_http, fed_regions))
+        asyncio.run(_main(settings, fed_peers, fed_http, fed_regions, fed_delay))
     else:
-        uvloop.run(_main(settings, fed_peers, fed_http, fed_regions))
+        uvloop.run(_main(settings, fed_peers, fed_http, fed_regions, fed_delay))
 
 
 if __name__ == "__main__":

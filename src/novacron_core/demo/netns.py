@@ -1,0 +1,452 @@
+"""Network namespaces for ``novacron demo --network netns`` (root only).
+
+One namespace per region, joined by a veth pair each to a bridge in the root namespace. Each
+region is its own /24 inside a /20 picked from 198.18.0.0/15 (RFC 2544 benchmarking space)
+that no route or address of this machine overlaps; the bridge holds ``.15.1`` of the /20, so
+the demo (root namespace) reaches every node directly, and no forwarding is switched on.
+
+On each region's egress (``eth0`` in its namespace) an ``htb`` qdisc classifies by destination
+subnet (``u32``): one class per other region, whose leaf is ``netem delay RTT/2`` when the
+kernel has ``sch_netem`` (else a plain FIFO, and the nodes delay in their sync link instead);
+unclassified traffic (ARP, the demo's own requests) takes the default class, undelayed. A
+partition adds ``u32`` filters ahead of those that send every packet between the cut regions to
+a class whose leaf is ``pfifo limit 0`` (it drops everything); healing deletes them.
+
+Every name starts with ``ncd<pid of the demo>``. A watchdog process (own session, started with
+the network) tears it down when the demo's end of its pipe closes, i.e. when the demo exits or
+is killed with -9; the next demo also sweeps every prefix whose owner is gone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+SPACE = ipaddress.IPv4Network("198.18.0.0/15")
+BLOCK_PREFIX = 20  # one block per run: 16 /24s, one per region (<= 9) + the bridge's
+PREFIX_RE = re.compile(r"^ncd(\d+)(?=[-a-z])")
+DEV = "eth0"  # the region's interface, inside its namespace
+DROP_CLASS = 2
+DELAY_PREF, PARTITION_PREF = 10, 1
+
+
+def run_prefix(pid: int | None = None) -> str:
+    return f"ncd{os.getpid() if pid is None else pid}"
+
+
+class NetnsError(RuntimeError):
+    pass
+
+
+def _run(argv: Sequence[str], stdin: str | None = None, check: bool = True) -> str:
+    p = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=30)
+    if check and p.returncode != 0:
+        raise NetnsError(f"`{' '.join(argv)}` failed: {(p.stderr or p.stdout).strip()}")
+    return p.stdout
+
+
+# ---------------------------------------------------------------- the plan (pure)
+
+
+@dataclass(frozen=True)
+class NetPlan:
+    """Names, addresses and tc commands of one run's network (no side effects)."""
+
+    prefix: str
+    regions: tuple[str, ...]
+    block: ipaddress.IPv4Network
+    rtt_ms: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    netem: bool = True
+
+    def ns(self, i: int) -> str:
+        return f"{self.prefix}-{self.regions[i]}"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}br"
+
+    def host_if(self, i: int) -> str:
+        return f"{self.prefix}h{i}"
+
+    def subnet(self, i: int) -> ipaddress.IPv4Network:
+        base = int(self.block.network_address) + 256 * i
+        return ipaddress.IPv4Network((base, 24))
+
+    @property
+    def gateway(self) -> str:
+        return str(ipaddress.IPv4Address(int(self.block.network_address) + 15 * 256 + 1))
+
+    def node_addr(self, i: int, j: int) -> str:
+        return str(self.subnet(i)[11 + j])
+
+    def one_way_ms(self, i: int, k: int) -> float:
+        a, b = self.regions[i], self.regions[k]
+        return self.rtt_ms.get((a, b), self.rtt_ms.get((b, a), 0.0)) / 2.0
+
+    def egress(self, i: int) -> list[str]:
+        """``tc -batch`` lines for region ``i``'s egress: one class per other region."""
+        lines = [
+            f"qdisc add dev {DEV} root handle 1: htb default 1 r2q 100000",
+            f"class add dev {DEV} parent 1: classid 1:1 htb rate 10gbit",
+            f"class add dev {DEV} parent 1: classid 1:{DROP_CLASS} htb rate 10gbit",
+            f"qdisc add dev {DEV} parent 1:{DROP_CLASS} pfifo limit 0",
+        ]
+        for k in range(len(self.regions)):
+            if k == i:
+                continue
+            cls = f"1:{10 + k}"
+            leaf = (
+                f"netem delay {self.one_way_ms(i, k):g}ms limit 100000"
+                if self.netem
+                else "pfifo limit 10000"
+            )
+            lines += [
+                f"class add dev {DEV} parent 1: classid {cls} htb rate 10gbit",
+                f"qdisc add dev {DEV} parent {cls} {leaf}",
+                f"filter add dev {DEV} parent 1: protocol ip pref {DELAY_PREF} u32 "
+                f"match ip dst {self.subnet(k)} flowid {cls}",
+            ]
+        return lines
+
+    def partition(self, i: int, cut: Iterable[str]) -> list[str]:
+        """``tc -batch`` lines that make region ``i``'s egress match ``cut``: drop every
+        packet to a region across the partition (the cut regions from the rest)."""
+        cut_set = set(cut)
+        lines = [f"filter del dev {DEV} parent 1: protocol ip pref {PARTITION_PREF}"]
+        for k, other in enumerate(self.regions):
+            if k != i and (self.regions[i] in cut_set) != (other in cut_set):
+                lines.append(
+                    f"filter add dev {DEV} parent 1: protocol ip pref {PARTITION_PREF} u32 "
+                    f"match ip dst {self.subnet(k)} flowid 1:{DROP_CLASS}"
+                )
+        return lines
+
+
+# ---------------------------------------------------------------- probing
+
+
+@dataclass(frozen=True)
+class Probe:
+    ok: bool  # namespaces, veth, htb and u32 work: netns mode is possible
+    netem: bool  # tc netem works too: the network delays, not the nodes
+    why: str  # why not (or what is missing), for the demo to say
+
+
+def probe() -> Probe:
+    """Try it: a scratch namespace with a veth pair, an htb + u32 classifier, a netem leaf."""
+    if os.geteuid() != 0:
+        return Probe(False, False, "not root")
+    for tool in ("ip", "tc"):
+        if not _which(tool):
+            return Probe(False, False, f"no `{tool}` command")
+    ns = f"{run_prefix()}-probe"
+    try:
+        _run(["ip", "netns", "add", ns])
+    except (NetnsError, OSError) as e:
+        return Probe(False, False, f"`ip netns add` failed: {e}")
+    try:
+        try:
+            _run(["ip", "-n", ns, "link", "add", "name", "a", "type", "veth", "peer", "name", "b"])
+            _run(
+                ["tc", "-n", ns, "-batch", "-"],
+                stdin="\n".join(
+                    [
+                        "qdisc add dev a root handle 1: htb default 1 r2q 100000",
+                        "class add dev a parent 1: classid 1:1 htb rate 10gbit",
+                        "class add dev a parent 1: classid 1:2 htb rate 10gbit",
+                        "qdisc add dev a parent 1:2 pfifo limit 0",
+                        "filter add dev a parent 1: protocol ip pref 1 u32 "
+                        "match ip dst 198.18.0.0/24 flowid 1:2",
+                    ]
+                )
+                + "\n",
+            )
+        except (NetnsError, OSError) as e:
+            return Probe(False, False, f"tc htb/u32 in a namespace failed: {e}")
+        try:
+            _run(
+                [
+                    "tc",
+                    "-n",
+                    ns,
+                    "qdisc",
+                    "add",
+                    "dev",
+                    "a",
+                    "parent",
+                    "1:1",
+                    "netem",
+                    "delay",
+                    "1ms",
+                ]
+            )
+        except NetnsError as e:
+            detail = str(e).split("failed: ", 1)[-1].splitlines()[0]
+            detail = detail.removeprefix("Error: ").rstrip(".")
+            return Probe(True, False, f"this kernel has no tc netem: {detail}")
+        return Probe(True, True, "")
+    finally:
+        _run(["ip", "netns", "del", ns], check=False)
+
+
+def _which(tool: str) -> bool:
+    from shutil import which
+
+    return which(tool) is not None
+
+
+# ---------------------------------------------------------------- the network
+
+
+class RegionNetwork:
+    """Creates the plan's namespaces, bridge and qdiscs; :meth:`close` removes them (also done
+    by the watchdog if this process dies first)."""
+
+    def __init__(
+        self,
+        regions: Sequence[str],
+        rtt_ms: Mapping[tuple[str, str], float],
+        netem: bool,
+        nodes_per_region: int,
+        prefix: str | None = None,
+    ) -> None:
+        self.prefix = prefix or run_prefix()
+        self.nodes_per_region = nodes_per_region
+        self.regions = tuple(regions)
+        self.rtt_ms, self.netem = dict(rtt_ms), netem
+        self.plan: NetPlan | None = None
+        self.watchdog: subprocess.Popen[bytes] | None = None
+        self.swept: list[str] = []
+
+    def __enter__(self) -> RegionNetwork:
+        try:
+            self.setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def setup(self) -> NetPlan:
+        self.swept = sweep()
+        # the watchdog first: from here on, whatever exists is removed even if we are killed
+        self.watchdog = subprocess.Popen(
+            [sys.executable, "-m", __name__, "watchdog", self.prefix],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _run(["ip", "link", "add", f"{self.prefix}br", "type", "bridge"])
+        block = self._claim_block(f"{self.prefix}br")
+        plan = self.plan = NetPlan(self.prefix, self.regions, block, self.rtt_ms, self.netem)
+        _run(["ip", "link", "set", plan.bridge, "up"])
+        for i in range(len(self.regions)):
+            ns = plan.ns(i)
+            _run(["ip", "netns", "add", ns])
+            tmp = f"{self.prefix}n{i}"
+            _run(["ip", "link", "add", plan.host_if(i), "type", "veth", "peer", "name", tmp])
+            _run(["ip", "link", "set", tmp, "netns", ns])
+            _run(["ip", "link", "set", plan.host_if(i), "master", plan.bridge, "up"])
+            _run(["ip", "-n", ns, "link", "set", tmp, "name", DEV])
+            batch = ["link set lo up", f"link set {DEV} up"]
+            batch += [
+                f"addr add {plan.node_addr(i, j)}/24 dev {DEV}"
+                for j in range(self.nodes_per_region)
+            ]
+            batch.append(f"route add {plan.block} dev {DEV}")
+            _run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(batch) + "\n")
+            _run(["tc", "-n", ns, "-batch", "-"], stdin="\n".join(plan.egress(i)) + "\n")
+        return plan
+
+    def _claim_block(self, bridge: str) -> ipaddress.IPv4Network:
+        """The first /20 of 198.18.0.0/15 (from a pid-dependent start) that overlaps no route
+        or address here, given to our bridge; re-checked after, in case another demo raced."""
+        blocks = list(SPACE.subnets(new_prefix=BLOCK_PREFIX))
+        start = os.getpid() % len(blocks)
+        for block in blocks[start:] + blocks[:start]:
+            if any(block.overlaps(n) for _, n in _used_networks()):
+                continue
+            gw = ipaddress.IPv4Address(int(block.network_address) + 15 * 256 + 1)
+            _run(["ip", "addr", "add", f"{gw}/{BLOCK_PREFIX}", "dev", bridge])
+            if all(dev == bridge for dev, n in _used_networks() if block.overlaps(n)):
+                return block
+            _run(["ip", "addr", "del", f"{gw}/{BLOCK_PREFIX}", "dev", bridge], check=False)
+        raise NetnsError(f"no free /{BLOCK_PREFIX} left in {SPACE} (every one overlaps a route)")
+
+    def set_partitioned(self, cut: Iterable[str]) -> None:
+        assert self.plan is not None
+        cut = list(cut)
+        for i in range(len(self.regions)):
+            # `-force`: the first line deletes filters that may not exist yet
+            _run(
+                ["tc", "-n", self.plan.ns(i), "-force", "-batch", "-"],
+                stdin="\n".join(self.plan.partition(i, cut)) + "\n",
+                check=False,
+            )
+
+    def exec_argv(self, region: str, argv: Sequence[str]) -> list[str]:
+        assert self.plan is not None
+        return ["ip", "netns", "exec", self.plan.ns(self.regions.index(region)), *argv]
+
+    def close(self) -> None:
+        teardown(self.prefix)
+        if self.watchdog is not None:
+            if self.watchdog.stdin is not None:
+                self.watchdog.stdin.close()  # EOF: it tears down (nothing left) and exits
+            try:
+                self.watchdog.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.watchdog.kill()
+                self.watchdog.wait()
+            self.watchdog = None
+
+
+def _used_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """(device, network) of every IPv4 route (any table) and address on this machine, except
+    default routes."""
+    out: list[tuple[str, ipaddress.IPv4Network]] = []
+    for r in json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"]) or "[]"):
+        dst = r.get("dst", "")
+        if dst and dst != "default":
+            try:
+                out.append((r.get("dev", ""), ipaddress.IPv4Network(dst, strict=False)))
+            except ValueError:
+                continue
+    for link in json.loads(_run(["ip", "-j", "-4", "addr", "show"]) or "[]"):
+        for a in link.get("addr_info", []):
+            net = ipaddress.IPv4Network(f"{a['local']}/{a['prefixlen']}", strict=False)
+            out.append((link.get("ifname", ""), net))
+    return out
+
+
+# ---------------------------------------------------------------- cleanup
+
+
+def owner(name: str) -> int | None:
+    """The pid in a name of ours (``ncd<pid>-…``, ``ncd<pid>br``...), else None."""
+    m = PREFIX_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def names_with(prefix: str | None = None) -> tuple[list[str], list[str]]:
+    """(namespaces, links in the root namespace) of the run ``prefix`` (``ncd<pid>``), or of
+    every run when None."""
+    pid = None if prefix is None else owner(prefix + "-")
+
+    def ours(name: str) -> bool:
+        o = owner(name)
+        return o is not None and (pid is None or o == pid)
+
+    spaces = [
+        line.split()[0]
+        for line in _run(["ip", "netns", "list"], check=False).splitlines()
+        if line.strip() and ours(line.split()[0])
+    ]
+    links = [
+        str(link["ifname"])
+        for link in json.loads(_run(["ip", "-j", "link", "show"], check=False) or "[]")
+        if ours(str(link.get("ifname", "")))
+    ]
+    return spaces, links
+
+
+def teardown(prefix: str, grace_s: float = 3.0) -> None:
+    """Remove every namespace and link named ``prefix…``; processes still inside those
+    namespaces get SIGTERM, then SIGKILL after ``grace_s``. Idempotent."""
+    spaces, links = names_with(prefix)
+    pids = {
+        int(p)
+        for ns in spaces
+        for p in _run(["ip", "netns", "pids", ns], check=False).split()
+        if p.isdigit()
+    }
+    _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while pids and time.monotonic() < deadline:
+        pids = {p for p in pids if _alive(p)}
+        time.sleep(0.05)
+    _signal_all(pids, signal.SIGKILL)
+    for link in sorted(links, key=lambda n: n.endswith("br")):  # veths first, then the bridge
+        _run(["ip", "link", "del", link], check=False)
+    for ns in spaces:
+        _run(["ip", "netns", "del", ns], check=False)
+
+
+def _signal_all(pids: Iterable[int], sig: int) -> None:
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def sweep() -> list[str]:
+    """Tear down the networks of earlier demos that are gone (killed with -9 before their
+    watchdog could run, or the watchdog was killed too). Returns their prefixes."""
+    spaces, links = names_with()
+    owners = {o for o in map(owner, spaces + links) if o is not None}
+    gone = sorted(run_prefix(pid) for pid in owners if pid != os.getpid() and not _alive(pid))
+    for prefix in gone:
+        teardown(prefix)
+    return gone
+
+
+def _watchdog(prefix: str) -> None:
+    """Wait for EOF on stdin (the demo exited, however), then remove the network."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only the pipe ends this
+    while sys.stdin.buffer.read(4096):
+        pass
+    teardown(prefix)
+
+
+# ---------------------------------------------------------------- measuring
+
+_CONNECT_RTT = """
+import socket, statistics, sys, time
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    samples = []
+    for _ in range(5):
+        t = time.perf_counter()
+        with socket.create_connection((host, int(port)), timeout=5):
+            samples.append(1000 * (time.perf_counter() - t))
+    print(target, statistics.median(samples))
+"""
+
+
+def connect_rtt_ms(exec_prefix: Sequence[str], targets: Sequence[str]) -> dict[str, float]:
+    """Median TCP connect time (one SYN/SYN-ACK round trip) from inside a namespace to each
+    ``host:port``."""
+    out = _run([*exec_prefix, sys.executable, "-c", _CONNECT_RTT, *targets])
+    return {t: float(ms) for t, ms in (line.split() for line in out.splitlines() if line)}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "watchdog":
+        _watchdog(sys.argv[2])
+    else:
+        sys.exit("usage: python -m novacron_core.demo.netns watchdog PREFIX")
