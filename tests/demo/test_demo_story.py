@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from novacron_core.cli import main
+from novacron_core.demo import netns
 
 pytestmark = pytest.mark.slow
+NETNS = netns.probe()  # what --network auto picks here: netns when this works
 
 
-def _node_pids(octet: int) -> list[int]:
-    """Pids of live processes whose command line names an address of this demo."""
-    needle = f"127.{octet}.".encode()
+def _node_pids(where: int | Path) -> list[int]:
+    """Pids of live node processes of this demo: by address octet (loopback layout), or by
+    their data dir under the demo's TMPDIR (any layout)."""
+    needle = f"127.{where}.".encode() if isinstance(where, int) else str(where).encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -35,6 +40,30 @@ def _node_pids(octet: int) -> list[int]:
     return pids
 
 
+def _netns_left(pid: int) -> tuple[list[str], list[str]]:
+    """Namespaces and links a demo with this pid left behind (its names start ncd<pid>)."""
+    if not NETNS.ok:
+        return [], []
+    deadline = time.monotonic() + 5  # a deleted namespace's veth goes away asynchronously
+    while True:
+        left = netns.names_with(netns.run_prefix(pid))
+        if left == ([], []) or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def no_netns_leftovers() -> Iterator[list[int]]:
+    """Demo pids to check (and, whatever the test did, clean up) after the test."""
+    pids: list[int] = []
+    yield pids
+    left = {pid: _netns_left(pid) for pid in pids}
+    for pid in pids:
+        if NETNS.ok:
+            netns.teardown(netns.run_prefix(pid))
+    assert all(v == ([], []) for v in left.values()), f"left behind: {left}"
+
+
 def _demo(tmp_path: Path, octet: int, *args: str) -> subprocess.Popen[str]:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -45,23 +74,104 @@ def _demo(tmp_path: Path, octet: int, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_the_story_meets_every_expectation_and_leaves_nothing_behind(tmp_path: Path) -> None:
+def _story(tmp_path: Path, octet: int, pids: list[int], *args: str) -> str:
     t0 = time.monotonic()
-    proc = _demo(tmp_path, 77, "--check")
-    out, _ = proc.communicate(timeout=150)
+    proc = _demo(tmp_path, octet, "--check", *args)
+    pids.append(proc.pid)
+    try:
+        out, _ = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
     took = time.monotonic() - t0
     assert proc.returncode == 0, out
     assert "all expectations met" in out, out
     for figure in ("→ new leader", "→ next commit", "propagation", "partition healed"):
         assert figure in out, out
     assert "✗" not in out, out
-    assert _node_pids(77) == []
+    assert _node_pids(octet) == []
+    assert _node_pids(tmp_path / "tmp") == []
     assert list((tmp_path / "tmp").iterdir()) == [], "the demo left its temp dir behind"
+    assert _netns_left(proc.pid) == ([], [])
     assert took < 120, f"the story took {took:.0f}s"
+    return out
+
+
+def test_the_story_meets_every_expectation_and_leaves_nothing_behind(
+    tmp_path: Path, no_netns_leftovers: list[int]
+) -> None:
+    """--network auto: as root where namespaces and tc work (CI), the netns network."""
+    out = _story(tmp_path, 77, no_netns_leftovers)
+    if NETNS.ok:
+        assert "network: netns" in out, out
+        assert "tc drops every packet between them" in out, out
+        assert "RTT measured between the namespaces" in out, out
+        if NETNS.netem:
+            assert "netns + tc netem (root)" in out, out
+        else:
+            assert NETNS.why in out, out  # says why the delay stays in the nodes
+    else:
+        assert f"network: in-transport delay ({NETNS.why})" in out, out
+
+
+def test_the_story_with_in_transport_delay(tmp_path: Path, no_netns_leftovers: list[int]) -> None:
+    out = _story(tmp_path, 79, no_netns_leftovers, "--network", "transport")
+    assert "network: in-transport delay (--network transport)" in out, out
+    assert "(sync link drops)" in out, out
+
+
+@pytest.mark.skipif(not NETNS.ok, reason=f"--network netns is not possible here: {NETNS.why}")
+def test_netns_story_then_kill_9_leaves_no_namespace_link_or_process(
+    tmp_path: Path, no_netns_leftovers: list[int]
+) -> None:
+    """The story in namespaces (2 regions), each node inside its region's namespace; then the
+    demo is killed with -9: its watchdog removes namespaces and links, the nodes die with it."""
+    proc = _demo(tmp_path, 80, "--interactive", "--regions", "2", "--network", "netns")
+    no_netns_leftovers.append(proc.pid)
+    prefix = netns.run_prefix(proc.pid)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops" in line or time.monotonic() > deadline:
+                break
+        text = "".join(lines)
+        assert "Ctrl-C stops" in text, text
+        assert "all expectations met" in text, text
+        assert "✗" not in text, text
+        assert "network: netns" in text, text
+        spaces, links = netns.names_with(prefix)
+        assert sorted(spaces) == [f"{prefix}-us-east1", f"{prefix}-us-west1"]
+        assert f"{prefix}br" in links
+        pids = _node_pids(tmp_path / "tmp")
+        assert len(pids) == 6
+        for pid in pids:  # every node runs inside its region's namespace
+            where = subprocess.run(
+                ["ip", "netns", "identify", str(pid)], capture_output=True, text=True
+            ).stdout.strip()
+            assert where in spaces, (pid, where)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        assert _netns_left(proc.pid) == ([], [])
+        deadline = time.monotonic() + 10
+        while _node_pids(tmp_path / "tmp") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _node_pids(tmp_path / "tmp") == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+        # the next demo would sweep the dead one's temp dir; the test does it now
+        for d in (tmp_path / "tmp").iterdir():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def test_interactive_mode_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    proc = _demo(tmp_path, 78, "--interactive", "--regions", "2")
+    # loopback addresses (127.78.r.n), whatever --network auto would pick here
+    proc = _demo(tmp_path, 78, "--interactive", "--regions", "2", "--network", "transport")
     try:
         _explore_then_ctrl_c(proc, tmp_path)
     finally:

@@ -472,7 +472,9 @@ class LiveView:
         return t
 
 
-def _interactive(layout: Layout, out: Console, view: LiveView | None) -> None:
+def _interactive(
+    layout: Layout, out: Console, view: LiveView | None, net: RegionNetwork | None = None
+) -> None:
     out.print("\n[bold]The federation keeps running. Explore it:[/bold]")
     for r in layout.regions:
         for n in layout.in_region(r):
@@ -491,6 +493,10 @@ def _interactive(layout: Layout, out: Console, view: LiveView | None) -> None:
     )
     out.print(f"     curl {layout.nodes[-1].fed_url}/v1/federation/vms")
     out.print(f"     novacron status --url {n0.url} --url {layout.nodes[1].url}")
+    if net is not None and net.plan is not None:
+        ns = net.plan.ns(0)
+        out.print(f"     ip netns exec {ns} ip addr show eth0   # {layout.regions[0]}'s network")
+        out.print(f"     tc -n {ns} -s qdisc show dev eth0       # its per-region classes")
     out.print("\n   Ctrl-C stops every node and removes the temporary data.")
     if view is None:
         while True:
@@ -611,7 +617,7 @@ def demo_command(
                     live = None
                 _summary(story, out)
                 if interactive:
-                    _interactive(layout, out, view)
+                    _interactive(layout, out, view, net)
             except KeyboardInterrupt:
                 out.print("\ninterrupted: stopping every node…")
             except Exception as e:  # a step that could not finish: say why, then clean up
