@@ -32,6 +32,7 @@ from novacron_operator.kube import OPTIONAL_OWNED, OWNED, ApiError, Kube, path
 from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
 from novacron_operator.sequencer import Pod, Step, World, plan
 from novacron_operator.status import (
+    Group,
     Health,
     conditions,
     now_rfc3339,
@@ -367,7 +368,8 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     changed = await write_status(kube, body, health, extra)
     follow: Follow = []
     if not step.done:  # a sequence in progress: look again soon, sooner after acting
-        follow.append(Later(key, 0.3 if (step.action and acted) or step.released else 1.0))
+        soon = 0.3 if (step.action and acted) or step.released else 1.0
+        follow.append(Later(key, soon if world.nodes or not manage else 5.0))
     if not changed:
         return follow
     feds = await kube.list("DWCPFederation", key.namespace)
@@ -376,18 +378,29 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
 
 
 def region_health(workloads: Health, step: Step, world: World) -> Health:
-    """Pods ready is not enough when we manage the group: it must answer, have a leader,
-    and hold exactly the members the spec asks for."""
+    """With members managed, Ready also needs the group to have a leader and exactly the
+    members the spec asks for. A group the operator cannot reach keeps the pods' verdict
+    (their readiness probe is the node's own /readyz: a caught-up member) and says so in
+    GroupReachable=False: the operator, not the region, has lost its way to the nodes, and
+    membership changes and rollouts wait until it finds it again."""
     if not world.manage or world.sts_replicas is None:
         return workloads
-    if step.leader is None and workloads.ready:
-        if not world.nodes:
-            msg = "no node of the group answers its admin API"
-            return Health(False, True, True, "GroupUnreachable", msg)
-        return Health(False, True, True, "NoLeader", "the group has no leader")
+    if not world.nodes:
+        msg = "no node answers its admin API: membership changes and rollouts wait"
+        return replace(workloads, group=Group(False, "GroupUnreachable", msg))
+    leader = step.leader
+    group = Group(
+        True,
+        "Answering",
+        f"{len(world.nodes)} nodes answer; leader {leader.node}, term {leader.term}"
+        if leader
+        else f"{len(world.nodes)} nodes answer; no leader",
+    )
+    if leader is None and workloads.ready:
+        return Health(False, True, True, "NoLeader", "the group has no leader", group)
     if workloads.ready and not step.done:
-        return Health(False, True, False, "Reconfiguring", step.waiting)
-    return workloads
+        return Health(False, True, False, "Reconfiguring", step.waiting, group)
+    return replace(workloads, group=group)
 
 
 async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> Follow:

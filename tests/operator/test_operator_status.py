@@ -70,15 +70,21 @@ def test_region_health_needs_an_answering_group_with_a_leader_and_the_right_memb
     rolling = Health(False, True, False, "RollingOut", "1/3 nodes ready")
     lead = ClusterInfo("r-0", "leader", 2, "r-0", 9, 9, ("r-0",), ())
     w = World("r", 1, 1, nodes={"r-0": lead})
-    assert region_health(ok, Step(1, 0, done=True, leader=lead), w) == ok
+    done = region_health(ok, Step(1, 0, done=True, leader=lead), w)
+    assert done.ready
+    assert done.group is not None
+    assert done.group.reachable
+    # unreachable: the pods' verdict stands, GroupReachable=False says the operator is blind
     unreachable = region_health(ok, Step(1, 0, waiting="x"), World("r", 1, 1))
-    assert (unreachable.reason, unreachable.ready, unreachable.degraded) == (
-        "GroupUnreachable",
-        False,
-        True,
-    )
-    assert region_health(ok, Step(1, 0, waiting="x"), w).reason == "NoLeader"
+    assert unreachable.ready
+    assert unreachable.group is not None
+    assert (unreachable.group.reachable, unreachable.group.reason) == (False, "GroupUnreachable")
+    no_leader = {"r-0": ClusterInfo("r-0", "follower", 2, None, 9, 9, ("r-0",), ())}
+    lost = region_health(ok, Step(1, 0, waiting="x"), World("r", 1, 1, nodes=no_leader))
+    assert (lost.reason, lost.ready, lost.degraded) == ("NoLeader", False, True)
     busy = region_health(ok, Step(3, 0, waiting="promote r-1", leader=lead), w)
     assert (busy.reason, busy.message, busy.ready) == ("Reconfiguring", "promote r-1", False)
-    assert region_health(rolling, Step(1, 0, waiting="x"), World("r", 1, 1)) == rolling
     assert region_health(ok, Step(1, 0), World("r", 1, 1, manage=False)) == ok
+    assert region_health(rolling, Step(1, 0), World("r", 1, 1, manage=False)) == rolling
+    types = [c["type"] for c in conditions([], unreachable, 1, "t")]
+    assert types == ["Ready", "Progressing", "Degraded", "GroupReachable"]

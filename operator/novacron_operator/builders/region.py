@@ -480,6 +480,15 @@ def network_policies(owner: Owner) -> list[Manifest]:
         }
     }
     any_novacron = {"matchLabels": {"app.kubernetes.io/name": "novacron"}}
+    operator_pods = {
+        "namespaceSelector": {},
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "novacron",
+                "app.kubernetes.io/component": "operator",
+            }
+        },
+    }
     node_policy = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -489,6 +498,8 @@ def network_policies(owner: Owner) -> list[Manifest]:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": [{"podSelector": region_pods}], "ports": [{"port": API_PORT}]},
+                # the operator calls the nodes' admin API (/v1/cluster), from any namespace
+                {"from": [operator_pods], "ports": [{"port": API_PORT}]},
                 {"from": [{"podSelector": any_novacron}], "ports": [{"port": PEER_PORT}]},
                 {"ports": [{"port": METRICS_PORT}]},
             ],
