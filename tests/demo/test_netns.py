@@ -49,7 +49,6 @@ def test_each_region_has_its_own_subnet_in_the_block() -> None:
 def test_egress_delays_each_destination_region_by_half_its_rtt() -> None:
     lines = _plan().egress(0)  # us-east1
     assert "qdisc add dev eth0 root handle 1: htb default 1 r2q 100000" in lines
-    assert "qdisc add dev eth0 parent 1:2 pfifo limit 0" in lines  # the partition's class
     assert "qdisc add dev eth0 parent 1:11 netem delay 33ms limit 100000" in lines  # us-west1
     assert "qdisc add dev eth0 parent 1:12 netem delay 32ms limit 100000" in lines  # europe
     assert (
@@ -67,17 +66,21 @@ def test_without_netem_the_classes_only_queue() -> None:
     assert "qdisc add dev eth0 parent 1:11 pfifo limit 10000" in lines
 
 
-def test_a_partition_drops_both_ways_across_the_cut_only() -> None:
+def test_a_partition_drops_on_the_bridge_both_ways_across_the_cut_only() -> None:
     plan = _plan()
+    assert "qdisc add dev ncd4194304h2 parent 1:2 pfifo limit 0" in plan.bridge_port(2)
     cut = ["europe-west1"]
-    drop = "filter add dev eth0 parent 1: protocol ip pref 1 u32 match ip dst {} flowid 1:2"
-    assert plan.partition(0, cut)[1:] == [drop.format("198.18.18.0/24")]
-    assert plan.partition(1, cut)[1:] == [drop.format("198.18.18.0/24")]
+    drop = (
+        "filter add dev ncd4194304h{} parent 1: protocol ip pref 1 u32 match ip src {} flowid 1:2"
+    )
+    assert plan.partition(0, cut)[1:] == [drop.format(0, "198.18.18.0/24")]
+    assert plan.partition(1, cut)[1:] == [drop.format(1, "198.18.18.0/24")]
     assert plan.partition(2, cut)[1:] == [
-        drop.format(s) for s in ("198.18.16.0/24", "198.18.17.0/24")
+        drop.format(2, s) for s in ("198.18.16.0/24", "198.18.17.0/24")
     ]
     for i in range(3):  # healing: the partition filters go, nothing else
-        assert plan.partition(i, []) == ["filter del dev eth0 parent 1: protocol ip pref 1"]
+        heal = f"filter del dev ncd4194304h{i} parent 1: protocol ip pref 1"
+        assert plan.partition(i, []) == [heal]
 
 
 needs_netns = pytest.mark.skipif(

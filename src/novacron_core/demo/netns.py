@@ -8,9 +8,12 @@ the demo (root namespace) reaches every node directly, and no forwarding is swit
 On each region's egress (``eth0`` in its namespace) an ``htb`` qdisc classifies by destination
 subnet (``u32``): one class per other region, whose leaf is ``netem delay RTT/2`` when the
 kernel has ``sch_netem`` (else a plain FIFO, and the nodes delay in their sync link instead);
-unclassified traffic (ARP, the demo's own requests) takes the default class, undelayed. A
-partition adds ``u32`` filters ahead of those that send every packet between the cut regions to
-a class whose leaf is ``pfifo limit 0`` (it drops everything); healing deletes them.
+unclassified traffic (ARP, the demo's own requests) takes the default class, undelayed.
+Partitions happen in the middle, on the bridge: each bridge port (the root-namespace end of a
+region's veth) has an ``htb`` too, and a partition adds ``u32`` filters sending every packet
+from a region across the cut to a class whose leaf is ``pfifo limit 0`` (it drops everything);
+healing deletes them. A drop there is invisible to the sender's TCP, which retransmits and
+backs off as across a real WAN (dropped by its own qdisc, TCP would simply hold the data).
 
 Every name starts with ``ncd<pid of the demo>``. A watchdog process (own session, started with
 the network) tears it down when the demo's end of its pipe closes, i.e. when the demo exits or
@@ -96,8 +99,6 @@ class NetPlan:
         lines = [
             f"qdisc add dev {DEV} root handle 1: htb default 1 r2q 100000",
             f"class add dev {DEV} parent 1: classid 1:1 htb rate 10gbit",
-            f"class add dev {DEV} parent 1: classid 1:{DROP_CLASS} htb rate 10gbit",
-            f"qdisc add dev {DEV} parent 1:{DROP_CLASS} pfifo limit 0",
         ]
         for k in range(len(self.regions)):
             if k == i:
@@ -116,16 +117,27 @@ class NetPlan:
             ]
         return lines
 
+    def bridge_port(self, i: int) -> list[str]:
+        """``tc -batch`` lines (root namespace) for the bridge's port toward region ``i``:
+        everything passes until a partition adds filters to the dropping class."""
+        dev = self.host_if(i)
+        return [
+            f"qdisc add dev {dev} root handle 1: htb default 1 r2q 100000",
+            f"class add dev {dev} parent 1: classid 1:1 htb rate 10gbit",
+            f"class add dev {dev} parent 1: classid 1:{DROP_CLASS} htb rate 10gbit",
+            f"qdisc add dev {dev} parent 1:{DROP_CLASS} pfifo limit 0",
+        ]
+
     def partition(self, i: int, cut: Iterable[str]) -> list[str]:
-        """``tc -batch`` lines that make region ``i``'s egress match ``cut``: drop every
-        packet to a region across the partition (the cut regions from the rest)."""
-        cut_set = set(cut)
-        lines = [f"filter del dev {DEV} parent 1: protocol ip pref {PARTITION_PREF}"]
+        """``tc -batch`` lines (root namespace) that make the bridge port toward region ``i``
+        match ``cut``: drop every packet from a region across the partition."""
+        cut_set, dev = set(cut), self.host_if(i)
+        lines = [f"filter del dev {dev} parent 1: protocol ip pref {PARTITION_PREF}"]
         for k, other in enumerate(self.regions):
             if k != i and (self.regions[i] in cut_set) != (other in cut_set):
                 lines.append(
-                    f"filter add dev {DEV} parent 1: protocol ip pref {PARTITION_PREF} u32 "
-                    f"match ip dst {self.subnet(k)} flowid 1:{DROP_CLASS}"
+                    f"filter add dev {dev} parent 1: protocol ip pref {PARTITION_PREF} u32 "
+                    f"match ip src {self.subnet(k)} flowid 1:{DROP_CLASS}"
                 )
         return lines
 
@@ -267,6 +279,7 @@ class RegionNetwork:
             batch.append(f"route add {plan.block} dev {DEV}")
             _run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(batch) + "\n")
             _run(["tc", "-n", ns, "-batch", "-"], stdin="\n".join(plan.egress(i)) + "\n")
+            _run(["tc", "-batch", "-"], stdin="\n".join(plan.bridge_port(i)) + "\n")
         return plan
 
     def _claim_block(self, bridge: str) -> ipaddress.IPv4Network:
@@ -287,13 +300,9 @@ class RegionNetwork:
     def set_partitioned(self, cut: Iterable[str]) -> None:
         assert self.plan is not None
         cut = list(cut)
-        for i in range(len(self.regions)):
-            # `-force`: the first line deletes filters that may not exist yet
-            _run(
-                ["tc", "-n", self.plan.ns(i), "-force", "-batch", "-"],
-                stdin="\n".join(self.plan.partition(i, cut)) + "\n",
-                check=False,
-            )
+        lines = [line for i in range(len(self.regions)) for line in self.plan.partition(i, cut)]
+        # `-force`: go on after the deletes of filters that do not exist (yet)
+        _run(["tc", "-force", "-batch", "-"], stdin="\n".join(lines) + "\n", check=False)
 
     def exec_argv(self, region: str, argv: Sequence[str]) -> list[str]:
         assert self.plan is not None
