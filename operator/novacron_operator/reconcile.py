@@ -7,7 +7,6 @@ repaired by the next pass, and running a pass twice changes nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -147,21 +146,24 @@ async def invalid(kube: Kube, body: Obj, err: Exception) -> None:
     await write_status(kube, body, Health(False, False, True, "InvalidSpec", str(err)[:500]), {})
 
 
-async def bootstrap_replicas(kube: Kube, body: Obj, spec: NovaCronRegionSpec) -> int:
-    """The members the group was created with: recorded on the region once, so that the
-    nodes' bootstrap ``peers`` never change when the region scales. A region from before
-    the record keeps the size its ConfigMap already names."""
+def _recorded(obj: Obj | None) -> int | None:
+    value = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(
+        BOOTSTRAP_ANNOTATION, ""
+    )
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+async def bootstrap_replicas(
+    kube: Kube, body: Obj, spec: NovaCronRegionSpec, sts: Obj | None
+) -> int:
+    """The members the group was created with: recorded on the region (and its StatefulSet,
+    should a replace drop the region's annotation) by the first pass, which creates the group
+    with spec.replicas; the nodes' bootstrap ``peers`` never change when the region scales."""
     meta = body["metadata"]
-    recorded = (meta.get("annotations") or {}).get(BOOTSTRAP_ANNOTATION, "")
-    if recorded.isdigit() and int(recorded) > 0:
-        return int(recorded)
-    count = spec.replicas
-    cm = await kube.get("ConfigMap", meta["namespace"], f"{meta['name']}-config")
-    try:
-        peers = json.loads(((cm or {}).get("data") or {})["node.json"])["peers"]
-        count = len(peers.split(",") if isinstance(peers, str) else peers) or count
-    except (KeyError, ValueError, TypeError, AttributeError):
-        pass
+    recorded = _recorded(body)
+    if recorded is not None:
+        return recorded
+    count = _recorded(sts) or spec.replicas
     patch = {"metadata": {"annotations": {BOOTSTRAP_ANNOTATION: str(count)}}}
     await kube.request(
         "PATCH",
@@ -303,13 +305,13 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         return []
     cspec = NovaCronClusterSpec.model_validate(cluster["spec"])
     monitor = await kube.api_exists(OPTIONAL_OWNED["ServiceMonitor"])
-    bootstrap = await bootstrap_replicas(kube, body, spec)
-    ctx = RegionContext(cspec, spec.cluster_ref.name, monitor, agent_ns, bootstrap)
     selector = ",".join(f"{k}={v}" for k, v in selector_labels(owner, "node").items())
     live, pods = await asyncio.gather(
         kube.get("StatefulSet", key.namespace, owner.name),
         kube.list("Pod", key.namespace, selector),
     )
+    bootstrap = await bootstrap_replicas(kube, body, spec, live)
+    ctx = RegionContext(cspec, spec.cluster_ref.name, monitor, agent_ns, bootstrap)
     (template,) = [o for o in build_region(owner, spec, ctx) if o["kind"] == "StatefulSet"]
     manage = opts.manage_members
     names = [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]

@@ -223,8 +223,11 @@ def statefulset(
             owner.name,
             "node",
             labels={REGION_LABEL: spec.region_name},
-            # the sequencer holds the partition when this differs from the live object's
-            annotations={TEMPLATE_HASH: config_hash(template)},
+            annotations={
+                # the sequencer holds the partition when this differs from the live object's
+                TEMPLATE_HASH: config_hash(template),
+                BOOTSTRAP_ANNOTATION: str(ctx.bootstrap_replicas or spec.replicas),
+            },
         ),
         "spec": {
             "replicas": spec.replicas if ctx.replicas is None else ctx.replicas,
