@@ -52,6 +52,7 @@ class Story:
     ) -> None:
         self.sup, self.layout, self.out, self.election_ms = sup, layout, out, election_ms
         self.network, self.net = network, net
+        self.cut: list[str] = []  # the regions partitioned off now
         self.failures: list[str] = []
         self.figures: dict[str, float] = {}
 
@@ -335,6 +336,7 @@ class Story:
         self.vm_cut, self.vm_other = vm_cut, vm_other
 
     def set_partitioned(self, cut: list[str]) -> None:
+        self.cut = list(cut)
         if self.net is not None:
             self.net.set_partitioned(cut)  # in the network: tc filters in each namespace
             return
@@ -414,8 +416,8 @@ def _answers(url: str) -> bool:
 class LiveView:
     """A rich table of every node, refreshed from a background poller (TTY only)."""
 
-    def __init__(self, layout: Layout, sup: Supervisor) -> None:
-        self.layout, self.sup = layout, sup
+    def __init__(self, layout: Layout, sup: Supervisor, story: Story | None = None) -> None:
+        self.layout, self.sup, self.story = layout, sup, story
         self.rows: dict[str, dict[str, Any]] = {}
         self.prev: dict[str, tuple[float, int]] = {}
         self.stop = threading.Event()
@@ -440,8 +442,11 @@ class LiveView:
                     row.update(st, rate=(commit - c) / (now - t) if now > t else 0.0)
                     self.prev[n.name] = (now, commit)
                 if fed:
-                    cut = [r for r in fed["partitioned"] if r != n.region] or (
-                        ["other regions"] if n.region in fed["partitioned"] else []
+                    parts = fed["partitioned"]
+                    if self.story is not None and self.story.net is not None:
+                        parts = self.story.cut  # in tc, not in the node's own switch
+                    cut = [r for r in parts if r != n.region] or (
+                        ["other regions"] if n.region in parts else []
                     )
                     lags = fed.get("region_lag_s") or {}
                     row.update(vms=fed["vms"], cut=cut)
@@ -599,7 +604,7 @@ def demo_command(
             try:
                 story.start()
                 if tty:
-                    view = LiveView(layout, sup)
+                    view = LiveView(layout, sup, story)
                     view.thread.start()
                     live = Live(view, console=out, refresh_per_second=2, transient=True)
                     live.start()
