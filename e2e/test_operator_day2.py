@@ -177,6 +177,7 @@ def test_status_reports_the_groups_real_leader_term_and_commit_index(day2: Day2)
     assert 1 <= st["commitIndex"] <= g["commit"]
     assert st["members"] == [f"{NAME}-{i}" for i in range(3)]
     table = day2.k.run("get", "ncr", NAME, "-n", day2.ns).stdout
+    print(f"\n{table}")
     assert g["leader"] in table
     assert "TERM" in table
 
