@@ -77,6 +77,17 @@ class Read:
     key: str
 
 
+class CatchingUp(RuntimeError):
+    """A mutation refused by a restarted replica that has not caught up with a peer yet
+    (only for types whose GC drops dots, see ``Crdt.COLLAPSES``); nothing was changed."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"{key!r}: this replica restarted and is catching up with its peers; "
+            "nothing was changed, retry shortly"
+        )
+
+
 CONFLICTING: tuple[type[Crdt], ...] = (LWWRegister, MVRegister, ORMap)
 ApplyHook = Callable[[NodeId, Update, float], None]
 ConcurrentHook = Callable[[str, Update, VersionVector], None]
@@ -111,6 +122,11 @@ class SyncNode:
         # key -> CRDT-level dots (the key's own dot space) every replica has seen
         self.key_stable: dict[str, VersionVector] = {}
         self.stable = VersionVector()  # update dots every replica (this one too) has applied
+        # update dots every replica reported stable (and so has applied *and* knows that all
+        # others have): what the CRDTs may be garbage-collected with (see ``_collect``)
+        self.safe = VersionVector()
+        self.epochs: dict[NodeId, int] = {}  # peer -> highest restart epoch heard from it
+        self.reports: dict[NodeId, VersionVector] = {}  # peer -> its stability report
         self.gc_keys = 0  # keys garbage-collected so far (a figure for tests and metrics)
         self.known: dict[NodeId, VersionVector] = {p: VersionVector() for p in self.peers}
         self.inflight: dict[NodeId, dict[Dot, float]] = {p: {} for p in self.peers}
@@ -126,6 +142,14 @@ class SyncNode:
         self.hlc = HLC(self.replica, max_drift_ms=10**12)
         self._next_gossip = 0.0
         self._next_ae = 0.0
+        # a restarted replica may hold less than its previous incarnation acknowledged; until
+        # it merged a caught-up peer's state it refuses mutations of types whose GC drops
+        # stable dots (see ``_catchup_start``); a first start has nothing to catch up on
+        self.caught_up = self.epoch == 1 or not self.peers
+        self.refused = 0  # mutations refused while catching up
+        self._catchup = 0  # current catch-up attempt
+        self._catchup_vv: dict[str, int] | None = None  # the peer's vector of that attempt
+        self._next_catchup = 0.0
 
     # ------------------------------------------------------------ durability
 
@@ -144,6 +168,8 @@ class SyncNode:
                 self._apply(body, 0.0, hook=False)
             elif kind == "s":
                 self.store.merge(body[0], decode_crdt(body[1]))
+            elif kind == "seen":
+                self.seen.merge(CausalContext(VersionVector(body)))
         return int(epoch)
 
     def _snapshot(self) -> tuple[str, bytes]:
@@ -166,14 +192,24 @@ class SyncNode:
         # desynchronise rounds across nodes so that they do not all gossip at once
         self._next_gossip = now + self.rng.random() * self.config.interval
         self._next_ae = now + self.config.ae_interval * (1 + self.rng.random())
-        ready.wake(min(self._next_gossip, self._next_ae))
+        if not self.caught_up:
+            self._catchup_start(now, ready)
+        ready.wake(self._next_wake())
         return ready
+
+    def _next_wake(self) -> float:
+        wake = min(self._next_gossip, self._next_ae)
+        return wake if self.caught_up else min(wake, self._next_catchup)
 
     def on_request(self, now: float, request_id: Any, request: Any) -> Ready:
         ready = Ready()
         if isinstance(request, Read):
             ready.reply(request_id, self.store.value(request.key))
         elif isinstance(request, Mutate):
+            if not self.caught_up and request.kind.COLLAPSES:
+                self.refused += 1
+                ready.reply(request_id, CatchingUp(request.key))
+                return ready
             ready.reply(request_id, self.update(now, request, ready))
             ready.sync = self.config.sync_writes
         else:
@@ -206,10 +242,15 @@ class SyncNode:
             self._next_gossip = max(self._next_gossip + cfg.interval, now)
             if self._rounds % cfg.gc_every == 0:
                 self._collect()
+            elif self._rounds % max(1, cfg.gc_every // 4) == 0:
+                self._stability()  # fresher reports: peers' ``safe`` lags less
         if now >= self._next_ae:
-            self._anti_entropy(ready)
+            if self.caught_up:  # (catching up is an anti-entropy exchange of its own)
+                self._anti_entropy(ready)
             self._next_ae = now + cfg.ae_interval
-        ready.wake(min(self._next_gossip, self._next_ae))
+        if not self.caught_up and now >= self._next_catchup:
+            self._catchup_start(now, ready)
+        ready.wake(self._next_wake())
         return ready
 
     def on_message(self, now: float, src: NodeId, msg: Any) -> Ready:
@@ -244,9 +285,17 @@ class SyncNode:
                 break
         return out
 
+    def _report(self, vv: dict[str, int]) -> list[int]:
+        """Our stability report as lags behind ``vv`` (in its order): small ints on the wire."""
+        stable = self.stable.counters
+        if not stable:
+            return []
+        return [c - stable.get(r, 0) for r, c in vv.items()]
+
     def _gossip_round(self, now: float, ready: Ready) -> None:
         cfg = self.config
         vv = self.seen.vv.to_wire()
+        report = self._report(vv)
         if cfg.pull:
             if (
                 cfg.one_pull_at_a_time
@@ -255,23 +304,32 @@ class SyncNode:
             ):
                 return
             for p in self.selector.pick(cfg.fanout):
-                ready.send(p, Gossip(vv, [], [], True))
+                ready.send(p, Gossip(vv, [], [], True, self.epoch, report))
             self._pull_outstanding = now
             return
         idle = self._rounds % cfg.idle_every == 0
         for p in self.selector.pick(cfg.fanout):
             ups = self._missing_for(p, now)
             if ups or idle:
-                ready.send(p, Gossip.of(vv, ups, True))
+                ready.send(p, Gossip.of(vv, ups, True, self.epoch, report))
 
     def _on_gossip(self, now: float, src: NodeId, msg: Gossip, ready: Ready) -> None:
         try:
             their = VersionVector.from_wire(msg.vv)
             updates = msg.updates()
+            report = self._parse_report(msg)
         except ValueError:
             return
+        if self._incarnation(src, msg.epoch):
+            self.known[src] = their
+            if report is not None:
+                self.reports[src] = report
+        elif msg.epoch == self.epochs.get(src, 0):
+            self.known.setdefault(src, VersionVector()).merge_in_place(their)
+            if report is not None:
+                self.reports[src] = report
+        # (an older incarnation's vector and report are stale: its successor replaced them)
         known = self.known.setdefault(src, VersionVector())
-        known.merge_in_place(their)
         inflight = self.inflight.setdefault(src, {})
         if inflight:
             for dot in [d for d in inflight if known.contains(d)]:
@@ -287,7 +345,36 @@ class SyncNode:
             self.inflight[src] = {}
             ups = self._missing_for(src, now, their)
             if ups or updates or self.config.pull:  # a puller waits for an answer
-                ready.send(src, Gossip.of(self.seen.vv.to_wire(), ups, False))
+                vv = self.seen.vv.to_wire()
+                ready.send(src, Gossip.of(vv, ups, False, self.epoch, self._report(vv)))
+
+    @staticmethod
+    def _parse_report(msg: Gossip) -> VersionVector | None:
+        if not msg.stable:
+            return None
+        if len(msg.stable) != len(msg.vv):
+            raise ValueError("a stability report has one lag per vector entry")
+        out: dict[str, int] = {}
+        for (r, c), lag in zip(msg.vv.items(), msg.stable, strict=True):
+            if type(lag) is not int or not 0 <= lag <= c:
+                raise ValueError("malformed stability report")
+            out[r] = c - lag
+        return VersionVector(out)
+
+    def _incarnation(self, src: NodeId, epoch: int) -> bool:
+        """Note ``src``'s epoch; True if it is newer than any heard before.
+
+        A newer incarnation may hold less than its predecessor acknowledged (lost unsynced
+        writes, an old snapshot), so everything the predecessor reported is dropped *before*
+        it can be used again: its vector, its stability report, what was in flight to it.
+        """
+        if epoch <= self.epochs.get(src, 0):
+            return False
+        self.epochs[src] = epoch
+        self.known[src] = VersionVector()
+        self.reports.pop(src, None)
+        self.inflight[src] = {}
+        return True
 
     def _apply(self, upd: Update, now: float, hook: bool = True) -> bool:
         try:
@@ -347,41 +434,55 @@ class SyncNode:
     def _collect(self) -> None:
         """Compute causal stability and drop what only unstable updates need.
 
-        An update is causally stable once every configured peer reported a vector covering
-        it and our own vector covers it: the meet of all of them. A crashed or
-        partitioned peer stops reporting, so its vector, and with it the stable point, stays
-        put until it is back: nothing is collected that some replica has not seen. Then:
+        Two levels. ``stable``: the meet of every peer's last vector (of its current
+        incarnation) and ours: updates every replica has applied. The forwarding buffer and
+        in-flight records drop those (anti-entropy repairs anything a peer misses after that,
+        e.g. after losing its disk). ``stable`` is also what we report to peers.
 
-        * the forwarding buffer and in-flight records drop updates every peer has (anti-entropy
-          repairs anything a peer misses after that, e.g. after losing its disk);
-        * each key whose stable point advanced gets ``gc(stable)`` in its own dot space.
+        ``safe``: the meet of our ``stable`` and every peer's last report: updates every replica
+        knows every replica has applied. Only ``safe`` updates let a key be garbage-collected
+        in its own dot space, because GC may drop dots (an OR-Set collapses stable dots) and a
+        replica that comes back with less than it acknowledged must not be able to observe
+        the kept dot without the dropped ones. A restarted replica merges the full state of a
+        caught-up peer that already forgot its predecessor before it may issue such ops; any
+        report that peer gave before covered only dots it held (and still holds), any report
+        it gives after counts the successor's own vector. A crashed or partitioned peer
+        reports nothing new, so both points stay put until it is back.
         """
+        peers_meet = self._stability()
+        safe = self.stable
+        for p in self.peers:
+            safe = safe.meet(self.reports.get(p, VersionVector()))
+        self.safe = safe
+        for dot in [d for d in self.buffer if peers_meet is None or peers_meet.contains(d)]:
+            del self.buffer[dot]
+        for flying in self.inflight.values():
+            for dot in [d for d in flying if d not in self.buffer]:
+                del flying[dot]
+        if not self._crdt_top:
+            return
+        advanced: set[str] = set()
+        # (``safe`` is a contiguous prefix of our own vector: we applied every earlier update
+        # of the origin, so our copy of the key has seen every CRDT dot the mapping names)
+        for dot in [d for d in self._crdt_top if safe.contains(d)]:
+            key, top = self._crdt_top.pop(dot)
+            ks = self.key_stable.setdefault(key, VersionVector())
+            if top > ks.get(dot.replica):
+                ks.counters[dot.replica] = top
+                advanced.add(key)
+        for key in advanced:
+            self.store.gc(key, self.key_stable[key])
+        self.gc_keys += len(advanced)
+
+    def _stability(self) -> VersionVector | None:
+        """Recompute ``stable``; returns the meet of the peers' vectors (None: no peers)."""
         peers_meet: VersionVector | None = None
         for p in self.peers:
             vv = self.known.get(p, VersionVector())
             peers_meet = vv.copy() if peers_meet is None else peers_meet.meet(vv)
         mine = self.seen.vv
         self.stable = mine.copy() if peers_meet is None else peers_meet.meet(mine)
-        gone = [d for d in self.buffer if peers_meet is None or peers_meet.contains(d)]
-        advanced: set[str] = set()
-        stable = self.stable
-        for dot in gone:
-            del self.buffer[dot]
-            hit = self._crdt_top.pop(dot, None)
-            # also in our own contiguous prefix: we applied every earlier update of its
-            # origin, so our copy of the key has seen every CRDT dot the mapping names
-            if hit is not None and stable.contains(dot):
-                key, top = hit
-                ks = self.key_stable.setdefault(key, VersionVector())
-                if top > ks.get(dot.replica):
-                    ks.counters[dot.replica] = top
-                    advanced.add(key)
-        for flying in self.inflight.values():
-            for dot in [d for d in flying if d not in self.buffer]:
-                del flying[dot]
-        for key in advanced:
-            self.store.gc(key, self.key_stable[key])
-        self.gc_keys += len(advanced)
+        return peers_meet
 
     def metadata(self) -> dict[str, int]:
         """Entries kept for causality rather than for values (what GC bounds)."""
@@ -419,25 +520,66 @@ class SyncNode:
     def _anti_entropy(self, ready: Ready) -> None:
         if self.peers:
             peer = self.rng.choice(sorted(self.peers))
-            ready.send(peer, AeRanges(self.store.merkle.range_hashes()))
+            ready.send(peer, AeRanges(self.store.merkle.range_hashes(), self.epoch))
+
+    # A restarted replica catches up with one anti-entropy exchange it starts itself: the
+    # peer forgets the predecessor on the first message, then (if caught up itself) answers
+    # with its vector at that moment even when nothing differs; once the states of every
+    # differing leaf are merged, our store holds everything that peer held then, so our
+    # vector may take its vector in (journaled, so a restart keeps it).
+
+    def _catchup_start(self, now: float, ready: Ready) -> None:
+        self._catchup += 1
+        self._catchup_vv = None
+        self._next_catchup = now + self.config.retry_after
+        peer = self.rng.choice(sorted(self.peers))
+        ready.send(
+            peer, AeRanges(self.store.merkle.range_hashes(), self.epoch, catchup=self._catchup)
+        )
+
+    def _catchup_done(self, ready: Ready, vv: dict[str, int]) -> None:
+        self.caught_up = True
+        self._catchup_vv = None
+        try:
+            their = VersionVector.from_wire(vv)
+        except ValueError:
+            return
+        self.seen.merge(CausalContext(their))
+        self._journal(ready, ("seen", their.to_wire()))
 
     def _on_ranges(self, src: NodeId, msg: AeRanges, ready: Ready) -> None:
+        self._incarnation(src, msg.epoch)
         mine = self.store.merkle.range_hashes()
         if len(msg.hashes) != len(mine):
             return
         differ = [r for r, (a, b) in enumerate(zip(mine, msg.hashes, strict=True)) if a != b]
-        if differ:
+        if msg.catchup and not self.caught_up:
+            ready.send(src, AeLeaves({}, msg.catchup, refused=True))
+        elif msg.catchup:
+            leaves = {r: self.store.merkle.leaf_hashes(r) for r in differ}
+            ready.send(src, AeLeaves(leaves, msg.catchup, self.seen.vv.to_wire()))
+        elif differ:
             ready.send(src, AeLeaves({r: self.store.merkle.leaf_hashes(r) for r in differ}))
 
     def _on_leaves(self, src: NodeId, msg: AeLeaves, ready: Ready) -> None:
+        catchup = msg.catchup and msg.catchup == self._catchup and not self.caught_up
+        if msg.catchup and not catchup:
+            return  # an answer to an attempt we gave up on
+        if msg.refused:
+            self._next_catchup = 0.0  # ask another peer on the next tick
+            return
         leaves: list[int] = []
         for r, theirs in msg.leaves.items():
             if not 0 <= r < RANGES or len(theirs) != LEAVES:
                 return
             mine = self.store.merkle.leaf_hashes(r)
             leaves += [r * LEAVES + i for i in range(LEAVES) if mine[i] != theirs[i]]
-        if leaves:
-            ready.send(src, AeStates(leaves, self._states(leaves), True))
+        if catchup and not leaves:
+            self._catchup_done(ready, msg.vv)
+        elif leaves:
+            if catchup:
+                self._catchup_vv = msg.vv
+            ready.send(src, AeStates(leaves, self._states(leaves), True, msg.catchup))
 
     def _on_states(self, src: NodeId, msg: AeStates, ready: Ready) -> None:
         for key, blob in msg.states.items():
@@ -448,7 +590,14 @@ class SyncNode:
             self.store.merge(key, value)
             self._journal(ready, ("s", (key, blob)))
         if msg.reply:
-            ready.send(src, AeStates(msg.leaves, self._states(msg.leaves), False))
+            ready.send(src, AeStates(msg.leaves, self._states(msg.leaves), False, msg.catchup))
+        elif (
+            msg.catchup
+            and msg.catchup == self._catchup
+            and self._catchup_vv is not None
+            and not self.caught_up
+        ):
+            self._catchup_done(ready, self._catchup_vv)
 
     def _states(self, leaves: list[int]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}

@@ -43,11 +43,23 @@ class Gossip:
     origins: list[str]
     packed: list[int | str | bytes | list[int]]
     reply: bool
+    # the sender's restart epoch: a higher one replaces everything known about the sender
+    epoch: int = 0
+    # the sender's causal-stability report, as lags behind ``vv`` in ``vv``'s order
+    # (``vv[r] - stable[r]``); empty: no report (see ``SyncNode._collect``)
+    stable: list[int] = field(default_factory=list)
 
     @classmethod
-    def of(cls, vv: dict[str, int], updates: list[Update], reply: bool) -> Gossip:
+    def of(
+        cls,
+        vv: dict[str, int],
+        updates: list[Update],
+        reply: bool,
+        epoch: int = 0,
+        stable: list[int] | None = None,
+    ) -> Gossip:
         origins, packed = pack(updates)
-        return cls(vv, origins, packed, reply)
+        return cls(vv, origins, packed, reply, epoch, stable or [])
 
     def updates(self) -> list[Update]:
         """The carried updates; raises ValueError if the packing is malformed."""
@@ -96,17 +108,29 @@ def unpack(origins: list[str], flat: Packed) -> list[Update]:
 @record(302)
 @dataclass(frozen=True, slots=True)
 class AeRanges:
-    """Anti-entropy round 1: the sender's range hashes."""
+    """Anti-entropy round 1: the sender's range hashes.
+
+    ``catchup`` (non-zero: an attempt number) marks the catch-up exchange of a restarted
+    replica: the receiver first forgets the sender's older incarnation (``epoch``), then
+    answers even if nothing differs, with its own vector."""
 
     hashes: list[int]
+    epoch: int = 0
+    catchup: int = 0
 
 
 @record(303)
 @dataclass(frozen=True, slots=True)
 class AeLeaves:
-    """Round 2: leaf hashes of the ranges that differ (range index -> leaf hashes)."""
+    """Round 2: leaf hashes of the ranges that differ (range index -> leaf hashes).
+
+    In a catch-up exchange: the attempt echoed, the sender's vector when it compared, and
+    ``refused`` if the sender is catching up itself."""
 
     leaves: dict[int, list[int]]
+    catchup: int = 0
+    vv: dict[str, int] = field(default_factory=dict)
+    refused: bool = False
 
 
 @record(304)
@@ -117,3 +141,4 @@ class AeStates:
     leaves: list[int]
     states: dict[str, bytes]
     reply: bool
+    catchup: int = 0  # the catch-up attempt this exchange belongs to (0: routine)

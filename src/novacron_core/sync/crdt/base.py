@@ -30,6 +30,9 @@ class Crdt(ABC):
     """A join-semilattice value. Subclasses register a stable ``KIND`` (wire tag)."""
 
     KIND: ClassVar[int]
+    # True if ``gc`` drops dots a replica holds (not just metadata every replica has): then a
+    # replica holding less than it acknowledged must not mutate it until caught up (engine)
+    COLLAPSES: ClassVar[bool] = False
     replica: str  # who mutates this copy ("" for deltas and decoded values)
     __slots__ = ("replica",)
 

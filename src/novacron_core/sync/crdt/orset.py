@@ -59,6 +59,7 @@ class ORSet(Crdt):
     of checking every element against the delta's context."""
 
     KIND = 5
+    COLLAPSES = True  # gc keeps one of several stable dots of an element
     FAST_MIN = 16
     __slots__ = ("_owner", "ctx", "entries", "fast_min")
 
