@@ -40,6 +40,24 @@ def _node_pids(where: int | Path) -> list[int]:
     return pids
 
 
+def _helper_pids(prefix: str) -> list[int]:
+    """Pids of the network helpers (watchdog, userspace WAN) of the demo with this prefix."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        is_helper = b"novacron_core.demo.netns" in cmd or b"novacron_core.demo.wan" in cmd
+        if is_helper and any(
+            a == prefix.encode() or a.startswith(prefix.encode() + b"-") for a in cmd
+        ):
+            pids.append(int(entry.name))
+    return pids
+
+
 def _netns_left(pid: int) -> tuple[list[str], list[str]]:
     """Namespaces and links a demo with this pid left behind (its names start ncd<pid>)."""
     if not NETNS.ok:
@@ -105,12 +123,17 @@ def test_the_story_meets_every_expectation_and_leaves_nothing_behind(
     out = _story(tmp_path, 77, no_netns_leftovers)
     if NETNS.ok:
         assert "network: netns" in out, out
-        assert "tc drops every packet between them" in out, out
+        assert "drops every packet between them" in out, out
         assert "RTT measured between the namespaces" in out, out
-        if NETNS.netem:
+        if NETNS.delay == "netem":
             assert "netns + tc netem (root)" in out, out
         else:
-            assert NETNS.why in out, out  # says why the delay stays in the nodes
+            assert NETNS.why in out, out  # says why there is no netem
+        if NETNS.delay == "wan":
+            assert "netns + userspace WAN" in out, out
+            assert "the userspace WAN so far: forwarded" in out, out
+        if NETNS.delay != "transport":  # the network delays: measured against the matrix
+            assert "✓ RTT within 10% (or 5 ms) of the matrix" in out, out
     else:
         assert f"network: in-transport delay ({NETNS.why})" in out, out
 
@@ -153,9 +176,15 @@ def test_netns_story_then_kill_9_leaves_no_namespace_link_or_process(
                 ["ip", "netns", "identify", str(pid)], capture_output=True, text=True
             ).stdout.strip()
             assert where in spaces, (pid, where)
+        helpers = _helper_pids(prefix)  # the watchdog, and the userspace WAN if any
+        assert len(helpers) == (2 if NETNS.delay == "wan" else 1), helpers
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
         assert _netns_left(proc.pid) == ([], [])
+        deadline = time.monotonic() + 10
+        while _helper_pids(prefix) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _helper_pids(prefix) == []
         deadline = time.monotonic() + 10
         while _node_pids(tmp_path / "tmp") and time.monotonic() < deadline:
             time.sleep(0.05)

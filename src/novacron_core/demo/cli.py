@@ -126,10 +126,10 @@ class Story:
 
     def measure_rtt(self, pairs: dict[tuple[str, str], float]) -> None:
         """TCP connect time (one round trip) from inside each region's namespace to a node of
-        every other region, against the matrix (when netem delays) or ~0 (when the nodes do)."""
+        every other region: the matrix when the network delays, ~0 when the nodes do."""
         net, lay = self.net, self.layout
         assert net is not None
-        netem = net.netem
+        delays = net.delays  # the network delays (netem or the userspace WAN)
         measured: dict[tuple[str, str], float] = {}
         for i, a in enumerate(lay.regions):
             targets = {f"{lay.in_region(b)[0].host}:{FED_PORT}": b for b in lay.regions[i + 1 :]}
@@ -138,23 +138,23 @@ class Story:
                 measured.update({(a, targets[t]): ms for t, ms in got.items()})
         if not measured:
             return
-        if netem:
+        if delays:
             self.figures["rtt_error_ms_max"] = max(
                 abs(ms - pairs[ab]) for ab, ms in measured.items()
             )
         self.say(
             "   RTT measured between the namespaces (TCP connect, median of 5): "
             + ", ".join(
-                f"{a}↔{b} {ms:.1f} ms" + (f" (matrix {pairs[(a, b)]:.0f})" if netem else "")
+                f"{a}↔{b} {ms:.1f} ms" + (f" (matrix {pairs[(a, b)]:.0f})" if delays else "")
                 for (a, b), ms in measured.items()
             )
         )
-        if netem:
+        if delays:
             self.expect(
                 all(
                     abs(ms - pairs[ab]) <= max(5.0, 0.1 * pairs[ab]) for ab, ms in measured.items()
                 ),
-                "netem RTT within 10% (or 5 ms) of the matrix",
+                "RTT within 10% (or 5 ms) of the matrix",
             )
         else:
             self.say("   (no delay in the network: the nodes add RTT/2 to each sync message)")
@@ -295,7 +295,13 @@ class Story:
         lay = self.layout
         cut = lay.regions[-1]
         others = [r for r in lay.regions if r != cut]
-        how = "tc drops every packet between them" if self.net else "sync link drops"
+        how = (
+            "sync link drops"
+            if self.net is None
+            else "the WAN drops every packet between them"
+            if self.net.wan is not None
+            else "tc drops every packet between them"
+        )
         self.say(f"\n[bold]4. Partition {cut} from {', '.join(others)} ({how})[/bold]")
         self.set_partitioned([cut])
         vm_cut, vm_other = f"islanded-{cut}", f"mainland-{others[0]}"
@@ -374,6 +380,8 @@ class Story:
         took = time.monotonic() - t0
         self.figures["heal_catchup_ms"] = 1000 * took
         self.say(f"   every node of every region has both VMs {1000 * took:.0f} ms after healing")
+        if self.net is not None and self.net.wan is not None:
+            self.say(f"   the userspace WAN so far: {self.net.wan_stats()} packets")
         counts = {
             n.name: len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
             for n in lay.nodes
@@ -537,7 +545,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     type=click.Choice(["auto", "netns", "transport"]),
     default="auto",
     show_default=True,
-    help="netns: a network namespace per region, tc netem delays and tc partitions (root); "
+    help="netns: a network namespace per region, delays and partitions in the network (tc "
+    "netem, or a userspace WAN where the kernel has no netem; root); "
     "transport: the nodes delay and drop in their sync link (unprivileged); "
     "auto: netns when it works here",
 )
@@ -561,7 +570,7 @@ def demo_command(
     """Run a real multi-region NovaCron on this machine and tell its story, with figures."""
     tty = sys.stdout.isatty()
     out = Console(highlight=False, force_terminal=tty, no_color=not tty, width=None if tty else 160)
-    mode, netem, line = _network_mode(network)
+    mode, delay, line = _network_mode(network)
     old = signal.signal(signal.SIGTERM, _raise_interrupt)
     # Ctrl-C must stop the federation even when we were started with SIGINT ignored (a shell
     # starts background jobs that way, and Python then never raises KeyboardInterrupt).
@@ -577,14 +586,14 @@ def demo_command(
             net: RegionNetwork | None = None
             if mode == "netns":
                 names = Layout(regions, nodes).regions
-                net = stack.enter_context(RegionNetwork(names, demo_rtt(names), netem, nodes))
+                net = stack.enter_context(RegionNetwork(names, demo_rtt(names), delay, nodes))
                 plan = net.plan
                 assert plan is not None
                 layout = Layout(
                     regions,
                     nodes,
                     addr=plan.node_addr,
-                    fed_delay="network" if netem else "transport",
+                    fed_delay="network" if net.delays else "transport",
                     wrap=net.exec_argv,
                 )
                 line += (
@@ -646,25 +655,30 @@ def demo_command(
         raise SystemExit(1)
 
 
-def _network_mode(asked: str) -> tuple[str, bool, str]:
-    """(mode, netem, the line the demo prints): netns when asked or when auto finds it
+def _network_mode(asked: str) -> tuple[str, str, str]:
+    """(mode, who delays, the line the demo prints): netns when asked or when auto finds it
     works here (tried on a scratch namespace), else the nodes' own sync link."""
     transport = "network: in-transport delay ({}): one-way delay = RTT/2 in each node's sync link"
     if asked == "transport":
-        return "transport", False, transport.format("--network transport")
+        return "transport", "transport", transport.format("--network transport")
     found = probe()
     if not found.ok:
         if asked == "netns":
             raise click.ClickException(f"--network netns is not possible here: {found.why}")
-        return "transport", False, transport.format(found.why)
-    if found.netem:
-        return "netns", True, "network: netns + tc netem (root): one-way delay = RTT/2 per region"
-    return (
-        "netns",
-        False,
-        "network: netns (root), partitions by tc; delay = RTT/2 in each node's sync link "
-        f"({found.why})",
-    )
+        return "transport", "transport", transport.format(found.why)
+    if found.delay == "netem":
+        line = "network: netns + tc netem (root): one-way delay = RTT/2 per region pair"
+    elif found.delay == "wan":
+        line = (
+            f"network: netns + userspace WAN (root; {found.why}): every packet between regions "
+            "is held RTT/2 one way by a forwarding process, which also makes the partitions"
+        )
+    else:
+        line = (
+            "network: netns (root), partitions by tc; delay = RTT/2 in each node's sync link "
+            f"({found.why})"
+        )
+    return "netns", found.delay, line
 
 
 def _summary(story: Story, out: Console) -> None:

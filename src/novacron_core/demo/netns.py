@@ -148,8 +148,14 @@ class NetPlan:
 @dataclass(frozen=True)
 class Probe:
     ok: bool  # namespaces, veth, htb and u32 work: netns mode is possible
-    netem: bool  # tc netem works too: the network delays, not the nodes
+    netem: bool  # tc netem works too: the kernel delays
     why: str  # why not (or what is missing), for the demo to say
+    tun: bool = False  # TUN devices work in a namespace: a userspace WAN can delay instead
+
+    @property
+    def delay(self) -> str:
+        """Who delays packets between regions in netns mode: netem, wan or transport."""
+        return "netem" if self.netem else "wan" if self.tun else "transport"
 
 
 def probe() -> Probe:
@@ -203,7 +209,12 @@ def probe() -> Probe:
         except NetnsError as e:
             detail = str(e).split("failed: ", 1)[-1].splitlines()[0]
             detail = detail.removeprefix("Error: ").rstrip(".")
-            return Probe(True, False, f"this kernel has no tc netem: {detail}")
+            why = f"this kernel has no tc netem: {detail}"
+            try:
+                _run(["ip", "-n", ns, "tuntap", "add", "dev", "t", "mode", "tun"])
+            except (NetnsError, OSError) as e:
+                return Probe(True, False, f"{why}; no TUN device either: {e}")
+            return Probe(True, False, why, tun=True)
         return Probe(True, True, "")
     finally:
         _run(["ip", "netns", "del", ns], check=False)
@@ -220,23 +231,39 @@ def _which(tool: str) -> bool:
 
 class RegionNetwork:
     """Creates the plan's namespaces, bridge and qdiscs; :meth:`close` removes them (also done
-    by the watchdog if this process dies first)."""
+    by the watchdog if this process dies first).
+
+    ``delay``: ``netem`` (the kernel delays, per destination, on each region's egress), ``wan``
+    (every other region's /24 is routed through a TUN device that ``demo.wan`` serves: it
+    delays and drops in userspace, for kernels without netem), or ``transport`` (the network
+    does not delay; the nodes do, in their sync link)."""
 
     def __init__(
         self,
         regions: Sequence[str],
         rtt_ms: Mapping[tuple[str, str], float],
-        netem: bool,
+        delay: str,
         nodes_per_region: int,
         prefix: str | None = None,
     ) -> None:
+        assert delay in ("netem", "wan", "transport"), delay
         self.prefix = prefix or run_prefix()
         self.nodes_per_region = nodes_per_region
         self.regions = tuple(regions)
-        self.rtt_ms, self.netem = dict(rtt_ms), netem
+        self.rtt_ms, self.delay = dict(rtt_ms), delay
         self.plan: NetPlan | None = None
         self.watchdog: subprocess.Popen[bytes] | None = None
+        self.wan: subprocess.Popen[str] | None = None
         self.swept: list[str] = []
+
+    @property
+    def netem(self) -> bool:
+        return self.delay == "netem"
+
+    @property
+    def delays(self) -> bool:
+        """Whether the network itself delays (netem or the userspace WAN)."""
+        return self.delay != "transport"
 
     def __enter__(self) -> RegionNetwork:
         try:
@@ -261,7 +288,9 @@ class RegionNetwork:
         )
         _run(["ip", "link", "add", f"{self.prefix}br", "type", "bridge"])
         block = self._claim_block(f"{self.prefix}br")
-        plan = self.plan = NetPlan(self.prefix, self.regions, block, self.rtt_ms, self.netem)
+        plan = self.plan = NetPlan(
+            self.prefix, self.regions, block, self.rtt_ms, netem=self.delay == "netem"
+        )
         _run(["ip", "link", "set", plan.bridge, "up"])
         for i in range(len(self.regions)):
             ns = plan.ns(i)
@@ -280,6 +309,8 @@ class RegionNetwork:
             _run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(batch) + "\n")
             _run(["tc", "-n", ns, "-batch", "-"], stdin="\n".join(plan.egress(i)) + "\n")
             _run(["tc", "-batch", "-"], stdin="\n".join(plan.bridge_port(i)) + "\n")
+        if self.delay == "wan":
+            self._start_wan(plan)
         return plan
 
     def _claim_block(self, bridge: str) -> ipaddress.IPv4Network:
@@ -297,9 +328,51 @@ class RegionNetwork:
             _run(["ip", "addr", "del", f"{gw}/{BLOCK_PREFIX}", "dev", bridge], check=False)
         raise NetnsError(f"no free /{BLOCK_PREFIX} left in {SPACE} (every one overlaps a route)")
 
+    def _start_wan(self, plan: NetPlan) -> None:
+        n = len(self.regions)
+        self.wan = subprocess.Popen(
+            [sys.executable, "-m", "novacron_core.demo.wan", str(plan.block)]
+            + [plan.ns(i) for i in range(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # Ctrl-C is ours; EOF on its stdin (we exited) ends it
+        )
+        self._wan_say(None, "ready")
+        for i in range(n):
+            batch = ["link set wan up"]
+            batch += [f"route add {plan.subnet(k)} dev wan" for k in range(n) if k != i]
+            _run(["ip", "-n", plan.ns(i), "-batch", "-"], stdin="\n".join(batch) + "\n")
+            for k in range(n):
+                if k != i:
+                    self._wan_say(f"delay {i} {k} {plan.one_way_ms(i, k):g}", "ok")
+
+    def _wan_say(self, line: str | None, expect: str) -> str:
+        """Send the WAN process a command (None: just read) and return its answer."""
+        wan = self.wan
+        assert wan is not None
+        assert wan.stdin is not None
+        assert wan.stdout is not None
+        if line is not None:
+            wan.stdin.write(line + "\n")
+            wan.stdin.flush()
+        reply = wan.stdout.readline().strip()
+        if not reply.startswith(expect):
+            err = wan.stderr.read() if wan.poll() is not None and wan.stderr else ""
+            raise NetnsError(f"the userspace WAN answered {reply!r} to {line!r}: {err.strip()}")
+        return reply
+
+    def wan_stats(self) -> str:
+        return self._wan_say("stats", "forwarded") if self.wan is not None else ""
+
     def set_partitioned(self, cut: Iterable[str]) -> None:
         assert self.plan is not None
         cut = list(cut)
+        if self.wan is not None:  # the WAN drops: every packet between regions crosses it
+            idx = ",".join(str(self.regions.index(r)) for r in cut)
+            self._wan_say(f"cut {idx}".strip(), "ok")
+            return
         lines = [line for i in range(len(self.regions)) for line in self.plan.partition(i, cut)]
         # `-force`: go on after the deletes of filters that do not exist (yet)
         _run(["tc", "-force", "-batch", "-"], stdin="\n".join(lines) + "\n", check=False)
@@ -309,6 +382,16 @@ class RegionNetwork:
         return ["ip", "netns", "exec", self.plan.ns(self.regions.index(region)), *argv]
 
     def close(self) -> None:
+        if self.wan is not None:
+            for pipe in (self.wan.stdin, self.wan.stdout, self.wan.stderr):
+                if pipe is not None:
+                    pipe.close()  # EOF: it closes its TUN devices and exits
+            try:
+                self.wan.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.wan.kill()
+                self.wan.wait()
+            self.wan = None
         teardown(self.prefix)
         if self.watchdog is not None:
             if self.watchdog.stdin is not None:
