@@ -18,20 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from novacron_core.clocks import HLCTimestamp
-from novacron_core.sync.crdt import (
-    RGA,
-    Crdt,
-    GCounter,
-    GSet,
-    LWWRegister,
-    MVRegister,
-    ORMap,
-    ORSet,
-    PNCounter,
-    TwoPSet,
-)
+from novacron_core.sync.crdt import RGA
 from novacron_core.sync.engine import SyncConfig
+from novacron_core.sync.kinds import KINDS
 from novacron_core.sync.scenarios import bytes_run, latency_run
 
 TRACES = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "editing-traces"
@@ -184,44 +173,25 @@ def rga_figures(quick: bool = False) -> dict[str, Any]:
 # ---------------------------------------------------------------- per-type table
 
 
-def _mutators() -> dict[str, tuple[Callable[[str], Crdt], Callable[[Any, int], Crdt]]]:
-    def lww(r: LWWRegister, i: int) -> Crdt:
-        return r.assign(i, HLCTimestamp(i, 0, r.replica))
-
-    def ormap(m: ORMap, i: int) -> Crdt:
-        return m.update(f"k{i % 64}", PNCounter, lambda c: c.increment(1))
-
-    def rga(r: RGA, i: int) -> Crdt:
-        return r.insert(len(r) // 2, "x") if i % 4 else r.delete(len(r) // 3)
-
-    return {
-        "GCounter": (GCounter, lambda c, i: c.increment(1)),
-        "PNCounter": (PNCounter, lambda c, i: c.increment(1 if i % 3 else -1)),
-        "GSet": (GSet, lambda s, i: s.add(i % 1000)),
-        "TwoPSet": (TwoPSet, lambda s, i: s.add(i) if i % 4 else s.remove(i - 1)),
-        "ORSet": (ORSet, lambda s, i: s.add(i % 64) if i % 4 else s.remove((i - 1) % 64)),
-        "LWWRegister": (LWWRegister, lww),
-        "MVRegister": (MVRegister, lambda r, i: r.assign(i)),
-        "ORMap": (ORMap, ormap),
-        "RGA": (RGA, rga),
-    }
-
-
 def type_throughput(n: int) -> dict[str, dict[str, float]]:
     """ops/s of local updates, and of merging those deltas into another replica."""
     out: dict[str, dict[str, float]] = {}
-    for name, (make, mutate) in _mutators().items():
-        src, dst = make("a"), make("b")
+    for kind in KINDS:  # the mutator table the property tests use too
+        if kind.bench_op is None:
+            continue
+        src, dst = kind.make("a"), kind.make("b")
         if isinstance(src, RGA):  # a non-empty document so the deletes have something to hit
             dst.merge(src.insert(0, "seed" * 8))
+        ops = [kind.bench_op(i) for i in range(n)]
+        apply = kind.apply
         t0 = time.perf_counter()
-        deltas = [mutate(src, i) for i in range(n)]
+        deltas = [apply(src, op) for op in ops]
         t1 = time.perf_counter()
         t2 = time.perf_counter()
         for d in deltas:
             dst.merge(d)
         t3 = time.perf_counter()
-        out[name] = {"update_ops_per_s": n / (t1 - t0), "merge_ops_per_s": n / (t3 - t2)}
+        out[kind.name] = {"update_ops_per_s": n / (t1 - t0), "merge_ops_per_s": n / (t3 - t2)}
     return out
 
 
