@@ -369,9 +369,11 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     }
     changed = await write_status(kube, body, health, extra)
     follow: Follow = []
-    if not step.done:  # a sequence in progress: look again soon, sooner after acting
+    if manage and not step.done:
+        # the nodes' progress (a learner catching up, a new leader) raises no Kubernetes
+        # event: look again soon, sooner right after acting, slowly while nobody answers
         soon = 0.3 if (step.action and acted) or step.released else 1.0
-        follow.append(Later(key, soon if world.nodes or not manage else 5.0))
+        follow.append(Later(key, soon if world.nodes else 5.0))
     if not changed:
         return follow
     feds = await kube.list("DWCPFederation", key.namespace)
