@@ -124,3 +124,51 @@ def test_a_prefix_never_matches_a_longer_pid() -> None:
         assert netns.names_with(a) == ([f"{a}-r1"], [])
     finally:
         netns.teardown(a)
+
+
+@pytest.mark.parametrize(
+    ("found", "mode", "delay", "says"),
+    [
+        (netns.Probe(True, True, ""), "netns", "netem", "network: netns + tc netem (root)"),
+        (
+            netns.Probe(True, False, "this kernel has no tc netem: x", tun=True),
+            "netns",
+            "wan",
+            "network: netns + userspace WAN (root; this kernel has no tc netem: x)",
+        ),
+        (
+            netns.Probe(True, False, "no netem; no TUN device either: y"),
+            "netns",
+            "transport",
+            "partitions by tc; delay = RTT/2 in each node's sync link (no netem; no TUN",
+        ),
+        (
+            netns.Probe(False, False, "not root"),
+            "transport",
+            "transport",
+            "network: in-transport delay (not root)",
+        ),
+    ],
+)
+def test_auto_picks_the_most_realistic_network_that_works_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, found: netns.Probe, mode: str, delay: str, says: str
+) -> None:
+    from novacron_core.demo import cli
+
+    monkeypatch.setattr(cli, "probe", lambda: found)
+    got_mode, got_delay, line = cli._network_mode("auto")
+    assert (got_mode, got_delay) == (mode, delay)
+    assert says in line
+
+
+def test_asked_for_netns_where_it_cannot_work_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import click
+
+    from novacron_core.demo import cli
+
+    monkeypatch.setattr(cli, "probe", lambda: netns.Probe(False, False, "not root"))
+    with pytest.raises(click.ClickException, match="--network netns is not possible here: not"):
+        cli._network_mode("netns")
+    assert cli._network_mode("transport")[0] == "transport"

@@ -79,7 +79,12 @@ class Story:
         return None
 
     def wait(self, what: str, cond: Callable[[], bool], timeout: float = 30.0) -> float:
-        return self.sup.wait_until(what, cond, timeout)
+        def checked() -> bool:
+            if self.net is not None:
+                self.net.check()  # a dead WAN would look like a partition: fail, saying so
+            return cond()
+
+        return self.sup.wait_until(what, checked, timeout)
 
     def _has_leader(self, region: str) -> bool:
         return self.leader_of(region) is not None

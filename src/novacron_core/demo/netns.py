@@ -363,6 +363,12 @@ class RegionNetwork:
             raise NetnsError(f"the userspace WAN answered {reply!r} to {line!r}: {err.strip()}")
         return reply
 
+    def check(self) -> None:
+        """Raise if the userspace WAN died (every packet between regions would be lost)."""
+        if self.wan is not None and self.wan.poll() is not None:
+            err = self.wan.stderr.read() if self.wan.stderr else ""
+            raise NetnsError(f"the userspace WAN exited ({self.wan.returncode}): {err.strip()}")
+
     def wan_stats(self) -> str:
         return self._wan_say("stats", "forwarded") if self.wan is not None else ""
 
