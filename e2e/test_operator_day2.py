@@ -133,12 +133,14 @@ class Day2:
     def resume(self) -> None:
         self.dep.new_operator(IDENTITY)
 
-    def events(self, reason: str) -> list[str]:
-        items = self.k.json("get", "events", "-n", self.ns, "--field-selector", f"reason={reason}")[
-            "items"
-        ]
+    def events(self, *reasons: str) -> list[str]:
+        items = self.k.json("get", "events", "-n", self.ns)["items"]
         items.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))  # creation order
-        return [e["message"] for e in items if e["involvedObject"]["name"] == NAME]
+        return [
+            e["message"]
+            for e in items
+            if e["involvedObject"]["name"] == NAME and e.get("reason") in reasons
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -193,9 +195,13 @@ def test_scale_3_to_5_learner_then_voter_resumes_after_crash_at_member_add(day2:
     day2.resume()
     wait_for("5 voters, 5 pods, Ready", lambda: day2.converged(5), 90)
     print(f"\nresumed scale-up converged in {time.monotonic() - start:.1f}s")
-    added, promoted = day2.events("MemberAdded"), day2.events("MemberPromoted")
-    assert [m.split()[1] for m in added] == [f"{NAME}-3", f"{NAME}-4"], added
-    assert [m.split()[1] for m in promoted] == [f"{NAME}-3", f"{NAME}-4"], promoted
+    steps = [" ".join(m.split()[:2]) for m in day2.events("MemberAdded", "MemberPromoted")]
+    assert steps == [  # learner first, then voter, one member at a time, none twice
+        f"add_learner {NAME}-3",
+        f"promote {NAME}-3",
+        f"add_learner {NAME}-4",
+        f"promote {NAME}-4",
+    ], steps
     # the joiners started empty and got everything through the group
     four = day2.nodes.cluster(f"{NAME}-4") or {}
     assert four.get("applied", 0) >= (day2.group() or {}).get("commit", 1) - 100
