@@ -36,7 +36,10 @@ FEDERATION = {
 }
 
 
-def region_obj(replicas: int, agent: bool) -> dict[str, Any]:
+IMAGES = ["ghcr.io/novacron/novacron:0.1.0", "ghcr.io/novacron/novacron:0.1.1"]
+
+
+def region_obj(replicas: int, agent: bool, image: str = IMAGES[0]) -> dict[str, Any]:
     return {
         "apiVersion": "novacron.io/v1alpha1",
         "kind": "NovaCronRegion",
@@ -47,6 +50,7 @@ def region_obj(replicas: int, agent: bool) -> dict[str, Any]:
             "zones": ["eu-west-a", "eu-west-b"],
             "replicas": replicas,
             "agent": {"enabled": agent},
+            "image": image,
             "gateway": {"minReplicas": 1},
         },
     }
@@ -59,14 +63,16 @@ def test_sigkill_and_failpoints_20_times_then_converges_without_orphans(
     dep.operators[0].stop(signal.SIGKILL)
     rng = random.Random(int(time.time()))
     seed_note = []
-    replicas, agent = 3, True
+    replicas, agent, image = 3, True, IMAGES[0]
     k.apply([CLUSTER, region_obj(replicas, agent), FEDERATION], ns)
     for i in range(20):
         failpoint = FAILPOINTS[i % len(FAILPOINTS)] if i % 2 else None
         # same identity as a restarted pod would have: it takes its own Lease back at once
         op = dep.new_operator("chaos", {"NOVACRON_FAILPOINT": failpoint} if failpoint else None)
         replicas, agent = rng.choice([(1, True), (3, True), (5, False), (3, False)])
-        k.apply(region_obj(replicas, agent), ns)
+        image = rng.choice(IMAGES)  # a new image rolls the pods: the partition moves
+        k.apply(region_obj(replicas, agent, image), ns)
+        seed_note.append(f"image={image}")
         if rng.random() < 0.5:
             k.run("delete", "configmap", "eu-west-config", "-n", ns, "--wait=false", check=False)
         delay = rng.uniform(0.0, 2.0)
@@ -111,6 +117,8 @@ def test_sigkill_and_failpoints_20_times_then_converges_without_orphans(
         "app.kubernetes.io/instance=eu-west,app.kubernetes.io/component=node",
     )
     assert len(node_pods["items"]) == replicas
+    # the last image change rolled every pod through the partition, none left behind
+    assert {p["spec"]["containers"][0]["image"] for p in node_pods["items"]} == {image}
     # nothing labelled as ours points at an owner that no longer exists
     uids = {uid, fed_uid, k.get("ncc", "fleet", ns)["metadata"]["uid"]}
     for n in (ns, dep.agent_ns):
