@@ -135,8 +135,11 @@ class SyncNode:
         self._rounds = 0
         self._journaled = 0
         self._seq = 0
-        epoch = self._restore()
-        self.epoch = epoch + 1
+        # a restart's epoch carries 16 random bits below the restart count, so that a node
+        # whose disk went back in time (and so counts again from an older epoch) still never
+        # reuses a replica id; epochs order incarnations by restart count
+        self._nonce = random.Random(seed ^ 0x5EED).getrandbits(16)
+        self.epoch = self._successor(self._restore())
         self.replica = f"{node_id}~{self.epoch}"
         self.store.replica = self.replica
         self.hlc = HLC(self.replica, max_drift_ms=10**12)
@@ -171,6 +174,25 @@ class SyncNode:
             elif kind == "seen":
                 self.seen.merge(CausalContext(VersionVector(body)))
         return int(epoch)
+
+    def _successor(self, epoch: int) -> int:
+        """The epoch after ``epoch``: ``1`` on a first start (an empty disk), else
+        ``restarts << 16 | 16 random bits``."""
+        count = (epoch >> 16 if epoch >= 1 << 16 else epoch) + 1
+        return 1 if count == 1 else count << 16 | self._nonce
+
+    def _reincarnate(self, behind: int, ready: Ready) -> None:
+        """A peer knows an epoch of ours at least as high as this one: our disk went back in
+        time. Take the next epoch after it (a new replica id; dots minted under this one stay
+        unique and valid) and catch up again, so that peers drop what they kept about it."""
+        self.epoch = self._successor(behind)
+        self.replica = self.store.replica = self.hlc.replica = f"{self.id}~{self.epoch}"
+        self._seq = 0
+        self._journal(ready, ("epoch", self.epoch))
+        ready.sync = True
+        self.caught_up = False
+        self._catchup_vv = None
+        self._next_catchup = 0.0
 
     def _snapshot(self) -> tuple[str, bytes]:
         blob = msgpack.packb(
@@ -328,6 +350,8 @@ class SyncNode:
             self.known.setdefault(src, VersionVector()).merge_in_place(their)
             if report is not None:
                 self.reports[src] = report
+        elif msg.reply:  # an older incarnation asks: tell it (its disk may have gone back)
+            ready.send(src, AeLeaves({}, refused=True, epoch=self.epochs[src]))
         # (an older incarnation's vector and report are stale: its successor replaced them)
         known = self.known.setdefault(src, VersionVector())
         inflight = self.inflight.setdefault(src, {})
@@ -553,7 +577,10 @@ class SyncNode:
         if len(msg.hashes) != len(mine):
             return
         differ = [r for r, (a, b) in enumerate(zip(mine, msg.hashes, strict=True)) if a != b]
-        if msg.catchup and not self.caught_up:
+        behind = self.epochs.get(src, 0)
+        if msg.catchup and msg.epoch < behind:  # its disk went back in time: re-epoch first
+            ready.send(src, AeLeaves({}, msg.catchup, refused=True, epoch=behind))
+        elif msg.catchup and not self.caught_up:
             ready.send(src, AeLeaves({}, msg.catchup, refused=True))
         elif msg.catchup:
             leaves = {r: self.store.merkle.leaf_hashes(r) for r in differ}
@@ -562,6 +589,9 @@ class SyncNode:
             ready.send(src, AeLeaves({r: self.store.merkle.leaf_hashes(r) for r in differ}))
 
     def _on_leaves(self, src: NodeId, msg: AeLeaves, ready: Ready) -> None:
+        if msg.refused and msg.epoch > self.epoch:
+            self._reincarnate(msg.epoch, ready)
+            return
         catchup = msg.catchup and msg.catchup == self._catchup and not self.caught_up
         if msg.catchup and not catchup:
             return  # an answer to an attempt we gave up on

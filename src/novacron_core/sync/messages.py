@@ -125,12 +125,15 @@ class AeLeaves:
     """Round 2: leaf hashes of the ranges that differ (range index -> leaf hashes).
 
     In a catch-up exchange: the attempt echoed, the sender's vector when it compared, and
-    ``refused`` if the sender is catching up itself."""
+    ``refused`` if the sender is catching up itself. ``refused`` with ``epoch``: the sender
+    knows an epoch of the receiver's at least that high (the receiver's disk went back in
+    time and it must take a newer epoch); also sent to an older incarnation's gossip."""
 
     leaves: dict[int, list[int]]
     catchup: int = 0
     vv: dict[str, int] = field(default_factory=dict)
     refused: bool = False
+    epoch: int = 0
 
 
 @record(304)

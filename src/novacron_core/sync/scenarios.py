@@ -46,9 +46,9 @@ def cluster(
         f"{region}-n{i}": region for region in world.topology.regions for i in range(per_region)
     }
     for name, region in names.items():
-        seed = world.rng.randrange(2**32)
-
-        def factory(node_id: str, durable: Any, region: str = region, seed: int = seed) -> SyncNode:
+        # a seed per incarnation, drawn when it starts (as a real process would draw one)
+        def factory(node_id: str, durable: Any, region: str = region) -> SyncNode:
+            seed = world.rng.randrange(2**32)
             return SyncNode(
                 node_id, region, names, durable, config, seed, tracker.hook if tracker else None
             )
