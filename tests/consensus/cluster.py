@@ -15,6 +15,7 @@ from novacron_core.consensus.raft import (
     NOT_LEADER,
     OK,
     ChangeMember,
+    MemberAddress,
     MemoryStorage,
     Propose,
     RaftConfig,
@@ -29,6 +30,11 @@ FAST = RaftConfig(election_timeout=0.3, heartbeat_interval=0.05, snapshot_entrie
 
 class InvariantError(AssertionError):
     pass
+
+
+def address_of(node: str) -> MemberAddress:
+    """The address every simulated member is added with (and bootstraps with)."""
+    return MemberAddress(node, f"{node}.peers:7000", f"{node}.peers:8080")
 
 
 class Invariants:
@@ -49,6 +55,22 @@ class Invariants:
         self._election_safety(m)
         self._log_matching(m)
         self._state_machine_safety(m)
+        self._addresses(m)
+
+    def _addresses(self, m: RaftNode) -> None:
+        """Every member of every config a node holds (latest, applied, snapshot) comes with
+        the address it was added with, and a removed member's address is gone."""
+        for what, conf in (
+            ("config", m.conf),
+            ("applied config", m.applied_conf),
+            ("snapshot config", m.log.snap.config),
+        ):
+            if not conf.voters:
+                continue  # a joiner that has not received any configuration yet
+            got = {a.node: a for a in conf.addresses}
+            want = {n: address_of(n) for n in conf.members()}
+            if got != want:
+                raise InvariantError(f"addresses: {m.id}'s {what} {conf} should carry {want}")
 
     def _election_safety(self, m: RaftNode) -> None:
         if m.role != LEADER:
@@ -116,7 +138,8 @@ class SimCluster:
     def _factory(self, initial: tuple[str, ...]) -> Any:
         def make(node_id: str, durable: Any) -> RaftNode:
             rng = random.Random(self.world.rng.getrandbits(64))
-            return RaftNode(node_id, durable.load(), KVStore(), rng, self.config, initial)
+            addrs = tuple(address_of(n) for n in initial)
+            return RaftNode(node_id, durable.load(), KVStore(), rng, self.config, initial, addrs)
 
         return make
 
@@ -163,8 +186,39 @@ class SimCluster:
         assert r.value is not None
         return decode(r.value, KVResult).value
 
+    def signal_unreachable(self, observer: str, peer: str) -> None:
+        """What the runtime's transport does when ``observer``'s connection to ``peer`` is
+        refused or closed: feed ``on_peer_unreachable`` and carry out its Ready like any
+        other input (the simulator has no public hook for inputs other than messages)."""
+        node = self.world.nodes[observer]
+        m = node.machine
+        if isinstance(m, RaftNode):
+            self.world._carry_out(node, m.on_peer_unreachable(self.world.now, peer))
+
+    def signal_crashes(self, after: float = 0.001) -> None:
+        """From now on a crash is seen by every live node ``after`` seconds later, as a
+        kill -9 closes the victim's TCP connections."""
+        world, crash = self.world, self.world.crash
+
+        def crash_and_signal(name: str, lose_unsynced: bool = True) -> None:
+            was_alive = world.nodes[name].alive
+            crash(name, lose_unsynced)
+            if was_alive:
+                for n in world.alive():
+                    world.after(after, lambda n=n: self.signal_unreachable(n, name))
+
+        world.crash = crash_and_signal  # type: ignore[method-assign]
+
     def change(self, action: str, node: str) -> Reply | None:
-        return self.call(self.wait_leader(), ChangeMember(action, node))
+        return self.call(self.wait_leader(), change_member(action, node))
+
+
+def change_member(action: str, node: str) -> ChangeMember:
+    """A membership change as the admin API sends it: adds carry the node's addresses."""
+    if action in ("add_learner", "add_voter"):
+        a = address_of(node)
+        return ChangeMember(action, node, a.peer, a.http)
+    return ChangeMember(action, node)
 
 
 class Workload:

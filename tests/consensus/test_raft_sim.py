@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from novacron_core.consensus.raft import LEADER, OK, ChangeMember, RaftConfig
+from novacron_core.consensus.raft import LEADER, OK, RaftConfig
 from novacron_core.sim import (
     KVModel,
     apply_faults,
@@ -19,16 +19,29 @@ from novacron_core.sim import (
     replay_hint,
     sim_seeds,
 )
-from tests.consensus.cluster import FAST, SimCluster, Workload
+from tests.consensus.cluster import (
+    FAST,
+    SimCluster,
+    Workload,
+    address_of,
+    change_member,
+)
 
 
-def run_schedule(seed: int, membership: bool = False, config: RaftConfig = FAST) -> str | None:
-    """One fault schedule; returns a failure description or None."""
+def run_schedule(
+    seed: int, membership: bool = False, config: RaftConfig = FAST, signals: bool = False
+) -> str | None:
+    """One fault schedule; returns a failure description or None. ``signals``: crashes are
+    reported to the survivors (as closed connections are) and followers also get false
+    "leader unreachable" reports at random while the leader is alive."""
     spares = ("n4", "n5") if membership else ()
     c = SimCluster(seed=seed, spares=spares, config=config)
     w = Workload(c)
     faults_end = 3.0
     w.start(until=faults_end + 1.5)
+    if signals:
+        c.signal_crashes()
+        _false_alarms(c, until=faults_end)
     apply_faults(c.world, random_faults(c.world.rng, c.names, faults_end, mean_gap=0.3))
     if membership:
         _churn_membership(c, until=faults_end)
@@ -64,16 +77,41 @@ def _churn_membership(c: SimCluster, until: float) -> None:
                 action = "remove" if len(m.conf.voters) > 3 else "add_learner"
             else:
                 action = rng.choice(["add_learner", "add_voter"])
-            world.request(lead, ChangeMember(action, node))
+            world.request(lead, change_member(action, node))
         world.after(rng.uniform(0.1, 0.5), step)
 
     world.schedule(0.5, step)
 
 
-def _sweep(seeds: list[int], membership: bool, test: str, config: RaftConfig = FAST) -> None:
+def _false_alarms(c: SimCluster, until: float, gap: float = 0.2, rank: int | None = None) -> None:
+    """A follower wrongly told its (live) leader is unreachable, every ``gap`` on average;
+    ``rank``: always the follower at that position in id order (one flaky link)."""
+    rng = random.Random(c.world.rng.getrandbits(64))
+
+    def step() -> None:
+        if c.world.now >= until:
+            return
+        lead = c.leader()
+        followers = sorted(n for n in c.world.alive() if n != lead)
+        if rank is not None:
+            followers = followers[rank : rank + 1]
+        if lead is not None and followers:
+            c.signal_unreachable(rng.choice(followers), lead)
+        c.world.after(rng.expovariate(1 / gap), step)
+
+    c.world.schedule(0.2, step)
+
+
+def _sweep(
+    seeds: list[int],
+    membership: bool,
+    test: str,
+    config: RaftConfig = FAST,
+    signals: bool = False,
+) -> None:
     failures = []
     for seed in seeds:
-        err = run_schedule(seed, membership, config)
+        err = run_schedule(seed, membership, config, signals)
         if err is not None:
             failures.append(f"seed {seed}: {err}\n  {replay_hint(seed, test)}")
     assert not failures, "\n".join(failures[:5])
@@ -91,6 +129,36 @@ def test_three_nodes_elect_one_leader_and_serve_writes() -> None:
     assert all(c.node(n).commit == c.node(lead).commit for n in c.names)
 
 
+def test_member_addresses_reach_every_member_through_log_and_snapshot() -> None:
+    c = SimCluster(seed=7, spares=("n4",))
+    for i in range(60):  # past snapshot_entries: the log is compacted before n4 joins
+        c.put(f"k{i}", b"v")
+    lead = c.wait_leader()
+    assert c.node(lead).log.snap.index > 0
+    reply = c.change("add_learner", "n4")
+    assert reply is not None
+    assert reply.status == OK
+    c.world.run_for(1.0)
+    n4 = c.node("n4")
+    assert c.node(lead).stats["snapshots_sent"] >= 1  # n4 was fed by InstallSnapshot
+    assert {a.node: a for a in n4.conf.addresses} == {
+        n: address_of(n) for n in ("n1", "n2", "n3", "n4")
+    }
+    victim = next(n for n in ("n1", "n2", "n3") if n != lead)
+    reply = c.change("remove", victim)
+    assert reply is not None
+    assert reply.status == OK
+    c.world.run_for(1.0)
+    for n in c.world.alive():
+        if n != victim:
+            assert c.node(n).conf.address(victim) is None, n  # forgotten everywhere
+    # A restarted member reads them back from its own disk (snapshot + log).
+    c.world.crash("n4", lose_unsynced=False)
+    c.world.restart("n4")
+    assert c.node("n4").conf == c.node(lead).conf
+    assert c.node("n4").conf.address("n4") == address_of("n4")
+
+
 def test_random_fault_schedules_are_linearizable() -> None:
     _sweep(sim_seeds(400), False, "test_random_fault_schedules_are_linearizable")
 
@@ -103,6 +171,55 @@ def test_lease_reads_under_faults_stay_linearizable() -> None:
     # The simulator's clocks do not drift, which is exactly the assumption leases rely on.
     lease = replace(FAST, read_mode="lease")
     _sweep(sim_seeds(50, base=20_000), False, "test_lease_reads_under_faults", lease)
+
+
+def test_crash_signals_and_false_alarms_stay_linearizable() -> None:
+    _sweep(sim_seeds(100, base=30_000), False, "test_crash_signals_and_false", signals=True)
+    _sweep(sim_seeds(50, base=31_000), True, "test_crash_signals_and_false", signals=True)
+
+
+def test_a_crashed_leader_is_replaced_well_within_the_election_timeout() -> None:
+    # kill -9 closes the leader's connections: the survivors hear of it at once and the
+    # first in id order campaigns (PreVote, then votes) without waiting T..2T.
+    for seed in range(20):
+        c = SimCluster(seed=seed)
+        old = c.wait_leader()
+        c.world.run_for(0.5)
+        old_term = c.node(old).term
+        c.signal_crashes()
+        c.world.crash(old)
+        crashed_at = c.world.now
+        c.world.run_while(lambda c=c: c.leader() is None, crashed_at + 2.0)
+        new = c.leader()
+        assert new is not None
+        took = c.world.now - crashed_at
+        # links are 2.5 ms one way here; T is 0.3 s
+        assert took < FAST.election_timeout / 4, (seed, took)
+        assert c.node(new).term == old_term + 1  # one election: the survivors did not split
+        reply = c.put("after", b"1")
+        assert reply is not None
+        assert reply.status == OK
+
+
+def test_false_alarms_under_loss_cause_no_election_storm() -> None:
+    # 5% loss, and "your leader is unreachable" five times a second while the leader is
+    # fine. PreVote asks the other voters, who still hear the leader: one follower's false
+    # alarms (one flaky link) never depose it. Only when both followers are told within
+    # the same heartbeat interval do they agree the leader is gone, which is rare and
+    # costs one election, never a storm.
+    for seed in range(10):
+        for rank in (0, 1, None):
+            c = SimCluster(seed=seed)
+            c.world.net.drop_rate = 0.05
+            c.wait_leader()
+            start_term = max(c.node(n).term for n in c.names)
+            _false_alarms(c, until=c.world.now + 20.0, rank=rank)
+            c.world.run_for(20.0)
+            elections = max(c.node(n).term for n in c.names) - start_term
+            assert elections <= (0 if rank is not None else 6), (seed, rank, elections)
+            reply = c.put("after", b"1")
+            assert reply is not None
+            assert reply.status == OK
 
 
 @pytest.mark.soak

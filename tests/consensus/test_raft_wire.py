@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 from hypothesis import given
 from hypothesis import strategies as st
 
-from novacron_core.codec import decode, encode
+from novacron_core.codec import decode, encode, to_wire
 from novacron_core.consensus.kv import KVCommand, KVSnapshot, Session
 from novacron_core.consensus.raft import (
     AppendEntries,
+    ChangeMember,
     ConfigState,
     Entry,
     HardState,
+    MemberAddress,
     Reply,
     SaveSnapshot,
     SnapshotMeta,
@@ -30,7 +33,10 @@ from novacron_core.consensus.raft.messages import (
 idx = st.integers(0, 2**62)
 names = st.text(min_size=1, max_size=8)
 entries = st.lists(st.builds(Entry, idx, idx, st.integers(0, 2), st.binary(max_size=64)))
-configs = st.builds(ConfigState, st.tuples(names, names).map(tuple), st.lists(names).map(tuple))
+addresses = st.lists(st.builds(MemberAddress, names, names, names)).map(tuple)
+configs = st.builds(
+    ConfigState, st.tuples(names, names).map(tuple), st.lists(names).map(tuple), addresses
+)
 metas = st.builds(SnapshotMeta, idx, idx, configs)
 records = st.one_of(
     st.builds(Vote, idx, idx, idx, st.booleans(), st.booleans()),
@@ -39,6 +45,7 @@ records = st.one_of(
     st.builds(AppendResp, idx, st.booleans(), idx, idx, idx, idx),
     st.builds(InstallSnapshot, idx, metas, st.binary(max_size=64), idx),
     st.builds(TimeoutNow, idx),
+    st.builds(ChangeMember, names, names, names, names),
     st.builds(HardState, idx, st.none() | names),
     st.builds(AppendEntries, entries),
     st.builds(SaveSnapshot, metas, st.binary(max_size=64)),
@@ -66,3 +73,11 @@ records = st.one_of(
 @given(records)
 def test_raft_records_round_trip(rec: Any) -> None:
     assert decode(encode(rec)) == rec
+
+
+def test_a_config_written_before_addresses_existed_still_decodes() -> None:
+    # Logs and snapshots on disk hold ConfigState records without the trailing field.
+    wire = to_wire(ConfigState(("n1", "n2"), ("n3",)))
+    assert wire[-1] == []
+    got = decode(msgpack.packb(wire[:-1]), ConfigState)
+    assert got == ConfigState(("n1", "n2"), ("n3",), ())

@@ -13,6 +13,9 @@ class RaftConfig:
     heartbeat_interval: float = 0.1
     pre_vote: bool = True
     check_quorum: bool = True
+    # Campaign soon (PreVote first) when the runtime reports the leader's connection
+    # refused or closed, instead of waiting out the election timeout: see on_peer_unreachable.
+    leader_loss_campaign: bool = True
     # Flow control: appends in flight per follower, and bytes per append.
     max_inflight: int = 64
     max_append_bytes: int = 1 << 20

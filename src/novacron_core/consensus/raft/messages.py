@@ -22,16 +22,38 @@ class Entry:
     data: bytes = b""
 
 
+@record(103)
+@dataclass(frozen=True, slots=True)
+class MemberAddress:
+    """Where a member listens: ``host:port`` strings, opaque to Raft (the runtime dials them)."""
+
+    node: str
+    peer: str
+    http: str
+
+
 @record(101)
 @dataclass(frozen=True, slots=True)
 class ConfigState:
-    """Voters decide; learners only receive the log (new members catch up as learners)."""
+    """Voters decide; learners only receive the log (new members catch up as learners).
+
+    ``addresses`` (sorted by node, members only) travel with the membership, in the config
+    entry and in every snapshot, so each member — also one restored from a snapshot or fed
+    by InstallSnapshot — learns where the others listen without a restart or a static list.
+    """
 
     voters: tuple[str, ...] = ()
     learners: tuple[str, ...] = ()
+    addresses: tuple[MemberAddress, ...] = ()
 
     def members(self) -> tuple[str, ...]:
         return self.voters + self.learners
+
+    def address(self, node: str) -> MemberAddress | None:
+        for a in self.addresses:
+            if a.node == node:
+                return a
+        return None
 
 
 @record(102)
@@ -125,10 +147,16 @@ class Read:
 @record(152)
 @dataclass(frozen=True, slots=True)
 class ChangeMember:
-    """``action``: "add_learner", "promote" (learner -> voter), "add_voter" or "remove"."""
+    """``action``: "add_learner", "promote" (learner -> voter), "add_voter" or "remove".
+
+    ``peer``/``http``: the node's addresses (``host:port``), recorded in the configuration by
+    add_learner/add_voter (replacing a known one); empty keeps what the config already has.
+    Ignored by promote and remove (remove forgets the node's address)."""
 
     action: str
     node: str
+    peer: str = ""
+    http: str = ""
 
 
 @record(153)

@@ -30,6 +30,7 @@ from novacron_core.consensus.raft.messages import (
     ConfigState,
     Entry,
     InstallSnapshot,
+    MemberAddress,
     Propose,
     Read,
     Reply,
@@ -61,6 +62,7 @@ class RaftNode:
         rng: random.Random,
         config: RaftConfig | None = None,
         initial_voters: tuple[str, ...] = (),
+        initial_addresses: tuple[MemberAddress, ...] = (),
     ) -> None:
         self.id = node_id
         self.cfg = config or RaftConfig()
@@ -71,7 +73,11 @@ class RaftNode:
         snap = recovered.snap
         if snap.index == 0 and not snap.config.voters:
             # Bootstrap: every founding member starts from the same implicit config at index 0.
-            snap = SnapshotMeta(0, 0, ConfigState(tuple(sorted(initial_voters))))
+            # Their addresses (from the static peer list) seed the config, so the first change
+            # replicates them to members that join later.
+            voters = tuple(sorted(initial_voters))
+            addrs = tuple(sorted((a for a in initial_addresses if a.node in voters), key=_node))
+            snap = SnapshotMeta(0, 0, ConfigState(voters, (), addrs))
         self.log = RaftLog(snap, recovered.entries)
         self.snap_data = recovered.snap_data
         if recovered.snap.index:
@@ -98,6 +104,10 @@ class RaftNode:
         self.now = 0.0
         self.out = Ready()
         self.stats = {"elections": 0, "proposals": 0, "snapshots_sent": 0}
+        # Set by a runtime that wants to observe applied entries (``take_applied``); off by
+        # default so nothing accumulates when nobody drains it.
+        self.record_applied = False
+        self._applied_events: list[Entry | SnapshotMeta] = []
 
     # ------------------------------------------------------------------ Machine interface
 
@@ -121,6 +131,46 @@ class RaftNode:
         self._begin(now)
         self._step(src, msg)
         return self._finish()
+
+    def on_peer_unreachable(self, now: float, peer: NodeId) -> Ready:
+        """The runtime saw its connection to ``peer`` refused, reset or closed by the peer.
+
+        When ``peer`` is our leader it has most likely crashed (kill -9 closes its sockets),
+        so instead of waiting out the election timeout (T..2T after its last heartbeat) we
+        campaign soon. Still safe from disruption: the campaign starts with PreVote, and
+        voters that keep hearing a leader that is in fact alive refuse it. The survivors go
+        one after another in order of id, ``T/4`` apart, so they do not split the vote (two
+        pre-candidates grant each other, then each votes for itself).
+        """
+        self._begin(now)
+        cfg = self.cfg
+        if (
+            cfg.leader_loss_campaign
+            and self.role == FOLLOWER
+            and peer == self.leader
+            and self.id in self.conf.voters
+        ):
+            survivors = sorted(v for v in self.conf.voters if v != peer)
+            delay = survivors.index(self.id) * cfg.election_timeout / 4
+            delay += self.rng.random() * cfg.election_timeout / 20
+            start = now
+            if cfg.read_mode == "lease":
+                # Leases rely on followers refusing votes for T after the leader's last
+                # contact: keep that promise, only skip the randomised part of the wait.
+                start = max(now, self.leader_contact + cfg.election_timeout)
+            else:
+                # Stop protecting a leader we believe dead, so we grant the first
+                # survivor's PreVote instead of ignoring it until our own timeout.
+                self.leader = None
+                self.leader_contact = float("-inf")
+            self.election_deadline = min(self.election_deadline, start + delay)
+        return self._finish()
+
+    def take_applied(self) -> list[Entry | SnapshotMeta]:
+        """Entries applied (and snapshots installed) since the last call, in order; only
+        recorded while ``record_applied`` is set."""
+        out, self._applied_events = self._applied_events, []
+        return out
 
     def on_request(self, now: float, request_id: Any, request: Any) -> Ready:
         self._begin(now)
@@ -281,13 +331,17 @@ class RaftNode:
         term = m.term
         if term > self.term:
             if isinstance(m, Vote):
-                in_lease = (
-                    self.cfg.check_quorum
-                    and self.leader is not None
-                    and self.now - self.leader_contact < self.cfg.election_timeout
+                in_lease = self.cfg.check_quorum and (
+                    self.role == LEADER
+                    or (
+                        self.leader is not None
+                        and self.now - self.leader_contact < self.cfg.election_timeout
+                    )
                 )
                 # Leader stickiness: a node that hears from a live leader ignores campaigns,
                 # so a partitioned node rejoining cannot depose it (and leases stay sound).
+                # The leader itself too (CheckQuorum keeps it honest): were it to grant a
+                # PreVote, one follower's vote would make a quorum and depose it.
                 if in_lease and not m.transfer:
                     return
                 if not m.pre:
@@ -396,6 +450,8 @@ class RaftNode:
         self.commit = self.applied = meta.index
         self.applied_conf = meta.config
         self._reload_conf()
+        if self.record_applied:
+            self._applied_events.append(meta)
         self._send(src, AppendResp(self.term, True, match=meta.index))
 
     # ------------------------------------------------------------------ commit and apply
@@ -417,6 +473,8 @@ class RaftNode:
                 self.applied_conf = decode(e.data, ConfigState)
                 removed_self = self.id not in self.applied_conf.voters
             self.applied = i
+            if self.record_applied:
+                self._applied_events.append(e)
             waiter = self.pending.pop(i, None)
             if waiter is not None:
                 rid, term = waiter
@@ -646,7 +704,11 @@ class RaftNode:
             self.out.reply(rid, Reply(BUSY, leader=self.id, detail="a config change is pending"))
             return
         voters, learners = list(self.conf.voters), list(self.conf.learners)
+        addrs = {a.node: a for a in self.conf.addresses}
         node, act = req.node, req.action
+        adding = act in ("add_learner", "add_voter")
+        if adding and req.peer and req.http:
+            addrs[node] = MemberAddress(node, req.peer, req.http)
         if act == "add_learner" and node not in voters and node not in learners:
             learners.append(node)
         elif act in ("promote", "add_voter") and node not in voters:
@@ -661,10 +723,16 @@ class RaftNode:
             if not voters:
                 self.out.reply(rid, Reply(REJECTED, detail="cannot remove the last voter"))
                 return
-        else:
+        # Otherwise the membership stays; an add may still move a member's address.
+        members = set(voters) | set(learners)
+        conf = ConfigState(
+            tuple(sorted(voters)),
+            tuple(sorted(learners)),
+            tuple(addrs[n] for n in sorted(addrs) if n in members),  # removed: forgotten
+        )
+        if conf == self.conf:
             self.out.reply(rid, Reply(REJECTED, detail=f"{act} {node}: nothing to change"))
             return
-        conf = ConfigState(tuple(sorted(voters)), tuple(sorted(learners)))
         self._propose(rid, CONFIG, encode(conf))
 
     def _transfer(self, rid: Any, target: NodeId) -> None:
@@ -709,3 +777,7 @@ class RaftNode:
             "voters": list(self.conf.voters),
             "learners": list(self.conf.learners),
         }
+
+
+def _node(a: MemberAddress) -> str:
+    return a.node
