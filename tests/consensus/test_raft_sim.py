@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from novacron_core.consensus.raft import LEADER, OK, RaftConfig
+from novacron_core.consensus.raft import LEADER, OK, Entry, RaftConfig, SnapshotMeta
 from novacron_core.sim import (
     KVModel,
     apply_faults,
@@ -157,6 +157,25 @@ def test_member_addresses_reach_every_member_through_log_and_snapshot() -> None:
     c.world.restart("n4")
     assert c.node("n4").conf == c.node(lead).conf
     assert c.node("n4").conf.address("n4") == address_of("n4")
+
+
+def test_applied_entries_and_installed_snapshots_are_reported_in_order() -> None:
+    c = SimCluster(seed=11, spares=("n4",))
+    c.node("n4").record_applied = True
+    for i in range(50):
+        c.put(f"k{i}", b"v")
+    c.change("add_learner", "n4")
+    c.world.run_for(1.0)
+    c.put("last", b"v")
+    c.world.run_for(0.5)
+    n4 = c.node("n4")
+    events = n4.take_applied()
+    snaps = [e for e in events if isinstance(e, SnapshotMeta)]
+    assert len(snaps) == 1  # its state came from the leader's snapshot first...
+    after = [e.index for e in events[events.index(snaps[0]) + 1 :] if isinstance(e, Entry)]
+    # ... then every later entry, once, in order, up to what it applied
+    assert after == list(range(snaps[0].index + 1, n4.applied + 1))
+    assert n4.take_applied() == []
 
 
 def test_random_fault_schedules_are_linearizable() -> None:

@@ -43,11 +43,21 @@ class Driver:
         self._wake_at: float | None = None
         self._stopped = False
         self.loop = asyncio.get_running_loop()
+        # Runs after a batch's writes are durable and before its messages and replies go
+        # out (the node refreshes peer addresses from the config here, so the first append
+        # to a member added in this batch finds its address, and tells apply subscribers).
+        self.after_persist: Callable[[], None] | None = None
 
     # ---------------------------------------------------------------- inputs
 
     def deliver(self, src: str, msg: Any) -> None:
         self._inbox.append((0, src, msg))
+        self._event.set()
+
+    def inject(self, event: Callable[[float], Ready]) -> None:
+        """Queue any other input of the machine, run as ``event(now)`` in the next batch
+        (e.g. ``lambda now: raft.on_peer_unreachable(now, peer)``)."""
+        self._inbox.append((2, event, None))
         self._event.set()
 
     async def request(self, req: Any, deadline_s: float = 5.0) -> Reply:
@@ -92,8 +102,10 @@ class Driver:
                 n += 1
                 if kind == 0:
                     batch.extend(self.machine.on_message(now, a, b))
-                else:
+                elif kind == 1:
                     batch.extend(self.machine.on_request(now, a, b))
+                else:
+                    batch.extend(a(now))
             await self._carry_out(batch)
 
     async def _carry_out(self, ready: Ready) -> None:
@@ -103,6 +115,8 @@ class Driver:
             t0 = time.perf_counter()
             await self.loop.run_in_executor(None, self.storage.sync)
             self.metrics.fsync_seconds.observe(time.perf_counter() - t0)
+        if self.after_persist is not None:
+            self.after_persist()
         for dst, msg in coalesce(ready.messages):
             self.send(dst, msg)
         for rid, result in ready.replies:

@@ -277,15 +277,21 @@ class Api:
             return web.json_response({"ready": True, "leader": r.leader})
         return web.json_response({"ready": False, "leader": r.leader, "member": member}, status=503)
 
-    async def cluster(self, request: web.Request) -> web.Response:
+    def _status(self) -> dict[str, Any]:
         st = self.node.raft.status()
         st["peers"] = {
             n: {"peer": f"{a[0][0]}:{a[0][1]}", "http": f"{a[1][0]}:{a[1][1]}"}
-            for n, a in self.node.peers.items()
+            for n, a in sorted(self.node.peers.items())
         }
-        return web.json_response(st)
+        return st
+
+    async def cluster(self, request: web.Request) -> web.Response:
+        return web.json_response(self._status())
 
     async def members(self, request: web.Request) -> web.Response:
+        """Body ``{"action", "node", "peer"?, "http"?}``. add_learner/add_voter record the
+        node's addresses (``host:port``) in the replicated configuration; they may be left
+        out only when this node already knows them. promote/remove ignore them."""
         body = await _json(request)
         action, node = body.get("action"), body.get("node")
         if action not in ("add_learner", "promote", "add_voter", "remove"):
@@ -294,8 +300,28 @@ class Api:
             )
         if not isinstance(node, str) or not node:
             return _err(422, "node: a node id is required", field="node")
-        await self._call(request, ChangeMember(action, node))
-        return web.json_response(self.node.raft.status())
+        peer = http = ""
+        if action in ("add_learner", "add_voter"):
+            known = self.node.peers.get(node) or self.node.static_peers.get(node)
+            given: dict[str, str] = {}
+            for field in ("peer", "http"):
+                value = body.get(field)
+                if value is None:
+                    if known is None:
+                        return _err(
+                            422,
+                            f"{field}: the node's {field} address (host:port) is required: "
+                            f"{node} is not a known member",
+                            field=field,
+                        )
+                    addr = known[0] if field == "peer" else known[1]
+                    value = f"{addr[0]}:{addr[1]}"
+                if not isinstance(value, str) or not _is_host_port(value):
+                    return _err(422, f"{field}: host:port expected", field=field)
+                given[field] = value
+            peer, http = given["peer"], given["http"]
+        await self._call(request, ChangeMember(action, node, peer, http))
+        return web.json_response(self._status())
 
     async def transfer(self, request: web.Request) -> web.Response:
         body = await _json(request)
@@ -309,6 +335,11 @@ class Api:
         self.node.refresh_metrics()
         body = generate_latest(self.node.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _is_host_port(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
 async def _json(request: web.Request) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""One ``novacron node`` process: Raft group member, KV/VM store, HTTP and admin API."""
+"""One ``novacron node`` process: Raft group member, KV/VM store, HTTP and admin API.
+
+Where the other members listen comes from the Raft configuration: the bootstrap members'
+addresses from ``peers``, every member added later from its membership change, replicated
+in the log and in snapshots. Whenever the configuration changes the node re-derives its
+``peers`` map (leader proxying, ``/v1/cluster``) and the transport's dial list from it.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,25 @@ import os
 import random
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from novacron_core.consensus.kv import KVStore
-from novacron_core.consensus.raft import LEADER, RaftConfig, RaftNode, Reply
+from novacron_core.codec import decode
+from novacron_core.consensus.kv import KVCommand, KVStore
+from novacron_core.consensus.raft import (
+    LEADER,
+    ConfigState,
+    Entry,
+    MemberAddress,
+    RaftConfig,
+    RaftNode,
+    Reply,
+    SnapshotMeta,
+)
+from novacron_core.consensus.raft.messages import NORMAL
 from novacron_core.runtime.driver import Driver
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.settings import NodeSettings, split_addr
@@ -23,17 +41,42 @@ from novacron_core.runtime.storage import CorruptLogError, FileStorage
 from novacron_core.runtime.transport import Transport, tls_contexts
 
 log = logging.getLogger(__name__)
+Addr = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What the node applied, handed to :meth:`NodeServer.on_apply` subscribers.
+
+    Either ``entries``: log entries just applied, contiguous and in order, the last one at
+    ``index`` (``kind`` NORMAL: ``data`` is an encoded KVCommand; CONFIG: an encoded
+    ConfigState; NOOP: a new leader's empty entry). Or ``snapshot``: the leader's snapshot
+    replaced the whole state up to ``index`` (the entries it covers are never listed), so a
+    subscriber re-reads the state it mirrors.
+    """
+
+    index: int
+    entries: tuple[Entry, ...] = ()
+    snapshot: SnapshotMeta | None = None
+
+    def commands(self) -> list[tuple[int, KVCommand]]:
+        """The KV commands among ``entries``, with their log index."""
+        return [(e.index, decode(e.data, KVCommand)) for e in self.entries if e.kind == NORMAL]
 
 
 class NodeServer:
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
-        self.peers = settings.peer_map()
+        self.static_peers = settings.peer_map()  # the bootstrap members, from --peers
         self.metrics = NodeMetrics()
         self.storage = FileStorage(settings.data_dir / "raft", fsync=settings.fsync)
         if self.storage.torn_bytes:
             log.warning("recovered from a torn log tail (%d bytes cut)", self.storage.torn_bytes)
-        voters = () if settings.join else tuple(sorted(self.peers))
+        # Not a bootstrap member (or --join): start empty and wait for the leader to add us.
+        voters = () if settings.joiner else tuple(sorted(self.static_peers))
+        seed_addresses = tuple(
+            MemberAddress(n, _fmt(a[0]), _fmt(a[1])) for n, a in sorted(self.static_peers.items())
+        )
         self.raft = RaftNode(
             settings.node_id,
             self.storage.load(),
@@ -46,10 +89,15 @@ class NodeServer:
                 read_mode=settings.read_mode,
             ),
             voters,
+            seed_addresses,
         )
-        self.kv = self.raft.sm
         self.driver: Driver | None = None
         self.transport: Transport | None = None
+        self.peers: dict[str, tuple[Addr, Addr]] = {}
+        self._seen_conf: ConfigState | None = None
+        self._refresh_peers()
+        self._apply_subscribers: list[Callable[[Applied], None]] = []
+        self.kv = self.raft.sm
         self.http: aiohttp.ClientSession | None = None
         self.stopping = asyncio.Event()
         # Set by a process that also holds the federation's replica (runtime/federation_host):
@@ -59,6 +107,78 @@ class NodeServer:
     @property
     def id(self) -> str:
         return self.settings.node_id
+
+    def on_apply(self, callback: Callable[[Applied], None]) -> Callable[[], None]:
+        """Call ``callback(Applied)`` after every batch that applied entries or installed a
+        snapshot, in log order, from the event loop: after the batch is durable, before its
+        replies reach clients. It must not block (hand work to a task); an exception it
+        raises is logged and does not stop the node. Entries applied before subscribing are
+        not replayed: read the current state (``node.kv``, ``node.raft.applied``) first.
+        Returns a function that unsubscribes."""
+        self._apply_subscribers.append(callback)
+        self.raft.record_applied = True
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._apply_subscribers.remove(callback)
+            self.raft.record_applied = bool(self._apply_subscribers)
+            if not self._apply_subscribers:
+                self.raft.take_applied()
+
+        return unsubscribe
+
+    def _after_persist(self) -> None:
+        self._refresh_peers()
+        if self._apply_subscribers:
+            self._publish_applied()
+
+    def _publish_applied(self) -> None:
+        events: list[Applied] = []
+        run: list[Entry] = []
+        for ev in self.raft.take_applied():
+            if isinstance(ev, Entry):
+                run.append(ev)
+                continue
+            if run:
+                events.append(Applied(run[-1].index, tuple(run)))
+                run = []
+            events.append(Applied(ev.index, snapshot=ev))
+        if run:
+            events.append(Applied(run[-1].index, tuple(run)))
+        for event in events:
+            for cb in list(self._apply_subscribers):
+                try:
+                    cb(event)
+                except Exception:
+                    log.exception("apply subscriber %r failed", cb)
+
+    def _refresh_peers(self) -> None:
+        """Re-derive where members listen from the latest configuration (it takes effect
+        when appended, as in Raft, so a leader dials a member the moment it adds it)."""
+        conf = self.raft.conf
+        if conf is self._seen_conf:
+            return
+        self._seen_conf = conf
+        peers = dict(self.static_peers)
+        if conf.voters:  # a joiner that has no configuration yet knows only --peers
+            for a in conf.addresses:
+                try:
+                    peers[a.node] = (split_addr(a.peer), split_addr(a.http))
+                except ValueError:
+                    log.warning("ignoring a malformed address in the configuration: %r", a)
+            members = set(conf.members())
+            peers = {n: a for n, a in peers.items() if n in members or n == self.id}
+        if peers != self.peers:
+            log.info("member addresses: %s", {n: _fmt(a[0]) for n, a in sorted(peers.items())})
+        self.peers = peers
+        if self.transport is not None:
+            self.transport.update_peers({n: a[0] for n, a in peers.items() if n != self.id})
+            me = peers.get(self.id)
+            self.transport.advertise = _fmt(me[0]) if me else ""
+
+    def _peer_unreachable(self, peer: str) -> None:
+        if self.driver is not None:
+            self.driver.inject(lambda now: self.raft.on_peer_unreachable(now, peer))
 
     async def submit(self, req: Any) -> Reply:
         assert self.driver is not None
@@ -89,7 +209,16 @@ class NodeServer:
         peer_listen = split_addr(s.peer_listen) if s.peer_listen else (me[0] if me else None)
         http_listen = split_addr(s.http_listen) if s.http_listen else (me[1] if me else None)
         if peer_listen is None or http_listen is None:
-            raise SystemExit(f"{self.id}: no listen address (set --peers or --peer-listen)")
+            missing = " and ".join(
+                flag
+                for flag, got in (("--peer-listen", peer_listen), ("--http-listen", http_listen))
+                if got is None
+            )
+            raise SystemExit(
+                f"{self.id}: not among --peers, so it starts as a joiner (empty, waiting to be "
+                f"added) and needs {missing} (NOVACRON_PEER_LISTEN / NOVACRON_HTTP_LISTEN): "
+                "where to listen cannot come from --peers"
+            )
         server_ssl, client_ssl = tls_contexts(s.tls_cert, s.tls_key, s.tls_ca)
         self.transport = Transport(
             self.id,
@@ -97,8 +226,11 @@ class NodeServer:
             self._deliver,
             server_ssl=server_ssl,
             client_ssl=client_ssl,
+            on_unreachable=self._peer_unreachable,
+            advertise=_fmt(me[0]) if me else "",
         )
         self.driver = Driver(self.raft, self.storage, self.transport.send, self.metrics)
+        self.driver.after_persist = self._after_persist
         await self.transport.start(*peer_listen)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.request_timeout_s))
         runner = web.AppRunner(build_app(self), access_log=None)
@@ -127,6 +259,10 @@ class NodeServer:
     def _deliver(self, src: str, msg: Any) -> None:
         assert self.driver is not None
         self.driver.deliver(src, msg)
+
+
+def _fmt(addr: Addr) -> str:
+    return f"{addr[0]}:{addr[1]}"
 
 
 def run_node(settings: NodeSettings) -> None:

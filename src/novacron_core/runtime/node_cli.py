@@ -16,10 +16,18 @@ from novacron_core.runtime.settings import load_settings
 @click.option("--node-id", help="this node's id [NOVACRON_NODE_ID]")
 @click.option("--data-dir", type=click.Path(), help="log and snapshots [NOVACRON_DATA_DIR]")
 @click.option("--region", help="home region of VMs created here [NOVACRON_REGION]")
-@click.option("--peers", help="n1=host:port/host:httpport,... incl. self [NOVACRON_PEERS]")
+@click.option(
+    "--peers",
+    help="bootstrap members n1=host:port/host:httpport,... [NOVACRON_PEERS]; "
+    "a node not among them starts as a joiner",
+)
 @click.option("--peer-listen", help="host:port for peers (default: own entry in --peers)")
 @click.option("--http-listen", help="host:port for HTTP (default: own entry in --peers)")
-@click.option("--join/--no-join", default=None, help="start empty; wait to be added")
+@click.option(
+    "--join/--no-join",
+    default=None,
+    help="start empty and wait to be added (implied when not among --peers)",
+)
 @click.option("--election-timeout-ms", type=int)
 @click.option("--heartbeat-ms", type=int)
 @click.option("--snapshot-entries", type=int)

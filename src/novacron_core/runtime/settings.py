@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,11 +20,15 @@ class NodeSettings(BaseSettings):
     node_id: str
     data_dir: Path
     region: str = "local"
-    # "n1=127.0.0.1:7001/127.0.0.1:8001,n2=..." (peer address / HTTP address), self included.
+    # The bootstrap members, "n1=127.0.0.1:7001/127.0.0.1:8001,n2=..." (peer address / HTTP
+    # address); also accepted as a list of "id=peer/http" strings (YAML/JSON config files,
+    # or a JSON array in NOVACRON_PEERS). Members added later are learned from the log.
     peers: str = ""
     peer_listen: str = ""  # default: this node's peer address from ``peers``
     http_listen: str = ""  # default: this node's HTTP address from ``peers``
-    join: bool = False  # a new member: starts empty and waits to be added by the leader
+    # A new member: starts empty and waits to be added by the leader. Implied when this
+    # node's id is not among ``peers`` (then peer_listen and http_listen are required).
+    join: bool = False
     election_timeout_ms: int = 200  # failover p99 target < 500 ms: detection takes T..2T
     heartbeat_ms: int = 50
     snapshot_entries: int = 10_000
@@ -34,6 +39,25 @@ class NodeSettings(BaseSettings):
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
+
+    @field_validator("peers", mode="before")
+    @classmethod
+    def _peers_as_string(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.lstrip().startswith("["):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                raise ValueError("peers: not a valid JSON list") from None
+        if isinstance(v, list | tuple):
+            if not all(isinstance(x, str) for x in v):
+                raise ValueError('peers: a list of "id=peerhost:port/httphost:port" strings')
+            return ",".join(x.strip() for x in v)
+        return v
+
+    @property
+    def joiner(self) -> bool:
+        """Starts without a configuration and waits to be added (see ``join``)."""
+        return self.join or self.node_id not in self.peer_map()
 
     def peer_map(self) -> dict[str, tuple[tuple[str, int], tuple[str, int]]]:
         out = {}

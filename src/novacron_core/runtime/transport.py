@@ -1,9 +1,16 @@
 """Peer transport: one outbound TCP connection per peer, length-prefixed codec frames.
 
-A connection opens with a :class:`Hello` naming the sender; every later frame is a Raft
-message record. A frame that does not decode (or is not a Raft message) closes that one
+A connection opens with a :class:`Hello` naming the sender (and where it listens, so a new
+member can answer a leader it has no address for yet); every later frame is a Raft message
+record. A frame that does not decode (or is not a Raft message) closes that one
 connection; the node and its other peers carry on. Outbound queues are bounded and drop
 the newest message when full: Raft retransmits, so loss costs latency, never safety.
+
+The links also report what TCP tells them about a peer — a refused connection, a broken
+link, an inbound connection closed by the peer (a killed process closes all of them) — to
+``on_unreachable``; Raft uses that to replace a crashed leader without waiting out the
+election timeout. A peer that connects to us is evidently back: our link to it stops
+backing off and reconnects at once.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ MAX_FRAME = 64 << 20
 class Hello:
     node: str
     cluster: str = "novacron"
+    peer: str = ""  # the sender's advertised peer address ("host:port"), when it knows it
 
 
 def tls_contexts(
@@ -63,15 +71,23 @@ class Transport:
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         queue_limit: int = 4096,
+        on_unreachable: Callable[[str], None] | None = None,
+        advertise: str = "",
     ) -> None:
         self.node_id = node_id
-        self.peers = peers
+        self.peers = dict(peers)
+        # Addresses peers announced in their Hello, used only for peers we have no address
+        # for (a joiner answering a leader that is not in its bootstrap list).
+        self.announced: dict[str, tuple[str, int]] = {}
         self.deliver = deliver
+        self.on_unreachable = on_unreachable
+        self.advertise = advertise  # our own peer address, sent in Hello
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
         self.queue_limit = queue_limit
         self._queues: dict[str, asyncio.Queue[bytes]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.StreamWriter] = set()
         self.dropped = 0
@@ -80,31 +96,73 @@ class Transport:
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve, host, port, ssl=self.server_ssl)
 
+    def address(self, dst: str) -> tuple[str, int] | None:
+        return self.peers.get(dst) or self.announced.get(dst)
+
+    def update_peers(self, peers: dict[str, tuple[str, int]]) -> None:
+        """Membership changed: forget removed peers (closing their links) and re-dial peers
+        whose address moved; new peers are dialled on the first message to them."""
+        before = {dst: self.address(dst) for dst in self._tasks}
+        removed = set(self.peers) - set(peers)
+        self.peers = dict(peers)
+        for dst in list(self.announced):
+            if dst in self.peers or dst in removed:
+                del self.announced[dst]
+        for dst, addr in before.items():
+            if self.address(dst) != addr:
+                self._drop_link(dst)
+
+    def _drop_link(self, dst: str) -> None:
+        task = self._tasks.pop(dst, None)
+        if task is not None:
+            task.cancel()
+        self._queues.pop(dst, None)
+        self._wake.pop(dst, None)
+
     def send(self, dst: str, msg: Any) -> None:
         q = self._queues.get(dst)
         if q is None:
-            if dst not in self.peers:
+            if self.address(dst) is None:
                 return
             q = self._queues[dst] = asyncio.Queue(self.queue_limit)
-            self._tasks.append(asyncio.create_task(self._sender(dst, q)))
+            self._wake[dst] = asyncio.Event()
+            self._tasks[dst] = asyncio.create_task(self._sender(dst, q))
         try:
             q.put_nowait(frame(msg, MAX_FRAME))
         except asyncio.QueueFull:
             self.dropped += 1
 
+    def _unreachable(self, peer: str) -> None:
+        if self.on_unreachable is not None:
+            self.on_unreachable(peer)
+
+    async def _backoff(self, dst: str, delay: float) -> None:
+        """Sleep before reconnecting, cut short when ``dst`` connects to us."""
+        wake = self._wake.get(dst)
+        if wake is None:
+            await asyncio.sleep(delay)
+            return
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), delay)
+
     async def _sender(self, dst: str, q: asyncio.Queue[bytes]) -> None:
         backoff = 0.05
         while True:
-            host, port = self.peers[dst]
+            addr = self.address(dst)
+            if addr is None:  # forgotten meanwhile
+                return
+            host, port = addr
             try:
                 _, writer = await asyncio.open_connection(host, port, ssl=self.client_ssl)
             except Exception:  # refused, unreachable, TLS failure: retry later
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                self._unreachable(dst)
+                await self._backoff(dst, backoff)
+                backoff = min(backoff * 2, 1.0)
                 continue
             backoff = 0.05
             try:
-                writer.write(frame(Hello(self.node_id)))
+                writer.write(frame(Hello(self.node_id, peer=self.advertise)))
                 while True:
                     data = await q.get()
                     chunks = [data]
@@ -114,7 +172,8 @@ class Transport:
                     await writer.drain()
             except Exception as e:  # whatever broke, the link must live on
                 log.info("link to %s lost: %r; reconnecting", dst, e)
-                await asyncio.sleep(backoff)
+                self._unreachable(dst)
+                await self._backoff(dst, backoff)
             finally:
                 writer.close()
                 with contextlib.suppress(Exception):
@@ -122,24 +181,43 @@ class Transport:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._inbound.add(writer)
+        src: str | None = None
         try:
-            await serve_peer_frames(reader, RAFT_MESSAGES, self.deliver, self._bad_frame)
+            src = await serve_peer_frames(
+                reader, RAFT_MESSAGES, self.deliver, self._bad_frame, on_hello=self._hello
+            )
         finally:
             self._inbound.discard(writer)
             writer.close()
+        if src is not None:
+            # The peer closed its link to us: a process that dies (kill -9 included) closes
+            # every socket it holds, so this is the earliest sign a leader is gone.
+            self._unreachable(src)
+
+    def _hello(self, hello: Hello) -> None:
+        src = hello.node
+        if hello.peer and src not in self.peers:
+            try:
+                self.announced[src] = split_host_port(hello.peer)
+            except ValueError:
+                pass
+        wake = self._wake.get(src)
+        if wake is not None:
+            wake.set()  # it is up: stop backing off our link to it
 
     def _bad_frame(self, src: str | None, error: CodecError) -> None:
         self.bad_frames += 1
         log.warning("closing peer connection from %s: %s", src or "?", error)
 
     async def close(self) -> None:
+        self.on_unreachable = None  # shutting down: what we close is not news
         if self._server is not None:
             self._server.close()
-        for t in self._tasks:
+        for t in self._tasks.values():
             t.cancel()
         for w in list(self._inbound):
             w.close()
-        for t in self._tasks:
+        for t in self._tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
@@ -150,12 +228,14 @@ async def serve_peer_frames(
     deliver: Callable[[str, Any], None],
     on_bad: Callable[[str | None, CodecError], None],
     max_frame: int = MAX_FRAME,
-) -> None:
+    on_hello: Callable[[Hello], None] | None = None,
+) -> str | None:
     """Read one inbound peer connection until EOF: a :class:`Hello` naming the sender, then
     frames of the ``accept``ed record types, each handed to ``deliver(src, msg)``. Anything
     else — bytes that do not decode, a missing Hello, a record of another protocol — ends the
     connection through ``on_bad``; the caller closes it. Shared by every peer link (Raft's,
-    the federation's sync link) so they refuse bad input the same way."""
+    the federation's sync link) so they refuse bad input the same way. Returns the sender
+    named by the Hello (None when there was none); ``on_hello`` sees the Hello itself."""
     dec = FrameDecoder(max_frame)
     src: str | None = None
     try:
@@ -166,6 +246,8 @@ async def serve_peer_frames(
                     if not isinstance(msg, Hello):
                         raise CodecError("a connection must start with Hello")
                     src = msg.node
+                    if on_hello is not None:
+                        on_hello(msg)
                 elif isinstance(msg, accept):
                     deliver(src, msg)
                 else:
@@ -174,3 +256,12 @@ async def serve_peer_frames(
         on_bad(src, e)
     except (OSError, ConnectionError):
         pass
+    return src
+
+
+def split_host_port(addr: str) -> tuple[str, int]:
+    """``host:port`` (host may be empty: loopback) -> (host, port); ValueError otherwise."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not host:port: {addr!r}")
+    return host or "127.0.0.1", int(port)

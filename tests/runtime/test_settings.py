@@ -1,0 +1,49 @@
+"""Node settings: the peer list in every form the operator and people write it, and which
+nodes start as joiners."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from novacron_core.runtime.settings import load_settings
+
+PEERS = ["a-0=h0:7000/h0:8080", "a-1=h1:7000/h1:8080"]
+COMMA = ",".join(PEERS)
+WANT = {"a-0": (("h0", 7000), ("h0", 8080)), "a-1": (("h1", 7000), ("h1", 8080))}
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_peers_as_a_list_in_a_config_file(tmp_path: Path, suffix: str) -> None:
+    f = tmp_path / f"node{suffix}"
+    f.write_text(json.dumps({"node_id": "a-0", "data_dir": "/d", "peers": PEERS}))
+    assert load_settings(str(f)).peer_map() == WANT  # JSON is valid YAML too
+
+
+def test_peers_as_a_comma_string_a_list_or_a_json_array_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(node_id="a-0", data_dir="/d", peers=COMMA).peer_map() == WANT
+    assert load_settings(node_id="a-0", data_dir="/d", peers=PEERS).peer_map() == WANT
+    monkeypatch.setenv("NOVACRON_PEERS", json.dumps(PEERS))
+    assert load_settings(node_id="a-0", data_dir="/d").peer_map() == WANT
+    monkeypatch.setenv("NOVACRON_PEERS", COMMA)
+    assert load_settings(node_id="a-0", data_dir="/d").peer_map() == WANT
+
+
+def test_a_list_of_non_strings_is_refused() -> None:
+    with pytest.raises(ValueError, match="peers"):
+        load_settings(node_id="a-0", data_dir="/d", peers=[{"a-0": "h0:7000"}])
+
+
+def test_a_node_not_among_its_peers_is_a_joiner(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the operator gives a scaled-up pod: the bootstrap list and its own name.
+    monkeypatch.setenv("NOVACRON_NODE_ID", "a-3")
+    monkeypatch.setenv("NOVACRON_PEER_LISTEN", "0.0.0.0:7000")
+    monkeypatch.setenv("NOVACRON_HTTP_LISTEN", "0.0.0.0:8080")
+    s = load_settings(data_dir="/d", peers=PEERS)
+    assert (s.node_id, s.joiner, s.peer_listen) == ("a-3", True, "0.0.0.0:7000")
+    assert not load_settings(node_id="a-1", data_dir="/d", peers=PEERS).joiner
+    assert load_settings(node_id="a-1", data_dir="/d", peers=PEERS, join=True).joiner
