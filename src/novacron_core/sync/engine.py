@@ -77,6 +77,22 @@ class Read:
     key: str
 
 
+def _split(replica: str) -> tuple[str, int | None]:
+    """``node~epoch`` -> (node, epoch); epoch None if the id has no epoch."""
+    node, sep, epoch = replica.rpartition("~")
+    if not sep or not epoch.isdigit():
+        return replica, None
+    return node, int(epoch)
+
+
+def _floors(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, dict) or not all(
+        type(k) is str and type(v) is int and v >= 0 for k, v in raw.items()
+    ):
+        raise ValueError("malformed retired epochs")
+    return dict(raw)
+
+
 class CatchingUp(RuntimeError):
     """A mutation refused by a restarted replica that has not caught up with a peer yet
     (only for types whose GC drops dots, see ``Crdt.COLLAPSES``); nothing was changed."""
@@ -127,6 +143,10 @@ class SyncNode:
         self.safe = VersionVector()
         self.epochs: dict[NodeId, int] = {}  # peer -> highest restart epoch heard from it
         self.reports: dict[NodeId, VersionVector] = {}  # peer -> its stability report
+        # node -> every epoch of it up to this one is retired here (see ``_retire``), and
+        # what each peer told us of its own floors
+        self.floors: dict[NodeId, int] = {}
+        self.peer_floors: dict[NodeId, dict[NodeId, int]] = {}
         self.gc_keys = 0  # keys garbage-collected so far (a figure for tests and metrics)
         self.known: dict[NodeId, VersionVector] = {p: VersionVector() for p in self.peers}
         self.inflight: dict[NodeId, dict[Dot, float]] = {p: {} for p in self.peers}
@@ -152,6 +172,8 @@ class SyncNode:
         self.refused = 0  # mutations refused while catching up
         self._catchup = 0  # current catch-up attempt
         self._catchup_vv: dict[str, int] | None = None  # the peer's vector of that attempt
+        self._catchup_floors: dict[str, int] = {}  # and its retired epochs
+        self._retiring: list[tuple[str, Any]] = []  # journal entries ``_collect`` produced
         self._next_catchup = 0.0
 
     # ------------------------------------------------------------ durability
@@ -161,9 +183,11 @@ class SyncNode:
         epoch = 0
         d = self.durable
         if d.snapshot is not None:
-            store_blob, seen, epoch = msgpack.unpackb(d.snapshot, raw=False)
+            store_blob, seen, epoch, *rest = msgpack.unpackb(d.snapshot, raw=False)
             self.store.restore(store_blob)
             self.seen = CausalContext.from_wire(seen)
+            if rest:
+                self.floors = dict(rest[0])
         for kind, body in d.journal:
             if kind == "epoch":
                 epoch = max(epoch, body)
@@ -173,6 +197,9 @@ class SyncNode:
                 self.store.merge(body[0], decode_crdt(body[1]))
             elif kind == "seen":
                 self.seen.merge(CausalContext(VersionVector(body)))
+            elif kind == "floors":
+                self._raise_floors(body)
+        self._forget_retired()
         return int(epoch)
 
     def _successor(self, epoch: int) -> int:
@@ -196,7 +223,8 @@ class SyncNode:
 
     def _snapshot(self) -> tuple[str, bytes]:
         blob = msgpack.packb(
-            [self.store.snapshot(), self.seen.to_wire(), self.epoch], use_bin_type=True
+            [self.store.snapshot(), self.seen.to_wire(), self.epoch, self.floors],
+            use_bin_type=True,
         )
         self._journaled = 0
         return ("snap", blob)
@@ -264,6 +292,9 @@ class SyncNode:
             self._next_gossip = max(self._next_gossip + cfg.interval, now)
             if self._rounds % cfg.gc_every == 0:
                 self._collect()
+                for entry in self._retiring:
+                    self._journal(ready, entry)
+                self._retiring.clear()
             elif self._rounds % max(1, cfg.gc_every // 4) == 0:
                 self._stability()  # fresher reports: peers' ``safe`` lags less
         if now >= self._next_ae:
@@ -326,30 +357,37 @@ class SyncNode:
             ):
                 return
             for p in self.selector.pick(cfg.fanout):
-                ready.send(p, Gossip(vv, [], [], True, self.epoch, report))
+                ready.send(p, Gossip(vv, [], [], True, self.epoch, report, dict(self.floors)))
             self._pull_outstanding = now
             return
         idle = self._rounds % cfg.idle_every == 0
         for p in self.selector.pick(cfg.fanout):
             ups = self._missing_for(p, now)
             if ups or idle:
-                ready.send(p, Gossip.of(vv, ups, True, self.epoch, report))
+                ready.send(p, Gossip.of(vv, ups, True, self.epoch, report, self.floors))
 
     def _on_gossip(self, now: float, src: NodeId, msg: Gossip, ready: Ready) -> None:
         try:
             their = VersionVector.from_wire(msg.vv)
             updates = msg.updates()
             report = self._parse_report(msg)
+            floors = _floors(msg.floors)
         except ValueError:
             return
+        if self.floors:
+            self._strip(their)
+            if report is not None:
+                self._strip(report)
         if self._incarnation(src, msg.epoch):
             self.known[src] = their
             if report is not None:
                 self.reports[src] = report
+            self.peer_floors[src] = floors
         elif msg.epoch == self.epochs.get(src, 0):
             self.known.setdefault(src, VersionVector()).merge_in_place(their)
             if report is not None:
                 self.reports[src] = report
+            self.peer_floors[src] = floors
         elif msg.reply:  # an older incarnation asks: tell it (its disk may have gone back)
             ready.send(src, AeLeaves({}, refused=True, epoch=self.epochs[src]))
         # (an older incarnation's vector and report are stale: its successor replaced them)
@@ -360,6 +398,8 @@ class SyncNode:
                 del inflight[dot]
         for upd in updates:
             fresh = upd.seq > 0 and not self.seen.contains(Dot(upd.origin, upd.seq))
+            if fresh and self.floors and self._retired(upd.origin):
+                continue  # every replica applied it before the epoch was retired
             if fresh and self._apply(upd, now):
                 self._journal(ready, ("u", upd))
         if self.config.pull and not msg.reply:
@@ -370,7 +410,8 @@ class SyncNode:
             ups = self._missing_for(src, now, their)
             if ups or updates or self.config.pull:  # a puller waits for an answer
                 vv = self.seen.vv.to_wire()
-                ready.send(src, Gossip.of(vv, ups, False, self.epoch, self._report(vv)))
+                msg_out = Gossip.of(vv, ups, False, self.epoch, self._report(vv), self.floors)
+                ready.send(src, msg_out)
 
     @staticmethod
     def _parse_report(msg: Gossip) -> VersionVector | None:
@@ -397,6 +438,7 @@ class SyncNode:
         self.epochs[src] = epoch
         self.known[src] = VersionVector()
         self.reports.pop(src, None)
+        self.peer_floors.pop(src, None)
         self.inflight[src] = {}
         return True
 
@@ -422,13 +464,17 @@ class SyncNode:
         if upd.deps:
             deps = upd.deps
             concurrent = any(
-                c > deps.get(r, 0) for r, c in clock.counters.items() if r != upd.origin
+                c > deps.get(r, 0) and not self._dead_and_safe(r, c)
+                for r, c in clock.counters.items()
+                if r != upd.origin
             )
             if concurrent:
                 self.concurrent_updates += 1
                 if hook and self.on_concurrent is not None:
                     self.on_concurrent(upd.key, upd, clock.copy())
             clock.merge_in_place(VersionVector(deps))
+            if self.floors:
+                self._strip(clock)
         if upd.seq > clock.get(upd.origin):
             clock.counters[upd.origin] = upd.seq
 
@@ -483,6 +529,8 @@ class SyncNode:
         for flying in self.inflight.values():
             for dot in [d for d in flying if d not in self.buffer]:
                 del flying[dot]
+        if self.config.gc:
+            self._retire()
         if not self._crdt_top:
             return
         advanced: set[str] = set()
@@ -507,6 +555,116 @@ class SyncNode:
         mine = self.seen.vv
         self.stable = mine.copy() if peers_meet is None else peers_meet.meet(mine)
         return peers_meet
+
+    # ------------------------------------------------------------ dead epochs
+
+    def _dead_and_safe(self, replica: str, seq: int) -> bool:
+        """A write of a dead epoch that every replica has applied: a writer that retired the
+        epoch leaves it out of its per-key clock, so its absence does not mean concurrency
+        (conflict detection treats retired epochs as seen)."""
+        if self.safe.get(replica) < seq:
+            return False
+        node, epoch = _split(replica)
+        current = self.epoch if node == self.id else self.epochs.get(node, 0)
+        return epoch is not None and epoch < current
+
+    def _retired(self, replica: str) -> bool:
+        node, epoch = _split(replica)
+        return epoch is not None and epoch <= self.floors.get(node, 0)
+
+    def _strip(self, vv: VersionVector) -> None:
+        for r in [r for r in vv.counters if self._retired(r)]:
+            del vv.counters[r]
+
+    def _raise_floors(self, floors: Mapping[str, int]) -> bool:
+        raised = False
+        for node, f in floors.items():
+            if f > self.floors.get(node, 0):
+                self.floors[node] = f
+                raised = True
+        return raised
+
+    def _retire(self) -> None:
+        """Retire dead epochs: drop their entries from every vector the engine keeps.
+
+        Epoch ``x`` of node ``N`` is retired here once a newer epoch of ``N`` is known here,
+        ``N~x``'s updates we hold are contiguous (``n`` of them) and none is buffered, and
+        every peer either retired it already or both sent a vector and reported stable
+        exactly ``n`` of them: every replica has every update of ``N~x`` anyone has, and
+        knows that all others do. Epochs retire in order per node, so one floor per node
+        (``floors[N]``: every epoch up to it is retired) replaces all their entries; updates
+        of retired epochs are ignored, vectors on the wire leave them out, and peers learn
+        the floors with the vectors (a catching-up replica takes its source's).
+        """
+        epochs: dict[str, set[int]] = {}
+
+        def note(replica: str) -> None:
+            node, epoch = _split(replica)
+            if epoch is not None and epoch > self.floors.get(node, 0):
+                epochs.setdefault(node, set()).add(epoch)
+
+        for r in self.seen.vv.counters:
+            note(r)
+        for vv in [*self.known.values(), *self.reports.values()]:
+            for r in vv.counters:
+                note(r)
+        if not epochs:
+            return
+        clouded = {d.replica for d in self.seen.cloud}
+        buffered = {d.replica for d in self.buffer}
+        raised: dict[str, int] = {}
+        for node, found in epochs.items():
+            current = self.epoch if node == self.id else self.epochs.get(node, 0)
+            for x in sorted(found):
+                replica = f"{node}~{x}"
+                if x >= current or replica in clouded or replica in buffered:
+                    break
+                if not self._agreed(node, x, replica):
+                    break
+                raised[node] = x
+        if raised and self._raise_floors(raised):
+            self._forget_retired()
+            self._retiring.append(("floors", dict(self.floors)))
+
+    def _agreed(self, node: str, x: int, replica: str) -> bool:
+        n = self.seen.vv.get(replica)
+        for p in self.peers:
+            if self.peer_floors.get(p, {}).get(node, 0) >= x:
+                continue
+            report = self.reports.get(p)
+            row = self.known.get(p, VersionVector())
+            if report is None or row.get(replica) != n or report.get(replica) != n:
+                return False
+        return True
+
+    def _forget_retired(self) -> None:
+        if not self.floors:
+            return
+        self._strip(self.seen.vv)
+        self.seen.cloud = {d for d in self.seen.cloud if not self._retired(d.replica)}
+        for dot in [d for d in self._crdt_top if self._retired(d.replica)]:
+            del self._crdt_top[dot]  # (those keys are just not collected further)
+        for vv in [
+            self.stable,
+            self.safe,
+            *self.known.values(),
+            *self.reports.values(),
+            *self.key_clocks.values(),
+            *self.key_stable.values(),
+        ]:
+            self._strip(vv)
+
+    def vector_entries(self) -> int:
+        """Entries of every vector the engine keeps (what restarts add and retirement drops);
+        the CRDTs' own contexts and counters are counted by :meth:`metadata`."""
+        vvs = [
+            self.seen.vv,
+            *self.known.values(),
+            *self.reports.values(),
+            *self.key_clocks.values(),
+            *self.key_stable.values(),
+        ]
+        return sum(len(v.counters) for v in vvs) + len(self.seen.cloud)
 
     def metadata(self) -> dict[str, int]:
         """Entries kept for causality rather than for values (what GC bounds)."""
@@ -561,15 +719,20 @@ class SyncNode:
             peer, AeRanges(self.store.merkle.range_hashes(), self.epoch, catchup=self._catchup)
         )
 
-    def _catchup_done(self, ready: Ready, vv: dict[str, int]) -> None:
+    def _catchup_done(self, ready: Ready, vv: dict[str, int], floors: Any) -> None:
         self.caught_up = True
         self._catchup_vv = None
         try:
             their = VersionVector.from_wire(vv)
+            retired = _floors(floors)
         except ValueError:
             return
         self.seen.merge(CausalContext(their))
         self._journal(ready, ("seen", their.to_wire()))
+        # the peer's store held every retired epoch's effects, and now ours does too
+        if self._raise_floors(retired):
+            self._forget_retired()
+            self._journal(ready, ("floors", dict(self.floors)))
 
     def _on_ranges(self, src: NodeId, msg: AeRanges, ready: Ready) -> None:
         self._incarnation(src, msg.epoch)
@@ -584,7 +747,10 @@ class SyncNode:
             ready.send(src, AeLeaves({}, msg.catchup, refused=True))
         elif msg.catchup:
             leaves = {r: self.store.merkle.leaf_hashes(r) for r in differ}
-            ready.send(src, AeLeaves(leaves, msg.catchup, self.seen.vv.to_wire()))
+            ready.send(
+                src,
+                AeLeaves(leaves, msg.catchup, self.seen.vv.to_wire(), floors=dict(self.floors)),
+            )
         elif differ:
             ready.send(src, AeLeaves({r: self.store.merkle.leaf_hashes(r) for r in differ}))
 
@@ -605,10 +771,11 @@ class SyncNode:
             mine = self.store.merkle.leaf_hashes(r)
             leaves += [r * LEAVES + i for i in range(LEAVES) if mine[i] != theirs[i]]
         if catchup and not leaves:
-            self._catchup_done(ready, msg.vv)
+            self._catchup_done(ready, msg.vv, msg.floors)
         elif leaves:
             if catchup:
                 self._catchup_vv = msg.vv
+                self._catchup_floors = msg.floors
             ready.send(src, AeStates(leaves, self._states(leaves), True, msg.catchup))
 
     def _on_states(self, src: NodeId, msg: AeStates, ready: Ready) -> None:
@@ -627,7 +794,7 @@ class SyncNode:
             and self._catchup_vv is not None
             and not self.caught_up
         ):
-            self._catchup_done(ready, self._catchup_vv)
+            self._catchup_done(ready, self._catchup_vv, self._catchup_floors)
 
     def _states(self, leaves: list[int]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}

@@ -48,6 +48,9 @@ class Gossip:
     # the sender's causal-stability report, as lags behind ``vv`` in ``vv``'s order
     # (``vv[r] - stable[r]``); empty: no report (see ``SyncNode._collect``)
     stable: list[int] = field(default_factory=list)
+    # node -> every epoch of it up to this one is retired at the sender (dead epochs whose
+    # updates every replica has; see ``SyncNode._retire``); empty until some node restarted
+    floors: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -57,9 +60,10 @@ class Gossip:
         reply: bool,
         epoch: int = 0,
         stable: list[int] | None = None,
+        floors: dict[str, int] | None = None,
     ) -> Gossip:
         origins, packed = pack(updates)
-        return cls(vv, origins, packed, reply, epoch, stable or [])
+        return cls(vv, origins, packed, reply, epoch, stable or [], dict(floors or {}))
 
     def updates(self) -> list[Update]:
         """The carried updates; raises ValueError if the packing is malformed."""
@@ -134,6 +138,7 @@ class AeLeaves:
     vv: dict[str, int] = field(default_factory=dict)
     refused: bool = False
     epoch: int = 0
+    floors: dict[str, int] = field(default_factory=dict)  # the sender's retired epochs
 
 
 @record(304)
