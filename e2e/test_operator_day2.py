@@ -48,30 +48,6 @@ def region(replicas: int, image: str | None = None) -> dict[str, Any]:
     }
 
 
-def node_starts_joiners() -> bool:
-    """Whether this node runtime starts a pod that is not a bootstrap member as an empty
-    joiner (the node-side half of scale-up, landing separately in src/novacron_core)."""
-    import tempfile
-    from pathlib import Path
-
-    from novacron_core.runtime.node import NodeServer
-    from novacron_core.runtime.settings import NodeSettings
-
-    with tempfile.TemporaryDirectory() as tmp:
-        peers = "a-0=127.0.0.1:1/127.0.0.1:2"
-        server = NodeServer(NodeSettings(node_id="a-1", data_dir=Path(tmp), peers=peers))
-        try:
-            return not server.raft.conf.voters
-        finally:
-            server.storage.close()
-
-
-needs_joiners = pytest.mark.skipif(
-    not node_starts_joiners(),
-    reason="the node runtime does not start non-bootstrap pods as joiners yet",
-)
-
-
 class Day2:
     def __init__(self, dep: Deployment, nodes: FakeKubelet) -> None:
         self.dep, self.k, self.ns, self.nodes = dep, dep.k, dep.ns, nodes
@@ -184,7 +160,6 @@ def test_status_reports_the_groups_real_leader_term_and_commit_index(day2: Day2)
     assert "TERM" in table
 
 
-@needs_joiners
 def test_scale_3_to_5_learner_then_voter_resumes_after_crash_at_member_add(day2: Day2) -> None:
     day2.crash_at("member-add", region(5))
     # crashed between the halves: the new member is a learner, not yet a voter
@@ -207,7 +182,6 @@ def test_scale_3_to_5_learner_then_voter_resumes_after_crash_at_member_add(day2:
     assert four.get("applied", 0) >= (day2.group() or {}).get("commit", 1) - 100
 
 
-@needs_joiners
 def test_scale_5_to_3_removes_members_before_pods_resumes_after_crash_at_member_remove(
     day2: Day2,
 ) -> None:
