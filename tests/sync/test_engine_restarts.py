@@ -317,3 +317,31 @@ def test_dead_epochs_leave_the_engine_vectors_so_restarts_do_not_grow_them() -> 
     # would keep ~24 more entries in every vector, ~30 vectors each)
     assert max(samples[-1]) <= max(samples[0]), samples
     print("engine vector entries per node after 6/12/18/24 restarts:", samples)
+
+
+def test_after_a_whole_cluster_restart_replicas_catch_up_from_each_other() -> None:
+    """No peer is caught up after everyone restarted: each replica merges every peer's state
+    instead, then accepts OR-Set mutations again (refusing them meanwhile)."""
+    world = World(9, Topology.three_regions())
+    names = cluster(world, 1, SyncConfig(ae_interval=0.5))
+    for i, n in enumerate(names):
+        world.request(n, Mutate("s", ORSet, lambda s, i=i: s.add(i)))
+    world.run_until(2.0)
+    for n in names:
+        world.crash(n, lose_unsynced=False)
+    for n in names:
+        world.restart(n)
+    assert not any(world.machine(n).caught_up for n in names)
+    replies: list[Any] = []
+    world.request(
+        names[0], Mutate("s", ORSet, lambda s: s.remove(0)), lambda t, r: replies.append(r)
+    )
+    world.run_until(4.0)
+    assert isinstance(replies[0], Exception)
+    assert all(world.machine(n).caught_up for n in names)
+    world.request(
+        names[0], Mutate("s", ORSet, lambda s: s.remove(0)), lambda t, r: replies.append(r)
+    )
+    world.run_until(6.0)
+    assert not isinstance(replies[1], Exception)
+    assert all(world.machine(n).store.value("s") == frozenset({1, 2}) for n in names)

@@ -173,6 +173,8 @@ class SyncNode:
         self._catchup = 0  # current catch-up attempt
         self._catchup_vv: dict[str, int] | None = None  # the peer's vector of that attempt
         self._catchup_floors: dict[str, int] = {}  # and its retired epochs
+        self._catchup_partial = False  # and whether it was catching up itself
+        self._merged_from: set[NodeId] = set()  # peers whose whole state we merged
         self._retiring: list[tuple[str, Any]] = []  # journal entries ``_collect`` produced
         self._next_catchup = 0.0
 
@@ -219,6 +221,7 @@ class SyncNode:
         ready.sync = True
         self.caught_up = False
         self._catchup_vv = None
+        self._merged_from = set()
         self._next_catchup = 0.0
 
     def _snapshot(self) -> tuple[str, bytes]:
@@ -714,14 +717,25 @@ class SyncNode:
         self._catchup += 1
         self._catchup_vv = None
         self._next_catchup = now + self.config.retry_after
-        peer = self.rng.choice(sorted(self.peers))
+        rest = sorted(set(self.peers) - self._merged_from)
+        peer = self.rng.choice(rest or sorted(self.peers))
         ready.send(
             peer, AeRanges(self.store.merkle.range_hashes(), self.epoch, catchup=self._catchup)
         )
 
-    def _catchup_done(self, ready: Ready, vv: dict[str, int], floors: Any) -> None:
-        self.caught_up = True
+    def _catchup_done(
+        self, ready: Ready, src: NodeId, partial: bool, vv: dict[str, int], floors: Any
+    ) -> None:
+        """We hold everything ``src`` held when it answered. A caught-up peer suffices; a
+        peer catching up itself (``partial``) counts once every peer's state is merged
+        (after a whole-cluster restart no peer is caught up, and none still uses what an
+        earlier incarnation reported, so the union of their states is all there is)."""
         self._catchup_vv = None
+        self._merged_from.add(src)
+        if not partial or self._merged_from >= set(self.peers):
+            self.caught_up = True
+        else:
+            self._next_catchup = 0.0  # on to a peer not merged yet
         try:
             their = VersionVector.from_wire(vv)
             retired = _floors(floors)
@@ -743,13 +757,13 @@ class SyncNode:
         behind = self.epochs.get(src, 0)
         if msg.catchup and msg.epoch < behind:  # its disk went back in time: re-epoch first
             ready.send(src, AeLeaves({}, msg.catchup, refused=True, epoch=behind))
-        elif msg.catchup and not self.caught_up:
-            ready.send(src, AeLeaves({}, msg.catchup, refused=True))
         elif msg.catchup:
             leaves = {r: self.store.merkle.leaf_hashes(r) for r in differ}
+            vv = self.seen.vv.to_wire()
+            partial = not self.caught_up
             ready.send(
                 src,
-                AeLeaves(leaves, msg.catchup, self.seen.vv.to_wire(), floors=dict(self.floors)),
+                AeLeaves(leaves, msg.catchup, vv, floors=dict(self.floors), partial=partial),
             )
         elif differ:
             ready.send(src, AeLeaves({r: self.store.merkle.leaf_hashes(r) for r in differ}))
@@ -771,11 +785,12 @@ class SyncNode:
             mine = self.store.merkle.leaf_hashes(r)
             leaves += [r * LEAVES + i for i in range(LEAVES) if mine[i] != theirs[i]]
         if catchup and not leaves:
-            self._catchup_done(ready, msg.vv, msg.floors)
+            self._catchup_done(ready, src, msg.partial, msg.vv, msg.floors)
         elif leaves:
             if catchup:
                 self._catchup_vv = msg.vv
                 self._catchup_floors = msg.floors
+                self._catchup_partial = msg.partial
             ready.send(src, AeStates(leaves, self._states(leaves), True, msg.catchup))
 
     def _on_states(self, src: NodeId, msg: AeStates, ready: Ready) -> None:
@@ -794,7 +809,8 @@ class SyncNode:
             and self._catchup_vv is not None
             and not self.caught_up
         ):
-            self._catchup_done(ready, self._catchup_vv, self._catchup_floors)
+            vv, floors, partial = self._catchup_vv, self._catchup_floors, self._catchup_partial
+            self._catchup_done(ready, src, partial, vv, floors)
 
     def _states(self, leaves: list[int]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}

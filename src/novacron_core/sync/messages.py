@@ -129,7 +129,7 @@ class AeLeaves:
     """Round 2: leaf hashes of the ranges that differ (range index -> leaf hashes).
 
     In a catch-up exchange: the attempt echoed, the sender's vector when it compared, and
-    ``refused`` if the sender is catching up itself. ``refused`` with ``epoch``: the sender
+    ``partial`` if the sender is catching up itself. ``refused`` with ``epoch``: the sender
     knows an epoch of the receiver's at least that high (the receiver's disk went back in
     time and it must take a newer epoch); also sent to an older incarnation's gossip."""
 
@@ -139,6 +139,7 @@ class AeLeaves:
     refused: bool = False
     epoch: int = 0
     floors: dict[str, int] = field(default_factory=dict)  # the sender's retired epochs
+    partial: bool = False  # the sender is catching up itself (see ``SyncNode._catchup_done``)
 
 
 @record(304)
