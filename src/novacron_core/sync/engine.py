@@ -647,6 +647,11 @@ class SyncNode:
         self.seen.cloud = {d for d in self.seen.cloud if not self._retired(d.replica)}
         for dot in [d for d in self._crdt_top if self._retired(d.replica)]:
             del self._crdt_top[dot]  # (those keys are just not collected further)
+        for dot in [d for d in self.buffer if self._retired(d.replica)]:
+            del self.buffer[dot]  # (e.g. replayed from the journal: every replica has them)
+        for flying in self.inflight.values():
+            for dot in [d for d in flying if self._retired(d.replica)]:
+                del flying[dot]
         for vv in [
             self.stable,
             self.safe,
