@@ -7,14 +7,23 @@ before acknowledging; PySyncObj has no fsync-per-commit mode (its journal is an 
 that is never msynced per command), which favours it.
 
 Failover: kill -9 the leader, time until a write is acknowledged by the new leader, restart
-the old one, wait until it is ready again; repeat.
+the old one, wait until it is ready again; repeat. For our nodes each sample is also split
+into phases from the survivors' role-change log lines (CLOCK_MONOTONIC is shared by every
+process): detection (kill -> first campaign), election (-> a leader), commit (-> the
+client's write acknowledged), and the measuring client's own share is reported (its longest
+single attempt and retry count), so a slow client cannot pass for a slow failover.
+
+``python -m benchmarks.raft --only failover [--kills N] [--runs R]`` measures failover
+alone (our nodes only, no etcd/PySyncObj): what to run when tuning elections.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import os
+import re
 import signal
 import socket
 import statistics
@@ -267,16 +276,39 @@ async def _load(c: Cluster, clients: int, seconds: float, value_size: int) -> di
     }
 
 
+ROLE_LINE = re.compile(r"raft role (\S+) term (\d+) at ([\d.]+)")
+
+
+def _role_changes(c: Cluster, member: str, since: float) -> list[tuple[float, str, int]]:
+    """(monotonic time, role, term) of ``member``'s role changes after ``since``, from the
+    node's log (our nodes log each change with time.monotonic(), shared across processes)."""
+    try:
+        text = c.sup.procs[member].log_path.read_text(errors="replace")
+    except OSError:
+        return []
+    out = []
+    for m in ROLE_LINE.finditer(text):
+        t = float(m.group(3))
+        if t >= since:
+            out.append((t, m.group(1), int(m.group(2))))
+    return out
+
+
 def failover(c: Cluster, times: int, timeout: float = 20.0) -> dict[str, Any]:
     import urllib.error
     import urllib.request
 
     samples: list[float] = []
+    phases: dict[str, list[float]] = {"detect": [], "elect": [], "commit": []}
+    longest_attempt = 0.0
+    attempts_total = 0
+    elections_beyond_one = 0
     failures = 0
     for k in range(times):
         victim = c.leader()
         c.sup.kill(victim, signal.SIGKILL)
         t0 = time.perf_counter()
+        m0 = time.monotonic()
         others = [m for m in c.members if m != victim]
         done = False
         attempt = 0
@@ -290,26 +322,48 @@ def failover(c: Cluster, times: int, timeout: float = 20.0) -> dict[str, Any]:
 
                 data = json.dumps(kw["json"]).encode()
             req = urllib.request.Request(url, data=data, method=method)
+            a0 = time.perf_counter()
             try:
                 with urllib.request.urlopen(req, timeout=1.0) as r:
                     done = r.status < 300
             except (urllib.error.URLError, OSError, TimeoutError):
                 time.sleep(0.005)
+            longest_attempt = max(longest_attempt, time.perf_counter() - a0)
+        attempts_total += attempt
         if done:
             samples.append(time.perf_counter() - t0)
+            changes = sorted(x for m in others for x in _role_changes(c, m, m0))
+            campaigns = [t for t, role, _ in changes if role in ("pre-candidate", "candidate")]
+            leaders = [(t, term) for t, role, term in changes if role == "leader"]
+            if campaigns and leaders:
+                phases["detect"].append(campaigns[0] - m0)
+                phases["elect"].append(leaders[0][0] - campaigns[0])
+                phases["commit"].append(m0 + samples[-1] - leaders[0][0])
+                # a pre-candidate logs its current term; candidates the term they stand in
+                terms = {term for _, role, term in changes if role in ("candidate", "leader")}
+                elections_beyond_one += max(0, len(terms) - 1)
         else:
             failures += 1
         c.sup.restart(victim)
         c.sup.wait_until(f"{victim} ready", lambda v=victim: _ready(c, v), timeout=30)
     samples.sort()
     n = len(samples)
-    return {
+    out: dict[str, Any] = {
         "kills": times,
         "p50_ms": 1000 * statistics.median(samples) if n else None,
         "p99_ms": 1000 * samples[min(n - 1, int(n * 0.99))] if n else None,
         "max_ms": 1000 * samples[-1] if n else None,
         "failed": failures,
     }
+    if phases["detect"]:
+        for name, xs in phases.items():
+            xs.sort()
+            out[f"{name}_p50_ms"] = 1000 * statistics.median(xs)
+            out[f"{name}_max_ms"] = 1000 * xs[-1]
+        out["extra_elections"] = elections_beyond_one
+        out["client_longest_attempt_ms"] = 1000 * longest_attempt
+        out["client_attempts_per_kill"] = attempts_total / times
+    return out
 
 
 def _ready(c: Cluster, member: str) -> bool:
@@ -391,3 +445,43 @@ def run(quick: bool = False) -> dict[str, Any]:
             "kills": kills,
         },
     )
+
+
+def failover_only(kills: int, runs: int) -> list[dict[str, Any]]:
+    """Our failover alone, ``runs`` times on a fresh 3-node cluster each."""
+    out = []
+    for r in range(runs):
+        with Supervisor(prefix="novacron-bench-raft-") as sup:
+            c = start_novacron(sup)
+            c.leader(timeout=60)
+            for m in c.members:
+                sup.wait_until(f"novacron {m} ready", lambda c=c, m=m: _ready(c, m), timeout=60)
+            res = failover(c, kills)
+        print(f"  run {r + 1}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in res.items()), flush=True)
+        out.append(res)
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.0f}" if isinstance(v, float) else str(v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.raft", description=__doc__)
+    p.add_argument("--only", choices=["failover", "all"], default="all")
+    p.add_argument("--kills", type=int, default=50)
+    p.add_argument("--runs", type=int, default=1, help="failover: repeat on fresh clusters")
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    if args.only == "failover":
+        print(f"novacron failover: {args.kills} leader kills x {args.runs} runs", flush=True)
+        failover_only(args.kills, args.runs)
+        return 0
+    from benchmarks.common import report
+
+    report(run(quick=args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

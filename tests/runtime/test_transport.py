@@ -113,3 +113,48 @@ async def test_mutual_tls_accepts_our_ca_and_rejects_a_stranger(tmp_path: Path) 
     finally:
         await intruder.close()
         await b.close()
+
+
+async def test_the_first_message_after_a_peer_restarted_is_not_lost_and_closes_are_reported() -> (
+    None
+):
+    # b restarts while a has nothing to send it (followers do not talk to each other until
+    # an election): a's link notices the close at once, so the first message after the
+    # restart — in real life a PreVote — goes out on a fresh link, not into the dead one.
+    lost: list[str] = []
+    got: list[tuple[str, Any]] = []
+    pa, pb = free_ports(2)
+    a = Transport("a", {"b": ("127.0.0.1", pb)}, lambda s, m: None, on_unreachable=lost.append)
+    b = Transport("b", {"a": ("127.0.0.1", pa)}, lambda s, m: got.append((s, m)))
+    await b.start("127.0.0.1", pb)
+    b2: Transport | None = None
+    try:
+        a.send("b", Vote(1, 0, 0))
+        assert await _until(lambda: ("a", Vote(1, 0, 0)) in got)
+        await b.close()
+        assert await _until(lambda: "b" in lost)  # reported without a.send
+        b2 = Transport("b", {}, lambda s, m: got.append((s, m)))
+        await b2.start("127.0.0.1", pb)
+        await asyncio.sleep(1.2)  # past a's longest reconnect backoff
+        a.send("b", Vote(2, 0, 0))
+        assert await _until(lambda: ("a", Vote(2, 0, 0)) in got, limit=1.0)
+    finally:
+        await a.close()
+        if b2 is not None:
+            await b2.close()
+
+
+async def test_a_closed_inbound_link_is_reported_with_its_sender() -> None:
+    lost: list[str] = []
+    pa, pb = free_ports(2)
+    a = Transport("a", {"b": ("127.0.0.1", pb)}, lambda s, m: None)
+    b = Transport("b", {"a": ("127.0.0.1", pa)}, lambda s, m: None, on_unreachable=lost.append)
+    await b.start("127.0.0.1", pb)
+    try:
+        a.send("b", Vote(1, 0, 0))
+        await asyncio.sleep(0.2)
+        assert lost == []
+        await a.close()  # as kill -9 would: every socket of a closes
+        assert await _until(lambda: lost == ["a"])
+    finally:
+        await b.close()

@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,7 @@ class NodeServer:
         self._seen_conf: ConfigState | None = None
         self._refresh_peers()
         self._apply_subscribers: list[Callable[[Applied], None]] = []
+        self._logged_role: tuple[str, int] | None = None
         self.kv = self.raft.sm
         self.http: aiohttp.ClientSession | None = None
         self.stopping = asyncio.Event()
@@ -128,6 +130,12 @@ class NodeServer:
         return unsubscribe
 
     def _after_persist(self) -> None:
+        r = self.raft
+        if (r.role, r.term) != self._logged_role:
+            # With the monotonic clock (shared by every process on a host), so role changes
+            # of several nodes line up: benchmarks/raft.py splits failover time with them.
+            self._logged_role = (r.role, r.term)
+            log.info("raft role %s term %d at %.6f", r.role, r.term, time.monotonic())
         self._refresh_peers()
         if self._apply_subscribers:
             self._publish_applied()

@@ -148,26 +148,34 @@ class Transport:
 
     async def _sender(self, dst: str, q: asyncio.Queue[bytes]) -> None:
         backoff = 0.05
+        carry: list[bytes] = []  # taken from the queue, not written: first on the next link
         while True:
             addr = self.address(dst)
             if addr is None:  # forgotten meanwhile
                 return
             host, port = addr
             try:
-                _, writer = await asyncio.open_connection(host, port, ssl=self.client_ssl)
+                reader, writer = await asyncio.open_connection(host, port, ssl=self.client_ssl)
             except Exception:  # refused, unreachable, TLS failure: retry later
                 self._unreachable(dst)
                 await self._backoff(dst, backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
             backoff = 0.05
+            closed = asyncio.Event()
+            watcher = asyncio.create_task(_watch_close(reader, closed, q))
             try:
                 writer.write(frame(Hello(self.node_id, peer=self.advertise)))
                 while True:
-                    data = await q.get()
-                    chunks = [data]
+                    chunks = carry or [await q.get()]
+                    carry = []
                     while not q.empty() and len(chunks) < 256:
                         chunks.append(q.get_nowait())
+                    if closed.is_set():
+                        # The peer closed this link (it restarted, or died): writing would
+                        # only lose these messages in a dead socket, so reconnect first.
+                        carry = [c for c in chunks if c]
+                        raise ConnectionResetError("closed by the peer")
                     writer.write(b"".join(chunks))
                     await writer.drain()
             except Exception as e:  # whatever broke, the link must live on
@@ -175,6 +183,7 @@ class Transport:
                 self._unreachable(dst)
                 await self._backoff(dst, backoff)
             finally:
+                watcher.cancel()
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
@@ -220,6 +229,19 @@ class Transport:
         for t in self._tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+
+
+async def _watch_close(
+    reader: asyncio.StreamReader, closed: asyncio.Event, q: asyncio.Queue[bytes]
+) -> None:
+    """Links carry frames one way, so anything but silence from the receiving end — EOF,
+    a reset — means it closed. Notice at once (not on the next write, whose messages would
+    vanish into the dead socket) and wake the sender with an empty item."""
+    with contextlib.suppress(Exception):
+        await reader.read(1)
+    closed.set()
+    with contextlib.suppress(asyncio.QueueFull):
+        q.put_nowait(b"")
 
 
 async def serve_peer_frames(
