@@ -721,7 +721,8 @@ class SyncNode:
     def _catchup_start(self, now: float, ready: Ready) -> None:
         self._catchup += 1
         self._catchup_vv = None
-        self._next_catchup = now + self.config.retry_after
+        # back off: an attempt's answer (whole states of the keys that differ) may take long
+        self._next_catchup = now + self.config.retry_after * 2 ** min(self._catchup - 1, 4)
         rest = sorted(set(self.peers) - self._merged_from)
         peer = self.rng.choice(rest or sorted(self.peers))
         ready.send(
