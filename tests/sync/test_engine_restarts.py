@@ -107,6 +107,7 @@ class Ledger:
     pasts: dict[tuple[str, Any], list[CausalContext]] = field(default_factory=dict)
     refused: int = 0
     removes: int = 0
+    increments: int = 0  # acknowledged G-Counter increments (durable at their origin)
 
     def record(self, key: str, x: Any, past: CausalContext, delta: ORSet, counted: bool) -> None:
         self.pasts.setdefault((key, x), []).append(past)
@@ -210,16 +211,29 @@ def test_no_acknowledged_add_is_lost_under_crashes_rollbacks_and_gc(seed: int) -
         if ledger.must_survive(key, x) and x not in view.get(key, frozenset())
     ]
     assert not lost, f"acknowledged adds lost: {lost}\n{hint}"
+    assert view.get("hits", 0) >= ledger.increments, hint  # (the roller's may be lost)
+    assert sum(sum(world.machine(n).floors.values()) > 0 for n in names) >= 3, "no retirement"
     assert ledger.removes > 20
     assert sum(world.machine(n).gc_keys for n in names) > 0
     assert all(world.machine(n).caught_up for n in names)
 
 
 def _tick(world: World, ledger: Ledger, rng: random.Random, roller: str) -> None:
+    from novacron_core.sync.crdt import GCounter
+
     alive = sorted(world.alive())
-    if alive:
-        node = rng.choice(alive)
-        _op(world, ledger, node, rng, node != roller)
+    if not alive:
+        return
+    node = rng.choice(alive)
+    if rng.random() < 0.2:  # counters: no OR-Set GC, but dead epochs and their updates
+
+        def counted(_t: float, result: Any) -> None:
+            if not isinstance(result, Exception) and node != roller:
+                ledger.increments += 1
+
+        world.request(node, Mutate("hits", GCounter, lambda c: c.increment(1)), counted)
+        return
+    _op(world, ledger, node, rng, node != roller)
 
 
 def _removes(world: World, ledger: Ledger, node: str, rng: random.Random) -> None:
