@@ -294,7 +294,10 @@ def _role_changes(c: Cluster, member: str, since: float) -> list[tuple[float, st
     return out
 
 
-def failover(c: Cluster, times: int, timeout: float = 20.0) -> dict[str, Any]:
+def failover(c: Cluster, times: int, timeout: float = 20.0, freeze: bool = False) -> dict[str, Any]:
+    """``freeze``: SIGSTOP the leader instead of kill -9. A frozen process keeps its sockets
+    open, so nothing tells the followers (as with a hung host or a network partition) and
+    failover takes the election-timeout path; it is killed and restarted afterwards."""
     import urllib.error
     import urllib.request
 
@@ -306,7 +309,11 @@ def failover(c: Cluster, times: int, timeout: float = 20.0) -> dict[str, Any]:
     failures = 0
     for k in range(times):
         victim = c.leader()
-        c.sup.kill(victim, signal.SIGKILL)
+        popen = c.sup.procs[victim].popen
+        if freeze and popen is not None:
+            popen.send_signal(signal.SIGSTOP)
+        else:
+            c.sup.kill(victim, signal.SIGKILL)
         t0 = time.perf_counter()
         m0 = time.monotonic()
         others = [m for m in c.members if m != victim]
@@ -344,6 +351,7 @@ def failover(c: Cluster, times: int, timeout: float = 20.0) -> dict[str, Any]:
                 elections_beyond_one += max(0, len(terms) - 1)
         else:
             failures += 1
+        c.sup.kill(victim, signal.SIGKILL)  # (a no-op unless frozen)
         c.sup.restart(victim)
         c.sup.wait_until(f"{victim} ready", lambda v=victim: _ready(c, v), timeout=30)
     samples.sort()
@@ -447,7 +455,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     )
 
 
-def failover_only(kills: int, runs: int) -> list[dict[str, Any]]:
+def failover_only(kills: int, runs: int, freeze: bool = False) -> list[dict[str, Any]]:
     """Our failover alone, ``runs`` times on a fresh 3-node cluster each."""
     out = []
     for r in range(runs):
@@ -456,7 +464,7 @@ def failover_only(kills: int, runs: int) -> list[dict[str, Any]]:
             c.leader(timeout=60)
             for m in c.members:
                 sup.wait_until(f"novacron {m} ready", lambda c=c, m=m: _ready(c, m), timeout=60)
-            res = failover(c, kills)
+            res = failover(c, kills, freeze=freeze)
         print(f"  run {r + 1}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in res.items()), flush=True)
         out.append(res)
     return out
@@ -471,11 +479,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=["failover", "all"], default="all")
     p.add_argument("--kills", type=int, default=50)
     p.add_argument("--runs", type=int, default=1, help="failover: repeat on fresh clusters")
+    p.add_argument(
+        "--freeze",
+        action="store_true",
+        help="failover: SIGSTOP the leader (no TCP close: the election-timeout path)",
+    )
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.only == "failover":
-        print(f"novacron failover: {args.kills} leader kills x {args.runs} runs", flush=True)
-        failover_only(args.kills, args.runs)
+        how = "freezes (SIGSTOP)" if args.freeze else "kills (-9)"
+        print(f"novacron failover: {args.kills} leader {how} x {args.runs} runs", flush=True)
+        failover_only(args.kills, args.runs, args.freeze)
         return 0
     from benchmarks.common import report
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +104,32 @@ async def _wait_leader_is(c: ProcCluster, http: aiohttp.ClientSession, want: str
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def test_a_follower_stops_waiting_on_a_hung_leader_once_another_is_elected(
+    cluster: ProcCluster,
+) -> None:
+    # A frozen leader keeps its sockets open: nothing but the election timeout tells the
+    # followers. A write proxied to it answers "outcome unknown" when the follower's view
+    # of the leader changes, instead of holding the client for the request timeout (5 s).
+    async with aiohttp.ClientSession() as http:
+        await cluster.all_ready(http)
+        lead = await cluster.leader(http)
+        follower = next(n for n in cluster.names if n != lead)
+        proc = cluster.procs[lead]
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with http.put(
+                cluster.url(follower) + "/v1/kv/hung", data=b"1", timeout=timeout
+            ) as r:
+                status = r.status
+            took = loop.time() - t0
+            assert status in (503, 504), status
+            assert took < 2.5, took
+            status, _ = await call(http, "PUT", cluster.url(follower) + "/v1/kv/hung", data=b"2")
+            assert status == 200
+        finally:
+            proc.send_signal(signal.SIGCONT)

@@ -8,6 +8,7 @@ Status codes: 200/201 done; 400 malformed body; 422 invalid field (named); 404 a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -113,9 +114,35 @@ class Api:
         raise Unavailable(_err(409, reply.detail or reply.status))
 
     async def _proxy(self, request: web.Request) -> web.Response:
+        """Forward to the leader we know. Should we learn of another leader (or lose ours)
+        before it answers, stop waiting: a hung or partitioned leader would otherwise hold
+        the client for the whole request timeout. A read then goes to the new leader; a
+        write may or may not have reached the old one, so its outcome is unknown (504)."""
+        leader = self.node.raft.leader
+        if self.node.leader_http() is None or request.headers.get(FORWARDED):
+            return _err(503, "no leader known", retry=1, leader=leader)
+        changed = self.node.leader_change()
+        upstream = asyncio.ensure_future(self._forward(request))
+        try:
+            pending: set[asyncio.Future[Any]] = {upstream, changed}
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.node.forget_leader_change(changed)
+        if upstream.done():
+            return upstream.result()
+        upstream.cancel()
+        if request.method in ("GET", "HEAD"):
+            return await self._proxy(request)
+        return _err(
+            504,
+            f"leader {leader} stopped answering; outcome unknown: retry with the same "
+            "X-Client-Id/X-Request-Seq",
+        )
+
+    async def _forward(self, request: web.Request) -> web.Response:
         target = self.node.leader_http()
-        if target is None or request.headers.get(FORWARDED):
-            return _err(503, "no leader known", retry=1, leader=self.node.raft.leader)
+        if target is None:
+            return _err(503, "no leader known", retry=1)
         assert self.node.http is not None
         url = f"http://{target[0]}:{target[1]}{request.rel_url}"
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-")}

@@ -99,6 +99,8 @@ class NodeServer:
         self._refresh_peers()
         self._apply_subscribers: list[Callable[[Applied], None]] = []
         self._logged_role: tuple[str, int] | None = None
+        self._leader_seen: str | None = None
+        self._leader_waiters: set[asyncio.Future[None]] = set()
         self.kv = self.raft.sm
         self.http: aiohttp.ClientSession | None = None
         self.stopping = asyncio.Event()
@@ -129,8 +131,25 @@ class NodeServer:
 
         return unsubscribe
 
+    def leader_change(self) -> asyncio.Future[None]:
+        """A future resolved when this node's view of the leader next changes (a new
+        leader, or none while an election runs); pass it to ``forget_leader_change``."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._leader_waiters.add(fut)
+        return fut
+
+    def forget_leader_change(self, fut: asyncio.Future[None]) -> None:
+        self._leader_waiters.discard(fut)
+        fut.cancel()
+
     def _after_persist(self) -> None:
         r = self.raft
+        if r.leader != self._leader_seen:
+            self._leader_seen = r.leader
+            waiters, self._leader_waiters = self._leader_waiters, set()
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
         if (r.role, r.term) != self._logged_role:
             # With the monotonic clock (shared by every process on a host), so role changes
             # of several nodes line up: benchmarks/raft.py splits failover time with them.
