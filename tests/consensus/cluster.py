@@ -25,7 +25,14 @@ from novacron_core.consensus.raft import (
 )
 from novacron_core.sim import History, Op, Topology, World
 
-FAST = RaftConfig(election_timeout=0.3, heartbeat_interval=0.05, snapshot_entries=40)
+# Chunks small enough that most snapshots in the simulation travel in several pieces.
+FAST = RaftConfig(
+    election_timeout=0.3,
+    heartbeat_interval=0.05,
+    snapshot_entries=40,
+    snapshot_chunk_bytes=48,
+    snapshot_window=3,
+)
 
 
 class InvariantError(AssertionError):

@@ -28,13 +28,24 @@ from novacron_core.consensus.raft.messages import (
     Append,
     AppendResp,
     InstallSnapshot,
+    SnapshotChunk,
+    SnapshotChunkResp,
     TimeoutNow,
     Vote,
     VoteResp,
 )
 
 log = logging.getLogger(__name__)
-RAFT_MESSAGES = (Vote, VoteResp, Append, AppendResp, InstallSnapshot, TimeoutNow)
+RAFT_MESSAGES = (
+    Vote,
+    VoteResp,
+    Append,
+    AppendResp,
+    InstallSnapshot,
+    SnapshotChunk,
+    SnapshotChunkResp,
+    TimeoutNow,
+)
 MAX_FRAME = 64 << 20
 
 

@@ -21,6 +21,10 @@ class RaftConfig:
     max_append_bytes: int = 1 << 20
     # Take a snapshot (and compact the log) after this many applied entries.
     snapshot_entries: int = 10_000
+    # Snapshots larger than one chunk travel in chunks of this size, at most
+    # ``snapshot_window`` unacknowledged at a time per follower (flow control).
+    snapshot_chunk_bytes: int = 1 << 20
+    snapshot_window: int = 4
     # Bounded queues: proposals waiting for commit, and reads waiting for a ReadIndex round.
     max_pending: int = 10_000
     # "read_index" (always safe) or "lease" (relies on bounded clock drift; see docs/raft.md).

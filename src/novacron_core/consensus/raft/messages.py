@@ -127,6 +127,37 @@ class TimeoutNow:
     term: int
 
 
+@record(116)
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """Bytes ``[offset, offset + len(data))`` of the snapshot ``meta`` describes, for a
+    snapshot larger than one message (smaller ones go whole in :class:`InstallSnapshot`);
+    ``done`` on the last piece. The follower assembles the pieces in order and installs the
+    whole; a separate type, so a node that predates chunking refuses it rather than
+    restoring a fragment."""
+
+    term: int
+    meta: SnapshotMeta
+    offset: int
+    data: bytes
+    done: bool
+    commit: int = 0
+
+
+@record(117)
+@dataclass(frozen=True, slots=True)
+class SnapshotChunkResp:
+    """The follower holds the first ``received`` bytes of snapshot (``index``, ``snap_term``):
+    the leader goes on from there, also after a timeout or under a new leader (resuming).
+    ``ok`` False: the piece did not continue them (one was lost): resend from ``received``."""
+
+    term: int
+    index: int
+    snap_term: int
+    received: int
+    ok: bool = True
+
+
 # ------------------------------------------------------------------ client side
 
 
