@@ -44,6 +44,21 @@ def test_a_vm_deleted_at_home_is_deleted_everywhere_but_others_regions_vms_stay(
     assert [r["id"] for r in vmflow.records(store)] == ["b"]
 
 
+def test_only_the_keys_just_applied_are_compared_when_keys_are_given() -> None:
+    store, hlc = Store("a"), HLC("us-east1-n1")
+    committed = {"vm/a": _rec("a", "us-east1"), "vm/b": _rec("b", "us-east1")}
+    _publish(store, committed, "us-east1", hlc, 1000)
+    committed["vm/a"] = _rec("a", "us-east1", "on", 2)
+    committed["vm/b"] = _rec("b", "us-east1", "on", 2)
+    del committed["vm/b"]
+    # a key not listed is left for a later full comparison; a listed deleted one goes
+    only_a = vmflow.changes(committed, store, "us-east1", ["vm/a"])
+    assert only_a == [vmflow.Publish("vm/a", committed["vm/a"])]
+    gone_b = vmflow.changes(committed, store, "us-east1", ["vm/b", "other/key"])
+    assert gone_b == [vmflow.Publish("vm/b", None)]
+    assert len(vmflow.changes(committed, store, "us-east1")) == 2
+
+
 def _mutation(key: str, raw: bytes, hlc: HLC, now: int) -> tuple[type, object]:
     m = vmflow.as_mutation(vmflow.Publish(key, raw), hlc, now)
     return m.kind, m.mutate

@@ -9,7 +9,7 @@ its group committed, so every other region sees a prefix of the home region's hi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,18 +41,29 @@ def home_region_of(raw: Any) -> str | None:
     return region if isinstance(region, str) else None
 
 
-def changes(committed: Mapping[str, bytes], store: Store, region: str) -> list[Publish]:
+def changes(
+    committed: Mapping[str, bytes],
+    store: Store,
+    region: str,
+    keys: Iterable[str] | None = None,
+) -> list[Publish]:
     """What differs between the group's committed VM records and the federation store:
-    new or changed records, and records of this region the group no longer holds."""
+    new or changed records, and records of this region the group no longer holds.
+    ``keys`` limits the comparison to those keys (the ones just applied); None compares
+    everything, as a new leader must (it does not know what its predecessor published)."""
+    if keys is None:
+        keys = [*committed, *(k for k in store.keys() if k not in committed)]  # noqa: SIM118
     out: list[Publish] = []
-    for key, raw in committed.items():
-        if key.startswith(PREFIX) and store.value(key) != raw:
-            out.append(Publish(key, raw))
-    for key in store.keys():  # noqa: SIM118 - iterating a Store yields (key, value)
-        if key.startswith(PREFIX) and key not in committed:
-            current = store.value(key)
-            if current is not None and home_region_of(current) == region:
-                out.append(Publish(key, None))
+    for key in keys:
+        if not key.startswith(PREFIX):
+            continue
+        raw = committed.get(key)
+        current = store.value(key)
+        if raw is not None:
+            if current != raw:
+                out.append(Publish(key, raw))
+        elif current is not None and home_region_of(current) == region:
+            out.append(Publish(key, None))
     return out
 
 

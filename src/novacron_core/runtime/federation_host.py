@@ -34,7 +34,7 @@ from novacron_core.federation import vmflow
 from novacron_core.federation.netem import LinkRules, demo_rtt
 from novacron_core.runtime.driver import Driver
 from novacron_core.runtime.metrics import NodeMetrics
-from novacron_core.runtime.node import NodeServer
+from novacron_core.runtime.node import Applied, NodeServer
 from novacron_core.runtime.node_cli import node_command
 from novacron_core.runtime.settings import load_settings, split_addr
 from novacron_core.runtime.storage import FileStorage
@@ -172,7 +172,6 @@ class FederationSidecar:
         fed_peers: dict[str, tuple[str, tuple[str, int]]],
         api_listen: tuple[str, int],
         rules: LinkRules,
-        publish_interval: float = 0.05,
         latency: str = "injected in the sync link (one-way = RTT/2 per region pair)",
     ) -> None:
         self.node = node
@@ -182,7 +181,12 @@ class FederationSidecar:
         self.fed_peers = fed_peers
         self.api_listen = api_listen
         self.rules = rules
-        self.publish_interval = publish_interval
+        # Publishing follows the group's applies (NodeServer.on_apply), not a poll: only
+        # the keys just applied are compared, and a new leader (or a snapshot) compares all.
+        self._wake = asyncio.Event()
+        self._dirty: set[str] = set()
+        self._full = True
+        self._published_term = -1
         self.durable = DiskDurable(node.settings.data_dir / "sync", fsync="never")
         self.sync = SyncNode(
             self.fed_id,
@@ -243,12 +247,19 @@ class FederationSidecar:
         await runner.setup()
         await web.TCPSite(runner, *self.api_listen).start()
         driver_task = asyncio.create_task(self.driver.run())
+        unsubscribe = self.node.on_apply(self._on_apply)
+        stopped = asyncio.create_task(self.node.stopping.wait())
+        stopped.add_done_callback(lambda _: self._wake.set())
         try:
             while not self.node.stopping.is_set():
+                # the timeout only paces the heartbeat; commits wake the loop at once
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.node.stopping.wait(), self.publish_interval)
+                    await asyncio.wait_for(self._wake.wait(), self.heartbeat_ms / 1000)
+                self._wake.clear()
                 await self._publish()
         finally:
+            unsubscribe()
+            stopped.cancel()
             self.node.replicated_vm = None
             self.driver.stop()
             await runner.cleanup()
@@ -261,16 +272,32 @@ class FederationSidecar:
     def _deliver(self, src: str, msg: Any) -> None:
         self.driver.deliver(src, msg)
 
+    def _on_apply(self, applied: Applied) -> None:
+        if applied.snapshot is not None:
+            self._full = True  # the whole state was replaced: which keys changed is unknown
+        else:
+            self._dirty.update(
+                cmd.key for _, cmd in applied.commands() if cmd.key.startswith(vmflow.PREFIX)
+            )
+        self._wake.set()
+
     async def _publish(self) -> None:
         """On the region's leader: turn newly committed VM records into CRDT updates."""
         raft = self.node.raft
+        if not self.node.is_leader():
+            self._dirty.clear()  # a later leader term compares everything anyway
+            return
         # Only a leader whose term's no-op committed knows the true commit index (figure 8);
         # before that its state may lag what the previous leader already published.
-        if not self.node.is_leader() or raft.commit < raft.term_start or raft.applied < raft.commit:
+        if raft.commit < raft.term_start or raft.applied < raft.commit:
             return
+        keys: set[str] | None = self._dirty
+        if self._full or raft.term != self._published_term:
+            keys = None  # what the previous leader published, or missed, is not known here
+            self._full, self._published_term = False, raft.term
+        self._dirty = set()
         kv = cast(KVStore, self.node.kv)
-        committed = {k: v for k, v in kv.data.items() if k.startswith(vmflow.PREFIX)}
-        for change in vmflow.changes(committed, self.sync.store, self.region):
+        for change in vmflow.changes(kv.data, self.sync.store, self.region, keys):
             m = vmflow.as_mutation(change, self.sync.hlc, int(time.time() * 1000))
             await self.driver.request(m)
             self.published += 1
