@@ -65,6 +65,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--resync", type=float, default=30.0, help="timer period per resource")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument(
+        "--coalesce",
+        type=float,
+        default=0.5,
+        help="seconds a child's change waits so a burst of them asks for one pass",
+    )
+    p.add_argument(
         "--no-member-management",
         dest="manage_members",
         action="store_false",
@@ -107,6 +113,7 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async def reconcile(key: Key) -> Follow:
+        await kube.wait_synced()  # passes read children from the informers
         return await RECONCILERS[key.kind](kube, key, opts)
 
     opts = Options(agent_namespace=args.agent_namespace, manage_members=args.manage_members)
@@ -129,8 +136,7 @@ async def run(args: argparse.Namespace) -> None:
 
     elector.on_elected = elected
     registry = kopf.OperatorRegistry()
-    kube.watched = set(namespaces)
-    register(registry, queue, args.resync, kube)
+    register(registry, queue, args.resync, kube, tuple(namespaces), args.coalesce)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -171,6 +177,7 @@ async def run(args: argparse.Namespace) -> None:
         # kopf installs its own SIGTERM/SIGINT handlers (replacing ours): when it stops, we stop
         kopf_task.add_done_callback(lambda _: stop.set())
         worker_task = tg.create_task(queue.run())
+        informers = tg.create_task(kube.run_informers())
         tg.create_task(elector.run(stop))
 
         async def mark_ready() -> None:
@@ -183,6 +190,7 @@ async def run(args: argparse.Namespace) -> None:
         queue.enabled = False
         LEADER.set(0)
         worker_task.cancel()
+        informers.cancel()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(kopf_task), 20)
         kopf_task.cancel()

@@ -345,6 +345,13 @@ class DevCluster:
                 "--use-service-account-credentials=true",
                 "--controllers=*,-nodeipam",
                 "--concurrent-statefulset-syncs=10",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+                # client-go's defaults (20 qps, burst 30 per controller) throttle the
+                # StatefulSet/ReplicaSet controllers' pod and PVC creation for hundreds of
+                # workloads; large real clusters raise them the same way
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
                 "--v=0",
             ],
         )
@@ -358,6 +365,8 @@ class DevCluster:
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
                 "--v=0",
             ],
         )

@@ -12,20 +12,25 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import ssl
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
+from prometheus_client import Histogram
 
 from novacron_operator import FIELD_MANAGER
+from novacron_operator.builders.common import OWNER_LABEL
 
 Obj = dict[str, Any]
+log = logging.getLogger("novacron.kube")
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 # kind -> (apiVersion, plural); every kind the operator reads or writes
@@ -139,17 +144,213 @@ def load_config(kubeconfig: str | None = None) -> Config:
     )
 
 
+def _rv(obj: Obj) -> int:
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return -1  # opaque in principle; an integer etcd revision in every real apiserver
+
+
+def fingerprint(obj: Obj) -> str:
+    """Everything a writer other than a status updater can change: the object less its
+    status, resourceVersion and managedFields. A controller's status write leaves it as it
+    was; a hand edit of any field (spec, data, labels, annotations) changes it."""
+    meta = {
+        k: v
+        for k, v in obj.get("metadata", {}).items()
+        if k not in ("resourceVersion", "managedFields")
+    }
+    rest = {k: v for k, v in obj.items() if k not in ("status", "metadata")}
+    return hashlib.sha256(json.dumps([meta, rest], sort_keys=True).encode()).hexdigest()
+
+
+REQUESTS = Histogram(
+    "novacron_operator_api_request_seconds",
+    "API server requests the operator's own client made (not kopf's watches)",
+    ["verb", "resource"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+# what passes never read from a cached copy, dropped to keep memory flat with hundreds of
+# regions (the fingerprint is taken before): pod templates, ConfigMap/Secret payloads (no
+# Secret data sits in the operator's memory), the pods' specs
+SLIM: dict[str, tuple[str, ...]] = {
+    "StatefulSet": ("spec.template",),
+    "Deployment": ("spec.template",),
+    "DaemonSet": ("spec.template",),
+    "ConfigMap": ("data", "binaryData"),
+    "Secret": ("data", "stringData"),
+    "Pod": ("spec",),
+}
+
+
+def _slim(kind: str, obj: Obj) -> None:
+    for dotted in SLIM.get(kind, ()):
+        *parents, last = dotted.split(".")
+        at: Any = obj
+        for p in parents:
+            at = at.get(p) if isinstance(at, dict) else None
+        if isinstance(at, dict):
+            at.pop(last, None)
+
+
+OnEvent = Callable[[str, Obj], None]
+
+
+class Informer:
+    """One kind in one namespace, label-selected: LIST once, then WATCH from that
+    resourceVersion (relisting on 410 Gone), keeping every object in memory, like
+    client-go's informers. Reconcile passes read children from here instead of LISTing."""
+
+    def __init__(
+        self, kube: Kube, kind: str, namespace: str, selector: str, on_event: OnEvent | None
+    ) -> None:
+        self.kube, self.kind, self.namespace, self.selector = kube, kind, namespace, selector
+        self.on_event = on_event
+        self.items: dict[str, Obj] = {}
+        self.prints: dict[str, str] = {}  # name -> fingerprint() of the full object
+        # name -> resourceVersion of its deletion: our own write's result may reach put()
+        # after the watch reported the object gone, and must not bring it back
+        self.gone: dict[str, int] = {}
+        self.by_owner: dict[str, set[str]] = {}  # owner-label value -> names
+        self.synced = asyncio.Event()
+
+    def _index(self, obj: Obj, add: bool) -> None:
+        owner = (obj["metadata"].get("labels") or {}).get(OWNER_LABEL)
+        if owner is None:
+            return
+        names = self.by_owner.setdefault(owner, set())
+        if add:
+            names.add(obj["metadata"]["name"])
+        else:
+            names.discard(obj["metadata"]["name"])
+            if not names:
+                del self.by_owner[owner]
+
+    def put(self, obj: Obj) -> bool:
+        """Store ``obj`` unless we already hold a newer version (a write-through of our own
+        apply may run ahead of the watch). Returns whether it was stored."""
+        name = obj["metadata"]["name"]
+        if name in self.gone:
+            if _rv(obj) <= self.gone[name]:
+                return False
+            del self.gone[name]  # created again since
+        old = self.items.get(name)
+        if old is not None:
+            if _rv(obj) >= 0 and _rv(old) > _rv(obj):
+                return False
+            self._index(old, False)
+        self.prints[name] = fingerprint(obj)
+        obj["metadata"].pop("managedFields", None)  # most of an object's bytes; unused
+        _slim(self.kind, obj)
+        self.items[name] = obj
+        self._index(obj, True)
+        return True
+
+    def drop(self, name: str) -> Obj | None:
+        old = self.items.pop(name, None)
+        self.prints.pop(name, None)
+        if old is not None:
+            self._index(old, False)
+        return old
+
+    def owned(self, owner_uid: str) -> list[Obj]:
+        return [self.items[n] for n in sorted(self.by_owner.get(owner_uid, ()))]
+
+    def _notify(self, type_: str, obj: Obj) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(type_, obj)
+            except Exception:
+                log.exception("informer %s callback failed", self.kind)
+
+    async def _list(self) -> str:
+        params = {"labelSelector": self.selector} if self.selector else None
+        got = await self.kube.request("GET", path(self.kind, self.namespace), params=params)
+        fresh = {}
+        for obj in got.get("items") or []:
+            obj.setdefault("kind", self.kind)
+            obj.setdefault("apiVersion", KINDS[self.kind][0])
+            fresh[obj["metadata"]["name"]] = obj
+        list_rv = _rv(got)
+        for name in set(self.items) - set(fresh):
+            self.gone[name] = list_rv
+            old = self.drop(name)
+            if old is not None:
+                self.kube.forget(self.kind, self.namespace, name)
+                self._notify("DELETED", old)
+        for obj in fresh.values():
+            self.put(obj)
+            self._notify("ADDED", obj)
+        return str(got.get("metadata", {}).get("resourceVersion", ""))
+
+    async def _watch(self, rv: str) -> str | None:
+        """Follow the watch until the server ends it; the resourceVersion to resume from,
+        or None when it expired (410) and a relist is needed."""
+        params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": "290"}  # fmt: skip
+        if self.selector:
+            params["labelSelector"] = self.selector
+        headers = self.kube.config.auth_header()
+        url = self.kube.config.server + path(self.kind, self.namespace)
+        async with self.kube.watch_session().get(url, params=params, headers=headers) as resp:
+            if resp.status == 410:
+                return None
+            if resp.status >= 400:
+                raise ApiError(resp.status, await resp.text())
+            buf = b""
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    ev = json.loads(line)
+                    type_, obj = ev.get("type"), ev.get("object") or {}
+                    if type_ == "ERROR":
+                        if obj.get("code") == 410:
+                            return None
+                        raise ApiError(int(obj.get("code") or 500), json.dumps(obj))
+                    rv = str(obj.get("metadata", {}).get("resourceVersion", rv))
+                    if type_ == "BOOKMARK":
+                        continue
+                    name = obj["metadata"]["name"]
+                    if type_ == "DELETED":
+                        self.drop(name)
+                        self.gone[name] = _rv(obj)
+                        self.kube.forget(self.kind, self.namespace, name)
+                    else:
+                        self.put(obj)
+                    self._notify(str(type_), obj)
+        return rv
+
+    async def run(self) -> None:
+        rv: str | None = None
+        while True:
+            try:
+                if rv is None:
+                    rv = await self._list()
+                    self.synced.set()
+                rv = await self._watch(rv)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("informer %s/%s: %s; relisting", self.namespace, self.kind, e)
+                rv = None
+                await asyncio.sleep(1.0)
+
+
 class Kube:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
+        self.informers: dict[tuple[str, str], Informer] = {}
+        self._events: set[asyncio.Task[None]] = set()
         self._discovery: dict[str, tuple[bool, float]] = {}
-        # skip-unchanged cache: (kind, ns, name) -> (digest we applied, resourceVersion it
-        # produced); `seen` holds the latest resourceVersion the child watch reported. Only
-        # namespaces we watch qualify: elsewhere nobody would tell us about a hand edit.
-        self.watched: set[str] = set()
+        # skip-unchanged cache: (kind, ns, name) -> (digest of the manifest we applied,
+        # fingerprint of the object that apply produced). Only kinds an informer follows
+        # qualify: elsewhere nobody would tell us about a hand edit.
         self.applied: dict[tuple[str, str, str], tuple[str, str]] = {}
-        self.seen: dict[tuple[str, str, str], str] = {}
 
     async def __aenter__(self) -> Kube:
         return self
@@ -158,9 +359,79 @@ class Kube:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._events:  # Events still being posted get a moment
+            await asyncio.wait(self._events, timeout=5)
+        for s in (self._session, self._watch_session):
+            if s is not None:
+                await s.close()
+        self._session = self._watch_session = None
+
+    def watch_session(self) -> aiohttp.ClientSession:
+        """Watches hold their connection for minutes: their own pool, no total timeout."""
+        if self._watch_session is None:
+            self._watch_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.config.ssl, limit=0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=330),
+            )
+        return self._watch_session
+
+    def inform(
+        self, kind: str, namespace: str, selector: str = "", on_event: OnEvent | None = None
+    ) -> Informer:
+        """Follow ``kind`` in ``namespace`` (start it with ``run_informers``)."""
+        inf = Informer(self, kind, namespace, selector, on_event)
+        self.informers[(kind, namespace)] = inf
+        return inf
+
+    async def run_informers(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for inf in self.informers.values():
+                tg.create_task(inf.run())
+
+    async def wait_synced(self) -> None:
+        for inf in self.informers.values():
+            await inf.synced.wait()
+
+    def informer(self, kind: str, namespace: str | None) -> Informer | None:
+        inf = self.informers.get((kind, namespace or ""))
+        return inf if inf is not None and inf.synced.is_set() else None
+
+    async def cached_get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """From the informer when one follows the kind there (less what ``SLIM`` drops),
+        else from the API."""
+        inf = self.informer(kind, namespace)
+        if inf is None:
+            return await self.get(kind, namespace, name)
+        return inf.items.get(name)
+
+    async def owned(self, kind: str, namespace: str, owner_uid: str) -> list[Obj]:
+        """The objects labelled as ``owner_uid``'s children."""
+        inf = self.informer(kind, namespace)
+        if inf is None:
+            return await self.list(kind, namespace, f"{OWNER_LABEL}={owner_uid}")
+        return inf.owned(owner_uid)
+
+    async def cached_list(self, kind: str, namespace: str) -> list[Obj]:
+        inf = self.informer(kind, namespace)
+        if inf is None:
+            return await self.list(kind, namespace)
+        return [inf.items[n] for n in sorted(inf.items)]
+
+    def remember(self, obj: Obj) -> None:
+        """Our own write's result, into the informer (read your writes)."""
+        meta = obj.get("metadata") or {}
+        inf = self.informer(str(obj.get("kind", "")), meta.get("namespace"))
+        if inf is not None and meta.get("name"):
+            inf.put(obj)
+
+    async def write(self, method: str, url: str, body: Any, content_type: str) -> Obj:
+        """A write whose result the informers should hold at once."""
+        result = await self.request(method, url, body, content_type)
+        self.remember(result)
+        return result
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self.applied.pop((kind, namespace, name), None)
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -180,6 +451,22 @@ class Kube:
     ) -> Obj:
         headers = {"Content-Type": content_type, **self.config.auth_header()}
         data = None if body is None else json.dumps(body)
+        parts = url.split("?", 1)[0].rstrip("/").split("/")
+        # .../namespaces/NS/PLURAL[/NAME[/SUB]]: the plural is after the namespace
+        resource = parts[parts.index("namespaces") + 2] if "namespaces" in parts[:-2] else parts[-1]
+        verb = "APPLY" if content_type == "application/apply-patch+yaml" else method
+        timer = REQUESTS.labels(verb, resource).time()
+        with timer:
+            return await self._request(method, url, data, headers, params)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        data: str | None,
+        headers: dict[str, str],
+        params: dict[str, str] | None,
+    ) -> Obj:
         for attempt in range(4):
             async with self.session().request(
                 method, self.config.server + url, data=data, headers=headers, params=params
@@ -221,33 +508,27 @@ class Kube:
         )
 
     async def apply_if_changed(self, obj: Obj) -> bool:
-        """Apply unless this exact manifest is what we last applied and nobody (controller
-        or human) has written the object since. Returns whether a request was made."""
+        """Apply unless this exact manifest is what we last applied and the informer's copy
+        of the object is still what that apply produced, save for status (so a controller's
+        status write costs no request, a hand edit anywhere else is repaired). Returns
+        whether a request was made."""
         meta = obj["metadata"]
         key = (obj["kind"], meta["namespace"], meta["name"])
         digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+        inf = self.informer(obj["kind"], meta["namespace"])
         cached = self.applied.get(key)
         if (
-            meta["namespace"] in self.watched
+            inf is not None
             and cached is not None
             and cached[0] == digest
-            and self.seen.get(key) == cached[1]
+            and inf.prints.get(meta["name"]) == cached[1]
         ):
             return False
         result = await self.apply(obj)
-        rv = str(result.get("metadata", {}).get("resourceVersion", ""))
-        self.applied[key] = (digest, rv)
-        self.seen[key] = rv
+        if inf is not None:
+            self.applied[key] = (digest, fingerprint(result))
+            inf.put(result)  # read your own write before the watch brings it
         return True
-
-    def observe(self, kind: str, namespace: str, name: str, rv: str | None) -> None:
-        """Feed from the child watch; rv None means the object is gone."""
-        key = (kind, namespace, name)
-        if rv is None:
-            self.applied.pop(key, None)
-            self.seen.pop(key, None)
-        else:
-            self.seen[key] = rv
 
     async def create(self, obj: Obj) -> Obj:
         meta = obj["metadata"]
@@ -271,7 +552,7 @@ class Kube:
             raise
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> Obj:
-        return await self.request(
+        return await self.write(
             "PATCH",
             path(kind, namespace, name, "status"),
             {"status": status},
@@ -293,6 +574,19 @@ class Kube:
             found = False
         self._discovery[group_version] = (found, now)
         return found
+
+    def event_soon(self, owner: Obj, type_: str, reason: str, message: str) -> None:
+        """Post an Event in the background: a lost Event loses no state."""
+
+        async def post() -> None:
+            try:
+                await self.event(owner, type_, reason, message)
+            except (ApiError, aiohttp.ClientError, TimeoutError) as e:
+                log.warning("event %s for %s: %s", reason, owner["metadata"]["name"], e)
+
+        task = asyncio.get_running_loop().create_task(post())
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
 
     async def event(self, owner: Obj, type_: str, reason: str, message: str) -> None:
         meta = owner["metadata"]

@@ -18,7 +18,7 @@ from novacron_operator import API_VERSION
 from novacron_operator.admin import ClusterInfo, NodeClients
 from novacron_operator.builders import Owner, build_ca_secret, build_cluster, build_federation
 from novacron_operator.builders.cluster import ca_secret_name
-from novacron_operator.builders.common import OWNER_LABEL, selector_labels
+from novacron_operator.builders.common import selector_labels
 from novacron_operator.builders.region import (
     BOOTSTRAP_ANNOTATION,
     TEMPLATE_HASH,
@@ -77,13 +77,20 @@ AGENT_KINDS = ("DaemonSet", "ConfigMap", "ServiceAccount")
 async def cleanup_agents(kube: Kube, owner: Owner, ns: str, keep: set[tuple[str, str]]) -> None:
     """Prune agent objects in the agent namespace (no owner references can reach there)."""
     for kind in AGENT_KINDS:
-        for existing in await kube.list(kind, ns, f"{OWNER_LABEL}={owner.uid}"):
+        for existing in await kube.owned(kind, ns, owner.uid):
             if (kind, existing["metadata"]["name"]) not in keep:
                 await kube.delete(kind, ns, existing["metadata"]["name"])
 
 
 async def set_finalizer(kube: Kube, body: Obj, present: bool) -> None:
-    meta = body["metadata"]
+    if (AGENT_FINALIZER in (body["metadata"].get("finalizers") or [])) == present:
+        return
+    # the list is replaced whole, guarded by resourceVersion: take both from the server,
+    # not from the informer's copy, which may lag
+    fresh = await kube.get(body["kind"], body["metadata"]["namespace"], body["metadata"]["name"])
+    if fresh is None:
+        return
+    meta = fresh["metadata"]
     current = list(meta.get("finalizers") or [])
     if (AGENT_FINALIZER in current) == present:
         return
@@ -91,7 +98,7 @@ async def set_finalizer(kube: Kube, body: Obj, present: bool) -> None:
         [*current, AGENT_FINALIZER] if present else [f for f in current if f != AGENT_FINALIZER]
     )
     patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta["resourceVersion"]}}
-    await kube.request(
+    await kube.write(
         "PATCH",
         path(body["kind"], meta["namespace"], meta["name"]),
         patch,
@@ -102,19 +109,26 @@ async def set_finalizer(kube: Kube, body: Obj, present: bool) -> None:
 async def apply_and_prune(
     kube: Kube, owner: Owner, desired: list[Obj], keep: frozenset[tuple[str, str]] = frozenset()
 ) -> None:
-    # independent objects: apply them concurrently (one pass is latency-bound, not CPU-bound)
-    half = len(desired) // 2
-    await asyncio.gather(*(kube.apply_if_changed(o) for o in desired[:half]))
-    failpoint("mid-apply")
-    await asyncio.gather(*(kube.apply_if_changed(o) for o in desired[half:]))
+    # independent objects: apply them all at once (one pass is latency-bound, not
+    # CPU-bound); an object whose informer copy is what we last applied costs no request
+    half, done = len(desired) // 2, 0
+
+    async def one(obj: Obj) -> None:
+        nonlocal done
+        await kube.apply_if_changed(obj)
+        done += 1
+        if done == half:
+            failpoint("mid-apply")  # some children applied, the others not (or in flight)
+
+    await asyncio.gather(*(one(o) for o in desired))
     failpoint("after-apply")
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | keep
     kinds = list(OWNED)
     for kind, gv in OPTIONAL_OWNED.items():
         if await kube.api_exists(gv):
             kinds.append(kind)
-    selector = f"{OWNER_LABEL}={owner.uid}"
-    listed = await asyncio.gather(*(kube.list(k, owner.namespace, selector) for k in kinds))
+    # from the informers (no request) for the kinds they follow; a LIST for the others
+    listed = await asyncio.gather(*(kube.owned(k, owner.namespace, owner.uid) for k in kinds))
     for kind, items in zip(kinds, listed, strict=True):
         for existing in items:
             name = existing["metadata"]["name"]
@@ -137,7 +151,8 @@ async def write_status(kube: Kube, body: Obj, health: Health, extra: Obj) -> boo
     was, now = ready_of(body), health.ready
     if was != now and (was is not None or now):  # no warning for a brand-new resource
         reason = "Ready" if now else health.reason
-        await kube.event(body, "Normal" if now else "Warning", reason, health.message)
+        # best effort, as client-go's recorder: the pass does not wait for it
+        kube.event_soon(body, "Normal" if now else "Warning", reason, health.message)
         return True
     return False
 
@@ -153,25 +168,28 @@ def _recorded(obj: Obj | None) -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-async def bootstrap_replicas(
-    kube: Kube, body: Obj, spec: NovaCronRegionSpec, sts: Obj | None
-) -> int:
-    """The members the group was created with: recorded on the region (and its StatefulSet,
-    should a replace drop the region's annotation) by the first pass, which creates the group
-    with spec.replicas; the nodes' bootstrap ``peers`` never change when the region scales."""
-    meta = body["metadata"]
+def bootstrap_replicas(body: Obj, spec: NovaCronRegionSpec, sts: Obj | None) -> tuple[int, bool]:
+    """The members the group was created with: recorded on the region and its StatefulSet
+    (either one is enough: should a crash or a replace lose the region's annotation, the
+    StatefulSet's is read) by the first pass, which creates the group with spec.replicas;
+    the nodes' bootstrap ``peers`` never change when the region scales. Returns the count
+    and whether the region still needs it recorded (``record_bootstrap``, sent beside the
+    children's applies)."""
     recorded = _recorded(body)
     if recorded is not None:
-        return recorded
-    count = _recorded(sts) or spec.replicas
+        return recorded, False
+    return _recorded(sts) or spec.replicas, True
+
+
+async def record_bootstrap(kube: Kube, body: Obj, count: int) -> None:
+    meta = body["metadata"]
     patch = {"metadata": {"annotations": {BOOTSTRAP_ANNOTATION: str(count)}}}
-    await kube.request(
+    await kube.write(
         "PATCH",
         path(body["kind"], meta["namespace"], meta["name"]),
         patch,
         "application/merge-patch+json",
     )
-    return count
 
 
 def ordinal_of(pod: Obj) -> int:
@@ -279,9 +297,13 @@ def _meta(owner: Owner) -> Obj:
 
 
 async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
-    body = await kube.get("NovaCronRegion", key.namespace, key.name)
-    if body is None:
-        return []
+    body = await kube.cached_get("NovaCronRegion", key.namespace, key.name)
+    if body is None:  # gone: whoever counted it looks again
+        return [
+            Key(kind, key.namespace, o["metadata"]["name"])
+            for kind in ("DWCPFederation", "NovaCronCluster")
+            for o in await kube.cached_list(kind, key.namespace)
+        ]
     owner = Owner.of(body)
     agent_ns = opts.agent_namespace if opts.agent_namespace != key.namespace else None
     if body["metadata"].get("deletionTimestamp"):
@@ -298,19 +320,25 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     except ValidationError as e:
         await invalid(kube, body, e)
         return []
-    cluster = await kube.get("NovaCronCluster", key.namespace, spec.cluster_ref.name)
+    cluster = await kube.cached_get("NovaCronCluster", key.namespace, spec.cluster_ref.name)
     if cluster is None:
         health = Health(False, False, True, "ClusterNotFound", f"{spec.cluster_ref.name} missing")
         await write_status(kube, body, health, {})
         return []
     cspec = NovaCronClusterSpec.model_validate(cluster["spec"])
     monitor = await kube.api_exists(OPTIONAL_OWNED["ServiceMonitor"])
-    selector = ",".join(f"{k}={v}" for k, v in selector_labels(owner, "node").items())
-    live, pods = await asyncio.gather(
-        kube.get("StatefulSet", key.namespace, owner.name),
-        kube.list("Pod", key.namespace, selector),
+    node_labels = selector_labels(owner, "node")
+    selector = ",".join(f"{k}={v}" for k, v in node_labels.items())
+    live, children = await asyncio.gather(
+        kube.cached_get("StatefulSet", key.namespace, owner.name),
+        kube.owned("Pod", key.namespace, owner.uid),
     )
-    bootstrap = await bootstrap_replicas(kube, body, spec, live)
+    pods = [
+        p
+        for p in children
+        if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in node_labels.items())
+    ]
+    bootstrap, record = bootstrap_replicas(body, spec, live)
     ctx = RegionContext(cspec, spec.cluster_ref.name, monitor, agent_ns, bootstrap)
     (template,) = [o for o in build_region(owner, spec, ctx) if o["kind"] == "StatefulSet"]
     manage = opts.manage_members
@@ -327,8 +355,11 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     desired = build_region(
         owner, spec, replace(ctx, replicas=step.replicas, partition=step.partition)
     )
-    await apply_and_prune(
-        kube, owner, [o for o in desired if o["metadata"]["namespace"] == key.namespace]
+    await asyncio.gather(
+        apply_and_prune(
+            kube, owner, [o for o in desired if o["metadata"]["namespace"] == key.namespace]
+        ),
+        *([record_bootstrap(kube, body, bootstrap)] if record else []),
     )
     if agent_ns:
         remote = [o for o in desired if o["metadata"]["namespace"] == agent_ns]
@@ -348,9 +379,9 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     acted = await execute(kube, owner, opts, step)
     ds_ns, ds_name = agent_names(owner, ctx)
     sts, ds, deploy = await asyncio.gather(
-        kube.get("StatefulSet", key.namespace, owner.name),
-        kube.get("DaemonSet", ds_ns, ds_name),
-        kube.get("Deployment", key.namespace, f"{owner.name}-gateway"),
+        kube.cached_get("StatefulSet", key.namespace, owner.name),
+        kube.cached_get("DaemonSet", ds_ns, ds_name),
+        kube.cached_get("Deployment", key.namespace, f"{owner.name}-gateway"),
     )
     health = region_health(
         workload_health(spec.replicas, sts, ds, deploy, spec.agent.enabled), step, world
@@ -376,7 +407,7 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         follow.append(Later(key, soon if world.nodes else 5.0))
     if not changed:
         return follow
-    feds = await kube.list("DWCPFederation", key.namespace)
+    feds = await kube.cached_list("DWCPFederation", key.namespace)
     parents = [Key("DWCPFederation", key.namespace, f["metadata"]["name"]) for f in feds]
     return [*follow, *parents, Key("NovaCronCluster", key.namespace, spec.cluster_ref.name)]
 
@@ -408,7 +439,7 @@ def region_health(workloads: Health, step: Step, world: World) -> Health:
 
 
 async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> Follow:
-    body = await kube.get("NovaCronCluster", key.namespace, key.name)
+    body = await kube.cached_get("NovaCronCluster", key.namespace, key.name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return []
     owner = Owner.of(body)
@@ -429,7 +460,7 @@ async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> Follow:
     await apply_and_prune(kube, owner, desired, keep)
     regions = [
         r
-        for r in await kube.list("NovaCronRegion", key.namespace)
+        for r in await kube.cached_list("NovaCronRegion", key.namespace)
         if (r.get("spec") or {}).get("clusterRef", {}).get("name") == key.name
     ]
     ready = sum(1 for r in regions if ready_of(r))
@@ -445,7 +476,7 @@ async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> Follow:
 
 
 async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
-    body = await kube.get("DWCPFederation", key.namespace, key.name)
+    body = await kube.cached_get("DWCPFederation", key.namespace, key.name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return []
     owner = Owner.of(body)
@@ -460,7 +491,7 @@ async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
         if m.region_ref is None:
             members.append({"name": m.name, "local": False, "ready": True})
             continue
-        region = await kube.get("NovaCronRegion", key.namespace, m.region_ref.name)
+        region = await kube.cached_get("NovaCronRegion", key.namespace, m.region_ref.name)
         members.append({"name": m.name, "local": True, "ready": bool(ready_of(region))})
     ready = sum(1 for m in members if m["ready"])
     waiting = [m["name"] for m in members if not m["ready"]]

@@ -33,6 +33,7 @@ class WorkQueue:
         self.pending: set[Key] = set()
         self.active: set[Key] = set()
         self.dirty: set[Key] = set()
+        self.soon: set[Key] = set()  # add_soon keys waiting for their delay
         self.enabled = False  # only the leader works; followers drop triggers
         self.durations: list[float] = []
 
@@ -45,6 +46,23 @@ class WorkQueue:
             self.pending.add(key)
             self.queue.put_nowait(key)
         QUEUE.set(len(self.pending))
+
+    def add_soon(self, key: Key, delay: float) -> None:
+        """``add`` after ``delay``, once however many times it is asked meanwhile: a new
+        region's dozen children report a burst of status changes, and one pass after the
+        burst sees them all (a pass per change would write each step into status)."""
+        if not self.enabled or key in self.pending or key in self.soon:
+            return
+        if delay <= 0:
+            self.add(key)
+            return
+        self.soon.add(key)
+
+        def fire() -> None:
+            self.soon.discard(key)
+            self.add(key)
+
+        asyncio.get_running_loop().call_later(delay, fire)
 
     async def _work(self) -> None:
         while True:

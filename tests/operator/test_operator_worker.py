@@ -76,3 +76,26 @@ async def test_later_requeues_after_its_delay_not_at_once() -> None:
     task.cancel()
     assert len(runs) == 3
     assert all(b - a >= 0.09 for a, b in itertools.pairwise(runs))
+
+
+async def test_add_soon_collapses_a_burst_into_one_pass_after_the_delay() -> None:
+    runs: list[Key] = []
+
+    async def reconcile(key: Key) -> list[Key]:
+        runs.append(key)
+        return []
+
+    q = WorkQueue(reconcile, workers=2)
+    q.enabled = True
+    a = Key("NovaCronRegion", "ns", "a")
+    task = asyncio.create_task(q.run())
+    for _ in range(20):
+        q.add_soon(a, 0.1)
+    await asyncio.sleep(0.05)
+    assert runs == []  # still waiting out the burst
+    await asyncio.sleep(0.15)
+    assert runs == [a]
+    q.add_soon(a, 0.05)  # a later change gets its own pass
+    await asyncio.sleep(0.15)
+    task.cancel()
+    assert runs == [a, a]

@@ -21,7 +21,12 @@ PARENTS = {kind: KINDS[kind][1] for kind in RECONCILERS}
 
 
 def register(
-    registry: kopf.OperatorRegistry, queue: WorkQueue, resync: float, kube: Kube | None = None
+    registry: kopf.OperatorRegistry,
+    queue: WorkQueue,
+    resync: float,
+    kube: Kube | None = None,
+    namespaces: tuple[str, ...] = (),
+    coalesce: float = 0.0,
 ) -> None:
     for kind, plural in PARENTS.items():
 
@@ -34,20 +39,30 @@ def register(
         # the timer is the level-based safety net: it repairs drift no event told us about
         kopf.timer(GROUP, VERSION, plural, interval=resync, registry=registry)(poke)
 
-    def child(body: Any, event: Any, **_: Any) -> None:
+    def parent(type_: str, body: Any) -> None:
         meta = body.get("metadata", {})
-        if kube is not None:
-            gone = (event or {}).get("type") == "DELETED"
-            rv = None if gone else meta.get("resourceVersion")
-            kube.observe(body.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""), rv)
+        queue.add(Key(body.get("kind", ""), meta["namespace"], meta["name"]))
+
+    def child(type_: str, body: Any) -> None:
+        meta = body.get("metadata", {})
         for ref in meta.get("ownerReferences") or []:
             if ref.get("controller") and ref.get("kind") in PARENTS:
-                queue.add(Key(ref["kind"], meta["namespace"], ref["name"]))
+                queue.add_soon(Key(ref["kind"], meta["namespace"], ref["name"]), coalesce)
 
-    for kind in OWNED:
-        api_version, plural = KINDS[kind]
-        group, _, version = api_version.rpartition("/")
-        # the label selector keeps unrelated ConfigMaps/Secrets out of memory entirely
-        kopf.on.event(
-            group, version, plural, labels={OWNER_LABEL: kopf.PRESENT}, registry=registry
-        )(child)
+    if kube is None:
+        return
+    # our own informers (kube.py), not kopf watches, follow the children: a reconcile pass
+    # reads them from memory instead of GETting and LISTing every owned kind, and their
+    # events ask for a pass of the owning resource. The label selector keeps unrelated
+    # ConfigMaps/Secrets out of memory entirely.
+    for ns in namespaces:
+        # the parents too: passes read them from memory. Their events also ask for a pass,
+        # beside kopf's: a pass kopf's event started may read our copy before our own watch
+        # has the change, and this event then brings the pass that sees it
+        for kind in PARENTS:
+            kube.inform(kind, ns, "", parent)
+        for kind in OWNED:
+            kube.inform(kind, ns, OWNER_LABEL, child)
+        # the region's node pods, for the day-2 sequencer (their events need no pass:
+        # the StatefulSet's status follows them)
+        kube.inform("Pod", ns, OWNER_LABEL)
