@@ -132,7 +132,7 @@ def run(quick: bool) -> dict[str, Any]:
             op = subprocess.Popen(
                 [sys.executable, "-m", "novacron_operator", "-n", b.ns, "--kubeconfig",
                  str(cluster.kubeconfig), "--health-host", "127.0.0.1", "--health-port",
-                 str(port), "--workers", "8", "--resync", "60",
+                 str(port), "--workers", "4", "--resync", "60",
                  "--no-member-management"],  # kwok's pods run no node to ask
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": ""},
             )  # fmt: skip
