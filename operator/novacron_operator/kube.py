@@ -151,6 +151,11 @@ def _rv(obj: Obj) -> int:
         return -1  # opaque in principle; an integer etcd revision in every real apiserver
 
 
+# written by Kubernetes' own controllers on every object of a kind: not a drift to repair
+# (the deployment controller's revision would otherwise cost each Deployment a second apply)
+CONTROLLER_ANNOTATIONS = frozenset({"deployment.kubernetes.io/revision"})
+
+
 def fingerprint(obj: Obj) -> str:
     """Everything a writer other than a status updater can change: the object less its
     status, resourceVersion and managedFields. A controller's status write leaves it as it
@@ -160,6 +165,9 @@ def fingerprint(obj: Obj) -> str:
         for k, v in obj.get("metadata", {}).items()
         if k not in ("resourceVersion", "managedFields")
     }
+    notes = meta.get("annotations")
+    if isinstance(notes, dict) and CONTROLLER_ANNOTATIONS & notes.keys():
+        meta["annotations"] = {k: v for k, v in notes.items() if k not in CONTROLLER_ANNOTATIONS}
     rest = {k: v for k, v in obj.items() if k not in ("status", "metadata")}
     return hashlib.sha256(json.dumps([meta, rest], sort_keys=True).encode()).hexdigest()
 

@@ -4,7 +4,9 @@
   children it owns; reconciles server-side apply children (patch, and create: an apply that
   creates an object is authorised as create too), prune them (list + delete), read the
   workloads and the CA Secret back (get), patch status and finalizers, post Events, and
-  delete pods one at a time for OnDelete rollouts. tests/deploy/test_e2e_operator_rbac.py
+  follow the node pods (list + watch: the day-2 sequencer reads their readiness and
+  revision; rollouts move the StatefulSet's partition, so no pod is ever deleted by the
+  operator). tests/deploy/test_e2e_operator_rbac.py
   runs the operator under exactly these rules and fails on any 403.
 */}}
 {{- define "novacron.operatorRules" -}}
@@ -44,7 +46,7 @@
 {{- end }}
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "delete"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

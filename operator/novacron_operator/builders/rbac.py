@@ -33,7 +33,7 @@ def _rules() -> list[Manifest]:
             "resources": ["configmaps", "secrets", "services", "serviceaccounts"],
             "verbs": WRITE,
         },
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {
