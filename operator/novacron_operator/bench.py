@@ -3,10 +3,16 @@ control plane (kwok nodes), per-resource reconcile p50/p99 and operator RSS.
 
 Goal (issue 6): 200 regions Ready < 60 s, reconcile p99 < 1 s, RSS < 150 MB.
 ``run(quick=True)`` uses 20 regions instead of 200.
+
+Beside it, the floor: on a fresh control plane, the same children (rendered by the same
+builders, ``novacron render``) applied by a plain client with no operator, timed until every
+StatefulSet and Deployment is ready. There is no peer operator to run; this says how much of
+the time is the control plane's own on this machine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -19,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from novacron_operator.devcluster import DevCluster, up
+from novacron_operator.kube import Kube, load_config
+from novacron_operator.render import render
 
 ROOT = Path(__file__).resolve().parents[2]
 REGIONS = {"us-east": ["us-east-a", "us-east-b"], "eu-west": ["eu-west-a", "eu-west-b"],
@@ -115,7 +123,83 @@ class Bench:
         return time.monotonic() - start, max(peak, _rss_mb(pid))
 
 
+FLEET = {"apiVersion": "novacron.io/v1alpha1", "kind": "NovaCronCluster",
+         "metadata": {"name": "fleet"}, "spec": {"version": "0.1.0"}}  # fmt: skip
+
+
+async def _apply_all(kubeconfig: Path, objs: list[dict[str, Any]], inflight: int = 16) -> None:
+    async with Kube(load_config(str(kubeconfig))) as kube:
+        gate = asyncio.Semaphore(inflight)
+
+        async def one(obj: dict[str, Any]) -> None:
+            async with gate:
+                await kube.apply(obj)
+
+        await asyncio.gather(*(one(o) for o in objs))
+
+
+def _workloads_ready(b: Bench) -> tuple[int, int]:
+    """(ready, total) StatefulSets and Deployments in the bench namespace."""
+    items = json.loads(b.kubectl("get", "statefulsets,deployments", "-n", b.ns, "-o", "json"))
+    ready = 0
+    for it in items["items"]:
+        want = (it.get("spec") or {}).get("replicas", 1)
+        st = it.get("status") or {}
+        have = (
+            st.get("readyReplicas", 0)
+            if it["kind"] == "StatefulSet"
+            else st.get("availableReplicas", 0)
+        )
+        ready += have >= want
+    return ready, len(items["items"])
+
+
+def floor(many: int) -> dict[str, Any]:
+    """The same regions' children applied without the operator, on a fresh control plane."""
+    cluster = up()
+    try:
+        b = Bench(cluster)
+        b.kubectl("create", "namespace", b.ns)
+
+        # no owner references: the rendered owners' UIDs do not exist here, and the garbage
+        # collector would delete children of an owner it cannot find
+        def plain(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            for o in objs:
+                o["metadata"].pop("ownerReferences", None)
+            return objs
+
+        base = plain(render([FLEET], b.ns, with_ca=True))
+        asyncio.run(_apply_all(cluster.kubeconfig, base))
+        done = {(o["kind"], o["metadata"]["name"]) for o in base}
+        rendered = plain(render([FLEET, *(_region(i) for i in range(1, many + 1))], b.ns))
+        children = [o for o in rendered if (o["kind"], o["metadata"]["name"]) not in done]
+        start = time.monotonic()
+        asyncio.run(_apply_all(cluster.kubeconfig, children))
+        applied = time.monotonic() - start
+        while True:
+            ready, total = _workloads_ready(b)
+            if total and ready == total:
+                break
+            if time.monotonic() - start > 600:
+                raise TimeoutError(f"{total - ready} workloads not ready after 600 s")
+            time.sleep(0.5)
+        return {
+            "objects": len(children),
+            "applied_s": round(applied, 2),
+            f"regions_{many}_ready_s": round(time.monotonic() - start, 2),
+        }
+    finally:
+        cluster.stop()
+
+
 def run(quick: bool) -> dict[str, Any]:
+    """The operator's figures, and the floor's under ``"floor"``."""
+    figures = operator_figures(quick)
+    figures["floor"] = floor(20 if quick else 200)
+    return figures
+
+
+def operator_figures(quick: bool) -> dict[str, Any]:
     many = 20 if quick else 200
     cluster = up()
     op: subprocess.Popen[bytes] | None = None
@@ -125,8 +209,7 @@ def run(quick: bool) -> dict[str, Any]:
         b.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         b.kubectl("wait", "--for=condition=Established", "-f", str(ROOT / "crds"))
         b.kubectl("create", "namespace", b.ns)
-        b.apply([{"apiVersion": "novacron.io/v1alpha1", "kind": "NovaCronCluster",
-                  "metadata": {"name": "fleet"}, "spec": {"version": "0.1.0"}}])  # fmt: skip
+        b.apply([FLEET])
         port = _port()
         with open(logdir / "operator.log", "wb") as log:
             op = subprocess.Popen(
