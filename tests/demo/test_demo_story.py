@@ -154,15 +154,7 @@ def test_netns_story_then_kill_9_leaves_no_namespace_link_or_process(
     no_netns_leftovers.append(proc.pid)
     prefix = netns.run_prefix(proc.pid)
     try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 120
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C stops" in line or time.monotonic() > deadline:
-                break
-        text = "".join(lines)
-        assert "Ctrl-C stops" in text, text
+        text = _output_until_interactive(proc)
         assert "all expectations met" in text, text
         assert "✗" not in text, text
         assert "network: netns" in text, text
@@ -209,7 +201,8 @@ def test_interactive_mode_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
             proc.communicate(timeout=30)
 
 
-def _explore_then_ctrl_c(proc: subprocess.Popen[str], tmp_path: Path) -> None:
+def _output_until_interactive(proc: subprocess.Popen[str]) -> str:
+    """What the demo printed until it handed the federation to the user (at most 120 s)."""
     assert proc.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 120
@@ -219,6 +212,11 @@ def _explore_then_ctrl_c(proc: subprocess.Popen[str], tmp_path: Path) -> None:
             break
     text = "".join(lines)
     assert "Ctrl-C stops" in text, text
+    return text
+
+
+def _explore_then_ctrl_c(proc: subprocess.Popen[str], tmp_path: Path) -> None:
+    text = _output_until_interactive(proc)
     assert "http://127.78.1.1:8080/metrics" in text, text
     assert len(_node_pids(78)) == 6
     with urllib.request.urlopen("http://127.78.1.1:8080/metrics", timeout=5) as r:
