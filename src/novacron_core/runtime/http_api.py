@@ -300,12 +300,16 @@ class Api:
         # Caught up: a leader is known and we are within one snapshot interval of its
         # commit index (the operator waits for this before moving on in a rolling change).
         caught_up = r.leader is not None and r.lag() <= min(1000, r.cfg.snapshot_entries)
-        if member and caught_up:
+        # Rejoining (lost its state, waiting to be replaced): not ready until re-added.
+        rejoining = self.node.rejoining
+        if member and caught_up and not rejoining:
             return web.json_response({"ready": True, "leader": r.leader})
-        return web.json_response({"ready": False, "leader": r.leader, "member": member}, status=503)
+        body = {"ready": False, "leader": r.leader, "member": member, "rejoining": rejoining}
+        return web.json_response(body, status=503)
 
     def _status(self) -> dict[str, Any]:
         st = self.node.raft.status()
+        st["rejoining"] = self.node.rejoining
         st["peers"] = {
             n: {"peer": f"{a[0][0]}:{a[0][1]}", "http": f"{a[1][0]}:{a[1][1]}"}
             for n, a in sorted(self.node.peers.items())

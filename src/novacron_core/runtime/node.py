@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,6 +36,7 @@ from novacron_core.consensus.raft import (
     SnapshotMeta,
 )
 from novacron_core.consensus.raft.messages import NORMAL
+from novacron_core.consensus.raft.storage import Recovered
 from novacron_core.runtime.driver import Driver
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.settings import NodeSettings, split_addr
@@ -43,6 +45,9 @@ from novacron_core.runtime.transport import Transport, tls_contexts
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
+# In the data dir while the node waits to be replaced after losing its state (see
+# ``NodeServer.rejoining``); fsynced, so a restart before the replacement keeps waiting.
+REJOINING_MARKER = "rejoining"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +78,43 @@ class NodeServer:
         self.storage = FileStorage(settings.data_dir / "raft", fsync=settings.fsync)
         if self.storage.torn_bytes:
             log.warning("recovered from a torn log tail (%d bytes cut)", self.storage.torn_bytes)
-        # Not a bootstrap member (or --join): start empty and wait for the leader to add us.
-        voters = () if settings.joiner else tuple(sorted(self.static_peers))
+        recovered = self.storage.load()
+        self.marker = settings.data_dir / REJOINING_MARKER
+        # A bootstrap member whose state is gone while the group already exists: it must
+        # not bootstrap again as a voter (its empty log would grant any vote and could elect
+        # a leader lacking entries it acknowledged before). It starts like a joiner and
+        # abstains from elections until removed and re-added as a learner (member replace).
+        self.rejoining = self.marker.exists()
+        if (
+            not self.rejoining
+            and settings.initial_cluster_state == "existing"
+            and settings.node_id in self.static_peers
+            and _empty(recovered)
+        ):
+            _write_marker(self.marker, settings.fsync)
+            self.rejoining = True
+        if self.rejoining:
+            log.warning(
+                "%s: data dir empty but the group exists (initial-cluster-state=existing): "
+                "not voting until replaced: remove this member and add it again as a learner "
+                '(POST /v1/cluster/members {"action": "remove", "node": "%s"} to the leader, '
+                'then {"action": "add_learner", "node": "%s", "peer": ..., "http": ...}, '
+                "then promote once caught up); marker %s",
+                settings.node_id,
+                settings.node_id,
+                settings.node_id,
+                self.marker,
+            )
+        # Not a bootstrap member (or --join, or rejoining): start empty and wait for the
+        # leader to add us.
+        joiner = settings.joiner or self.rejoining
+        voters = () if joiner else tuple(sorted(self.static_peers))
         seed_addresses = tuple(
             MemberAddress(n, _fmt(a[0]), _fmt(a[1])) for n, a in sorted(self.static_peers.items())
         )
         self.raft = RaftNode(
             settings.node_id,
-            self.storage.load(),
+            recovered,
             KVStore(),
             random.Random(int.from_bytes(os.urandom(8), "big")),
             RaftConfig(
@@ -92,6 +126,7 @@ class NodeServer:
             voters,
             seed_addresses,
         )
+        self.raft.abstain = self.rejoining
         self.driver: Driver | None = None
         self.transport: Transport | None = None
         self.peers: dict[str, tuple[Addr, Addr]] = {}
@@ -144,6 +179,8 @@ class NodeServer:
 
     def _after_persist(self) -> None:
         r = self.raft
+        if self.rejoining and r.id in r.applied_conf.learners:
+            self._rejoined()
         if r.leader != self._leader_seen:
             self._leader_seen = r.leader
             waiters, self._leader_waiters = self._leader_waiters, set()
@@ -158,6 +195,17 @@ class NodeServer:
         self._refresh_peers()
         if self._apply_subscribers:
             self._publish_applied()
+
+    def _rejoined(self) -> None:
+        """Removed and added again as a learner: from here on the leader's configuration
+        counts us as a new member, so voting again once promoted is safe. The marker goes
+        first: a crash right after leaves a node that is simply a learner."""
+        self.marker.unlink(missing_ok=True)
+        if self.settings.fsync:
+            _fsync_dir(self.marker.parent)
+        self.rejoining = False
+        self.raft.abstain = False
+        log.warning("%s: re-added as a learner: no longer rejoining, voting once promoted", self.id)
 
     def _publish_applied(self) -> None:
         events: list[Applied] = []
@@ -286,6 +334,31 @@ class NodeServer:
     def _deliver(self, src: str, msg: Any) -> None:
         assert self.driver is not None
         self.driver.deliver(src, msg)
+
+
+def _empty(state: Recovered) -> bool:
+    """Nothing durable: no term or vote, no entries, no snapshot."""
+    hard = state.hard
+    return hard.term == 0 and hard.vote is None and not state.entries and state.snap.index == 0
+
+
+def _write_marker(path: Path, fsync: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"lost state; waiting to be removed and re-added as a learner\n")
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fmt(addr: Addr) -> str:

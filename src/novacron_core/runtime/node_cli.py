@@ -28,6 +28,13 @@ from novacron_core.runtime.settings import load_settings
     default=None,
     help="start empty and wait to be added (implied when not among --peers)",
 )
+@click.option(
+    "--initial-cluster-state",
+    type=click.Choice(["new", "existing"]),
+    help="new (default): a bootstrap member with an empty data dir bootstraps the group; "
+    "existing: the group already formed, so an empty data dir means lost state: do not vote "
+    "until this member is removed and added again as a learner [NOVACRON_INITIAL_CLUSTER_STATE]",
+)
 @click.option("--election-timeout-ms", type=int)
 @click.option("--heartbeat-ms", type=int)
 @click.option("--snapshot-entries", type=int)

@@ -29,6 +29,11 @@ class NodeSettings(BaseSettings):
     # A new member: starts empty and waits to be added by the leader. Implied when this
     # node's id is not among ``peers`` (then peer_listen and http_listen are required).
     join: bool = False
+    # "existing": the group has already formed (the operator says so once it has). A
+    # bootstrap member that then finds its data dir empty (a lost volume) does not bootstrap
+    # again as a voter: it waits, abstaining from elections, to be removed and re-added as a
+    # learner (member replace). "new" (the default): bootstrap from ``peers`` as always.
+    initial_cluster_state: Literal["new", "existing"] = "new"
     election_timeout_ms: int = 200  # failover p99 target < 500 ms: detection takes T..2T
     heartbeat_ms: int = 50
     snapshot_entries: int = 10_000

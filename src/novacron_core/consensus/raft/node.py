@@ -118,6 +118,12 @@ class RaftNode:
         # A chunked snapshot being received: its meta and the bytes so far (in memory, so
         # a transfer resumes across lost chunks and leader changes, not across restarts).
         self._incoming: _Incoming | None = None
+        # Abstain from elections: never grant a Vote or PreVote, never campaign, even while
+        # the configuration lists us as a voter. Appends and snapshots are still accepted
+        # and acknowledged (those acks are truthful). Set by a runtime whose durable state
+        # was lost (its log may lack entries it acknowledged before, so its vote could
+        # elect a leader missing committed entries) until it was removed and re-added.
+        self.abstain = False
 
     # ------------------------------------------------------------------ Machine interface
 
@@ -131,7 +137,7 @@ class RaftNode:
         if self.role == LEADER:
             self._leader_tick()
         elif now >= self.election_deadline:
-            if self.id in self.conf.voters:
+            if self.id in self.conf.voters and not self.abstain:
                 self._campaign(pre=self.cfg.pre_vote)
             else:
                 self._reset_election_timer()
@@ -159,6 +165,7 @@ class RaftNode:
             and self.role == FOLLOWER
             and peer == self.leader
             and self.id in self.conf.voters
+            and not self.abstain
         ):
             survivors = sorted(v for v in self.conf.voters if v != peer)
             delay = survivors.index(self.id) * cfg.election_timeout / 4
@@ -283,7 +290,7 @@ class RaftNode:
         self.transferee = None
 
     def _campaign(self, pre: bool, transfer: bool = False) -> None:
-        if self.id not in self.conf.voters:
+        if self.id not in self.conf.voters or self.abstain:
             return
         self.stats["elections"] += 0 if pre else 1
         if pre:
@@ -392,6 +399,9 @@ class RaftNode:
             self._campaign(pre=False, transfer=True)
 
     def _on_vote(self, src: NodeId, m: Vote) -> None:
+        if self.abstain:
+            self._send(src, VoteResp(self.term, False, pre=m.pre))
+            return
         up_to_date = self.log.up_to_date(m.last_index, m.last_term)
         if m.pre:
             grant = m.term > self.term and up_to_date
