@@ -34,6 +34,8 @@ class ClusterInfo:
     voters: tuple[str, ...]
     learners: tuple[str, ...]
     peers: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
+    # the node lost its state and waits to be replaced (removed, re-added as a learner)
+    rejoining: bool = False
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ClusterInfo:
@@ -47,6 +49,7 @@ class ClusterInfo:
             voters=tuple(sorted(doc.get("voters", []))),
             learners=tuple(sorted(doc.get("learners", []))),
             peers=dict(doc.get("peers") or {}),
+            rejoining=bool(doc.get("rejoining", False)),
         )
 
 

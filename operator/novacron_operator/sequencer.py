@@ -12,6 +12,9 @@ an operator that crashes anywhere resumes from the world as it finds it:
 - rolling change: the StatefulSet's rollingUpdate partition holds every pod on its old
   template and is lowered one ordinal at a time (highest first) once the group is whole
   and caught up; a pod that leads is asked to transfer leadership before it is released.
+- member replace: a voter whose node reports ``rejoining`` (it restarted on an empty data
+  dir after the group formed, so it abstains from elections) is removed, then added back
+  as a learner like a new pod, and promoted once it left ``rejoining`` and caught up.
 """
 
 from __future__ import annotations
@@ -124,10 +127,14 @@ def plan(w: World) -> Step:
     # scale-up (and repair): every pod below the desired size becomes a voter, in order
     for i in range(w.desired):
         node = f"{w.name}-{i}"
+        info = w.nodes.get(node)
+        rejoining = info is not None and info.rejoining
         if node in voters:
+            if rejoining:  # lost its state: remove it, then re-add it (member replace)
+                return step(w.desired, Action("remove", node))
             continue
         if node in learners:
-            if caught_up(w.nodes.get(node), leader):
+            if caught_up(info, leader) and not rejoining:
                 return step(w.desired, Action("promote", node))
             return step(w.desired, waiting=f"waiting for learner {node} to catch up")
         if i in w.pods and node in w.nodes:

@@ -344,3 +344,42 @@ def test_whole_rolling_change_never_releases_the_leader(leader: int) -> None:
     assert released == [n(2), n(1), n(0)]
     assert sum(e.startswith("transfer") for e in log) <= 2
     assert all(p.updated for p in final.pods.values())
+
+
+def _lost(nodes: dict[str, ClusterInfo], i: int) -> dict[str, ClusterInfo]:
+    """Node ``i`` restarted on an empty data dir with initial-cluster-state=existing."""
+    return {**nodes, n(i): replace(nodes[n(i)], rejoining=True)}
+
+
+def test_member_replace_of_a_node_that_lost_its_state() -> None:
+    """A voter reporting ``rejoining`` is removed, re-added as a learner, and promoted only
+    once it left ``rejoining`` (it applied the learner config) and caught up."""
+    lost_pod = pods(3, 0, unready=(2,))  # a rejoining node is not ready
+    # it still counts as a voter in the leader's config: remove it first (through the leader)
+    s = plan(world(pods=lost_pod, nodes=_lost(group(range(3)), 2)))
+    assert got(s) == expect(3, action=Action("remove", n(2))), s.waiting
+    # removed; it answers (as a non-member, still rejoining): add it back as a learner
+    s = plan(world(pods=lost_pod, nodes=_lost(group([0, 1], joiners=(2,)), 2)))
+    assert got(s) == expect(3, action=Action("add_learner", n(2))), s.waiting
+    # a learner that has not applied its re-adding yet says rejoining: never promote it
+    s = plan(world(pods=lost_pod, nodes=_lost(group([0, 1], learners=[2]), 2)))
+    assert got(s) == expect(3), s.waiting
+    assert n(2) in s.waiting
+    s = plan(world(pods=lost_pod, nodes=group([0, 1], learners=[2])))
+    assert got(s) == expect(3, action=Action("promote", n(2))), s.waiting
+    assert plan(world(nodes=group(range(3)))).done
+
+
+def test_only_the_node_that_says_rejoining_is_replaced() -> None:
+    """The node's own answer triggers the replace, which names that node and goes through
+    the leader (a rejoining node never leads: it never campaigns)."""
+    s = plan(world(nodes=_lost(group(range(3), leader=0), 1)))
+    assert s.action == Action("remove", n(1))
+    assert s.leader is not None
+    assert s.leader.node == n(0)
+
+
+def test_cluster_info_reads_rejoining() -> None:
+    doc = {"id": "r-2", "role": "follower", "term": 3, "commit": 9, "voters": ["r-0"]}
+    assert not ClusterInfo.from_json(doc).rejoining
+    assert ClusterInfo.from_json({**doc, "rejoining": True}).rejoining
