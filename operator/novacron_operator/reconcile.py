@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from pydantic import ValidationError
@@ -21,6 +21,7 @@ from novacron_operator.builders.cluster import ca_secret_name
 from novacron_operator.builders.common import selector_labels
 from novacron_operator.builders.region import (
     BOOTSTRAP_ANNOTATION,
+    FORMED_ANNOTATION,
     TEMPLATE_HASH,
     RegionContext,
     agent_names,
@@ -181,9 +182,30 @@ def bootstrap_replicas(body: Obj, spec: NovaCronRegionSpec, sts: Obj | None) -> 
     return _recorded(sts) or spec.replicas, True
 
 
+def cluster_state(body: Obj, step: Step) -> tuple[Literal["new", "existing"], bool]:
+    """``existing`` once the group has formed: recorded on the region, or seen right now (a
+    leader answered). Before that, pods bootstrap the group ("new"); after it, a bootstrap
+    pod starting on an empty volume waits to be replaced (it reports ``rejoining`` and the
+    sequencer removes and re-adds it). Returns the state and whether to record it."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(FORMED_ANNOTATION) == "true":
+        return "existing", False
+    if step.leader is not None:
+        return "existing", True
+    return "new", False
+
+
+async def record_formed(kube: Kube, body: Obj) -> None:
+    await _annotate(kube, body, {FORMED_ANNOTATION: "true"})
+
+
 async def record_bootstrap(kube: Kube, body: Obj, count: int) -> None:
+    await _annotate(kube, body, {BOOTSTRAP_ANNOTATION: str(count)})
+
+
+async def _annotate(kube: Kube, body: Obj, annotations: dict[str, str]) -> None:
     meta = body["metadata"]
-    patch = {"metadata": {"annotations": {BOOTSTRAP_ANNOTATION: str(count)}}}
+    patch = {"metadata": {"annotations": annotations}}
     await kube.write(
         "PATCH",
         path(body["kind"], meta["namespace"], meta["name"]),
@@ -352,8 +374,11 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         owner, spec, live, template["metadata"]["annotations"][TEMPLATE_HASH], pods, nodes, manage
     )
     step = plan(world)
+    state, record_state = cluster_state(body, step)
     desired = build_region(
-        owner, spec, replace(ctx, replicas=step.replicas, partition=step.partition)
+        owner,
+        spec,
+        replace(ctx, replicas=step.replicas, partition=step.partition, cluster_state=state),
     )
     await asyncio.gather(
         apply_and_prune(
@@ -361,6 +386,8 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         ),
         *([record_bootstrap(kube, body, bootstrap)] if record else []),
     )
+    if record_state:  # after the ConfigMap says so, and in order with the bootstrap patch
+        await record_formed(kube, body)
     if agent_ns:
         remote = [o for o in desired if o["metadata"]["namespace"] == agent_ns]
         for obj in remote:

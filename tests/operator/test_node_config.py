@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from novacron_operator.admin import ClusterInfo
 from novacron_operator.builders import Owner, build_region
 from novacron_operator.builders.region import RegionContext
 from novacron_operator.models import NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.reconcile import cluster_state
+from novacron_operator.sequencer import Step
 
-from novacron_core.runtime.node import NodeServer
+from novacron_core.runtime.node import REJOINING_MARKER, NodeServer
 from novacron_core.runtime.settings import load_settings
 
 CLUSTER = NovaCronClusterSpec.model_validate({"version": "0.1.0"})
@@ -22,9 +25,12 @@ SPEC = NovaCronRegionSpec.model_validate(
 )
 
 
-def rendered(replicas: int = 3, bootstrap: int | None = None) -> tuple[dict[str, str], Any]:
+def rendered(
+    replicas: int = 3, bootstrap: int | None = None, state: Literal["new", "existing"] = "new"
+) -> tuple[dict[str, str], Any]:
     spec = SPEC.model_copy(update={"replicas": replicas})
-    objs = build_region(OWNER, spec, RegionContext(CLUSTER, "fleet", bootstrap_replicas=bootstrap))
+    ctx = RegionContext(CLUSTER, "fleet", bootstrap_replicas=bootstrap, cluster_state=state)
+    objs = build_region(OWNER, spec, ctx)
     (cm,) = [o for o in objs if o["metadata"]["name"] == "us-east-config"]
     (sts,) = [o for o in objs if o["kind"] == "StatefulSet"]
     return cm["data"], sts
@@ -118,6 +124,7 @@ def test_region_json_keeps_topology_for_agents_and_gateways() -> None:
         "peer_listen",
         "http_listen",
         "data_dir",
+        "initial_cluster_state_file",
     }
 
 
@@ -132,3 +139,48 @@ def test_a_pod_beyond_the_bootstrap_members_starts_as_an_empty_joiner(
         assert server.raft.conf.learners == ()
     finally:
         server.storage.close()
+
+
+def test_cluster_state_flips_in_the_config_map_without_rolling_pods() -> None:
+    new, sts_new = rendered()
+    existing, sts_existing = rendered(state="existing")
+    assert (new["cluster-state"], existing["cluster-state"]) == ("new", "existing")
+    assert {k: v for k, v in new.items() if k != "cluster-state"} == {
+        k: v for k, v in existing.items() if k != "cluster-state"
+    }
+    assert sts_new == sts_existing  # same template, same config hash: nothing rolls
+
+
+@pytest.mark.parametrize(("state", "rejoining"), [("new", False), ("existing", True)])
+def test_a_bootstrap_pod_on_an_empty_volume_rejoins_once_the_group_formed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    state: Literal["new", "existing"],
+    rejoining: bool,
+) -> None:
+    data, sts = rendered(state=state)
+    settings = load_as_pod(tmp_path, monkeypatch, data, sts, "us-east-1")
+    (node,) = sts["spec"]["template"]["spec"]["containers"]
+    mount = next(m for m in node["volumeMounts"] if m["name"] == "config")["mountPath"]
+    assert settings.initial_cluster_state_file == f"{mount}/cluster-state"
+    state_file = tmp_path / "cluster-state"  # the ConfigMap key, as mounted
+    state_file.write_text(data["cluster-state"])
+    settings = settings.model_copy(update={"initial_cluster_state_file": str(state_file)})
+    server = NodeServer(settings)
+    try:
+        assert server.rejoining is rejoining
+        assert server.raft.abstain is rejoining
+        assert (settings.data_dir / REJOINING_MARKER).exists() is rejoining
+        voters = () if rejoining else ("us-east-0", "us-east-1", "us-east-2")
+        assert server.raft.conf.voters == voters
+    finally:
+        server.storage.close()
+
+
+def test_the_group_counts_as_formed_once_a_leader_answered_and_stays_so() -> None:
+    body: dict[str, Any] = {"metadata": {"name": "us-east"}}
+    lead = ClusterInfo("us-east-0", "leader", 2, "us-east-0", 9, 9, ("us-east-0",), ())
+    assert cluster_state(body, Step(3, 0)) == ("new", False)
+    assert cluster_state(body, Step(3, 0, leader=lead)) == ("existing", True)
+    body["metadata"]["annotations"] = {"novacron.io/group-formed": "true"}
+    assert cluster_state(body, Step(3, 0)) == ("existing", False)  # no leader now: still

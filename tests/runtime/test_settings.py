@@ -47,3 +47,24 @@ def test_a_node_not_among_its_peers_is_a_joiner(monkeypatch: pytest.MonkeyPatch)
     assert (s.node_id, s.joiner, s.peer_listen) == ("a-3", True, "0.0.0.0:7000")
     assert not load_settings(node_id="a-1", data_dir="/d", peers=PEERS).joiner
     assert load_settings(node_id="a-1", data_dir="/d", peers=PEERS, join=True).joiner
+
+
+def test_initial_cluster_state_from_flag_environment_or_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = {"node_id": "a-0", "data_dir": "/d", "peers": COMMA}
+    assert load_settings(**base).cluster_state() == "new"  # the default: today's behaviour
+    assert load_settings(**base, initial_cluster_state="existing").cluster_state() == "existing"
+    monkeypatch.setenv("NOVACRON_INITIAL_CLUSTER_STATE", "existing")
+    assert load_settings(**base).cluster_state() == "existing"
+    with pytest.raises(ValueError, match="initial_cluster_state"):
+        load_settings(**base, initial_cluster_state="maybe")
+    # the operator's ConfigMap key: wins when present, falls back when absent
+    f = tmp_path / "cluster-state"
+    s = load_settings(**base, initial_cluster_state="new", initial_cluster_state_file=str(f))
+    assert s.cluster_state() == "new"
+    f.write_text("existing\n")
+    assert s.cluster_state() == "existing"
+    f.write_text("bogus")
+    with pytest.raises(ValueError, match="'new' or 'existing'"):
+        s.cluster_state()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 from novacron_operator.builders.common import (
     API_PORT,
@@ -27,6 +28,8 @@ from novacron_operator.models import NovaCronClusterSpec, NovaCronRegionSpec
 
 TEMPLATE_HASH = "novacron.io/template-hash"
 BOOTSTRAP_ANNOTATION = "novacron.io/bootstrap-replicas"
+# on the region once its group has been seen with a leader: pods start "existing" from then on
+FORMED_ANNOTATION = "novacron.io/group-formed"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class RegionContext:
     # what the day-2 sequencer decided for this pass (None: a new region's defaults)
     replicas: int | None = None  # StatefulSet replicas (spec.replicas when None)
     partition: int = 0  # pods with an ordinal >= partition run the newest template
+    # "existing" once the group formed: a bootstrap pod that then starts on an empty volume
+    # waits to be replaced instead of bootstrapping again (the ConfigMap's cluster-state,
+    # outside the config hash: flipping it rolls no pod)
+    cluster_state: Literal["new", "existing"] = "new"
 
 
 def agent_names(owner: Owner, ctx: RegionContext) -> tuple[str, str]:
@@ -60,6 +67,8 @@ def image_of(spec: NovaCronRegionSpec, ctx: RegionContext) -> str:
 
 
 DATA_DIR = "/var/lib/novacron"
+CONFIG_DIR = "/etc/novacron"
+CLUSTER_STATE_KEY = "cluster-state"
 
 
 def node_address(owner: Owner, ordinal: int, port: int) -> str:
@@ -86,6 +95,7 @@ def node_config(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> M
         "peer_listen": f"0.0.0.0:{PEER_PORT}",
         "http_listen": f"0.0.0.0:{API_PORT}",
         "data_dir": DATA_DIR,
+        "initial_cluster_state_file": f"{CONFIG_DIR}/{CLUSTER_STATE_KEY}",
     }
 
 
@@ -539,6 +549,7 @@ def build_region(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> 
         "region.json": json.dumps(region_info(owner, spec, ctx), indent=2, sort_keys=True),
     }
     digest = config_hash(data)
+    data[CLUSTER_STATE_KEY] = ctx.cluster_state  # read at a node's start: not hashed
     cm = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

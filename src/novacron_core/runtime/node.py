@@ -87,7 +87,7 @@ class NodeServer:
         self.rejoining = self.marker.exists()
         if (
             not self.rejoining
-            and settings.initial_cluster_state == "existing"
+            and settings.cluster_state() == "existing"
             and settings.node_id in self.static_peers
             and _empty(recovered)
         ):

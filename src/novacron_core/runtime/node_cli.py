@@ -35,6 +35,12 @@ from novacron_core.runtime.settings import load_settings
     "existing: the group already formed, so an empty data dir means lost state: do not vote "
     "until this member is removed and added again as a learner [NOVACRON_INITIAL_CLUSTER_STATE]",
 )
+@click.option(
+    "--initial-cluster-state-file",
+    type=click.Path(),
+    help="a file holding new or existing; when it exists it wins over "
+    "--initial-cluster-state [NOVACRON_INITIAL_CLUSTER_STATE_FILE]",
+)
 @click.option("--election-timeout-ms", type=int)
 @click.option("--heartbeat-ms", type=int)
 @click.option("--snapshot-entries", type=int)

@@ -34,6 +34,10 @@ class NodeSettings(BaseSettings):
     # again as a voter: it waits, abstaining from elections, to be removed and re-added as a
     # learner (member replace). "new" (the default): bootstrap from ``peers`` as always.
     initial_cluster_state: Literal["new", "existing"] = "new"
+    # A file holding "new" or "existing" (the operator's ConfigMap key ``cluster-state``,
+    # outside the config hash, so it flips without rolling pods); read at start, it wins
+    # over ``initial_cluster_state`` when it exists.
+    initial_cluster_state_file: str | None = None
     election_timeout_ms: int = 200  # failover p99 target < 500 ms: detection takes T..2T
     heartbeat_ms: int = 50
     snapshot_entries: int = 10_000
@@ -58,6 +62,17 @@ class NodeSettings(BaseSettings):
                 raise ValueError('peers: a list of "id=peerhost:port/httphost:port" strings')
             return ",".join(x.strip() for x in v)
         return v
+
+    def cluster_state(self) -> str:
+        """``initial_cluster_state``, or what ``initial_cluster_state_file`` says."""
+        if self.initial_cluster_state_file:
+            path = Path(self.initial_cluster_state_file)
+            if path.exists():
+                value = path.read_text().strip()
+                if value not in ("new", "existing"):
+                    raise ValueError(f"{path}: 'new' or 'existing' expected, not {value!r}")
+                return value
+        return self.initial_cluster_state
 
     @property
     def joiner(self) -> bool:
