@@ -179,7 +179,7 @@ class NodeServer:
 
     def _after_persist(self) -> None:
         r = self.raft
-        if self.rejoining and r.id in r.applied_conf.learners:
+        if self.rejoining and replaced(r):
             self._rejoined()
         if r.leader != self._leader_seen:
             self._leader_seen = r.leader
@@ -334,6 +334,20 @@ class NodeServer:
     def _deliver(self, src: str, msg: Any) -> None:
         assert self.driver is not None
         self.driver.deliver(src, msg)
+
+
+def replaced(raft: RaftNode) -> bool:
+    """A rejoining node was removed and added again: the configuration it applied lists it
+    as a learner *and* it has applied everything a leader said was committed since this
+    start. The second half matters: replaying history from index 1 (or an old snapshot) it
+    may pass a learner config from an earlier replace of the same node; the leader's commit
+    index, heard after the loss, lies beyond every config from before the loss, so the
+    config at or past it is a current one."""
+    return (
+        raft.id in raft.applied_conf.learners
+        and raft.leader_commit > 0
+        and raft.applied >= raft.leader_commit
+    )
 
 
 def _empty(state: Recovered) -> bool:
