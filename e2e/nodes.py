@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,8 @@ class FakeKubelet:
     ports: dict[str, tuple[int, int]] = field(default_factory=dict)
     procs: dict[str, NodeProc] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)  # "start pod image" / "stop pod"
+    # pods whose next start finds an empty data directory (a lost PVC)
+    lost_volumes: set[str] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -94,6 +97,15 @@ class FakeKubelet:
                 return doc
         except (OSError, ValueError, KeyError):
             return None
+
+    def lose_volume(self, pod: str) -> None:
+        """The pod's next incarnation starts on an empty data directory, as when its PVC
+        (and the disk under it) is gone: delete the pod after calling this."""
+        with self._lock:
+            self.lost_volumes.add(pod)
+
+    def log(self, pod: str) -> str:
+        return (self.root / pod / "node.log").read_text(errors="replace")
 
     def running(self) -> list[str]:
         with self._lock:
@@ -138,7 +150,7 @@ class FakeKubelet:
                 cm = await kube.get("ConfigMap", self.namespace, f"{self.region}-config")
                 if cm is None:
                     return
-            self._spawn(p, json.loads(cm["data"]["node.json"]))
+            self._spawn(p, json.loads(cm["data"]["node.json"]), cm["data"].get("cluster-state"))
 
     def _port(self, pod: str) -> tuple[int, int]:
         if pod not in self.ports:
@@ -155,7 +167,9 @@ class FakeKubelet:
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, self.map_path)  # the operator never reads half a file
 
-    def _spawn(self, pod: dict[str, Any], config: dict[str, Any]) -> None:
+    def _spawn(
+        self, pod: dict[str, Any], config: dict[str, Any], cluster_state: str | None
+    ) -> None:
         name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
         image = pod["spec"]["containers"][0]["image"]
         # the bootstrap members the ConfigMap names, at the ports this stand-in gave them
@@ -166,6 +180,13 @@ class FakeKubelet:
         peer, http = self._port(name)
         pod_dir = self.root / name
         pod_dir.mkdir(exist_ok=True)
+        with self._lock:
+            if name in self.lost_volumes:
+                self.lost_volumes.discard(name)
+                shutil.rmtree(pod_dir / "data", ignore_errors=True)
+        if cluster_state is not None:  # the ConfigMap key the pod would mount beside node.json
+            (pod_dir / "cluster-state").write_text(cluster_state)
+            config = {**config, "initial_cluster_state_file": str(pod_dir / "cluster-state")}
         cfg = pod_dir / "node.json"
         cfg.write_text(json.dumps(config))
         env = {

@@ -229,3 +229,46 @@ def test_image_change_moves_leadership_off_a_pod_before_replacing_it_after_crash
     # each replaced node came back on the new image with its data (the same member id)
     restarts = [h for h in day2.nodes.history if h.startswith("start") and image in h]
     assert sorted(h.split()[1] for h in restarts) == [f"{NAME}-{i}" for i in range(3)]
+
+
+def test_a_member_back_on_an_empty_volume_abstains_until_the_operator_replaces_it(
+    day2: Day2,
+) -> None:
+    cm = f"{NAME}-config"
+    wait_for(
+        "the ConfigMap tells pods that start from now on that the group exists",
+        lambda: (
+            ((day2.k.get("configmap", cm, day2.ns) or {}).get("data") or {}).get("cluster-state")
+            == "existing"
+        ),
+        30,
+    )
+    wait_for("a whole group", lambda: day2.converged(3, None), 60)
+    g = wait_for("group", day2.group, 10)
+    victim = next(f"{NAME}-{i}" for i in range(3) if f"{NAME}-{i}" != g["id"])
+    leader_url = day2.nodes.url(g["id"])
+    for i in range(20):  # acknowledged writes the lost disk held too
+        req = urllib.request.Request(f"{leader_url}/v1/kv/lost-{i}", f"v{i}".encode(), method="PUT")
+        urllib.request.urlopen(req, timeout=5).close()
+    day2.nodes.lose_volume(victim)
+    day2.k.run("delete", "pod", victim, "-n", day2.ns, "--wait=false")
+    start = time.monotonic()
+    wait_for(
+        f"{victim} restarted on an empty volume, rejoining instead of bootstrapping",
+        lambda: "data dir empty but the group exists" in day2.nodes.log(victim),
+        60,
+    )
+    wait_for(
+        f"{victim} replaced: a voter again, no longer rejoining, region Ready",
+        lambda: day2.converged(3) and (day2.nodes.cluster(victim) or {}).get("rejoining") is False,
+        120,
+    )
+    print(f"\nmember replace after a lost volume converged in {time.monotonic() - start:.1f}s")
+    assert [m.split()[1] for m in day2.events("MemberRemoved")][-1] == victim
+    steps = [" ".join(m.split()[:2]) for m in day2.events("MemberAdded", "MemberPromoted")]
+    assert steps[-2:] == [f"add_learner {victim}", f"promote {victim}"], steps
+    # what it held before the loss came back through the group: read it from its own state
+    transfer(day2, victim)
+    for i in (0, 19):
+        with urllib.request.urlopen(f"{day2.nodes.url(victim)}/v1/kv/lost-{i}", timeout=5) as r:
+            assert r.read() == f"v{i}".encode()
