@@ -24,28 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from novacron_core.codec import CodecError, FrameDecoder, decode, frame, record
-from novacron_core.consensus.raft.messages import (
-    Append,
-    AppendResp,
-    InstallSnapshot,
-    SnapshotChunk,
-    SnapshotChunkResp,
-    TimeoutNow,
-    Vote,
-    VoteResp,
-)
+from novacron_core.consensus.raft.messages import PEER_MESSAGES
 
 log = logging.getLogger(__name__)
-RAFT_MESSAGES = (
-    Vote,
-    VoteResp,
-    Append,
-    AppendResp,
-    InstallSnapshot,
-    SnapshotChunk,
-    SnapshotChunkResp,
-    TimeoutNow,
-)
 MAX_FRAME = 64 << 20
 
 
@@ -204,7 +185,7 @@ class Transport:
         src: str | None = None
         try:
             src = await serve_peer_frames(
-                reader, RAFT_MESSAGES, self.deliver, self._bad_frame, on_hello=self._hello
+                reader, PEER_MESSAGES, self.deliver, self._bad_frame, on_hello=self._hello
             )
         finally:
             self._inbound.discard(writer)

@@ -213,3 +213,17 @@ class Reply:
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+
+# Every record one Raft peer sends another, for a transport that decodes them: kept beside
+# their definitions so a new message type is added in one place.
+PEER_MESSAGES = (
+    Vote,
+    VoteResp,
+    Append,
+    AppendResp,
+    InstallSnapshot,
+    SnapshotChunk,
+    SnapshotChunkResp,
+    TimeoutNow,
+)
