@@ -29,8 +29,8 @@ MAX_OPEN_VALUES = 32
 MAX_SERIES = 512
 
 NAME = re.compile(r"^novacron_[a-z][a-z0-9]*(_[a-z0-9]+)+$")
-NON_BASE_UNITS = ("_ms", "_milliseconds", "_millis", "_us", "_microseconds", "_ns", "_minutes")
-NON_BASE_UNITS += ("_hours", "_kb", "_mb", "_gb", "_kilobytes", "_megabytes", "_percent")
+NON_BASE_UNITS: tuple[str, ...] = ("_ms", "_milliseconds", "_millis", "_us", "_microseconds")
+NON_BASE_UNITS += ("_ns", "_minutes", "_hours", "_kb", "_mb", "_gb", "_kilobytes", "_percent")
 TIME_WORDS = ("latency", "duration", "delay", "age", "lag_time", "elapsed")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 Kind = Literal["counter", "gauge", "histogram"]
@@ -50,9 +50,9 @@ def check_name(name: str, kind: Kind) -> None:
         raise ConventionError(f"{name}: declare counters without _total (it is appended)")
     if kind != "counter" and name.endswith("_total"):
         raise ConventionError(f"{name}: only counters end in _total")
-    if kind == "histogram" and any(w in name for w in TIME_WORDS):
-        if not name.endswith("_seconds"):
-            raise ConventionError(f"{name}: a time histogram ends in _seconds")
+    timed = kind == "histogram" and any(w in name for w in TIME_WORDS)
+    if timed and not name.endswith("_seconds"):
+        raise ConventionError(f"{name}: a time histogram ends in _seconds")
 
 
 def status_class(code: int) -> str:

@@ -107,8 +107,7 @@ def region_rules() -> list[dict[str, Any]]:
             "2m",
             "critical",
             "Region {{ $labels.statefulset }} is at or below quorum.",
-            "One more lost member stops the region's consensus group (needs "
-            "kube-state-metrics).",
+            "One more lost member stops the region's consensus group (needs kube-state-metrics).",
         ),
         _alert(
             "NovaCronFrequentElections",
@@ -147,7 +146,7 @@ def region_rules() -> list[dict[str, Any]]:
         ),
         _alert(
             "NovaCronAnomaly",
-            f"sum by ({BY}, stream) (increase(novacron_anomalies_total[10m])) > 0",
+            f"sum by ({BY}, stream) (increase(novacron_anomaly_detections_total[10m])) > 0",
             "0m",
             "warning",
             "Region {{ $labels.region }}: {{ $labels.stream }} left its learned baseline.",

@@ -61,19 +61,22 @@ class SLO:
         return self.error_ratio.replace("{w}", window)
 
 
+REQUESTS = "novacron_http_request_duration_seconds_count"
+WRITE_BUCKET = "novacron_http_request_duration_seconds_bucket"
 AVAILABILITY = SLO(
     "availability",
     0.999,
     "client requests answered without a 5xx",
-    f'sum by ({BY}) (rate(novacron_http_request_duration_seconds_count{{{CLIENT_OPS},code="5xx"}}[{{w}}]))'
-    f" / sum by ({BY}) (rate(novacron_http_request_duration_seconds_count{{{CLIENT_OPS}}}[{{w}}]))",
+    f'sum by ({BY}) (rate({REQUESTS}{{{CLIENT_OPS},code="5xx"}}[{{w}}]))'
+    f" / sum by ({BY}) (rate({REQUESTS}{{{CLIENT_OPS}}}[{{w}}]))",
 )
 WRITE_LATENCY = SLO(
     "write_latency",
     0.99,
     f"writes acknowledged within {int(WRITE_LATENCY_THRESHOLD_S * 1000)} ms",
-    f'1 - (sum by ({BY}) (rate(novacron_http_request_duration_seconds_bucket{{op="write",le="{WRITE_LATENCY_THRESHOLD_S}"}}[{{w}}]))'
-    f' / sum by ({BY}) (rate(novacron_http_request_duration_seconds_count{{op="write"}}[{{w}}])))',
+    f"1 - (sum by ({BY}) "
+    f'(rate({WRITE_BUCKET}{{op="write",le="{WRITE_LATENCY_THRESHOLD_S}"}}[{{w}}]))'
+    f' / sum by ({BY}) (rate({REQUESTS}{{op="write"}}[{{w}}])))',
 )
 SLOS = (AVAILABILITY, WRITE_LATENCY)
 

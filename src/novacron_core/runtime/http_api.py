@@ -72,6 +72,10 @@ def build_app(node: NodeServer) -> web.Application:
     r.add_put("/v1/vms/{id}/spec", api.vm_spec)
     r.add_post("/v1/vms/{id}/power", api.vm_power)
     r.add_delete("/v1/vms/{id}", api.vm_delete)
+    # observability (observe/node.py): request metrics and spans, health, forecasts, /debug
+    from novacron_core.observe.node import attach
+
+    attach(app, node)
     return app
 
 

@@ -37,6 +37,7 @@ from novacron_core.consensus.raft import (
 )
 from novacron_core.consensus.raft.messages import NORMAL
 from novacron_core.consensus.raft.storage import Recovered
+from novacron_core.observe.http import client_trace_configs
 from novacron_core.runtime.driver import Driver
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.settings import NodeSettings, split_addr
@@ -74,7 +75,7 @@ class NodeServer:
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
         self.static_peers = settings.peer_map()  # the bootstrap members, from --peers
-        self.metrics = NodeMetrics()
+        self.metrics = NodeMetrics(settings.region, settings.metrics)
         self.storage = FileStorage(settings.data_dir / "raft", fsync=settings.fsync)
         if self.storage.torn_bytes:
             log.warning("recovered from a torn log tail (%d bytes cut)", self.storage.torn_bytes)
@@ -274,7 +275,7 @@ class NodeServer:
         m.commit.set(r.commit)
         m.applied.set(r.applied)
         m.is_leader.set(1 if r.role == LEADER else 0)
-        m.elections.set(r.stats["elections"])
+        m.count_elections(r.stats["elections"])
 
     async def run(self) -> None:
         from novacron_core.runtime.http_api import build_app
@@ -307,7 +308,10 @@ class NodeServer:
         self.driver = Driver(self.raft, self.storage, self.transport.send, self.metrics)
         self.driver.after_persist = self._after_persist
         await self.transport.start(*peer_listen)
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.request_timeout_s))
+        self.http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=s.request_timeout_s),
+            trace_configs=client_trace_configs(),  # spans + traceparent on proxied requests
+        )
         runner = web.AppRunner(build_app(self), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, http_listen[0], http_listen[1])

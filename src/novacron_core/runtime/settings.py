@@ -45,6 +45,8 @@ class NodeSettings(BaseSettings):
     fsync: bool = True
     max_inflight_requests: int = 4096
     request_timeout_s: float = 5.0
+    # Prometheus metrics (observe.metrics conventions); off, every update is a no-op.
+    metrics: bool = True
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
