@@ -17,6 +17,9 @@ _SUBCOMMANDS = [
     ("novacron_core.client_cli", "status_command"),
     ("novacron_core.client_cli", "vms_group"),
     ("novacron_operator.render", "render_command"),
+    ("novacron_core.observe.cli", "health_command"),
+    ("novacron_core.observe.cli", "forecast_command"),
+    ("novacron_core.observe.cli", "debug_group"),
 ]
 
 

@@ -67,8 +67,15 @@ def _cell(v: Any) -> str:
 @click.command("status")
 @_url_option
 @_json_option
-def status_command(urls: tuple[str, ...], as_json: bool) -> None:
-    """Show each node's view of its cluster: leader, term, commit index, members."""
+@click.option(
+    "--prometheus",
+    envvar="NOVACRON_PROMETHEUS_URL",
+    help="also show every region's health score and SLO burn rates from this Prometheus "
+    "[NOVACRON_PROMETHEUS_URL]",
+)
+def status_command(urls: tuple[str, ...], as_json: bool, prometheus: str | None) -> None:
+    """Show each node's view of its cluster: leader, term, commit index, members; with
+    --prometheus, the regions' health scores and SLO burn rates too."""
     rows = []
     for url in urls:
         try:
@@ -82,6 +89,10 @@ def status_command(urls: tuple[str, ...], as_json: bool) -> None:
         raise click.ClickException(rows[0]["error"] if len(rows) == 1 else "no node answered")
     cols = ["url", "id", "role", "leader", "term", "commit", "applied", "voters", "error"]
     _print(rows, as_json, cols, "NovaCron nodes")
+    if prometheus:
+        from novacron_core.observe.cli import print_federation
+
+        print_federation(prometheus, as_json)
 
 
 @click.group("vms")

@@ -38,7 +38,7 @@ class DetectorConfig:
     short: int = 6  # samples in the short mean that catches sustained shifts
     z_half: float = 4.0  # z-score mapped to 0.5
     threshold: float = 0.995  # alert above this score (z about 8.7 for a single sample)
-    refractory: int = 100  # samples of silence after an alert
+    refractory: int = 200  # samples of silence after an alert
     floor: float = 0.001  # scale floor, as a share of |level| (plus an absolute epsilon)
 
 
