@@ -163,7 +163,7 @@ def slo_groups() -> list[dict[str, Any]]:
         record += slo.recording_rules(s)
         alerts += slo.alert_rules(s)
     return [
-        {"name": "novacron.slo.recording", "interval": "30s", "rules": record},
+        {"name": "novacron.slo.recording", "rules": record},
         {"name": "novacron.slo.alerts", "rules": alerts},
     ]
 

@@ -5,7 +5,8 @@ Two SLOs per region, measured at the nodes' HTTP API (the client's view):
 - **availability**: the share of client requests (reads and writes) not answered with a
   5xx, objective 99.9 % over 30 days (a 503 "no leader" or 504 "outcome unknown" spends
   budget; a 4xx is the client's mistake and does not);
-- **write latency**: the share of writes acknowledged within 250 ms, objective 99 %.
+- **write latency**: the share of acknowledged writes (2xx) that took at most 250 ms,
+  objective 99 %.
 
 Alerts follow the Google SRE workbook (chapter 5, "Alerting on SLOs", table 5-8): each
 fires when the error budget burns at a given rate over a long window *and* still burns
@@ -42,6 +43,8 @@ WRITE_LATENCY_THRESHOLD_S = 0.25
 # novacron_http_request_duration_seconds is labelled op=read|write|admin; SLOs count
 # client operations only (admin and scrape traffic would dilute the ratio).
 CLIENT_OPS = 'op=~"read|write"'
+# the latency SLO counts acknowledged writes (a rejected write's latency is not the point)
+WRITES_OK = 'op="write",code="2xx"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +78,8 @@ WRITE_LATENCY = SLO(
     0.99,
     f"writes acknowledged within {int(WRITE_LATENCY_THRESHOLD_S * 1000)} ms",
     f"1 - (sum by ({BY}) "
-    f'(rate({WRITE_BUCKET}{{op="write",le="{WRITE_LATENCY_THRESHOLD_S}"}}[{{w}}]))'
-    f' / sum by ({BY}) (rate({REQUESTS}{{op="write"}}[{{w}}])))',
+    f'(rate({WRITE_BUCKET}{{{WRITES_OK},le="{WRITE_LATENCY_THRESHOLD_S}"}}[{{w}}]))'
+    f" / sum by ({BY}) (rate({REQUESTS}{{{WRITES_OK}}}[{{w}}])))",
 )
 SLOS = (AVAILABILITY, WRITE_LATENCY)
 

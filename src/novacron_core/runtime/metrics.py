@@ -36,6 +36,8 @@ class NodeMetrics:
         self.http = m.counter(
             "novacron_http_requests", "HTTP requests by status code", {"code": HTTP_CODES}
         )
+        for code in HTTP_CODES:  # every known code is a series from the start (at 0)
+            self.http.labels(code).inc(0)
         self.request_seconds = m.histogram(
             "novacron_http_request_duration_seconds",
             "Latency of HTTP requests by operation (read, write, admin) and status class",
