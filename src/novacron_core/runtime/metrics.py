@@ -44,6 +44,9 @@ class NodeMetrics:
             {"op": HTTP_OPS, "code": STATUS_CLASSES},
             buckets=LATENCY_BUCKETS,
         )
+        for op in ("read", "write"):  # the SLO ratios' numerators exist before a first 5xx
+            for cls in ("2xx", "4xx", "5xx"):
+                self.request_seconds.labels(op, cls)
         self.fsync_seconds = m.histogram(
             "novacron_raft_fsync_seconds",
             "Latency of one group-commit fsync",
