@@ -95,7 +95,7 @@ def fit_predict(
     """Fit ETS to ``y`` (a regular series) and predict ``steps`` ahead:
     (mean, lower, upper, method description)."""
     try:
-        import numpy as np
+        import pandas as pd
         from statsmodels.tsa.exponential_smoothing.ets import ETSModel
     except ImportError:
         raise ForecastUnavailable(
@@ -103,7 +103,8 @@ def fit_predict(
         ) from None
     if len(y) < 14:
         raise ForecastUnavailable(f"{len(y)} points of history; at least 14 are needed")
-    arr = np.asarray(y, dtype=float)
+    # a Series, not an ndarray: statsmodels 0.15's prediction results need an index
+    arr = pd.Series([float(v) for v in y])
     seasonal = season is not None and season > 1 and len(arr) >= 2 * season + 2
     kwargs: dict[str, Any] = {"error": "add", "trend": "add", "damped_trend": True}
     if seasonal:
