@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 TOOLS := $(HOME)/.cache/novacron/tools
 ACTIONLINT_VERSION := v1.7.7
 
-.PHONY: help setup demo test lint types unit e2e soak bench crds k8s-bin k8s-up k8s-down tools images lock clean
+.PHONY: help setup demo test lint types unit e2e soak bench crds k8s-bin jaeger k8s-up k8s-down tools images lock clean
 
 help:
 	@echo "make demo      run a real local NovaCron federation (processes on 127.0.0.x)"
@@ -18,6 +18,7 @@ help:
 	@echo "make soak      long simulation and failure soaks"
 	@echo "make crds      regenerate crds/ from operator/novacron_operator/models.py"
 	@echo "make k8s-bin   build kube-apiserver, etcd, kwok, helm... into ~/.cache/novacron (once)"
+	@echo "make jaeger    build Jaeger v2 into ~/.cache/novacron/tools (once; tests/observe uses it)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +63,10 @@ crds: $(STAMP)
 
 k8s-bin:
 	bash e2e/k8s/build.sh
+
+# Jaeger v2 for tests/observe (a big Go build, once, into ~/.cache/novacron/tools)
+jaeger:
+	flock /tmp/novacron-heavy.lock nice -n 10 bash e2e/jaeger/build.sh
 
 k8s-up: $(STAMP)
 	bash e2e/k8s/build.sh >/dev/null

@@ -48,9 +48,7 @@ opt = st.none() | st.floats(0, 20_000, allow_nan=False)
 ratio = st.none() | st.floats(0, 1, allow_nan=False)
 
 
-@given(
-    st.booleans(), opt, opt, ratio, ratio, st.none() | st.floats(0, 100, allow_nan=False)
-)
+@given(st.booleans(), opt, opt, ratio, ratio, st.none() | st.floats(0, 100, allow_nan=False))
 def test_score_matches_the_documented_definition(
     leader: bool,
     elections: float | None,

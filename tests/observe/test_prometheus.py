@@ -50,9 +50,7 @@ def running_prometheus(tmp: Path, targets: list[str]) -> Iterator[str]:
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
-        "scrape_configs": [
-            {"job_name": "novacron-node", "static_configs": [{"targets": targets}]}
-        ],
+        "scrape_configs": [{"job_name": "novacron-node", "static_configs": [{"targets": targets}]}],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 (closed below)

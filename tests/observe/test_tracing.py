@@ -55,7 +55,9 @@ def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
     return provider, exporter
 
 
-def test_a_message_carrier_continues_the_trace(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+def test_a_message_carrier_continues_the_trace(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
     provider, exporter = spans
     tr = provider.get_tracer("t")
     with tr.start_as_current_span("client write") as root:
