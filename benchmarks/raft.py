@@ -103,7 +103,10 @@ def _get_json(url: str, body: bytes | None = None, timeout: float = 1.0) -> Any:
 # ------------------------------------------------------------------ the three systems
 
 
-def start_novacron(sup: Supervisor) -> Cluster:
+def start_novacron(
+    sup: Supervisor, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+) -> Cluster:
+    """``extra_args``/``env`` go to every node (benchmarks/observe.py: metrics off, tracing)."""
     ports = _ports(6)
     names = ["n1", "n2", "n3"]
     peers = ",".join(
@@ -114,7 +117,7 @@ def start_novacron(sup: Supervisor) -> Cluster:
         c.http[n] = f"http://127.0.0.1:{ports[2 * i + 1]}"
         argv = [sys.executable, "-m", "novacron_core.runtime.node_cli", "--node-id", n]
         argv += ["--data-dir", str(sup.dir_for(f"novacron-{n}")), "--peers", peers, "--fsync"]
-        sup.start(n, argv, {"PYTHONUNBUFFERED": "1"})
+        sup.start(n, argv + list(extra_args or []), {"PYTHONUNBUFFERED": "1", **(env or {})})
 
     def leader_of(cl: Cluster) -> str | None:
         for m in cl.members:

@@ -57,4 +57,5 @@ def test_refractory_period_and_non_finite_input() -> None:
     alerts = [i for i, v in enumerate(score_series(xs, cfg)) if v.alert]
     assert alerts == [100, 160]
     det = RobustDetector()
-    assert det.update(float("nan")).score == 0.0 and det.n == 0
+    assert det.update(float("nan")).score == 0.0
+    assert det.n == 0

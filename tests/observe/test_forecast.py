@@ -43,7 +43,8 @@ def test_forecast_from_timestamped_samples_with_gaps() -> None:
         assert p.lower < p.mean < p.upper
     assert f.points[0].mean > y[-1]  # it grows
     body = f.as_dict()
-    assert body["forecast"][2]["days_ahead"] == 90 and body["interval"] == 0.95
+    assert body["forecast"][2]["days_ahead"] == 90
+    assert body["interval"] == 0.95
 
 
 def test_daily_aggregates_and_interpolates() -> None:

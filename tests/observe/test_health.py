@@ -25,10 +25,7 @@ def reference(i: HealthInputs) -> float:
         return 1.0 if v <= good else 0.0 if v >= bad else (bad - v) / (bad - good)
 
     parts: list[tuple[float, float]] = []  # (weight, score)
-    if i.leader_present:
-        lead = 1.0 if i.elections is None else ramp(i.elections, 1, 5)
-    else:
-        lead = 0.0
+    lead = (1.0 if i.elections is None else ramp(i.elections, 1, 5)) if i.leader_present else 0.0
     parts.append((30, lead))
     for value, w, good, bad in (
         (i.lag_entries, 20, 100, 5000),
@@ -69,7 +66,8 @@ def test_a_healthy_region_scores_100_and_a_leaderless_one_is_capped() -> None:
     good = HealthInputs(True, 0, 10, 0.0, 0.0, 0.0)
     assert score(good).score == 100
     bad = score(HealthInputs(False, 0, 10, 0.0, 0.0, 0.0))
-    assert bad.score == P.no_leader_cap and bad.capped
+    assert bad.score == P.no_leader_cap
+    assert bad.capped
 
 
 def test_unmeasured_inputs_share_their_weight() -> None:
@@ -92,14 +90,18 @@ def test_window_turns_counters_into_rates_and_survives_a_restart() -> None:
     w.observe(30, leader_present=True, elections=7, requests=300, errors=10, lag_entries=50,
               links_down_ratio=0.5)  # fmt: skip
     i = w.inputs()
-    assert i.elections == 2 and i.error_ratio == 10 / 200 and i.lag_entries == 50
+    assert i.elections == 2
+    assert i.error_ratio == 10 / 200
+    assert i.lag_entries == 50
     # 2 minutes later the first samples have left the window
     w.observe(150, leader_present=True, elections=7, requests=400, errors=10, lag_entries=0,
               links_down_ratio=0.0)  # fmt: skip
     w.observe(160, leader_present=True, elections=7, requests=500, errors=10, lag_entries=0,
               links_down_ratio=0.0)  # fmt: skip
-    assert w.inputs().elections == 0 and w.inputs().error_ratio == 0.0
+    assert w.inputs().elections == 0
+    assert w.inputs().error_ratio == 0.0
     # a counter going backwards is a restart: the window starts over, no negative rates
     w.observe(170, leader_present=True, elections=0, requests=3, errors=0, lag_entries=0,
               links_down_ratio=0.0)  # fmt: skip
-    assert w.inputs().elections == 0 and w.inputs().error_ratio is None
+    assert w.inputs().elections == 0
+    assert w.inputs().error_ratio is None

@@ -57,10 +57,12 @@ def running_jaeger(tmp: Path, otlp_http: int) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert proc.poll() is None, (tmp / "jaeger.log").read_text()[-3000:]
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{health}/status", timeout=1) as r:
-                    if r.status == 200:
-                        break
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{health}/status", timeout=1) as r,
+            ):
+                if r.status == 200:
+                    break
             time.sleep(0.2)
         else:
             raise AssertionError("jaeger not healthy in 30s: " + (tmp / "jaeger.log").read_text())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
 import time
 import urllib.request
@@ -68,10 +67,12 @@ def running_prometheus(tmp: Path, targets: list[str]) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(base + "/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(base + "/-/ready", timeout=1) as r,
+            ):
+                if r.status == 200:
+                    break
             assert proc.poll() is None, (tmp / "prometheus.log").read_text()[-2000:]
             time.sleep(0.2)
         else:
@@ -154,12 +155,16 @@ async def test_every_dashboard_query_returns_series_from_real_nodes(
                 # the federation summary and `novacron status --prometheus`
                 summary = federation.from_prometheus(base)
                 (region,) = summary.regions
-                assert region.region == REGION and region.nodes == 3 and region.leader
-                assert region.health is not None and 0 <= region.health <= 100
+                assert region.region == REGION
+                assert region.nodes == 3
+                assert region.leader
+                assert region.health is not None
+                assert 0 <= region.health <= 100
                 assert set(region.components) >= {"leader", "replication", "errors", "links"}
                 assert "availability" in region.slos
                 burn = region.slos["availability"].burn_rate["5m"]
-                assert burn is not None and burn >= 0
+                assert burn is not None
+                assert burn >= 0
                 from novacron_core.cli import main
 
                 urls = [a for n in cluster.names for a in ("--url", cluster.url(n))]
@@ -167,11 +172,10 @@ async def test_every_dashboard_query_returns_series_from_real_nodes(
                     CliRunner().invoke, main, ["status", *urls, "--prometheus", base]
                 )
                 assert res.exit_code == 0, res.output
-                assert REGION in res.output and "availability" in res.output
+                assert REGION in res.output
+                assert "availability" in res.output
     finally:
         cluster.stop_all()
-    # nothing left behind: every node exited by itself on SIGTERM
-    assert all(os.path.exists(tmp_path / "nodes" / f"{n}.log") for n in cluster.names)
 
 
 def test_panel_queries_are_not_trivially_empty_expressions() -> None:

@@ -70,7 +70,8 @@ def test_every_slo_has_a_page_and_a_ticket_over_the_workbook_windows() -> None:
         assert {a["labels"]["severity"] for a in pages} == {"critical", "warning"}
         exprs = "\n".join(a["expr"] for a in pages)
         for _, long, short, rate in slo.BURN_ALERTS:
-            assert f"ratio_rate{long}" in exprs and f"ratio_rate{short}" in exprs
+            assert f"ratio_rate{long}" in exprs
+            assert f"ratio_rate{short}" in exprs
             assert f"({rate:g} * {s.budget:g})" in exprs
 
 

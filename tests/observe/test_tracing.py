@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from novacron_core.codec import decode, encode, record
@@ -72,7 +71,8 @@ def test_a_message_carrier_continues_the_trace(
         pass
     client, merge = sorted(exporter.get_finished_spans(), key=lambda s: s.name)
     assert merge.context.trace_id == root.get_span_context().trace_id
-    assert merge.parent is not None and merge.parent.span_id == client.context.span_id
+    assert merge.parent is not None
+    assert merge.parent.span_id == client.context.span_id
 
 
 @pytest.mark.parametrize("bad", [b"", b"\x00" * 26, b"\x01" + b"\x11" * 25, b"\x00" * 3])
@@ -132,9 +132,11 @@ def test_json_logs_carry_the_trace_id(spans: tuple[TracerProvider, InMemorySpanE
     finally:
         logger.removeHandler(handler)
     inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
-    assert inside["message"] == "leader lost in eu" and inside["term"] == 7
+    assert inside["message"] == "leader lost in eu"
+    assert inside["term"] == 7
     assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
-    assert inside["level"] == "warning" and inside["time"].endswith("Z")
+    assert inside["level"] == "warning"
+    assert inside["time"].endswith("Z")
     assert "trace_id" not in outside
 
 
