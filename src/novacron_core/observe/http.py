@@ -94,19 +94,25 @@ def observe_middleware(metrics: NodeMetrics | None, stats: Stats | None = None) 
 
 
 async def _traced(request: web.Request, handler: Handler, op: str) -> web.StreamResponse:
+    ctx = tracing.extract_headers(request.headers) if "traceparent" in request.headers else None
     route = route_of(request)
-    attrs = {
-        "http.request.method": request.method,
-        "http.route": route,
-        "url.path": request.path,
-        "novacron.op": op,
-    }
+    span = tracing.tracer().start_span(
+        f"{request.method} {route}", context=ctx, kind=SpanKind.SERVER
+    )
+    if not span.is_recording():
+        # not sampled: no attributes, no context switch (most requests at 1 % sampling)
+        return await handler(request)
+    span.set_attributes(
+        {
+            "http.request.method": request.method,
+            "http.route": route,
+            "url.path": request.path,
+            "novacron.op": op,
+        }
+    )
     if FORWARDED in request.headers:
-        attrs["novacron.forwarded_by"] = request.headers[FORWARDED]
-    ctx = tracing.extract_headers(request.headers)
-    with tracing.tracer().start_as_current_span(
-        f"{request.method} {route}", context=ctx, kind=SpanKind.SERVER, attributes=attrs
-    ) as span:
+        span.set_attribute("novacron.forwarded_by", request.headers[FORWARDED])
+    with trace.use_span(span, end_on_exit=True):
         try:
             resp = await handler(request)
         except web.HTTPException as e:

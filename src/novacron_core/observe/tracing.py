@@ -146,6 +146,8 @@ def setup_tracing(
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _provider = provider
+    global _tracer
+    _tracer = None  # the next lookup gets the SDK's
     return provider
 
 
@@ -159,8 +161,15 @@ def shutdown_tracing(timeout_s: float = 2.0) -> None:
     _provider = None
 
 
+_tracer: trace.Tracer | None = None
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    """NovaCron's tracer (looked up once: the SDK builds a new one on every lookup)."""
+    global _tracer
+    if _tracer is None:
+        _tracer = trace.get_tracer(TRACER_NAME)
+    return _tracer
 
 
 # ---------------------------------------------------------------- HTTP headers
