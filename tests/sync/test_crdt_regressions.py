@@ -8,7 +8,16 @@
 
 from __future__ import annotations
 
-from novacron_core.sync.crdt import ORMap, PNCounter
+from novacron_core.sync.crdt import (
+    GCounter,
+    GSet,
+    ORMap,
+    ORSet,
+    PNCounter,
+    TwoPSet,
+    decode_crdt,
+    encode_crdt,
+)
 
 # ---------------------------------------------------------------- 1: nested PN-Counter
 
@@ -25,3 +34,65 @@ def test_pn_counter_in_an_or_map_counts_concurrent_increments_of_every_replica()
     a.merge(db)
     b.merge(da)
     assert a.value() == b.value() == {"k": 1}
+
+
+# ---------------------------------------------------------------- 4: mixed-type elements
+
+
+def test_one_true_and_one_point_zero_are_three_distinct_g_set_elements() -> None:
+    a, b, c = GSet("a"), GSet("b"), GSet("c")
+    a.add(1)
+    b.add(True)
+    c.add(1.0)
+    for x in (a, b, c):
+        for y in (a, b, c):
+            x.merge(y)
+    assert encode_crdt(a) == encode_crdt(b) == encode_crdt(c)
+    assert a == b == c
+    # wire order is msgpack byte order: 0x01, 0xc3 (true), 0xcb (float64)
+    assert [(type(v), v) for v in a.to_wire()] == [(int, 1), (bool, True), (float, 1.0)]
+
+
+def test_states_that_differ_only_in_element_types_are_not_equal() -> None:
+    assert GSet(items={1}) != GSet(items={True})
+    assert encode_crdt(GSet(items={1})) != encode_crdt(GSet(items={True}))
+    assert TwoPSet(added={1.0}) != TwoPSet(added={1})
+
+
+def test_or_set_removes_only_the_element_of_the_same_type() -> None:
+    a, b = ORSet("a"), ORSet("b")
+    b.merge(a.add(1))
+    a.merge(b.add(True))
+    a.merge(b.add("1"))
+    b.merge(a.remove(1))
+    a.merge(b)
+    assert encode_crdt(a) == encode_crdt(b)
+    entries = decode_crdt(encode_crdt(a)).to_wire()[0]
+    assert [(type(x), x) for x, _ in entries] == [(str, "1"), (bool, True)]
+
+
+def test_two_p_set_removing_true_does_not_remove_one() -> None:
+    a = TwoPSet("a")
+    a.add(1)
+    a.add(True)
+    a.remove(True)
+    assert [[(type(x), x) for x in part] for part in a.to_wire()] == [
+        [(int, 1), (bool, True)],
+        [(bool, True)],
+    ]
+    assert [(type(x), x) for x in a.elements()] == [(int, 1)]
+
+
+def test_or_map_keys_one_and_true_are_distinct_keys() -> None:
+    a, b = ORMap("a"), ORMap("b")
+    da = a.update(1, GCounter, lambda c: c.increment(1))
+    db = b.update(True, GCounter, lambda c: c.increment(10))
+    a.merge(db)
+    b.merge(da)
+    assert encode_crdt(a) == encode_crdt(b)
+    ordered = a.keys()
+    assert [(type(k), k) for k in ordered] == [(int, 1), (bool, True)]
+    got_1, got_true = a.get(1), a.get(True)
+    assert got_1 is not None
+    assert got_true is not None
+    assert (got_1.value(), got_true.value()) == (1, 10)

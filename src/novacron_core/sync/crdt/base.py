@@ -11,7 +11,9 @@ into :class:`~novacron_core.codec.CodecError`, because the bytes come from peers
 
 from __future__ import annotations
 
+import struct
 from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import msgpack
@@ -80,7 +82,9 @@ class Crdt(ABC):
         return cls().to_wire()
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.to_wire() == other.to_wire()
+        # equal encodings, not equal Python values: ``[1] == [True]`` in Python, and two states
+        # whose bytes differ would keep anti-entropy's Merkle hashes apart for good
+        return type(other) is type(self) and encode_crdt(self) == encode_crdt(other)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -165,3 +169,36 @@ def sorted_atoms(items: Any) -> list[Any]:
 def _atom_key(v: Any) -> bytes:
     out: bytes = msgpack.packb(v, use_bin_type=True)
     return out
+
+
+# ---------------------------------------------------------------- element identity
+# Sets and map keys hold atoms by their *typed* identity, as the wire does: Python's
+# ``1 == True == 1.0`` (one hash) would merge three elements that encode differently, and the
+# replicas that stored different ones would keep different bytes for equal-looking states.
+# Strings, bytes, ints and None are their own key (they never compare equal across those
+# types); a bool or float is wrapped in a tuple (never an atom) tagged with its type, floats by
+# their IEEE bits so that -0.0 and 0.0 differ and NaN equals itself, exactly as encoded.
+
+Key = Hashable
+_F64 = struct.Struct(">d")
+
+
+def key_of(x: Atom) -> Key:
+    t = type(x)
+    if t is bool:
+        return ("b", x)
+    if t is float:
+        return ("f", _F64.pack(x))
+    return x
+
+
+def atom_of(k: Key) -> Atom:
+    if type(k) is tuple:
+        tag, raw = k
+        return bool(raw) if tag == "b" else float(_F64.unpack(raw)[0])
+    return k  # type: ignore[return-value]
+
+
+def sorted_keys(keys: Iterable[Key]) -> list[Key]:
+    """Element keys in the canonical (wire) order of their atoms."""
+    return sorted(keys, key=lambda k: _atom_key(atom_of(k)))

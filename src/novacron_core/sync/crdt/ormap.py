@@ -24,11 +24,14 @@ from novacron_core.clocks import CausalContext, Dot, VersionVector
 from novacron_core.sync.crdt.base import (
     Atom,
     Crdt,
+    Key,
     atom,
+    atom_of,
     context_from_wire,
     dot_from_wire,
     from_tagged,
-    sorted_atoms,
+    key_of,
+    sorted_keys,
     to_tagged,
 )
 from novacron_core.sync.crdt.dots import compact_stable, context_of, join_dotfun
@@ -48,18 +51,22 @@ class ORMap(Crdt):
     def __init__(
         self,
         replica: str = "",
-        entries: dict[Atom, dict[Dot, Crdt]] | None = None,
+        entries: dict[Key, dict[Dot, Crdt]] | None = None,
         ctx: CausalContext | None = None,
         fast_min: int | None = None,
     ) -> None:
         self.replica = replica
-        self.entries: dict[Atom, dict[Dot, Crdt]] = entries if entries is not None else {}
+        # key (typed identity, ``key_of``) -> version dot -> nested value
+        self.entries: dict[Key, dict[Dot, Crdt]] = entries if entries is not None else {}
         self.ctx = ctx if ctx is not None else CausalContext()
         self.fast_min = self.FAST_MIN if fast_min is None else fast_min
-        self._owner: dict[Dot, Atom] | None = None
+        self._owner: dict[Dot, Key] | None = None
 
     def get(self, key: Atom) -> Crdt | None:
         """The key's nested value (a fresh object: mutate it through :meth:`update`)."""
+        return self._read(key_of(key))
+
+    def _read(self, key: Key) -> Crdt | None:
         versions = self.entries.get(key)
         if not versions:
             return None
@@ -72,7 +79,8 @@ class ORMap(Crdt):
 
     def update(self, key: Atom, factory: type[C], mutate: Callable[[C], Any]) -> ORMap:
         """Apply ``mutate`` to the key's value (created by ``factory`` if absent)."""
-        current = self.get(key)
+        k = key_of(key)
+        current = self._read(k)
         if current is None:
             current = factory()
         elif not isinstance(current, factory):
@@ -80,31 +88,34 @@ class ORMap(Crdt):
         current.replica = self.replica
         mutate(current)
         current.replica = ""
-        old = list(self.entries.get(key, ()))
+        old = list(self.entries.get(k, ()))
         dot = fresh_dot(self.ctx, self.replica)
-        self.entries[key] = {dot: current}
+        self.entries[k] = {dot: current}
         if self._owner is not None:
             for d in old:
                 self._owner.pop(d, None)
-            self._owner[dot] = key
-        return ORMap(entries={key: {dot: current}}, ctx=context_of([*old, dot]))
+            self._owner[dot] = k
+        return ORMap(entries={k: {dot: current}}, ctx=context_of([*old, dot]))
 
     def remove(self, key: Atom) -> ORMap:
-        old = self.entries.pop(key, {})
+        old = self.entries.pop(key_of(key), {})
         if self._owner is not None:
             for d in old:
                 self._owner.pop(d, None)
         return ORMap(ctx=context_of(list(old)))
 
     def keys(self) -> list[Atom]:
-        return sorted_atoms(self.entries)
+        """Every key, typed, in canonical order (``1``, ``True`` and ``1.0`` are three keys)."""
+        return [atom_of(k) for k in sorted_keys(self.entries)]
 
     def value(self) -> dict[Atom, Any]:
+        """Key -> nested value; built in canonical key order, so that of keys Python
+        identifies (``1``, ``True``) every replica shows the same one (see :meth:`keys`)."""
         out: dict[Atom, Any] = {}
-        for k in self.entries:
-            v = self.get(k)
+        for k in sorted_keys(self.entries):
+            v = self._read(k)
             if v is not None:
-                out[k] = v.value()
+                out.setdefault(atom_of(k), v.value())
         return out
 
     def merge(self, other: Any) -> None:
@@ -112,7 +123,7 @@ class ORMap(Crdt):
         ctx_dots = None
         if len(mine) >= self.fast_min and len(theirs) <= 32:
             ctx_dots = small_dots(other.ctx)
-        keys: set[Atom] | list[Atom]
+        keys: set[Key] | list[Key]
         if ctx_dots is None:
             self._owner = None
             keys = [*mine, *(k for k in theirs if k not in mine)]
@@ -150,8 +161,8 @@ class ORMap(Crdt):
     def to_wire(self) -> list[Any]:
         return [
             [
-                [k, [[d.replica, d.counter, to_tagged(vs[d])] for d in sorted(vs)]]
-                for k in sorted_atoms(self.entries)
+                [atom_of(k), [[d.replica, d.counter, to_tagged(vs[d])] for d in sorted(vs)]]
+                for k in sorted_keys(self.entries)
                 for vs in (self.entries[k],)
             ],
             self.ctx.to_wire(),
@@ -161,7 +172,7 @@ class ORMap(Crdt):
     def from_wire(cls, raw: Any) -> ORMap:
         if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[0], list):
             raise TypeError("an OR-Map is [entries, context]")
-        entries: dict[Atom, dict[Dot, Crdt]] = {}
+        entries: dict[Key, dict[Dot, Crdt]] = {}
         for item in raw[0]:
             if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
                 raise TypeError("an OR-Map entry is [key, versions]")
@@ -171,5 +182,5 @@ class ORMap(Crdt):
                     raise TypeError("an OR-Map version is [replica, counter, value]")
                 versions[dot_from_wire(e[:2])] = from_tagged(e[2])
             if versions:
-                entries[atom(item[0])] = versions
+                entries[key_of(atom(item[0]))] = versions
         return cls(entries=entries, ctx=context_from_wire(raw[1]))
