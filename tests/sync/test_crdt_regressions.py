@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from novacron_core.clocks import VersionVector
 from novacron_core.sync.crdt import (
     GCounter,
     GSet,
@@ -34,6 +35,34 @@ def test_pn_counter_in_an_or_map_counts_concurrent_increments_of_every_replica()
     a.merge(db)
     b.merge(da)
     assert a.value() == b.value() == {"k": 1}
+
+
+# ---------------------------------------------------------------- 3: OR-Set GC, delta path
+
+
+def test_or_set_remove_after_gc_removes_the_element_on_a_replica_holding_pre_gc_state() -> None:
+    a, b = ORSet("a"), ORSet("b")
+    da, db = a.add("x"), b.add("x")
+    a.merge(db)
+    b.merge(da)
+    a.gc(VersionVector({"a": 1, "b": 1}))
+    b.merge(a.remove("x"))  # B receives only this delta
+    assert b.value() == frozenset()
+    b.merge(a)
+    a.merge(b)
+    assert a == b
+    assert a.value() == frozenset()
+
+
+def test_or_set_re_add_after_gc_then_remove_leaves_no_stale_dot_on_other_replicas() -> None:
+    a, b = ORSet("a"), ORSet("b")
+    da, db = a.add("x"), b.add("x")
+    a.merge(db)
+    b.merge(da)
+    a.gc(VersionVector({"a": 1, "b": 1}))
+    b.merge(a.add("x"))  # a re-add supersedes every add a observed
+    b.merge(a.remove("x"))
+    assert b.value() == a.value() == frozenset()
 
 
 # ---------------------------------------------------------------- 4: mixed-type elements

@@ -23,12 +23,7 @@ from novacron_core.sync.crdt.base import (
     key_of,
     sorted_keys,
 )
-from novacron_core.sync.crdt.dots import (
-    collapse_stable,
-    compact_stable,
-    context_of,
-    join_dotfun,
-)
+from novacron_core.sync.crdt.dots import compact_stable, context_of, join_dotfun
 from novacron_core.sync.crdt.sets import frozen
 
 
@@ -65,7 +60,6 @@ class ORSet(Crdt):
     of checking every element against the delta's context."""
 
     KIND = 5
-    COLLAPSES = True  # gc keeps one of several stable dots of an element
     FAST_MIN = 16
     __slots__ = ("_owner", "ctx", "entries", "fast_min")
 
@@ -161,11 +155,15 @@ class ORSet(Crdt):
         self.ctx.merge(other.ctx)
 
     def gc(self, stable: VersionVector) -> None:
-        """``stable``: dots of *this* value every replica has seen (see the engine)."""
-        for dots in self.entries.values():
-            if len(dots) > 1:
-                self._owner = None
-                collapse_stable(dots, stable)
+        """``stable``: dots of *this* value every replica has seen (see the engine). Folds them
+        into the context's version vector (closing gaps out-of-order deltas left).
+
+        Several concurrent adds of one element keep their dots: collapsing them into one (as
+        this once did) makes the deltas of later ops on the element name only the kept dot,
+        and a replica still holding the others never learns the op observed them (a remove
+        after GC left the element there for good). They fold into one dot at the next add or
+        remove of the element on any replica, so an element holds at most one dot per
+        replica that added it concurrently."""
         compact_stable(self.ctx, stable)
 
     def to_wire(self) -> list[Any]:

@@ -107,6 +107,7 @@ class RgaDelta(Crdt):
 
 class RGA(Crdt):
     KIND = 9
+    COLLAPSES = True  # gc drops tombstones a replica that restarted with less may still need
     __slots__ = (
         "_chunks",
         "_clock",
