@@ -516,8 +516,9 @@ class SyncNode:
         knows every replica has applied. Only ``safe`` updates let a key be garbage-collected
         in its own dot space, because GC may drop what replicas hold (the RGA's tombstones,
         ``Crdt.COLLAPSES``) and a replica that comes back with less than it acknowledged must
-        not be able to act on what it still holds without what was dropped. A restarted replica merges the full state of a
-        caught-up peer that already forgot its predecessor before it may issue such ops; any
+        not be able to act on what it still holds without what was dropped. A restarted
+        replica merges the full state of a caught-up peer that already forgot its
+        predecessor before it may issue such ops; any
         report that peer gave before covered only dots it held (and still holds), any report
         it gives after counts the successor's own vector. A crashed or partitioned peer
         reports nothing new, so both points stay put until it is back.
