@@ -12,6 +12,7 @@ from novacron_core.clocks import VersionVector
 from novacron_core.sync.crdt import (
     GCounter,
     GSet,
+    MVRegister,
     ORMap,
     ORSet,
     PNCounter,
@@ -35,6 +36,69 @@ def test_pn_counter_in_an_or_map_counts_concurrent_increments_of_every_replica()
     a.merge(db)
     b.merge(da)
     assert a.value() == b.value() == {"k": 1}
+
+
+# ---------------------------------------------------------------- 2: key re-creation
+
+
+def test_or_map_key_removed_and_recreated_keeps_concurrent_writes_of_an_or_set() -> None:
+    """A writes x under k; B sees it; A removes k and writes y under a fresh k while B
+    concurrently writes z. B's write carries k as B saw it (with x), so all three survive."""
+    a, b = ORMap("a"), ORMap("b")
+    b.merge(a.update("k", ORSet, lambda s: s.add("x")))
+    removed = a.remove("k")
+    recreated = a.update("k", ORSet, lambda s: s.add("y"))
+    concurrent = b.update("k", ORSet, lambda s: s.add("z"))
+    a.merge(concurrent)
+    b.merge(removed)
+    b.merge(recreated)
+    assert a.value() == b.value() == {"k": frozenset({"x", "y", "z"})}
+
+
+def test_or_map_key_removed_and_recreated_keeps_concurrent_counts_and_registers() -> None:
+    a, b = ORMap("a"), ORMap("b")
+    b.merge(a.update("n", GCounter, lambda c: c.increment(1)))
+    b.merge(a.update("r", MVRegister, lambda r: r.assign("x")))
+    deltas_a = [
+        a.remove("n"),
+        a.remove("r"),
+        a.update("n", GCounter, lambda c: c.increment(5)),
+        a.update("r", MVRegister, lambda r: r.assign("y")),
+    ]
+    deltas_b = [
+        b.update("n", GCounter, lambda c: c.increment(2)),
+        b.update("r", MVRegister, lambda r: r.assign("z")),
+    ]
+    for d in deltas_b:
+        a.merge(d)
+    for d in deltas_a:
+        b.merge(d)
+    # counter: A's fresh +5, and B's version as B saw it (A's old +1, B's +2)
+    # register: A's fresh y, and B's z (which superseded x as B saw it)
+    for m in (a, b):
+        assert m.value()["n"] == 8
+        assert sorted(m.value()["r"]) == ["y", "z"]
+
+
+def test_a_replica_whose_version_was_removed_by_a_peer_does_not_reuse_its_nested_dots() -> None:
+    """C removes A's version of k while B's concurrent version survives; A writes again on
+    top of B's version: A's new nested dots must differ from those of its removed version,
+    which D (not having seen C's remove yet) still holds beside A's new one."""
+    a, b, c, d = ORMap("a"), ORMap("b"), ORMap("c"), ORMap("d")
+    d1 = a.update("k", ORSet, lambda s: s.add("x1"))
+    d2 = b.update("k", ORSet, lambda s: s.add("b1"))
+    c.merge(d1)
+    rm = c.remove("k")
+    a.merge(d2)
+    a.merge(rm)  # A's own version is gone; B's (without x1) remains
+    d3 = a.update("k", ORSet, lambda s: s.add("x2"))
+    for x in (d1, d2, d3):
+        d.merge(x)
+    assert d.value() == {"k": frozenset({"x1", "b1", "x2"})}  # rm not seen yet at d
+    d.merge(rm)
+    for x in (d2, d3):
+        c.merge(x)
+    assert a.value() == c.value() == d.value() == {"k": frozenset({"b1", "x2"})}
 
 
 # ---------------------------------------------------------------- 3: OR-Set GC, delta path

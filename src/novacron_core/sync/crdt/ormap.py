@@ -13,6 +13,19 @@ sets), not only the nested delta; that is what makes remove well defined:
   because a value lives exactly as long as the dot that carries it.
 * concurrent updates: both dots survive and the read joins their values (e.g. both counter
   increments count); the next update on any replica folds them into one dot again.
+
+In short, a key's value is the join of the nested histories its surviving versions carry,
+and the join is only that if no two versions ever use one nested event id (a dot, a G-Counter
+entry, an RGA element id) for different events. Nested ids restart in a fresh value, so a
+replica mutates a nested value under an id of its own *per incarnation*: ``replica/n``, with
+``n`` the map dot of the update that started it. It keeps that id while its latest version of
+the key is still there (that version holds every event it made under the id, so fresh ones
+continue beyond them), and takes a new one when the key was removed or re-created, or its
+version was superseded by another replica's (which may lack its latest events): a key
+re-created while a concurrent update of the old incarnation is in flight keeps both
+incarnations' events, instead of letting the new one reuse (and so erase) the old one's.
+What id belongs to which version is remembered per replica object, not on the wire: a
+replica rebuilt from bytes just takes new ids (one more counter entry or context entry).
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ from novacron_core.sync.crdt.base import (
     to_tagged,
 )
 from novacron_core.sync.crdt.dots import compact_stable, context_of, join_dotfun
-from novacron_core.sync.crdt.orset import fresh_dot, small_dots
+from novacron_core.sync.crdt.orset import fresh_dot, next_counter, small_dots
 
 C = TypeVar("C", bound=Crdt)
 
@@ -46,7 +59,7 @@ class ORMap(Crdt):
 
     KIND = 8
     FAST_MIN = 16
-    __slots__ = ("_owner", "ctx", "entries", "fast_min")
+    __slots__ = ("_nested", "_owner", "ctx", "entries", "fast_min")
 
     def __init__(
         self,
@@ -61,6 +74,9 @@ class ORMap(Crdt):
         self.ctx = ctx if ctx is not None else CausalContext()
         self.fast_min = self.FAST_MIN if fast_min is None else fast_min
         self._owner: dict[Dot, Key] | None = None
+        # key -> (our latest version's dot, the nested id it was written under, and the nested
+        # value's own such table when it is an OR-Map): see the module docstring
+        self._nested: dict[Key, tuple[Dot, str, Any]] = {}
 
     def get(self, key: Atom) -> Crdt | None:
         """The key's nested value (a fresh object: mutate it through :meth:`update`)."""
@@ -85,12 +101,24 @@ class ORMap(Crdt):
             current = factory()
         elif not isinstance(current, factory):
             raise TypeError(f"{key!r} holds a {type(current).__name__}, not {factory.__name__}")
-        current.replica = self.replica
+        old = list(self.entries.get(k, ()))
+        counter = next_counter(self.ctx, self.replica)
+        mine = self._nested.get(k)
+        if mine is not None and mine[0] in old:  # our latest version survives: keep its id
+            nested_id, inner = mine[1], mine[2]
+        else:
+            nested_id, inner = f"{self.replica}/{counter}", None
+        current.replica = nested_id
+        nested_map = current if isinstance(current, ORMap) else None
+        if nested_map is not None and inner is not None:
+            nested_map._nested = inner
         mutate(current)
         current.replica = ""
-        old = list(self.entries.get(k, ()))
         dot = fresh_dot(self.ctx, self.replica)
         self.entries[k] = {dot: current}
+        self._nested[k] = (dot, nested_id, None if nested_map is None else nested_map._nested)
+        if nested_map is not None:
+            nested_map._nested = {}  # (the stored version is shared with the delta)
         if self._owner is not None:
             for d in old:
                 self._owner.pop(d, None)
@@ -98,7 +126,9 @@ class ORMap(Crdt):
         return ORMap(entries={k: {dot: current}}, ctx=context_of([*old, dot]))
 
     def remove(self, key: Atom) -> ORMap:
-        old = self.entries.pop(key_of(key), {})
+        k = key_of(key)
+        self._nested.pop(k, None)
+        old = self.entries.pop(k, {})
         if self._owner is not None:
             for d in old:
                 self._owner.pop(d, None)
@@ -149,6 +179,7 @@ class ORMap(Crdt):
                 mine[k] = versions
             else:
                 mine.pop(k, None)
+                self._nested.pop(k, None)
         self.ctx.merge(other.ctx)
 
     def gc(self, stable: VersionVector) -> None:

@@ -27,15 +27,20 @@ from novacron_core.sync.crdt.dots import compact_stable, context_of, join_dotfun
 from novacron_core.sync.crdt.sets import frozen
 
 
-def fresh_dot(ctx: CausalContext, replica: str) -> Dot:
-    """The next dot of ``replica``, beyond anything of its own the context has seen."""
+def next_counter(ctx: CausalContext, replica: str) -> int:
+    """The counter :func:`fresh_dot` would give ``replica`` next."""
     if not replica:
         raise ValueError("a mutating replica needs an id")
     top = ctx.vv.get(replica)
     for d in ctx.cloud:
         if d.replica == replica and d.counter > top:
             top = d.counter
-    dot = Dot(replica, top + 1)
+    return top + 1
+
+
+def fresh_dot(ctx: CausalContext, replica: str) -> Dot:
+    """The next dot of ``replica``, beyond anything of its own the context has seen."""
+    dot = Dot(replica, next_counter(ctx, replica))
     ctx.add(dot)
     return dot
 
