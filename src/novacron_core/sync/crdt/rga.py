@@ -90,6 +90,14 @@ class RgaDelta(Crdt):
     def value(self) -> Any:
         return RGA.from_delta(self).value()
 
+    def elements(self) -> list[Insert]:
+        """Every inserted element ``(id, origin, value)``, in id order."""
+        return [(i, o, v) for i, (o, v) in sorted(self.inserts.items())]
+
+    def deleted(self) -> list[Id]:
+        """Every deleted id, in id order."""
+        return sorted(self.deletes)
+
     def state_class(self) -> type[Crdt]:
         return RGA
 
