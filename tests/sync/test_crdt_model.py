@@ -91,6 +91,9 @@ class Driver:
     apply: Callable[[Any, Any, int, History], Applied]
     read: Callable[[Any], Any]  # the implementation's value, canonical like the model's
     keys: tuple[Any, ...] = ()  # OR-Maps: the keys a run picks a few of
+    # how GC finds its stable point: "ctx" (dot-based types: the meet of every replica's
+    # context), "settled" (the RGA: see CrdtMachine.gc), None (nothing to collect)
+    gc: str | None = None
 
     def __repr__(self) -> str:
         return self.name
@@ -216,7 +219,7 @@ G_SET = Driver(
     _elements,
 )
 TWO_P_SET = Driver("TwoPSet", TwoPSet, TwoPSetSpec(), SET_OPS, _add_rm, _elements)
-OR_SET = Driver("ORSet", ORSet, ORSetSpec(), SET_OPS, _add_rm, _elements)
+OR_SET = Driver("ORSet", ORSet, ORSetSpec(), SET_OPS, _add_rm, _elements, gc="ctx")
 LWW = Driver(
     "LWWRegister",
     LWWRegister,
@@ -232,18 +235,20 @@ MV = Driver(
     lambda pool: pool.elems,
     lambda v, x, who, view: (v.assign(x), ("assign", x)),
     lambda v: sorted(canon(x) for x in v.value()),
+    gc="ctx",
 )
 RGA_TEXT = Driver(
     "RGA",
     RGA,
     RGASpec(),
     lambda pool: st.tuples(
-        st.sampled_from(["ins", "ins", "del"]),
+        st.sampled_from(["ins", "del"]),
         st.floats(0, 1),
         st.text(alphabet="xyz", min_size=1, max_size=4),
     ),
     _rga,
     lambda v: [canon(x) for x in v.value()],
+    gc="settled",
 )
 
 # every type nested in an OR-Map (one of them an OR-Map again); the keys 1, True, 1.0 and "1"
@@ -295,6 +300,7 @@ OR_MAP = Driver(
     _map_apply(_outer),
     _map_read(_outer),
     keys=tuple(k for k, _ in _OUTER),
+    gc="ctx",
 )
 
 DRIVERS = [G_COUNTER, PN_COUNTER, G_SET, TWO_P_SET, OR_SET, LWW, MV, RGA_TEXT, OR_MAP]
@@ -334,11 +340,14 @@ class CrdtMachine(RuleBasedStateMachine):
         self.net: list[Msg] = []
         self.sent = 0
         self.ops: st.SearchStrategy[Any] = st.nothing()
+        self.issued: list[list[tuple[int, Ev]]] = []  # per replica: (stamp, event) in order
+        self.rounds: list[tuple[list[int], list[int]]] = []  # (delivered, issued) stamps
 
     @initialize(n=st.integers(3, 5), data=st.data())
     def start(self, n: int, data: st.DataObject) -> None:
         self.reps = [self.driver.cls(f"r{i}") for i in range(n)]  # type: ignore[call-arg]
         self.hist = [frozenset() for _ in range(n)]
+        self.issued = [[] for _ in range(n)]
         few = st.lists(st.sampled_from(ELEMS), min_size=1, max_size=3, unique_by=canon)
         keys = st.lists(st.sampled_from(self.driver.keys or [None]), min_size=1, max_size=3)
         pool = Pool(st.sampled_from(data.draw(few, label="elements")), tuple(data.draw(keys)))
@@ -356,6 +365,7 @@ class CrdtMachine(RuleBasedStateMachine):
         delta, payload = self.driver.apply(self.reps[who], op, who, self.hist[who])
         ev = Ev(payload, self.hist[who])
         self.hist[who] = self.hist[who] | {ev}
+        self.issued[who].append((delta.top(f"r{who}"), ev))
         self.net.append(Msg(delta.copy(), frozenset({ev}), False))
 
     @rule(data=st.data())
@@ -395,11 +405,49 @@ class CrdtMachine(RuleBasedStateMachine):
         self.net = [m for k, m in enumerate(self.net) if k not in (i, j)]
         self.net.append(Msg(joined, a.events | b.events, False))
 
+    @rule()
+    def sync_all(self) -> None:
+        """A quiet moment: every replica merges every other's state (everything stable)."""
+        self._exchange()
+
+    def _exchange(self) -> None:
+        for _ in range(2):  # (twice: the first pass gives the last replica everything)
+            for dst in self.reps:
+                for src in self.reps:
+                    if src is not dst:
+                        self.sent += 1
+                        dst.merge(_through_the_wire(src, self.sent))
+        everything = frozenset().union(*self.hist)
+        self.hist = [everything for _ in self.reps]
+
     @rule(data=st.data())
     def gc(self, data: st.DataObject) -> None:
-        if not hasattr(self.reps[0], "ctx"):
-            return  # counters, registers, G/2P-sets: nothing to collect
-        self.reps[self._who(data)].gc(_stable(self.reps))
+        who = self._who(data)
+        if self.driver.gc == "ctx":
+            self.reps[who].gc(_stable(self.reps))
+        elif self.driver.gc == "settled":
+            self.reps[who].gc(self._settled())
+
+    def _settled(self) -> VersionVector:
+        """What the engine passes an RGA: per replica, the stamp up to which every replica
+        has all its ops, taken at a round whose ops (the highest stamp each replica had
+        issued then) every replica has by now: so every op any replica made before applying
+        those is here too (SyncNode._collect, Crdt.SETTLES)."""
+        delivered = []
+        for ops in self.issued:
+            top = 0
+            for stamp, ev in ops:
+                if not all(ev in h for h in self.hist):
+                    break
+                top = stamp
+            delivered.append(top)
+        issued = [ops[-1][0] if ops else 0 for ops in self.issued]
+        self.rounds.append((delivered, issued))
+        usable = [0] * len(self.reps)
+        for then, made in self.rounds:
+            if all(d >= m for d, m in zip(delivered, made, strict=True)):
+                usable = then
+        return VersionVector({f"r{i}": s for i, s in enumerate(usable)})
 
     @invariant()
     def reads_what_the_model_gives(self) -> None:
@@ -411,13 +459,8 @@ class CrdtMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         if not self.reps:
             return
-        for _ in range(2):  # everyone merges everyone's state: all histories become the union
-            for dst in self.reps:
-                for src in self.reps:
-                    if src is not dst:
-                        dst.merge(_through_the_wire(src, 0))
-        everything = frozenset().union(*self.hist)
-        want = self.driver.spec.value(everything)
+        self._exchange()
+        want = self.driver.spec.value(self.hist[0])
         wire = encode_crdt(self.reps[0])
         for who, rep in enumerate(self.reps):
             assert encode_crdt(rep) == wire, f"replica r{who} holds other bytes"

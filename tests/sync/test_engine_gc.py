@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from novacron_core.sim import Topology, World, check_convergence, replay_hint, sim_seeds
-from novacron_core.sync.crdt import MVRegister, ORMap, ORSet, PNCounter
+from novacron_core.sync.crdt import RGA, MVRegister, ORMap, ORSet, PNCounter
 from novacron_core.sync.engine import Mutate, SyncConfig, SyncNode
 from novacron_core.sync.scenarios import cluster
 
@@ -166,3 +166,61 @@ def test_churn_converges_with_gc_under_random_fault_schedules(seed: int) -> None
     result = check_convergence({n: world.machine(n) for n in names}, _view)
     assert result, f"{result.explanation}\n{replay_hint(seed, 'churn_converges_with_gc')}"
     assert sum(world.machine(n).gc_keys for n in names) > 0
+
+
+def _edit(rng: random.Random) -> Mutate:
+    """Text churn: paste a few words somewhere, or delete a stretch (kept near 300 chars)."""
+    coin, at, size = rng.random(), rng.random(), rng.randint(1, 40)
+
+    def mutate(doc: RGA) -> RGA:
+        n = len(doc)
+        if n > 300 or (n > 40 and coin < 0.45):
+            k = min(size, n)
+            return doc.delete(int(at * (n - k + 1)) % (n - k + 1), k)
+        return doc.insert(int(at * (n + 1)) % (n + 1), "edit " * (1 + size // 10))
+
+    return Mutate("doc", RGA, mutate)
+
+
+def _tombstones(world: World, names: list[str]) -> int:
+    out = 0
+    for n in names:
+        if n in world.alive() and world.machine(n).store.get("doc") is not None:
+            out += world.machine(n).store.get("doc").stats()["tombstones"]  # type: ignore[union-attr]
+    return out
+
+
+def test_rga_tombstones_are_collected_once_settled_and_a_partitioned_replica_holds_it() -> None:
+    world = World(13, Topology.three_regions())
+    names = cluster(world, 2, SyncConfig())
+    rng = random.Random(13)
+
+    def churn(until: float) -> list[int]:
+        out = []
+        while world.now < until - 1e-9:
+            t = world.now
+            for k in range(100):  # 100 edits a second
+                world.schedule(
+                    t + k * 0.01,
+                    lambda: world.request(rng.choice(sorted(world.alive())), _edit(rng)),
+                )
+            world.run_until(t + 1.0)
+            out.append(_tombstones(world, names))
+        return out
+
+    up = churn(8.0)
+    victim = names[-1]
+    world.partition([{victim}, set(names) - {victim}])
+    cut = churn(14.0)
+    world.heal()
+    healed = churn(20.0)
+    world.run_until(26.0)  # quiet: every delete settles
+    result = check_convergence({n: world.machine(n) for n in names}, _view)
+    assert result, result.explanation
+    texts = {world.machine(n).store.get("doc").text() for n in names}  # type: ignore[union-attr]
+    assert len(texts) == 1
+    print("RGA tombstones over 6 replicas, all up:", up, "partitioned:", cut, "healed:", healed)
+    assert max(up[3:]) < 3 * max(up[:3]) + 500, up  # bounded while all are up
+    assert cut[-1] > 2 * max(up), (up, cut)  # the victim has not seen them: nothing goes
+    assert healed[-1] < max(up) * 2 + 500, (up, healed)
+    assert _tombstones(world, names) < 50  # settled: (nearly) every tombstone collected

@@ -35,6 +35,10 @@ class Crdt(ABC):
     # True if ``gc`` drops dots a replica holds (not just metadata every replica has): then a
     # replica holding less than it acknowledged must not mutate it until caught up (engine)
     COLLAPSES: ClassVar[bool] = False
+    # True if ``gc(stable)`` needs ``stable`` to cover only events whose *concurrent* events
+    # every replica has applied too (an RGA tombstone may go only once no insert naming it can
+    # still arrive): the engine then holds the key's stable point back one report round
+    SETTLES: ClassVar[bool] = False
     replica: str  # who mutates this copy ("" for deltas and decoded values)
     __slots__ = ("replica",)
 
@@ -69,6 +73,18 @@ class Crdt(ABC):
     def state_class(self) -> type[Crdt]:
         """The type a replica holds once it merged this value (deltas may differ: RGA)."""
         return type(self)
+
+    def top(self, replica: str) -> int:
+        """The highest CRDT-level counter of ``replica``'s own events this value (a delta)
+        carries, in the space ``gc(stable)`` reads (0: none, or nothing to collect)."""
+        ctx = getattr(self, "ctx", None)
+        if not isinstance(ctx, CausalContext):
+            return 0
+        top = ctx.vv.get(replica)
+        for d in ctx.cloud:
+            if d.replica == replica and d.counter > top:
+                top = d.counter
+        return top
 
     def gc(self, stable: VersionVector) -> None:  # noqa: B027 - most types have nothing to drop
         """Drop metadata about events every replica has seen (``stable`` = meet of all VVs)."""
