@@ -118,8 +118,10 @@ def test_agents_and_gateways_are_not_deployed_while_the_cli_lacks_their_commands
     objs = region()
     kinds = sorted(o["kind"] for o in objs)
     assert kinds == sorted(
-        ["ServiceAccount", "ConfigMap", "Service", "Service", "StatefulSet"]
-        + ["PodDisruptionBudget", "NetworkPolicy"]
+        [
+            *["ServiceAccount", "ConfigMap", "Service", "Service", "StatefulSet"],
+            *["PodDisruptionBudget", "NetworkPolicy"],
+        ]
     )
     assert not [o for o in objs if "gateway" in o["metadata"]["name"]]
     (cm,) = by_kind(objs, "ConfigMap")

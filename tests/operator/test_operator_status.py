@@ -13,7 +13,6 @@ from novacron_operator.status import (
     conditions,
     events,
     no,
-    ok,
     progressing_health,
     ready_health,
     workload_health,
@@ -139,4 +138,3 @@ def test_ready_means_the_group_answers_with_a_leader() -> None:
     assert region_health(pods_ready, Step(1, 0), World("r", 1, 1, manage=False)) == pods_ready
     types = [c["type"] for c in conditions([], blind, 1, "t")]
     assert types == ["Ready", "Progressing", "Degraded", "GroupReachable"]
-    assert ok("X", "a", "b").status and not no("X", "a", "b").status
