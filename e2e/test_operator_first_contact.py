@@ -291,6 +291,19 @@ def test_federation_reports_unknown_and_renamed_members_and_mounts_its_topology(
     assert k.get("statefulset", "west", ns)["metadata"]["generation"] == generation
     k.run("delete", "fed", "fed", "-n", ns)
     wait_for("unmounted", lambda: mounted() is None, 30)
+    lost = federation("lost", [{"name": "ap", "endpoints": [{"host": "h", "port": 7000}]}])
+    lost["spec"]["clusterRef"] = {"name": "nowhere"}
+    k.apply(lost, ns)
+    c = wait_for(
+        "Degraded ClusterNotFound",
+        lambda: condition(k, "fed", "lost", ns, "Degraded", "True"),
+        30,
+    )
+    assert (c["reason"], "NovaCronCluster nowhere does not exist" in c["message"]) == (
+        "ClusterNotFound",
+        True,
+    )
+    k.run("delete", "fed", "lost", "-n", ns)
     k.run("delete", "ncr", "west", "-n", ns)
 
 

@@ -23,7 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from novacron_operator.handlers import PARENTS, register
 from novacron_operator.kube import Kube, load_config
 from novacron_operator.leader import LeaderElector
-from novacron_operator.reconcile import RECONCILERS, Follow, Key, Options
+from novacron_operator.reconcile import Follow, Key, Options
+from novacron_operator.reconcilers import RECONCILERS
 from novacron_operator.worker import WorkQueue
 
 LEADER = Gauge("novacron_operator_leader", "1 while this replica holds the Lease")

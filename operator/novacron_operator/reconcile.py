@@ -601,12 +601,3 @@ def region_health(workloads: Health, step: Step, world: World) -> Health:
         msg = f"leader {leader.node} (term {leader.term}), {len(leader.voters)} voters, serving"
         return replace(workloads, ready=ok("Ready", "Serving", msg)).with_extra(reach)
     return workloads.with_extra(reach)
-
-
-from novacron_operator.parents import reconcile_cluster, reconcile_federation  # noqa: E402
-
-RECONCILERS = {
-    "NovaCronRegion": reconcile_region,
-    "NovaCronCluster": reconcile_cluster,
-    "DWCPFederation": reconcile_federation,
-}

@@ -14,7 +14,8 @@ import kopf
 from novacron_operator import GROUP, VERSION
 from novacron_operator.builders.common import OWNER_LABEL
 from novacron_operator.kube import KINDS, OWNED, Kube
-from novacron_operator.reconcile import RECONCILERS, Key
+from novacron_operator.reconcile import Key
+from novacron_operator.reconcilers import RECONCILERS
 from novacron_operator.worker import WorkQueue
 
 PARENTS = {kind: KINDS[kind][1] for kind in RECONCILERS}
