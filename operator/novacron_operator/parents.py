@@ -246,8 +246,11 @@ async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
     if rejected is not None:
         health = health.degrade("ChildApplyFailed", rejected.message())
     extra = {"members": members, "readyMembers": ready}
+    status = body.get("status") or {}
+    spec_changed = status.get("observedGeneration") != body["metadata"]["generation"]
     await write_status(kube, body, health, extra)
     if rejected is not None:
         raise rejected
     log.debug("federation %s: %s", topology_name(owner.name), count)
-    return every_region
+    # its member regions mount its topology (or stop): a spec change is theirs to apply
+    return every_region if spec_changed else []

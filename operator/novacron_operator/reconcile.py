@@ -427,7 +427,8 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     cluster = await kube.cached_get("NovaCronCluster", key.namespace, spec.cluster_ref.name)
     if cluster is None:
         msg = f"NovaCronCluster {spec.cluster_ref.name} does not exist in {key.namespace}"
-        await write_status(kube, body, Health(no("Ready", "ClusterNotFound", msg)), {})
+        health = Health(no("Ready", "ClusterNotFound", msg)).degrade("ClusterNotFound", msg)
+        await write_status(kube, body, health, {})
         return []
     cspec = NovaCronClusterSpec.model_validate(cluster["spec"])
     eff = RegionContext(cspec, spec.cluster_ref.name).eff(spec)

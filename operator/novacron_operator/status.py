@@ -119,16 +119,18 @@ def conditions(old: list[Obj], health: Health, generation: int, now: str) -> lis
 
 def events(old: list[Obj], health: Health) -> list[tuple[str, str, str]]:
     """(type, reason, message) of the Events a status change posts: a Warning for each
-    condition that turns bad (a brand-new resource that is merely not Ready yet is no
-    failure), a Normal one when Ready turns True."""
+    condition that turns bad, a Normal one when Ready turns True. Not Ready while a change
+    rolls out and nothing is degraded (a brand-new resource, an image change) is no
+    failure."""
     previous = {c.get("type"): c.get("status") for c in old}
+    rolling = health.progressing.status and not health.degraded.status
     out: list[tuple[str, str, str]] = []
     for c in health.all():
         status = "True" if c.status else "False"
         was = previous.get(c.type)
         if was == status:
             continue
-        if c.bad and not (c.type == "Ready" and was is None):
+        if c.bad and not (c.type == "Ready" and (was is None or rolling)):
             out.append(("Warning", c.reason, f"{c.type}={status}: {c.message}"))
         elif c.type == "Ready" and c.status:
             out.append(("Normal", c.reason, c.message))

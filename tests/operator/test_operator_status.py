@@ -100,6 +100,8 @@ def test_failures_post_warning_events_once_and_ready_a_normal_one() -> None:
     assert "Degraded=True: StatefulSet r: 422" in [m for _, _, m in posted]
     # the same failure on the next pass posts nothing again
     assert events(conditions(served, broken, 1, "t"), broken) == []
+    # a rollout (not Ready, Progressing, nothing degraded) is no failure either
+    assert events(served, progressing_health("RollingOut", "1/3 nodes updated")) == []
     # a failure reported by its own condition on a brand-new resource is posted at once
     unsupported = progressing_health("Creating", "x").with_extra(
         no("ProtocolSupported", "NotImplemented", "spec.protocol epaxos")
