@@ -370,6 +370,8 @@ def duplicate_of(body: Obj, spec: NovaCronRegionSpec, regions: list[Obj]) -> str
     for other in regions:
         if other["metadata"]["name"] == body["metadata"]["name"]:
             continue
+        if other["metadata"].get("deletionTimestamp"):
+            continue
         if (other.get("spec") or {}).get("regionName") == spec.region_name and order(other) < mine:
             return str(other["metadata"]["name"])
     return None
