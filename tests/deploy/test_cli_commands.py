@@ -19,6 +19,7 @@ from novacron_core.cli import main
 from .tools import (
     CHART,
     ENVIRONMENTS,
+    KUBE_VERSION,
     MANIFESTS,
     ROOT,
     VALUES_FILES,
@@ -97,11 +98,20 @@ def test_every_example_runs_only_commands_that_exist(path: Path) -> None:
     assert missing(objs) == []
 
 
-@pytest.mark.parametrize(
-    "values", [*VALUES_FILES, *(str(p) for p in EXTRA_VALUES)], ids=lambda v: Path(v).name
-)
+@pytest.mark.parametrize("values", VALUES_FILES)
 def test_every_chart_rendering_runs_only_commands_that_exist(values: str) -> None:
     objs = workloads_of(helm_template(require_tool("helm"), values))
+    assert commands(objs)
+    assert missing(objs) == []
+
+
+@pytest.mark.parametrize("cluster", EXTRA_VALUES, ids=lambda p: p.name)
+def test_every_multicluster_rendering_runs_only_commands_that_exist(cluster: Path) -> None:
+    """As argocd/multicluster renders it: production values, then the cluster's regions."""
+    cmd = [require_tool("helm"), "template", "novacron", str(CHART), "-n", "novacron"]
+    cmd += ["--kube-version", KUBE_VERSION, "-f", str(CHART / "values-production.yaml")]
+    cmd += ["-f", str(ROOT / "argocd" / "multicluster" / "federation.yaml"), "-f", str(cluster)]
+    objs = workloads_of(load_all(run(cmd).stdout))
     assert commands(objs)
     assert missing(objs) == []
 
