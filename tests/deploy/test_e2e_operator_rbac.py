@@ -129,9 +129,12 @@ def test_operator_reconciles_the_example_under_the_charts_rbac(kube: Kube, opera
 
         wait_for(
             "the region's StatefulSet (no gateway or agent: their commands do not exist yet)",
-            lambda: children().split() == ["statefulset.apps/us-east"],
+            lambda: "statefulset.apps/us-east" in children().split(),
             timeout=60,
         )
+        have = children().split()
+        assert "deployment.apps/us-east-gateway" not in have
+        assert not [c for c in have if c.startswith("daemonset")]
     finally:
         log = operator.read_text(errors="replace")
         print(log[-4000:])
