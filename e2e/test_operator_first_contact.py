@@ -123,7 +123,7 @@ def test_the_api_server_refuses_what_the_operator_cannot_reconcile(
 ) -> None:
     obj, message = REFUSED_NAMES[case]
     out = kubectl.run(
-        "apply", "--server-side", "-n", "default", "-f", "-", stdin=json.dumps(obj), check=False
+        "create", "--dry-run=server", "-n", "default", "-f", "-", stdin=json.dumps(obj), check=False
     )
     assert out.returncode != 0, f"{case} was accepted"
     assert message in out.stderr, out.stderr
