@@ -60,11 +60,12 @@ def test_readme_quickstart_runs_verbatim(kubectl: Kubectl, tmp_path: Path) -> No
         for name in ("global", "fleet", "us-east", "eu-west", "ap-south"):
             assert re.search(rf"\b{name}\s+True\b", out), out
     finally:
-        # the operator the README backgrounded: stop it like Ctrl-C / kill would
+        # deleted while the operator runs (kopf's finalizer waits for it), then the operator
+        # the README backgrounded is stopped as Ctrl-C / kill would
+        kubectl.run("delete", "novacron", "--all", "-n", NAMESPACE, "--timeout=60s", check=False)
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         proc.wait(timeout=30)
-        kubectl.run("delete", "novacron", "--all", "-n", NAMESPACE, "--timeout=60s", check=False)
         kubectl.run("delete", "namespace", NAMESPACE, "--wait=false", check=False)
