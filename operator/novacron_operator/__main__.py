@@ -20,7 +20,7 @@ import kopf
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from novacron_operator.handlers import PARENTS, register
+from novacron_operator.handlers import PARENTS, register, resync
 from novacron_operator.kube import Kube, load_config
 from novacron_operator.leader import LeaderElector
 from novacron_operator.reconcile import Follow, Key, Options
@@ -144,7 +144,7 @@ async def run(args: argparse.Namespace) -> None:
 
     elector.on_elected = elected
     registry = kopf.OperatorRegistry()
-    register(registry, queue, args.resync, kube, tuple(namespaces), args.coalesce)
+    register(registry, queue, kube, tuple(namespaces), args.coalesce)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -190,6 +190,7 @@ async def run(args: argparse.Namespace) -> None:
             worker_task = tg.create_task(queue.run())
             informers = tg.create_task(kube.run_informers())
             elector_task = tg.create_task(elector.run(stop))
+            resync_task = tg.create_task(resync(kube, queue, tuple(namespaces), args.resync))
 
             async def mark_ready() -> None:
                 await kopf_ready.wait()
@@ -206,6 +207,7 @@ async def run(args: argparse.Namespace) -> None:
             LEADER.set(0)
             worker_task.cancel()
             informers.cancel()
+            resync_task.cancel()
             # the elector hands the Lease back as it ends, so a standby takes over at once
             await asyncio.wait([worker_task, informers, elector_task], timeout=10)
             kopf_stop.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
 from novacron_operator.reconcile import Follow, Key, Later
 from novacron_operator.worker import WorkQueue
@@ -133,3 +134,26 @@ async def test_a_failing_pass_is_retried_with_exponential_backoff_then_reset() -
     assert q.failures[key] == 1
     assert q.backoff(key) == 0.1
     task.cancel()
+
+
+async def test_resync_asks_for_a_pass_of_every_resource_each_period() -> None:
+    from novacron_operator.handlers import resync
+
+    class Cached:
+        async def cached_list(self, kind: str, ns: str) -> list[dict[str, Any]]:
+            return [{"metadata": {"name": f"{kind.lower()}-1"}}] if kind == "NovaCronRegion" else []
+
+    seen: list[Key] = []
+
+    async def reconcile(key: Key) -> Follow:
+        seen.append(key)
+        return []
+
+    q = WorkQueue(reconcile, workers=1)
+    q.enabled = True
+    worker = asyncio.create_task(q.run())
+    task = asyncio.create_task(resync(Cached(), q, ("ns",), 0.02))  # type: ignore[arg-type]
+    await asyncio.sleep(0.15)
+    task.cancel()
+    worker.cancel()
+    assert seen.count(Key("NovaCronRegion", "ns", "novacronregion-1")) >= 2
