@@ -62,7 +62,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="privileged namespace for DWCP agents (hostNetwork + NET_ADMIN)",
     )
-    p.add_argument("--resync", type=float, default=30.0, help="timer period per resource")
+    p.add_argument(
+        "--resync",
+        type=float,
+        default=30.0,
+        help="seconds between passes of every resource (the safety net for missed events)",
+    )
     p.add_argument("--workers", type=int, default=4)
     p.add_argument(
         "--coalesce",
