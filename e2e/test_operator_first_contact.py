@@ -380,7 +380,18 @@ def test_deleting_a_region_keeps_its_claims_unless_asked(dep: Deployment) -> Non
     k.run("delete", "pvc", "-n", ns, "-l", f"app.kubernetes.io/instance=vol,{NODES}")
     # asked for: whenDeleted Delete
     k.apply(region("gone", "eu-west", replicas=1, storage={"whenDeleted": "Delete"}), ns)
-    wait_for("a claim", lambda: len(claims(k, ns, "gone")) == 1, 60)
+    # the StatefulSet controller marks the claim for deletion with its StatefulSet (an owner
+    # reference) once it has synced them; a region deleted before that keeps it, erring on
+    # the safe side
+    wait_for(
+        "the claim owned by its StatefulSet",
+        lambda: [
+            c
+            for c in claims(k, ns, "gone")
+            if any(r["kind"] == "StatefulSet" for r in c["metadata"].get("ownerReferences") or [])
+        ],
+        60,
+    )
     k.run("delete", "ncr", "gone", "-n", ns, "--timeout=60s")
     wait_for("the claim deleted with the region", lambda: not claims(k, ns, "gone"), 60)
 
