@@ -187,7 +187,12 @@ async def write_status(kube: Kube, body: Obj, health: Health, extra: Obj) -> boo
     if all(old.get(k) == v for k, v in new.items()):
         return False
     failpoint("before-status")
-    await kube.patch_status(body["kind"], meta["namespace"], meta["name"], new)
+    try:
+        await kube.patch_status(body["kind"], meta["namespace"], meta["name"], new)
+    except ApiError as e:
+        if e.status == 404:  # deleted since our copy was taken: nothing left to report on
+            return False
+        raise
     for type_, reason, message in events(old_conds, health):
         # best effort, as client-go's recorder: the pass does not wait for it
         kube.event_soon(body, type_, reason, message)
