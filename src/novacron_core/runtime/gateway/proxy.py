@@ -1,0 +1,580 @@
+"""One request through the gateway: where it goes, how often it may be tried, and what
+the client is told when it cannot be served.
+
+Retries follow one rule: a request is sent again only when the first attempt certainly
+did not take effect, or when taking effect twice is harmless. Certainly not applied: the
+connection never opened (refused, timed out), or the node answered 503 (no leader or no
+quorum: its documented "not applied"). Harmless twice: GET/HEAD/OPTIONS, and KV writes
+carrying ``X-Client-Id``/``X-Request-Seq`` (the node answers a repeat with the first
+outcome). Anything else that may have reached a node before the connection broke is
+answered 502 (or 504 on a timeout) with ``"outcome": "unknown"``: the gateway cannot know
+whether it was applied, and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from novacron_core.balancing import Choice, GeoPoint, Outcome, PickContext, Refusal
+from novacron_core.balancing import Request as BalRequest
+from novacron_core.runtime.gateway.downstream import NOT_APPLIED, UNKNOWN, ClientConn, Request
+from novacron_core.runtime.gateway.routes import Route, classify, resend_safe
+from novacron_core.runtime.gateway.upstream import ConnectFailed, ExchangeLost, UpstreamConn
+
+if TYPE_CHECKING:
+    from novacron_core.runtime.gateway.server import Gateway
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+        b"content-length",
+        b"x-forwarded-for",
+        b"traceparent",
+    }
+)
+RESPONSE_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"trailer"}
+)
+TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+LEARN_LIMIT = 64 << 10  # VM answers up to this size are parsed to learn the VM's home
+_rand = random.Random()
+
+
+@dataclass(slots=True)
+class Buffered:
+    """An upstream answer held in memory (lookups, replica fallbacks)."""
+
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    backend_id: str
+
+
+class Failed(Exception):
+    """A problem answer decided inside an attempt loop."""
+
+    def __init__(
+        self, status: int, detail: str, outcome: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.outcome, self.retry_after = (
+            status,
+            detail,
+            outcome,
+            retry_after,
+        )
+
+
+class Proxy:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.cfg = gw.cfg
+        self.loop = gw.loop
+        self.pool = gw.pool
+        self.balancer = gw.balancer
+        self.stats = gw.stats
+        self.proto = b"https" if gw.cfg.tls_cert else b"http"
+        self.warned_regions: set[str] = set()
+
+    # ------------------------------------------------------------ entry point
+
+    async def handle(self, conn: ClientConn, req: Request) -> None:
+        route = classify(req.method, req.path)
+        status = 0
+        gw = self.gw
+        if route.kind == "gateway":
+            status = gw.serve_own(conn, req, route)
+        elif gw.inflight >= self.cfg.max_inflight:
+            self.stats.refuse("max_inflight")
+            conn.send_problem(
+                429, "too many requests in flight at this gateway: retry later", NOT_APPLIED, 1
+            )
+            status = 429
+        else:
+            gw.inflight += 1
+            try:
+                status = await self._proxy(conn, req, route)
+            except Failed as f:
+                status = f.status
+                if f.outcome == UNKNOWN:
+                    self.stats.outcome_unknown += 1
+                if conn.state != "responding":
+                    conn.send_problem(f.status, f.detail, f.outcome, f.retry_after)
+                else:
+                    conn.abort()  # mid-response: the client sees a truncated answer
+            finally:
+                gw.inflight -= 1
+        now = self.loop.time()
+        self.stats.request(now, route.kind, status, now - req.started)
+        conn.state = "busy"
+
+    # ------------------------------------------------------------ placement
+
+    def _origin(self, req: Request) -> tuple[str, GeoPoint | None]:
+        """The client's region: its hint, else the gateway's own; and its location."""
+        hint = req.header(b"x-novacron-region")
+        region = self.gw.home_region
+        if hint is not None:
+            name = hint.decode("latin-1").strip()
+            if name not in self.balancer.regions():
+                known = ", ".join(self.balancer.regions()) or "none yet"
+                raise Failed(
+                    400,
+                    f"X-Novacron-Region: unknown region {name!r} (known: {known})",
+                    NOT_APPLIED,
+                )
+            region = name
+        loc = req.header(b"x-client-location")
+        point = None
+        if loc is not None:
+            try:
+                point = GeoPoint.parse(loc.decode("latin-1"))
+            except ValueError as e:
+                raise Failed(400, f"X-Client-Location: {e}", NOT_APPLIED) from None
+        return region, point
+
+    async def _proxy(self, conn: ClientConn, req: Request, route: Route) -> int:
+        region, point = self._origin(req)
+        ctx = PickContext(req.client_ip, point, region)
+        if route.kind == "unknown":
+            raise Failed(404, f"no such endpoint: {req.method} {req.path}", NOT_APPLIED)
+        if route.kind == "admin" and not self.cfg.expose_admin:
+            raise Failed(
+                403,
+                "membership and leader transfer are not exposed through the gateway: "
+                "send them to a node's client API",
+                NOT_APPLIED,
+            )
+        if route.kind == "vm_create":
+            hinted = req.header(b"x-novacron-region") is not None
+            return await self._stream(conn, req, route, region, hinted, ctx, learn=True)
+        if route.kind != "vm":
+            return await self._stream(conn, req, route, region, True, ctx, learn=False)
+        assert route.vm_id is not None
+        home = self.gw.homes.get(route.vm_id) or await self._locate(route.vm_id, ctx)
+        if home is None:
+            raise Failed(404, f"no region holds VM {route.vm_id!r}", NOT_APPLIED)
+        try:
+            return await self._stream(conn, req, route, home, True, ctx, learn=True)
+        except Failed as f:
+            if f.status != 503 or route.write or conn.state == "responding":
+                raise
+            # the home region has no node to answer: another region's replica may
+            return await self._replica_read(conn, req, route, home, ctx, f)
+
+    async def _locate(self, vm_id: str, ctx: PickContext) -> str | None:
+        """Ask the regions, nearest first, for the VM's record; learn its home."""
+        path = self.gw.fed.lookup_path(vm_id)
+        unavailable = []
+        for region in self.gw.regions_by_distance(ctx.region_hint):
+            try:
+                ans = await self._fetch(region, "GET", path, ctx)
+            except Failed:
+                unavailable.append(region)
+                continue
+            if ans.status == 200:
+                home = self._learn(vm_id, ans.headers, ans.body, region)
+                return home
+        if unavailable:
+            raise Failed(
+                503,
+                f"VM {vm_id!r} is not in the regions that answered; "
+                f"unavailable: {', '.join(unavailable)}",
+                NOT_APPLIED,
+                1,
+            )
+        return None
+
+    async def _replica_read(
+        self, conn: ClientConn, req: Request, route: Route, home: str, ctx: PickContext, f: Failed
+    ) -> int:
+        for region in self.gw.regions_by_distance(home):
+            if region == home:
+                continue
+            try:
+                ans = await self._fetch(region, req.method, req.url.decode("latin-1"), ctx)
+            except Failed:
+                continue
+            if ans.status == 200 and self.gw.fed.is_replica_answer(ans.headers):
+                self._write_buffered(conn, req, ans)
+                return ans.status
+        raise Failed(
+            503,
+            f"VM {route.vm_id!r}: its home region {home} has no available node "
+            f"({f.detail}) and no other region holds a replica of it",
+            NOT_APPLIED,
+            1,
+        )
+
+    def _learn(
+        self, vm_id: str, headers: list[tuple[bytes, bytes]], body: bytes, answered_by: str
+    ) -> str:
+        """Remember the VM's home from a record (or header). A node whose region setting
+        names a region this gateway does not know (a misconfiguration) still answered
+        from its own group: then the answering region is the home, and we say so once."""
+        try:
+            doc = json.loads(body) if body else None
+        except ValueError:
+            doc = None
+        home = self.gw.fed.home_from_answer(headers, doc) or answered_by
+        if home not in self.balancer.regions():
+            if home not in self.warned_regions:
+                self.warned_regions.add(home)
+                self.gw.log.warning(
+                    "a node of region %s says its VMs are homed in %r, a region this gateway "
+                    "does not know: check the nodes' --region against the gateway's regions",
+                    answered_by,
+                    home,
+                )
+            home = answered_by
+        if isinstance(doc, dict) and isinstance(doc.get("id"), str):
+            vm_id = doc["id"]
+        if vm_id:
+            self.gw.homes.learn(vm_id, home)
+        return home
+
+    # ------------------------------------------------------------ attempts
+
+    async def _attempt(
+        self,
+        req: Request,
+        route: Route,
+        region: str,
+        strict: bool,
+        ctx: PickContext,
+        head: bytes,
+        body: bytes | None,
+        safe: bool,
+    ) -> tuple[Choice, UpstreamConn]:
+        """Send until a backend answers with a head that is not "not applied, try again";
+        returns the attempt's ticket and connection (the answer's body still to read)."""
+        loop = self.loop
+        deadline = loop.time() + self.cfg.retry_window_s
+        tried: set[str] = set()
+        attempt = 0
+        last: str = ""
+        affinity = self.gw.affinity_header
+        while True:
+            now = loop.time()
+            key = None if affinity is None else req.header(affinity)
+            choice = self.balancer.acquire(
+                now,
+                BalRequest(region, strict, route.write, key, ctx, frozenset(tried), attempt > 0),
+            )
+            if isinstance(choice, Refusal):
+                self.stats.refuse("no_backend" if "available" in choice.reason else "limits")
+                detail = choice.reason + (f"; last attempt: {last}" if last else "")
+                raise Failed(503, detail, NOT_APPLIED, choice.retry_after_s)
+            b = choice.backend
+            up: UpstreamConn | None = None
+            try:
+                up = await self.pool.get(b)
+            except ConnectFailed as e:
+                failure = Outcome.REFUSED if e.refused else Outcome.GATEWAY_FAILURE
+                self.balancer.release(loop.time(), choice, failure, 0)
+                self.stats.upstream_outcome(choice.region, "refused" if e.refused else "connect")
+                last = str(e)
+                tried.add(b.id)
+                attempt += 1
+                self.stats.retry("connect_failed")
+                continue  # nothing was sent: always safe
+            sent = loop.time()
+            up.begin(head_only=req.method == "HEAD")
+            try:
+                up.send(head)
+                if body is not None:
+                    up.send(body)
+                elif req.body is not None and (req.chunked or req.content_length):
+                    await self._send_streamed(up, req)
+                async with asyncio.timeout_at(sent + self.cfg.upstream_timeout_s):
+                    await up.head()
+            except (ExchangeLost, TimeoutError) as e:
+                timed_out = isinstance(e, TimeoutError)
+                self.balancer.release(loop.time(), choice, Outcome.GATEWAY_FAILURE, 0)
+                self.stats.upstream_outcome(choice.region, "timeout" if timed_out else "lost")
+                up.close()
+                self.pool.put(up)
+                tried.add(b.id)
+                attempt += 1
+                last = f"{b.id}: {'no answer in time' if timed_out else e}"
+                if safe and (body is not None or req.body.replayable) and loop.time() < deadline:
+                    self.stats.retry("lost_idempotent")
+                    continue
+                status = 504 if timed_out else 502
+                raise Failed(
+                    status,
+                    f"{last}; the request may have been applied. "
+                    + (
+                        "Retry with the same X-Client-Id/X-Request-Seq to get exactly-once."
+                        if route.session_aware
+                        else "Read the resource to find out before retrying."
+                    ),
+                    UNKNOWN,
+                ) from None
+            except BaseException:
+                self.balancer.release(loop.time(), choice, Outcome.NEUTRAL, 0)
+                up.close()
+                self.pool.put(up)
+                raise
+            status = up.status
+            if status == 503 and loop.time() < deadline:
+                # the node says: not applied, no leader or quorum right now. Any node of the
+                # region would say the same until an election ends: wait a little, ask again.
+                await self._discard(up, choice, Outcome.NEUTRAL, loop.time() - sent)
+                self.gw.discovery.nudge(choice.region)
+                attempt += 1
+                last = f"{b.id}: 503 {up.reason.decode('latin-1')}"
+                self.stats.retry("not_applied_503")
+                delay = min(0.4, 0.025 * 2 ** min(attempt, 5)) * (0.5 + _rand.random())
+                await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+                continue
+            return choice, up
+
+    async def _send_streamed(self, up: UpstreamConn, req: Request) -> None:
+        chunked = req.content_length is None
+        async for chunk in req.body.stream():
+            if not chunk:
+                continue
+            up.send(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+        if chunked:
+            up.send(b"0\r\n\r\n")
+
+    async def _discard(self, up: UpstreamConn, choice: Choice, outcome: Outcome, t: float) -> None:
+        try:
+            async with asyncio.timeout(self.cfg.upstream_timeout_s):
+                await up.done()
+        except (ExchangeLost, TimeoutError):
+            up.close()
+        self.balancer.release(self.loop.time(), choice, outcome, t)
+        self.stats.upstream_outcome(choice.region, outcome.value)
+        self.pool.put(up)
+
+    def _request_head(self, req: Request, url: bytes, method: str, body_len: int | None) -> bytes:
+        parts = [method.encode(), b" ", url, b" HTTP/1.1\r\n"]
+        xff: bytes | None = None
+        trace: bytes | None = None
+        host = False
+        for k, v in req.headers:
+            lk = k.lower()
+            host = host or lk == b"host"
+            if lk in HOP_BY_HOP:
+                if lk == b"x-forwarded-for":
+                    xff = v
+                elif lk == b"traceparent" and _valid_traceparent(v):
+                    trace = v
+                continue
+            parts += (k, b": ", v, b"\r\n")
+        if not host:  # HTTP/1.0 clients and our own lookups: HTTP/1.1 requires one
+            parts.append(b"Host: novacron-gateway\r\n")
+        ip = req.client_ip.encode()
+        parts += (b"X-Forwarded-For: ", xff + b", " + ip if xff else ip, b"\r\n")
+        parts += (b"X-Forwarded-Proto: ", self.proto, b"\r\n")
+        if trace is None:
+            trace = b"00-%032x-%016x-01" % (_rand.getrandbits(128) | 1, _rand.getrandbits(64) | 1)
+        parts += (b"traceparent: ", trace, b"\r\n")
+        if body_len is not None:
+            parts.append(b"Content-Length: %d\r\n" % body_len)
+        elif req.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    # ------------------------------------------------------------ relaying answers
+
+    async def _stream(
+        self,
+        conn: ClientConn,
+        req: Request,
+        route: Route,
+        region: str,
+        strict: bool,
+        ctx: PickContext,
+        learn: bool,
+    ) -> int:
+        body = req.body.complete() if req.body.done else None
+        if body is not None and not body and req.content_length is None and not req.chunked:
+            body = None
+        body_len = len(body) if body is not None else req.content_length
+        head = self._request_head(req, req.url, req.method, body_len)
+        safe = resend_safe(
+            req.method, route, req.header(b"x-client-id"), req.header(b"x-request-seq")
+        )
+        choice, up = await self._attempt(req, route, region, strict, ctx, head, body, safe)
+        status = up.status
+        outcome = _outcome(status)
+        t0 = self.loop.time()
+        try:
+            if learn and route.vm_id is not None and status == 404 and strict:
+                self.gw.homes.forget(route.vm_id)
+            if learn and status in (200, 201) and _small(up.headers):
+                # parse the record to learn the VM's home before passing it on
+                chunks: list[bytes] = []
+                up.set_sink(chunks.append)
+                async with asyncio.timeout(self.cfg.upstream_timeout_s):
+                    await up.done()
+                data = b"".join(chunks)
+                self._learn(route.vm_id or "", up.headers, data, choice.region)
+                conn.state = "responding"
+                conn.write(self._response_head(conn, req, up, choice, len(data)) + data)
+            else:
+                await self._relay(conn, req, up, choice)
+        except (ExchangeLost, TimeoutError) as e:
+            self.balancer.release(self.loop.time(), choice, Outcome.GATEWAY_FAILURE, 0)
+            self.stats.upstream_outcome(choice.region, "lost")
+            up.close()
+            self.pool.put(up)
+            conn.upstream = None
+            raise Failed(502, f"{choice.backend.id} broke off its answer ({e})", UNKNOWN) from None
+        except BaseException:
+            self.balancer.release(self.loop.time(), choice, Outcome.NEUTRAL, 0)
+            up.close()
+            self.pool.put(up)
+            conn.upstream = None
+            raise
+        conn.upstream = None
+        self.balancer.release(self.loop.time(), choice, outcome, self.loop.time() - t0)
+        self.stats.upstream_outcome(choice.region, outcome.value)
+        if conn.closing:
+            up.close()
+        self.pool.put(up)
+        return status
+
+    async def _relay(
+        self, conn: ClientConn, req: Request, up: UpstreamConn, choice: Choice
+    ) -> None:
+        length = _content_length(up.headers)
+        no_body = req.method == "HEAD" or up.status in (204, 304)
+        chunked = length is None and not no_body
+        conn.state = "responding"
+        conn.write(self._response_head(conn, req, up, choice, length, chunked))
+        if chunked:
+            up.set_sink(lambda d: conn.write(b"%x\r\n%s\r\n" % (len(d), d)))
+        else:
+            up.set_sink(conn.write)
+        conn.upstream = up
+        if conn.write_paused:
+            up.pause_reading()
+        async with asyncio.timeout(self.cfg.upstream_timeout_s):
+            await up.done()
+        if chunked:
+            conn.write(b"0\r\n\r\n")
+
+    def _response_head(
+        self,
+        conn: ClientConn,
+        req: Request,
+        up: UpstreamConn,
+        choice: Choice,
+        length: int | None,
+        chunked: bool = False,
+    ) -> bytes:
+        parts = [b"HTTP/1.1 %d " % up.status, up.reason, b"\r\n"]
+        for k, v in up.headers:
+            lk = k.lower()
+            if lk in RESPONSE_HOP or lk == b"content-length":
+                continue
+            parts += (k, b": ", v, b"\r\n")
+        if length is not None:
+            parts.append(b"Content-Length: %d\r\n" % length)
+        elif chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        parts += (b"X-Novacron-Backend: ", choice.backend.id.encode(), b"\r\n")
+        if conn.must_close():
+            parts.append(b"Connection: close\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _write_buffered(self, conn: ClientConn, req: Request, ans: Buffered) -> None:
+        conn.state = "responding"
+        parts = [b"HTTP/1.1 %d " % ans.status, ans.reason, b"\r\n"]
+        for k, v in ans.headers:
+            if k.lower() not in RESPONSE_HOP and k.lower() != b"content-length":
+                parts += (k, b": ", v, b"\r\n")
+        parts.append(b"Content-Length: %d\r\n" % len(ans.body))
+        parts += (b"X-Novacron-Backend: ", ans.backend_id.encode(), b"\r\n")
+        if conn.must_close():
+            parts.append(b"Connection: close\r\n")
+        parts += (b"\r\n", b"" if req.method == "HEAD" else ans.body)
+        conn.write(b"".join(parts))
+
+    async def _fetch(self, region: str, method: str, path: str, ctx: PickContext) -> Buffered:
+        """A safe internal request to one region, answered in memory."""
+        fake = Request()
+        fake.method, fake.url, fake.path = method, path.encode(), path.partition("?")[0]
+        fake.client_ip = ctx.client_ip
+        fake.headers = [(b"Accept", b"application/json")]
+        from novacron_core.runtime.gateway.downstream import Body
+
+        fake.body = Body(None, 0)
+        fake.body.finish()
+        route = Route("region", False)
+        head = self._request_head(fake, fake.url, method, None)
+        choice, up = await self._attempt(fake, route, region, True, ctx, head, None, True)
+        chunks: list[bytes] = []
+        up.set_sink(chunks.append)
+        t0 = self.loop.time()
+        try:
+            async with asyncio.timeout(self.cfg.upstream_timeout_s):
+                await up.done()
+        except (ExchangeLost, TimeoutError) as e:
+            self.balancer.release(self.loop.time(), choice, Outcome.GATEWAY_FAILURE, 0)
+            up.close()
+            self.pool.put(up)
+            raise Failed(503, f"{choice.backend.id}: {e}", NOT_APPLIED) from None
+        except BaseException:
+            self.balancer.release(self.loop.time(), choice, Outcome.NEUTRAL, 0)
+            up.close()
+            self.pool.put(up)
+            raise
+        self.balancer.release(self.loop.time(), choice, _outcome(up.status), self.loop.time() - t0)
+        self.pool.put(up)
+        return Buffered(up.status, up.reason, up.headers, b"".join(chunks), choice.backend.id)
+
+
+def _outcome(status: int) -> Outcome:
+    """What an answer says about the backend that gave it. The nodes are proxies too: a
+    502/503/504 or 429 from one explains a problem elsewhere (no leader, the leader gone,
+    busy), so it does not count against the node itself."""
+    if status < 500:
+        return Outcome.NEUTRAL if status == 429 else Outcome.SUCCESS
+    if status in (502, 503, 504):
+        return Outcome.NEUTRAL
+    return Outcome.SERVER_ERROR
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for k, v in headers:
+        if k.lower() == b"content-length":
+            with contextlib.suppress(ValueError):
+                return int(v)
+    return None
+
+
+def _small(headers: list[tuple[bytes, bytes]]) -> bool:
+    n = _content_length(headers)
+    return n is not None and n <= LEARN_LIMIT
+
+
+def _valid_traceparent(v: bytes) -> bool:
+    m = TRACEPARENT.match(v)
+    if m is None:
+        return False
+    return m.group(1) != b"0" * 32 and m.group(2) != b"0" * 16 and v[:2] != b"ff"
+
+
+def problem_body(status: int, detail: str, outcome: str) -> dict[str, Any]:
+    return {"status": status, "detail": detail, "outcome": outcome}
