@@ -220,3 +220,10 @@ def test_geo_point_parse_names_the_format() -> None:
     for bad in ("51.5", "north,south", "91,0"):
         with pytest.raises(ValueError, match="lat"):
             GeoPoint.parse(bad)
+
+
+def test_power_of_two_choices_spreads_ties_between_two() -> None:
+    backends = pool([1, 1])
+    algo = PowerOfTwoChoices(random.Random(3))
+    counts = Counter(algo.pick(0.0, backends, CTX).id for _ in range(2000))
+    assert 850 < counts["b0"] < 1150, counts

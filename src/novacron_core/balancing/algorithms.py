@@ -161,7 +161,10 @@ class PowerOfTwoChoices:
         if n == 1:
             return candidates[0]
         if n <= self.choices:
-            drawn: Sequence[int] = range(n)
+            # all of them compete; start at a random one so that ties are not always won
+            # by the first in the list
+            start = int(self.rng.random() * n)
+            drawn: Sequence[int] = [(start + k) % n for k in range(n)]
         elif self.choices == 2:
             # two distinct draws, each pair equally likely
             i = int(self.rng.random() * n)

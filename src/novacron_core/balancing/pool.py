@@ -125,6 +125,14 @@ class Gone:
 
 
 @dataclass(slots=True)
+class _Plan:
+    levels: list[_Group]
+    stamp: tuple[int, ...] | None
+    loads: list[float]
+    panic: bool
+
+
+@dataclass(slots=True)
 class _Group:
     region: str
     priority: int
@@ -161,6 +169,8 @@ class Balancer:
         self.leaders: dict[str, str | None] = {}
         self._gone: list[Gone] = []
         self._rank_cache: dict[str, list[str]] = {}
+        # per (strict, region): the levels, and their loads as of the groups' versions
+        self._plans: dict[tuple[bool, str | None], _Plan] = {}
         self.panics = 0
 
     # ------------------------------------------------------------ membership
@@ -177,6 +187,7 @@ class Balancer:
                 raise ValueError(f"backend {s.id} is in region {s.region}, not {region}")
         self.limits.setdefault(region, Limits(self.spec.circuit))
         self._rank_cache.clear()
+        self._plans.clear()
         for s in wanted.values():
             b = self.by_id.get(s.id)
             if b is not None and b.priority != s.priority:
@@ -242,6 +253,7 @@ class Balancer:
         if not g.backends:
             del self.groups[(b.region, b.priority)]
             self._rank_cache.clear()
+            self._plans.clear()
         self.by_id.pop(b.id, None)
         self.breakers.pop(b.id, None)
         self.health.remove(b.id)
@@ -308,12 +320,26 @@ class Balancer:
 
     # ------------------------------------------------------------ the decision
 
+    def _plan(self, req: Request) -> _Plan:
+        if req.ctx.client_location is not None:
+            levels = self._levels(req)
+            return _Plan(levels, (), *self.priority_loads(levels))
+        key = (req.strict, req.region)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _Plan(self._levels(req), None, [], False)
+        stamp = tuple(g.version for g in plan.levels)
+        if plan.stamp != stamp:
+            plan.loads, plan.panic = self.priority_loads(plan.levels)
+            plan.stamp = stamp
+        return plan
+
     def acquire(self, now: float, req: Request) -> Choice | Refusal:
-        levels = self._levels(req)
+        plan = self._plan(req)
+        levels, loads, panic = plan.levels, plan.loads, plan.panic
         if not levels:
             where = f"region {req.region}" if req.strict else "any region"
             return Refusal(f"no backends known in {where}", 1.0)
-        loads, panic = self.priority_loads(levels)
         if panic:
             self.panics += 1
         if req.affinity_key is not None and self.spec.affinity != "none":
@@ -327,7 +353,9 @@ class Balancer:
                 break
             roll -= load
         # the drawn level first, then the others in order (a retry or a full level)
-        order = [first, *(i for i in range(len(levels)) if i != first)]
+        order = (
+            [first] if len(levels) == 1 else [first, *(i for i in range(len(levels)) if i != first)]
+        )
         refusal: Refusal | None = None
         for i in order:
             g = levels[i]

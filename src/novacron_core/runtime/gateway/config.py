@@ -40,7 +40,7 @@ class ConfigError(ValueError):
 
 def split_host_port(value: str, field: str) -> tuple[str, int]:
     host, sep, port = value.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"{field}: host:port expected, not {value!r}")
     return host.strip("[]"), int(port)
 

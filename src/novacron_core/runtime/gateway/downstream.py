@@ -334,7 +334,7 @@ class ClientConn(asyncio.Protocol):
         assert req is not None
         req.body.finish()
         self.current = None
-        if self.queue and self._reading and self.transport is not None:
+        if len(self.queue) > 1 and self._reading and self.transport is not None:
             # one request at a time: read the next once this one is answered
             self._reading = False
             self.transport.pause_reading()

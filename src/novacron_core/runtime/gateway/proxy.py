@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from novacron_core.balancing import Choice, GeoPoint, Outcome, PickContext, Refusal
 from novacron_core.balancing import Request as BalRequest
 from novacron_core.runtime.gateway.downstream import NOT_APPLIED, UNKNOWN, ClientConn, Request
-from novacron_core.runtime.gateway.routes import Route, classify, resend_safe
+from novacron_core.runtime.gateway.routes import SAFE_METHODS, Route, classify, resend_safe
 from novacron_core.runtime.gateway.upstream import ConnectFailed, ExchangeLost, UpstreamConn
 
 if TYPE_CHECKING:
@@ -267,6 +267,8 @@ class Proxy:
         tried: set[str] = set()
         attempt = 0
         last: str = ""
+        last_status = 503
+        maybe_applied = False
         affinity = self.gw.affinity_header
         while True:
             now = loop.time()
@@ -278,6 +280,10 @@ class Proxy:
             if isinstance(choice, Refusal):
                 self.stats.refuse("no_backend" if "available" in choice.reason else "limits")
                 detail = choice.reason + (f"; last attempt: {last}" if last else "")
+                if maybe_applied:  # an earlier attempt of this write may have taken effect
+                    raise Failed(last_status, self._unknown(last, route), UNKNOWN)
+                if last_status != 503:  # a read whose every attempt broke off
+                    raise Failed(last_status, detail, NOT_APPLIED)
                 raise Failed(503, detail, NOT_APPLIED, choice.retry_after_s)
             b = choice.backend
             up: UpstreamConn | None = None
@@ -293,15 +299,17 @@ class Proxy:
                 self.stats.retry("connect_failed")
                 continue  # nothing was sent: always safe
             sent = loop.time()
-            up.begin(head_only=req.method == "HEAD")
+            up.begin(req.method == "HEAD", sent + self.cfg.upstream_timeout_s)
             try:
-                up.send(head)
+                if body:
+                    up.send(head + body)
+                else:
+                    up.send(head)
                 if body is not None:
-                    up.send(body)
+                    pass
                 elif req.body is not None and (req.chunked or req.content_length):
                     await self._send_streamed(up, req)
-                async with asyncio.timeout_at(sent + self.cfg.upstream_timeout_s):
-                    await up.head()
+                await up.head()
             except (ExchangeLost, TimeoutError) as e:
                 timed_out = isinstance(e, TimeoutError)
                 self.balancer.release(loop.time(), choice, Outcome.GATEWAY_FAILURE, 0)
@@ -311,20 +319,14 @@ class Proxy:
                 tried.add(b.id)
                 attempt += 1
                 last = f"{b.id}: {'no answer in time' if timed_out else e}"
+                last_status = 504 if timed_out else 502
+                maybe_applied = maybe_applied or req.method not in SAFE_METHODS
                 if safe and (body is not None or req.body.replayable) and loop.time() < deadline:
                     self.stats.retry("lost_idempotent")
                     continue
-                status = 504 if timed_out else 502
-                raise Failed(
-                    status,
-                    f"{last}; the request may have been applied. "
-                    + (
-                        "Retry with the same X-Client-Id/X-Request-Seq to get exactly-once."
-                        if route.session_aware
-                        else "Read the resource to find out before retrying."
-                    ),
-                    UNKNOWN,
-                ) from None
+                if not maybe_applied:
+                    raise Failed(last_status, last, NOT_APPLIED) from None
+                raise Failed(last_status, self._unknown(last, route), UNKNOWN) from None
             except BaseException:
                 self.balancer.release(loop.time(), choice, Outcome.NEUTRAL, 0)
                 up.close()
@@ -344,6 +346,14 @@ class Proxy:
                 continue
             return choice, up
 
+    @staticmethod
+    def _unknown(last: str, route: Route) -> str:
+        return f"{last}; the request may have been applied. " + (
+            "Retry with the same X-Client-Id/X-Request-Seq to get exactly-once."
+            if route.session_aware
+            else "Read the resource to find out before retrying."
+        )
+
     async def _send_streamed(self, up: UpstreamConn, req: Request) -> None:
         chunked = req.content_length is None
         async for chunk in req.body.stream():
@@ -355,8 +365,7 @@ class Proxy:
 
     async def _discard(self, up: UpstreamConn, choice: Choice, outcome: Outcome, t: float) -> None:
         try:
-            async with asyncio.timeout(self.cfg.upstream_timeout_s):
-                await up.done()
+            await up.done()
         except (ExchangeLost, TimeoutError):
             up.close()
         self.balancer.release(self.loop.time(), choice, outcome, t)
@@ -424,8 +433,7 @@ class Proxy:
                 # parse the record to learn the VM's home before passing it on
                 chunks: list[bytes] = []
                 up.set_sink(chunks.append)
-                async with asyncio.timeout(self.cfg.upstream_timeout_s):
-                    await up.done()
+                await up.done()
                 data = b"".join(chunks)
                 self._learn(route.vm_id or "", up.headers, data, choice.region)
                 conn.state = "responding"
@@ -460,7 +468,12 @@ class Proxy:
         no_body = req.method == "HEAD" or up.status in (204, 304)
         chunked = length is None and not no_body
         conn.state = "responding"
-        conn.write(self._response_head(conn, req, up, choice, length, chunked))
+        head = self._response_head(conn, req, up, choice, length, chunked)
+        if up.complete and not chunked:
+            # the whole answer came in one read (the common case): one write, one syscall
+            conn.write(head + b"".join(up.take_early()))
+            return
+        conn.write(head)
         if chunked:
             up.set_sink(lambda d: conn.write(b"%x\r\n%s\r\n" % (len(d), d)))
         else:
@@ -468,8 +481,7 @@ class Proxy:
         conn.upstream = up
         if conn.write_paused:
             up.pause_reading()
-        async with asyncio.timeout(self.cfg.upstream_timeout_s):
-            await up.done()
+        await up.done()
         if chunked:
             conn.write(b"0\r\n\r\n")
 
@@ -528,8 +540,7 @@ class Proxy:
         up.set_sink(chunks.append)
         t0 = self.loop.time()
         try:
-            async with asyncio.timeout(self.cfg.upstream_timeout_s):
-                await up.done()
+            await up.done()
         except (ExchangeLost, TimeoutError) as e:
             self.balancer.release(self.loop.time(), choice, Outcome.GATEWAY_FAILURE, 0)
             up.close()

@@ -41,6 +41,7 @@ class UpstreamConn(asyncio.Protocol):
     __slots__ = (
         "_done",
         "_head",
+        "_timer",
         "backend_id",
         "body_started",
         "early",
@@ -67,6 +68,7 @@ class UpstreamConn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self._head: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.sink: Callable[[bytes], None] | None = None
         self.early: list[bytes] = []  # body bytes that came with the head, before a sink
         self.status = 0
@@ -81,7 +83,10 @@ class UpstreamConn(asyncio.Protocol):
 
     # ------------------------------------------------------------ exchange
 
-    def begin(self, head_only: bool) -> None:
+    def begin(self, head_only: bool, deadline: float) -> None:
+        """Start an exchange that must be answered, body and all, by ``deadline`` (one
+        timer per exchange rather than a timeout scope around every await)."""
+        self._timer = self.loop.call_at(deadline, self._expire)
         self._head = self.loop.create_future()
         self._done = self.loop.create_future()
         self.status, self.reason, self.headers = 0, b"", []
@@ -90,6 +95,15 @@ class UpstreamConn(asyncio.Protocol):
         self.head_only = head_only
         self.body_started = False
         self.keep_alive = True
+
+    @property
+    def complete(self) -> bool:
+        """The whole answer has arrived (its body is held in ``early``)."""
+        return self._done is not None and self._done.done() and self._done.exception() is None
+
+    def take_early(self) -> list[bytes]:
+        early, self.early = self.early, []
+        return early
 
     def set_sink(self, sink: Callable[[bytes], None]) -> None:
         """Where the body goes; what arrived with the head is handed over first."""
@@ -148,7 +162,18 @@ class UpstreamConn(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
+    def _expire(self) -> None:
+        self._timer = None
+        self.reusable = False
+        self._fail(TimeoutError("no complete answer in time"))
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _fail(self, err: Exception) -> None:
+        self._disarm()
         for fut in (self._head, self._done):
             if fut is not None and not fut.done():
                 fut.set_exception(err)
@@ -157,6 +182,7 @@ class UpstreamConn(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
+        self._disarm()
         if self.transport is not None:
             self.transport.close()
 
@@ -182,6 +208,7 @@ class UpstreamConn(asyncio.Protocol):
             # the answer to HEAD has no body whatever its headers say; httptools cannot
             # be told, so this connection is finished here and not reused
             self.reusable = False
+            self._disarm()
             if self._done is not None and not self._done.done():
                 self._done.set_result(None)
 
@@ -200,6 +227,7 @@ class UpstreamConn(asyncio.Protocol):
             return
         if not self.keep_alive:
             self.reusable = False
+        self._disarm()
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
         self._head = None
@@ -260,6 +288,7 @@ class UpstreamPool:
         if len(idle) >= self.max_idle:
             conn.close()
             return
+        conn._disarm()
         conn._head = None
         conn.sink = None
         conn.idle_since = conn.loop.time()
