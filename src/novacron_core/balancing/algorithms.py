@@ -71,8 +71,9 @@ class SmoothWeightedRoundRobin:
         total = 0.0
         best = candidates[0]
         best_credit = -math.inf
+        warm = now - self.slow_start.window_s  # joined before this: full weight
         for b in candidates:
-            w = b.effective_weight(now, self.slow_start)
+            w = b.weight if b.since <= warm else b.effective_weight(now, self.slow_start)
             c = credit.get(b.id, 0.0) + w
             credit[b.id] = c
             total += w
@@ -99,11 +100,15 @@ class LeastConnections:
         n = len(candidates)
         start = self.next % n
         self.next += 1
+        warm = now - self.slow_start.window_s
         best = candidates[start]
-        best_score = best.active / best.effective_weight(now, self.slow_start)
+        best_score = best.active / (
+            best.weight if best.since <= warm else best.effective_weight(now, self.slow_start)
+        )
         for i in range(1, n):
             b = candidates[(start + i) % n]
-            score = b.active / b.effective_weight(now, self.slow_start)
+            w = b.weight if b.since <= warm else b.effective_weight(now, self.slow_start)
+            score = b.active / w
             if score < best_score:
                 best, best_score = b, score
         return best
@@ -127,10 +132,12 @@ class LeastResponseTime:
         start = self.next % n
         self.next += 1
         best, best_score = candidates[start], math.inf
+        warm = now - self.slow_start.window_s
         for i in range(n):
             b = candidates[(start + i) % n]
             ewma = default if math.isnan(b.ewma_s) else b.ewma_s
-            score = ewma * (b.active + 1) / b.effective_weight(now, self.slow_start)
+            w = b.weight if b.since <= warm else b.effective_weight(now, self.slow_start)
+            score = ewma * (b.active + 1) / w
             if score < best_score:
                 best, best_score = b, score
         return best
@@ -173,16 +180,16 @@ class PowerOfTwoChoices:
         else:
             drawn = self.rng.sample(range(n), self.choices)
         best, best_score = candidates[drawn[0]], math.inf
+        warm = now - self.slow_start.window_s
+        unbiased = self.bias == 1.0
         for k in drawn:
             b = candidates[k]
-            score = self._score(now, b)
+            load = float(b.active + 1) if unbiased else (b.active + 1) ** self.bias
+            w = b.weight if b.since <= warm else b.effective_weight(now, self.slow_start)
+            score = load / w
             if score < best_score:
                 best, best_score = b, score
         return best
-
-    def _score(self, now: float, b: Backend) -> float:
-        load = float(b.active + 1) if self.bias == 1.0 else (b.active + 1) ** self.bias
-        return load / b.effective_weight(now, self.slow_start)
 
 
 @dataclass(slots=True)
@@ -196,6 +203,7 @@ class GeoProximity:
     tolerance_km: float = 50.0
     tolerance_ms: float = 2.0
     name: str = "geo_proximity"
+    _km: dict[tuple[GeoPoint, GeoPoint], float] = field(default_factory=dict, repr=False)
 
     def pick(self, now: float, candidates: Sequence[Backend], ctx: PickContext) -> Backend:
         near = self.nearest(candidates, ctx)
@@ -213,9 +221,18 @@ class GeoProximity:
         if origin is None:
             return candidates
         dist = []
+        cache = self._km
         for b in candidates:
             loc = b.location or self.distances.location(b.region)
-            dist.append(math.inf if loc is None else haversine_km(origin, loc))
+            if loc is None:
+                dist.append(math.inf)
+                continue
+            km = cache.get((origin, loc))
+            if km is None:
+                if len(cache) > 4096:
+                    cache.clear()
+                km = cache[(origin, loc)] = haversine_km(origin, loc)
+            dist.append(km)
         if all(math.isinf(d) for d in dist):
             return candidates
         return _within(candidates, dist, self.tolerance_km)

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 import xxhash
 
 _h64 = xxhash.xxh3_64_intdigest
+_bisect = bisect.bisect_left
 _OFFSET_SEED = 0x4D61676C  # "Magl"
 _SKIP_SEED = 0x65764D61  # "evMa"
 MAGLEV_DEFAULT_SIZE = 65537  # the paper's evaluation size (prime)
@@ -63,12 +64,19 @@ class HashRing:
         return len(self.nodes)
 
     def lookup(self, key: str | bytes) -> str:
-        return self.lookup_hash(_h64(key.encode() if isinstance(key, str) else key))
+        # one function, no helper calls: this is the per-request path
+        i = _bisect(self._hashes, _h64(key.encode() if type(key) is str else key))  # type: ignore[arg-type]
+        owners = self._owners
+        if i < len(owners):
+            return owners[i]
+        if not owners:
+            raise LookupError("the ring is empty")
+        return owners[0]
 
     def lookup_hash(self, h: int) -> str:
         if not self._owners:
             raise LookupError("the ring is empty")
-        i = bisect.bisect_left(self._hashes, h)
+        i = _bisect(self._hashes, h)
         return self._owners[i if i < len(self._owners) else 0]
 
 
@@ -145,7 +153,9 @@ class Maglev:
                 slot[i] = c
 
     def lookup(self, key: str | bytes) -> str:
-        return self.lookup_hash(_h64(key.encode() if isinstance(key, str) else key))
+        if not self._table:
+            raise LookupError("the table is empty")
+        return self._table[_h64(key.encode() if type(key) is str else key) % self.size]  # type: ignore[arg-type]
 
     def lookup_hash(self, h: int) -> str:
         if not self._table:

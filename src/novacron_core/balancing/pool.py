@@ -432,7 +432,9 @@ class Balancer:
             g.version += 1
         if outcome is Outcome.REFUSED and self.health.passive_refused(now, b.id):
             self._health_changed(now, b)
-        ejected = sum(1 for x in g.backends.values() if x.ejected_until > 0)
+        ejected = 0
+        if failed:  # only a failure can eject: count the group's ejected ones then
+            ejected = sum(1 for x in g.backends.values() if x.ejected_until > 0)
         until = self.outlier.record(now, b.id, outcome, len(g.backends), ejected)
         if until is not None:
             b.ejected_until = until

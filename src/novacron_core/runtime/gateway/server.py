@@ -90,6 +90,7 @@ class Gateway:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        raise_fd_limit()
         ctx = None
         if self.cfg.tls_cert and self.cfg.tls_key:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -300,6 +301,22 @@ class Gateway:
             },
         )
         return 200
+
+
+def raise_fd_limit() -> int:
+    """Every client connection costs two descriptors (client, backend): take the hard
+    limit as the soft one, as servers do (systemd and Kubernetes set a high hard limit)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    except (ImportError, ValueError, OSError):
+        return 0
 
 
 async def serve(cfg: GatewayConfig, ready: asyncio.Event | None = None) -> None:
