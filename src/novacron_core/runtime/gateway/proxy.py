@@ -171,8 +171,10 @@ class Proxy:
         try:
             return await self._stream(conn, req, route, home, True, ctx, learn=True)
         except Failed as f:
-            if f.status != 503 or route.write or conn.state == "responding":
+            if route.write or conn.state == "responding" or f.outcome != NOT_APPLIED:
                 raise
+            if self.balancer.region_health().get(home, {}).get("available", 0) > 0:
+                raise  # the home region is up: its answer stands
             # the home region has no node to answer: another region's replica may
             return await self._replica_read(conn, req, route, home, ctx, f)
 
