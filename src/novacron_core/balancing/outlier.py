@@ -58,6 +58,11 @@ class OutlierDetector:
     def remove(self, backend_id: str) -> None:
         self.state.pop(backend_id, None)
 
+    def success(self, backend_id: str) -> None:
+        st = self.state.get(backend_id)
+        if st is not None and (st.errors_5xx or st.gateway_failures):
+            st.errors_5xx = st.gateway_failures = 0
+
     def ejected(self, backend_id: str, now: float) -> bool:
         st = self.state.get(backend_id)
         return st is not None and st.ejected_until > now

@@ -141,6 +141,7 @@ class _Group:
     version: int = 0
     cached_version: int = -1
     available: list[Backend] = field(default_factory=list)
+    members: list[Backend] = field(default_factory=list)
     usable_in_panic: list[Backend] = field(default_factory=list)
     hashers: dict[tuple[str, ...], HashRing | Maglev] = field(default_factory=dict)
 
@@ -278,6 +279,7 @@ class Balancer:
             if b.healthy and b.ejected_until == 0.0 and not b.circuit_open:
                 avail.append(b)
         g.available, g.usable_in_panic = avail, usable
+        g.members = list(g.backends.values())
 
     def _levels(self, req: Request) -> list[_Group]:
         if req.strict:
@@ -328,7 +330,8 @@ class Balancer:
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = _Plan(self._levels(req), None, [], False)
-        stamp = tuple(g.version for g in plan.levels)
+        levels = plan.levels
+        stamp = (levels[0].version,) if len(levels) == 1 else tuple(g.version for g in levels)
         if plan.stamp != stamp:
             plan.loads, plan.panic = self.priority_loads(plan.levels)
             plan.stamp = stamp
@@ -342,20 +345,21 @@ class Balancer:
             return Refusal(f"no backends known in {where}", 1.0)
         if panic:
             self.panics += 1
-        if req.affinity_key is not None and self.spec.affinity != "none":
-            roll = (key_hash(req.affinity_key) >> 11) % 10_000 / 100.0
+        if len(levels) == 1:
+            order: list[int] | tuple[int] = (0,)
         else:
-            roll = self.rng.random() * 100.0
-        first = len(levels) - 1
-        for i, load in enumerate(loads):
-            if roll < load:
-                first = i
-                break
-            roll -= load
-        # the drawn level first, then the others in order (a retry or a full level)
-        order = (
-            [first] if len(levels) == 1 else [first, *(i for i in range(len(levels)) if i != first)]
-        )
+            if req.affinity_key is not None and self.spec.affinity != "none":
+                roll = (key_hash(req.affinity_key) >> 11) % 10_000 / 100.0
+            else:
+                roll = self.rng.random() * 100.0
+            first = len(levels) - 1
+            for i, load in enumerate(loads):
+                if roll < load:
+                    first = i
+                    break
+                roll -= load
+            # the drawn level first, then the others in order (a retry or a full level)
+            order = [first, *(i for i in range(len(levels)) if i != first)]
         refusal: Refusal | None = None
         for i in order:
             g = levels[i]
@@ -371,8 +375,8 @@ class Balancer:
             b = self._pick(now, g, candidates, req)
             breaker = self.breakers[b.id]
             trial = breaker.state is BreakerState.HALF_OPEN
-            breaker.on_start()
             if trial:
+                breaker.on_start()
                 g.version += 1  # its trial slots may now be full
             b.active += 1
             b.requests += 1
@@ -403,7 +407,7 @@ class Balancer:
             for b in candidates:
                 if b.id == target:
                     return b
-        req.ctx.group = list(g.backends.values())
+        req.ctx.group = g.members
         return g.algorithm.pick(now, candidates, req.ctx)
 
     def _hasher(self, ids: tuple[str, ...], weights: dict[str, int]) -> HashRing | Maglev:
@@ -411,6 +415,23 @@ class Balancer:
             return HashRing(weights, self.spec.vnodes)
         size = self.spec.maglev_size or prime_at_least(max(4099, 100 * len(ids)))
         return Maglev(weights, size)
+
+    def cancel(self, choice: Choice) -> None:
+        """Give back a ticket that was never used (nothing was sent): the counters it
+        took, and nothing else (no outcome, no latency)."""
+        if choice.released:
+            raise RuntimeError(f"request to {choice.backend.id} released twice")
+        choice.released = True
+        b = choice.backend
+        b.active = max(0, b.active - 1)
+        limits = self.limits.get(choice.region)
+        if limits is not None:
+            limits.done(choice.retry)
+        if choice.trial and b.id in self.breakers:
+            self.breakers[b.id].trials = max(0, self.breakers[b.id].trials - 1)
+            self._touch(b)
+        if b.draining and b.active == 0 and b.id in self.by_id:
+            self._remove(b, aborted=False)
 
     def release(self, now: float, choice: Choice, outcome: Outcome, latency_s: float) -> None:
         if choice.released:
@@ -423,6 +444,13 @@ class Balancer:
             limits.done(choice.retry)
         if b.id not in self.by_id:
             return  # removed meanwhile (drain deadline)
+        if outcome is Outcome.SUCCESS and not choice.trial and not b.draining:
+            # the common case, kept short: EWMA, the breaker's window, outlier counts reset
+            b.observe_latency(now, latency_s, self.spec.ewma_tau_s)
+            if self.breakers[b.id].on_result(now, False):
+                self._touch(b)
+            self.outlier.success(b.id)
+            return
         g = self._group_of(b)
         if outcome is not Outcome.REFUSED and outcome is not Outcome.GATEWAY_FAILURE:
             b.observe_latency(now, latency_s, self.spec.ewma_tau_s)

@@ -125,6 +125,7 @@ class Request:
         "chunked",
         "client_ip",
         "content_length",
+        "early",
         "headers",
         "keep_alive",
         "method",
@@ -146,6 +147,7 @@ class Request:
         self.body: Body
         self.chunked = False
         self.content_length: int | None = None
+        self.early = False  # dispatched before its body arrived (streamed)
         self.client_ip = ""
         self.started = 0.0
         self._index: dict[bytes, bytes] | None = None
@@ -156,8 +158,17 @@ class Request:
             self._index = {k.lower(): v for k, v in self.headers}
         return self._index.get(name)
 
+    def index(self) -> dict[bytes, bytes]:
+        """Headers by lower-case name (built once)."""
+        if self._index is None:
+            self._index = {k.lower(): v for k, v in self.headers}
+        return self._index
+
 
 Handler = Callable[["ClientConn", Request], Awaitable[None]]
+# Serve a request without a task when it can: True when it took the request (answered it,
+# or started an exchange that will call ``request_done``); False: run the handler.
+Fast = Callable[["ClientConn", Request], bool]
 
 
 class ClientConn(asyncio.Protocol):
@@ -169,10 +180,12 @@ class ClientConn(asyncio.Protocol):
         "_paused_body",
         "_reading",
         "_task",
+        "active",
         "client_ip",
         "close_after",
         "closing",
         "current",
+        "fast",
         "gw",
         "handler",
         "last_active",
@@ -186,9 +199,11 @@ class ClientConn(asyncio.Protocol):
         "write_paused",
     )
 
-    def __init__(self, gw: Any, handler: Handler, limits: Limits) -> None:
+    def __init__(self, gw: Any, fast: Fast, handler: Handler, limits: Limits) -> None:
         self.gw = gw
+        self.fast = fast
         self.handler = handler
+        self.active = False
         self.limits = limits
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -300,22 +315,24 @@ class ClientConn(asyncio.Protocol):
         path, _, query = req.url.partition(b"?")
         req.path = path.decode("latin-1")
         req.query = query
-        cl = req.header(b"content-length")
+        index = req.index()
+        cl = index.get(b"content-length")
         if cl is not None:
             req.content_length = int(cl)  # llhttp already refused a malformed one
             if req.content_length > self.limits.max_body_bytes:
                 raise TooLarge(413, f"body larger than {self.limits.max_body_bytes} bytes")
-        te = req.header(b"transfer-encoding")
+        te = index.get(b"transfer-encoding")
         req.chunked = te is not None and b"chunked" in te.lower()
-        if req.header(b"expect") is not None and self.transport is not None:
+        if b"expect" in index and self.transport is not None:
             # we read bodies ourselves (and strip Expect upstream): say go ahead
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.queue.append(req)
         if len(self.queue) > self.limits.max_pipeline:
             raise TooLarge(429, "too many pipelined requests")
-        if self._task is None:
-            self.state = "busy"
-            self._task = self.loop.create_task(self._serve())
+        # a body that will take a while streams through: dispatch before it has arrived
+        req.early = req.chunked or (req.content_length or 0) > self.gw.replay_limit
+        if req.early and not self.active and self.queue[0] is req:
+            self._dispatch()
 
     def on_body(self, body: bytes) -> None:
         req = self.current
@@ -334,7 +351,9 @@ class ClientConn(asyncio.Protocol):
         assert req is not None
         req.body.finish()
         self.current = None
-        if len(self.queue) > 1 and self._reading and self.transport is not None:
+        if not self.active and self.queue and self.queue[0] is req:
+            self._dispatch()
+        elif len(self.queue) > 1 and self._reading and self.transport is not None:
             # one request at a time: read the next once this one is answered
             self._reading = False
             self.transport.pause_reading()
@@ -347,38 +366,51 @@ class ClientConn(asyncio.Protocol):
 
     # ------------------------------------------------------------ serving
 
-    async def _serve(self) -> None:
+    def _dispatch(self) -> None:
+        req = self.queue[0]
+        self.active = True
+        self.state = "busy"
+        if not self.fast(self, req):
+            self.run(req, self.handler(self, req))
+
+    def run(self, req: Request, work: Awaitable[None]) -> None:
+        """Finish serving ``req`` in a task (the handler, or a hand-over from the fast
+        path); ``request_done`` follows when it ends."""
+        self._task = self.loop.create_task(self._run(req, work))
+
+    async def _run(self, req: Request, work: Awaitable[None]) -> None:
         try:
-            while self.queue and not self.closing:
-                req = self.queue[0]
-                try:
-                    await self.handler(self, req)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self.gw.log.exception("handler failed for %s %s", req.method, req.url)
-                    if self.state != "responding":
-                        self.send_problem(500, "internal gateway error", UNKNOWN)
-                    self.close()
-                    return
-                self.queue.popleft()
-                if not req.keep_alive or self.gw.stopping or self.close_after:
-                    self.close()
-                    return
-                if not req.body.done:
-                    # the handler answered before the body arrived: the rest of it cannot
-                    # be told apart from the next request on this connection
-                    self.close()
-                    return
-                self.state = "busy"
-        finally:
-            self._task = None
-            if not self.closing:
-                self.state = "head" if self.current is not None else "idle"
-                self.last_active = self.loop.time()
-                if not self._reading and self.transport is not None:
-                    self._reading = True
-                    self.transport.resume_reading()
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.gw.log.exception("handler failed for %s %s", req.method, req.url)
+            if self.state != "responding":
+                self.send_problem(500, "internal gateway error", UNKNOWN)
+            self.close()
+        self._task = None
+        self.request_done(req)
+
+    def request_done(self, req: Request) -> None:
+        """``req`` is answered: serve the next one, or wait for it."""
+        self.active = False
+        if self.queue and self.queue[0] is req:
+            self.queue.popleft()
+        if self.closing:
+            return
+        if not req.keep_alive or self.gw.stopping or self.close_after or not req.body.done:
+            # (an answer sent before the whole body arrived: the rest of the body cannot
+            # be told apart from the next request on this connection)
+            self.close()
+            return
+        if self.queue and (self.queue[0].body.done or self.queue[0].early):
+            self._dispatch()
+            return
+        self.state = "head" if self.current is not None else "idle"
+        self.last_active = self.loop.time()
+        if not self._reading and self.transport is not None:
+            self._reading = True
+            self.transport.resume_reading()
 
     def close(self) -> None:
         if self.transport is not None and not self.closing:
@@ -396,7 +428,7 @@ class ClientConn(asyncio.Protocol):
         that one is answered first and the connection closes after it."""
         self.gw.stats.rejected(status)
         self.parser = None
-        if self._task is not None:
+        if self.active:
             self.queue = deque([self.queue[0]])
             self.close_after = True
             return

@@ -14,11 +14,10 @@ whether it was applied, and says so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from novacron_core.balancing import Choice, GeoPoint, Outcome, PickContext, Refusal
@@ -62,6 +61,29 @@ class Buffered:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     backend_id: str
+
+
+@dataclass(slots=True)
+class Attempts:
+    """Where a request's attempts stand (carried from the fast path to the slow one)."""
+
+    deadline: float
+    tried: set[str] = field(default_factory=set)
+    count: int = 0
+    last: str = ""
+    last_status: int = 503
+    maybe_applied: bool = False
+    sent: float = 0.0
+    backoff: bool = False  # the last answer was "not applied, try again": wait first
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request as it goes to a backend, built once for all its attempts."""
+
+    head: bytes
+    body: bytes | None
+    safe: bool
 
 
 class Failed(Exception):
@@ -110,23 +132,51 @@ class Proxy:
                 status = await self._proxy(conn, req, route)
             except Failed as f:
                 status = f.status
-                if f.outcome == UNKNOWN:
-                    self.stats.outcome_unknown += 1
-                if conn.state != "responding":
-                    conn.send_problem(f.status, f.detail, f.outcome, f.retry_after)
-                else:
-                    conn.abort()  # mid-response: the client sees a truncated answer
+                self.fail(conn, f)
             finally:
                 gw.inflight -= 1
+        self.account(req, route, status)
+        conn.state = "busy"
+
+    def account(self, req: Request, route: Route, status: int) -> None:
         now = self.loop.time()
         self.stats.request(now, route.kind, status, now - req.started)
-        conn.state = "busy"
+
+    def fail(self, conn: ClientConn, f: Failed) -> None:
+        if f.outcome == UNKNOWN:
+            self.stats.outcome_unknown += 1
+        if conn.state != "responding":
+            conn.send_problem(f.status, f.detail, f.outcome, f.retry_after)
+        else:
+            conn.abort()  # mid-response: the client sees a truncated answer
+
+    async def resume(
+        self,
+        conn: ClientConn,
+        req: Request,
+        route: Route,
+        placement: tuple[str, bool, PickContext, bool],
+        st: Attempts,
+        prep: Prepared,
+    ) -> None:
+        """The rest of a request the fast path started (a retry it handed over)."""
+        region, strict, ctx, learn = placement
+        status = 0
+        try:
+            status = await self._stream(conn, req, route, region, strict, ctx, learn, st, prep)
+        except Failed as f:
+            status = f.status
+            self.fail(conn, f)
+        finally:
+            self.gw.inflight -= 1
+            self.account(req, route, status)
 
     # ------------------------------------------------------------ placement
 
     def _origin(self, req: Request) -> tuple[str, GeoPoint | None]:
         """The client's region: its hint, else the gateway's own; and its location."""
-        hint = req.header(b"x-novacron-region")
+        index = req.index()
+        hint = index.get(b"x-novacron-region")
         region = self.gw.home_region
         if hint is not None:
             name = hint.decode("latin-1").strip()
@@ -138,7 +188,7 @@ class Proxy:
                     NOT_APPLIED,
                 )
             region = name
-        loc = req.header(b"x-client-location")
+        loc = index.get(b"x-client-location")
         point = None
         if loc is not None:
             try:
@@ -251,6 +301,70 @@ class Proxy:
 
     # ------------------------------------------------------------ attempts
 
+    def prepare(self, req: Request, route: Route) -> Prepared:
+        body = req.body.complete() if req.body.done else None
+        if body is not None and not body and req.content_length is None and not req.chunked:
+            body = None
+        body_len = len(body) if body is not None else req.content_length
+        head = self._request_head(req, req.url, req.method, body_len)
+        index = req.index()
+        safe = resend_safe(
+            req.method, route, index.get(b"x-client-id"), index.get(b"x-request-seq")
+        )
+        return Prepared(head, body, safe)
+
+    def refused(self, st: Attempts, route: Route, choice: Refusal) -> Failed:
+        """What to answer when no backend is left to try."""
+        self.stats.refuse("no_backend" if "available" in choice.reason else "limits")
+        detail = choice.reason + (f"; last attempt: {st.last}" if st.last else "")
+        if st.maybe_applied:  # an earlier attempt of this write may have taken effect
+            return Failed(st.last_status, self._unknown(st.last, route), UNKNOWN)
+        if st.last_status != 503:  # a read whose every attempt broke off
+            return Failed(st.last_status, detail, NOT_APPLIED)
+        return Failed(503, detail, NOT_APPLIED, choice.retry_after_s)
+
+    def lost(
+        self,
+        st: Attempts,
+        choice: Choice,
+        up: UpstreamConn,
+        err: Exception,
+        req: Request,
+        route: Route,
+        prep: Prepared,
+    ) -> None:
+        """An attempt broke after (part of) the request was sent: account for it, and
+        return when another attempt is allowed; raise the answer otherwise."""
+        timed_out = isinstance(err, TimeoutError)
+        self.balancer.release(self.loop.time(), choice, Outcome.GATEWAY_FAILURE, 0)
+        self.stats.upstream_outcome(choice.region, "timeout" if timed_out else "lost")
+        up.close()
+        self.pool.put(up)
+        st.tried.add(choice.backend.id)
+        st.count += 1
+        st.last = f"{choice.backend.id}: {'no answer in time' if timed_out else err}"
+        st.last_status = 504 if timed_out else 502
+        st.maybe_applied = st.maybe_applied or req.method not in SAFE_METHODS
+        replayable = prep.body is not None or req.body.replayable
+        if prep.safe and replayable and self.loop.time() < st.deadline:
+            self.stats.retry("lost_idempotent")
+            return
+        if not st.maybe_applied:
+            raise Failed(st.last_status, st.last, NOT_APPLIED)
+        raise Failed(st.last_status, self._unknown(st.last, route), UNKNOWN)
+
+    def not_applied(self, st: Attempts, choice: Choice, up: UpstreamConn) -> bool:
+        """The node answered 503 (not applied: no leader or quorum). True when there is
+        time to ask again (after a short wait); the answer has been read and released."""
+        if self.loop.time() >= st.deadline:
+            return False
+        self.gw.discovery.nudge(choice.region)
+        st.count += 1
+        st.last = f"{choice.backend.id}: 503 {up.reason.decode('latin-1')}"
+        st.backoff = True
+        self.stats.retry("not_applied_503")
+        return True
+
     async def _attempt(
         self,
         req: Request,
@@ -258,93 +372,61 @@ class Proxy:
         region: str,
         strict: bool,
         ctx: PickContext,
-        head: bytes,
-        body: bytes | None,
-        safe: bool,
+        prep: Prepared,
+        st: Attempts,
     ) -> tuple[Choice, UpstreamConn]:
         """Send until a backend answers with a head that is not "not applied, try again";
         returns the attempt's ticket and connection (the answer's body still to read)."""
         loop = self.loop
-        deadline = loop.time() + self.cfg.retry_window_s
-        tried: set[str] = set()
-        attempt = 0
-        last: str = ""
-        last_status = 503
-        maybe_applied = False
         affinity = self.gw.affinity_header
+        head, body = prep.head, prep.body
         while True:
+            if st.backoff:
+                st.backoff = False
+                delay = min(0.4, 0.025 * 2 ** min(st.count, 5)) * (0.5 + _rand.random())
+                await asyncio.sleep(min(delay, max(0.0, st.deadline - loop.time())))
             now = loop.time()
             key = None if affinity is None else req.header(affinity)
             choice = self.balancer.acquire(
                 now,
-                BalRequest(region, strict, route.write, key, ctx, frozenset(tried), attempt > 0),
+                BalRequest(
+                    region, strict, route.write, key, ctx, frozenset(st.tried), st.count > 0
+                ),
             )
             if isinstance(choice, Refusal):
-                self.stats.refuse("no_backend" if "available" in choice.reason else "limits")
-                detail = choice.reason + (f"; last attempt: {last}" if last else "")
-                if maybe_applied:  # an earlier attempt of this write may have taken effect
-                    raise Failed(last_status, self._unknown(last, route), UNKNOWN)
-                if last_status != 503:  # a read whose every attempt broke off
-                    raise Failed(last_status, detail, NOT_APPLIED)
-                raise Failed(503, detail, NOT_APPLIED, choice.retry_after_s)
+                raise self.refused(st, route, choice)
             b = choice.backend
-            up: UpstreamConn | None = None
             try:
-                up = await self.pool.get(b)
+                up = self.pool.take(b) or await self.pool.connect(b)
             except ConnectFailed as e:
                 failure = Outcome.REFUSED if e.refused else Outcome.GATEWAY_FAILURE
                 self.balancer.release(loop.time(), choice, failure, 0)
                 self.stats.upstream_outcome(choice.region, "refused" if e.refused else "connect")
-                last = str(e)
-                tried.add(b.id)
-                attempt += 1
+                st.last = str(e)
+                st.tried.add(b.id)
+                st.count += 1
                 self.stats.retry("connect_failed")
                 continue  # nothing was sent: always safe
-            sent = loop.time()
-            up.begin(req.method == "HEAD", sent + self.cfg.upstream_timeout_s)
+            except BaseException:
+                self.balancer.cancel(choice)
+                raise
+            st.sent = loop.time()
+            up.begin(req.method == "HEAD", st.sent + self.cfg.upstream_timeout_s)
             try:
-                if body:
-                    up.send(head + body)
-                else:
-                    up.send(head)
-                if body is not None:
-                    pass
-                elif req.body is not None and (req.chunked or req.content_length):
+                up.send(head + body if body else head)
+                if body is None and (req.chunked or req.content_length):
                     await self._send_streamed(up, req)
                 await up.head()
             except (ExchangeLost, TimeoutError) as e:
-                timed_out = isinstance(e, TimeoutError)
-                self.balancer.release(loop.time(), choice, Outcome.GATEWAY_FAILURE, 0)
-                self.stats.upstream_outcome(choice.region, "timeout" if timed_out else "lost")
-                up.close()
-                self.pool.put(up)
-                tried.add(b.id)
-                attempt += 1
-                last = f"{b.id}: {'no answer in time' if timed_out else e}"
-                last_status = 504 if timed_out else 502
-                maybe_applied = maybe_applied or req.method not in SAFE_METHODS
-                if safe and (body is not None or req.body.replayable) and loop.time() < deadline:
-                    self.stats.retry("lost_idempotent")
-                    continue
-                if not maybe_applied:
-                    raise Failed(last_status, last, NOT_APPLIED) from None
-                raise Failed(last_status, self._unknown(last, route), UNKNOWN) from None
+                self.lost(st, choice, up, e, req, route, prep)
+                continue
             except BaseException:
                 self.balancer.release(loop.time(), choice, Outcome.NEUTRAL, 0)
                 up.close()
                 self.pool.put(up)
                 raise
-            status = up.status
-            if status == 503 and loop.time() < deadline:
-                # the node says: not applied, no leader or quorum right now. Any node of the
-                # region would say the same until an election ends: wait a little, ask again.
-                await self._discard(up, choice, Outcome.NEUTRAL, loop.time() - sent)
-                self.gw.discovery.nudge(choice.region)
-                attempt += 1
-                last = f"{b.id}: 503 {up.reason.decode('latin-1')}"
-                self.stats.retry("not_applied_503")
-                delay = min(0.4, 0.025 * 2 ** min(attempt, 5)) * (0.5 + _rand.random())
-                await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            if up.status == 503 and self.not_applied(st, choice, up):
+                await self._discard(up, choice, Outcome.NEUTRAL, loop.time() - st.sent)
                 continue
             return choice, up
 
@@ -415,19 +497,15 @@ class Proxy:
         strict: bool,
         ctx: PickContext,
         learn: bool,
+        st: Attempts | None = None,
+        prep: Prepared | None = None,
     ) -> int:
-        body = req.body.complete() if req.body.done else None
-        if body is not None and not body and req.content_length is None and not req.chunked:
-            body = None
-        body_len = len(body) if body is not None else req.content_length
-        head = self._request_head(req, req.url, req.method, body_len)
-        safe = resend_safe(
-            req.method, route, req.header(b"x-client-id"), req.header(b"x-request-seq")
-        )
-        choice, up = await self._attempt(req, route, region, strict, ctx, head, body, safe)
+        prep = prep or self.prepare(req, route)
+        st = st or Attempts(self.loop.time() + self.cfg.retry_window_s)
+        choice, up = await self._attempt(req, route, region, strict, ctx, prep, st)
         status = up.status
         outcome = _outcome(status)
-        t0 = self.loop.time()
+        t0 = st.sent
         try:
             if learn and route.vm_id is not None and status == 404 and strict:
                 self.gw.homes.forget(route.vm_id)
@@ -536,11 +614,12 @@ class Proxy:
         fake.body = Body(None, 0)
         fake.body.finish()
         route = Route("region", False)
-        head = self._request_head(fake, fake.url, method, None)
-        choice, up = await self._attempt(fake, route, region, True, ctx, head, None, True)
+        prep = Prepared(self._request_head(fake, fake.url, method, None), None, True)
+        st = Attempts(self.loop.time() + self.cfg.retry_window_s)
+        choice, up = await self._attempt(fake, route, region, True, ctx, prep, st)
         chunks: list[bytes] = []
         up.set_sink(chunks.append)
-        t0 = self.loop.time()
+        t0 = st.sent
         try:
             await up.done()
         except (ExchangeLost, TimeoutError) as e:
@@ -571,9 +650,11 @@ def _outcome(status: int) -> Outcome:
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for k, v in headers:
-        if k.lower() == b"content-length":
-            with contextlib.suppress(ValueError):
+        if len(k) == 14 and k.lower() == b"content-length":
+            try:
                 return int(v)
+            except ValueError:
+                return None
     return None
 
 

@@ -32,6 +32,7 @@ from novacron_core.runtime.gateway.downstream import (
     Limits,
     Request,
 )
+from novacron_core.runtime.gateway.fastpath import FastPath, admin_fast
 from novacron_core.runtime.gateway.federation import FederationAdapter, HomeRegions
 from novacron_core.runtime.gateway.metrics import GatewayCollector, Stats, registry
 from novacron_core.runtime.gateway.proxy import Proxy
@@ -75,6 +76,7 @@ class Gateway:
             cfg.affinity_header.lower().encode() if cfg.affinity != "none" else None
         )
         self.proxy = Proxy(self)
+        self.fast = FastPath(self, self.proxy)
         self.conns: set[ClientConn] = set()
         self.inflight = 0
         self.stopping = False
@@ -98,7 +100,7 @@ class Gateway:
         host, port = split_host_port(self.cfg.listen, "listen")
         self.servers.append(
             await self.loop.create_server(
-                lambda: ClientConn(self, self.proxy.handle, self.limits),
+                lambda: ClientConn(self, self.fast, self.proxy.handle, self.limits),
                 host,
                 port,
                 ssl=ctx,
@@ -108,9 +110,10 @@ class Gateway:
         )
         if self.cfg.admin_listen:
             ahost, aport = split_host_port(self.cfg.admin_listen, "admin_listen")
+            admin = admin_fast(self)
             self.servers.append(
                 await self.loop.create_server(
-                    lambda: ClientConn(self, self._serve_admin, self.limits),
+                    lambda: ClientConn(self, admin, self._serve_admin, self.limits),
                     ahost,
                     aport,
                     backlog=256,

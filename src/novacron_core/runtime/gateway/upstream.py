@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httptools
 
@@ -37,6 +37,16 @@ class ExchangeLost(Exception):
         self.got_head = got_head
 
 
+class Listener(Protocol):
+    """Callbacks instead of futures (the gateway's fast path: no task, no await)."""
+
+    def on_head(self) -> None: ...
+
+    def on_done(self) -> None: ...
+
+    def on_fail(self, err: Exception) -> None: ...
+
+
 class UpstreamConn(asyncio.Protocol):
     __slots__ = (
         "_done",
@@ -45,11 +55,14 @@ class UpstreamConn(asyncio.Protocol):
         "backend_id",
         "body_started",
         "early",
+        "exchanging",
+        "finished",
         "head_only",
         "headers",
         "idle_since",
         "interim",
         "keep_alive",
+        "listener",
         "loop",
         "parser",
         "pool",
@@ -69,6 +82,7 @@ class UpstreamConn(asyncio.Protocol):
         self._head: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self.listener: Listener | None = None
         self.sink: Callable[[bytes], None] | None = None
         self.early: list[bytes] = []  # body bytes that came with the head, before a sink
         self.status = 0
@@ -76,6 +90,8 @@ class UpstreamConn(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.keep_alive = True
         self.interim = False
+        self.exchanging = False
+        self.finished = False
         self.head_only = False
         self.body_started = False
         self.reusable = True
@@ -83,12 +99,20 @@ class UpstreamConn(asyncio.Protocol):
 
     # ------------------------------------------------------------ exchange
 
-    def begin(self, head_only: bool, deadline: float) -> None:
+    def begin(self, head_only: bool, deadline: float, listener: Listener | None = None) -> None:
         """Start an exchange that must be answered, body and all, by ``deadline`` (one
-        timer per exchange rather than a timeout scope around every await)."""
+        timer per exchange rather than a timeout scope around every await). With a
+        ``listener`` its callbacks report progress; without, the ``head()``/``done()``
+        futures do."""
         self._timer = self.loop.call_at(deadline, self._expire)
-        self._head = self.loop.create_future()
-        self._done = self.loop.create_future()
+        self.listener = listener
+        if listener is None:
+            self._head = self.loop.create_future()
+            self._done = self.loop.create_future()
+        else:
+            self._head = self._done = None
+        self.exchanging = True
+        self.finished = False
         self.status, self.reason, self.headers = 0, b"", []
         self.sink = None
         self.early = []
@@ -99,7 +123,7 @@ class UpstreamConn(asyncio.Protocol):
     @property
     def complete(self) -> bool:
         """The whole answer has arrived (its body is held in ``early``)."""
-        return self._done is not None and self._done.done() and self._done.exception() is None
+        return self.finished
 
     def take_early(self) -> list[bytes]:
         early, self.early = self.early, []
@@ -117,13 +141,15 @@ class UpstreamConn(asyncio.Protocol):
             raise ExchangeLost("connection closed before sending", False)
         self.transport.write(data)
 
-    async def head(self) -> None:
+    def head(self) -> asyncio.Future[None]:
+        """Resolves when the response head has arrived (await it)."""
         assert self._head is not None
-        await self._head
+        return self._head
 
-    async def done(self) -> None:
+    def done(self) -> asyncio.Future[None]:
+        """Resolves when the whole response has arrived (await it)."""
         assert self._done is not None
-        await self._done
+        return self._done
 
     def pause_reading(self) -> None:
         if self.transport is not None:
@@ -140,7 +166,7 @@ class UpstreamConn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._head is None:
+        if not self.exchanging:
             # bytes nobody asked for: the connection cannot be trusted any more
             self.reusable = False
             self.close()
@@ -157,7 +183,7 @@ class UpstreamConn(asyncio.Protocol):
         self.reusable = False
         self.pool.lost(self)
         detail = f"connection lost ({exc!r})" if exc else "connection closed by the backend"
-        self._fail(ExchangeLost(detail, self._head is not None and self._head.done()))
+        self._fail(ExchangeLost(detail, self.status > 0))
 
     def eof_received(self) -> bool:
         return False
@@ -174,6 +200,13 @@ class UpstreamConn(asyncio.Protocol):
 
     def _fail(self, err: Exception) -> None:
         self._disarm()
+        if not self.exchanging:
+            return
+        self.exchanging = False
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.on_fail(err)
+            return
         for fut in (self._head, self._done):
             if fut is not None and not fut.done():
                 fut.set_exception(err)
@@ -202,15 +235,16 @@ class UpstreamConn(asyncio.Protocol):
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
-        if self._head is not None and not self._head.done():
-            self._head.set_result(None)
         if self.head_only:
             # the answer to HEAD has no body whatever its headers say; httptools cannot
             # be told, so this connection is finished here and not reused
             self.reusable = False
-            self._disarm()
-            if self._done is not None and not self._done.done():
-                self._done.set_result(None)
+            self._finish()
+            return
+        if self.listener is not None:
+            self.listener.on_head()
+        elif self._head is not None and not self._head.done():
+            self._head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
         self.body_started = True
@@ -227,10 +261,21 @@ class UpstreamConn(asyncio.Protocol):
             return
         if not self.keep_alive:
             self.reusable = False
+        if self.exchanging:
+            self._finish()
+
+    def _finish(self) -> None:
         self._disarm()
+        self.exchanging = False
+        self.finished = True
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.on_done()
+            return
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
-        self._head = None
 
 
 class UpstreamPool:
@@ -254,14 +299,19 @@ class UpstreamPool:
         self.busy: dict[str, set[UpstreamConn]] = {}
         self.opened = 0
 
-    async def get(self, b: Backend) -> UpstreamConn:
-        """A connection to ``b``: the most recently used idle one, or a new one."""
+    def take(self, b: Backend) -> UpstreamConn | None:
+        """The most recently used idle connection to ``b``, if any (no await: the
+        common case costs no coroutine)."""
         idle = self.idle.get(b.id)
         while idle:
             conn = idle.pop()
             if conn.transport is not None and not conn.transport.is_closing():
                 self.busy.setdefault(b.id, set()).add(conn)
                 return conn
+        return None
+
+    async def connect(self, b: Backend) -> UpstreamConn:
+        """A new connection to ``b``."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
@@ -289,7 +339,8 @@ class UpstreamPool:
             conn.close()
             return
         conn._disarm()
-        conn._head = None
+        conn._head = conn._done = None
+        conn.listener = None
         conn.sink = None
         conn.idle_since = conn.loop.time()
         idle.append(conn)
