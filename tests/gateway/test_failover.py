@@ -221,7 +221,7 @@ async def test_a_node_then_a_region_killed_under_load(tmp_path: Path) -> None:
     # two of three nodes left: 2/3 x 1.4 = 93% of creates stay, 7% spill to the nearest
     # region (Envoy's overprovisioning), never across the ocean
     stayed = sum(op.home == "us-east1" for op in between) / len(between)
-    assert 0.75 < stayed < 1.0 or len(between) < 30, stayed
+    assert stayed > 0.75 or len(between) < 30, stayed
     assert {op.home for op in between} <= {"us-east1", "us-west1"}
     after = [op for op in created if op.t0 > t_region + 1.0]
     assert after, "no create succeeded after the region's death"
