@@ -11,6 +11,7 @@ from collections import Counter
 import aiohttp
 import pytest
 
+from novacron_core.balancing import BackendSpec
 from tests.gateway.backends import Backend, gateway_over, problem, raw
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
@@ -251,3 +252,33 @@ async def test_pipelined_requests_are_answered_in_order(pipelined: int) -> None:
         paths = re.findall(rb'"path": "(/v1/kv/[a-z0-9]+)"', out)
         assert paths == [b"/v1/kv/p%d" % i for i in range(pipelined)] + [b"/v1/kv/last"]
         assert json.loads(out.rsplit(b"\r\n\r\n", 1)[1])["path"] == "/v1/kv/last"
+
+
+async def test_a_removed_backend_drains_then_goes() -> None:
+    keep, leave = Backend("local"), Backend("local")
+    async with (
+        gateway_over({"local": [keep, leave]}, drain_timeout_s=5.0) as (gw, url),
+        aiohttp.ClientSession() as http,
+    ):
+        leave_id = f"local/127.0.0.1:{leave.port}"
+        keep_spec = next(
+            BackendSpec(b.id, b.host, b.port, "local")
+            for b in gw.balancer.by_id.values()
+            if b.id != leave_id
+        )
+        # a slow request in flight on each backend, then the membership drops `leave`
+        slow = [asyncio.create_task(http.get(url + "/v1/slow?s=0.6")) for _ in range(6)]
+        await asyncio.sleep(0.2)
+        assert gw.balancer.by_id[leave_id].active > 0
+        gw.set_members("local", [keep_spec], None)
+        for _ in range(10):
+            async with http.get(url + "/v1/kv/x") as r:
+                assert r.headers["X-Novacron-Backend"] != leave_id  # no new requests
+        assert leave_id in gw.balancer.by_id  # still finishing what it has
+        for t in slow:
+            resp = await t
+            assert resp.status == 200  # in-flight ones finish
+            resp.release()
+        await asyncio.sleep(0.05)
+        assert leave_id not in gw.balancer.by_id  # and then it is gone
+        assert leave.seen["GET /v1/slow"] > 0
