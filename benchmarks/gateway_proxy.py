@@ -161,8 +161,15 @@ def static_backend(ps: Procs, name: str, ports: list[int]) -> None:
         _wait_http(f"http://127.0.0.1:{p}/healthz")
 
 
-def gateway(ps: Procs, name: str, port: int, admin: int, regions: dict[str, list[int]]) -> int:
-    argv = [sys.executable, "-m", "novacron_core.cli", "gateway"]
+def gateway(
+    ps: Procs,
+    name: str,
+    port: int,
+    admin: int,
+    regions: dict[str, list[int]],
+    loop: str = "auto",
+) -> int:
+    argv = [sys.executable, "-m", "novacron_core.cli", "gateway", "--loop", loop]
     argv += ["--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"]
     for region, ports in regions.items():
         argv += ["--backend", f"{region}=" + ",".join(f"127.0.0.1:{p}" for p in ports)]
@@ -222,14 +229,22 @@ def throughput(quick: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, A
         h = ps.haproxy("haproxy", PROXY_CFG.format(port=hp, servers=servers))
         _wait_http(f"http://127.0.0.1:{hp}/v1/kv/x")
         g = gateway(ps, "gateway", gp, ga, {"local": be})
+        ap, aa = _ports(2)
+        plain = gateway(ps, "gateway-asyncio", ap, aa, {"local": be}, loop="asyncio")
         ours: list[dict[str, float]] = []
         theirs: list[dict[str, float]] = []
-        for _ in range(rounds):  # interleaved, so that both see the same neighbours
+        stock: list[dict[str, float]] = []
+        for _ in range(rounds):  # interleaved, so that all see the same neighbours
             ours.append(wrk(f"http://127.0.0.1:{gp}/v1/kv/x", seconds, g))
             theirs.append(wrk(f"http://127.0.0.1:{hp}/v1/kv/x", seconds, h.pid))
+            stock.append(wrk(f"http://127.0.0.1:{ap}/v1/kv/x", seconds, plain))
     o = {k: statistics.mean(r[k] for r in ours) for k in ours[0]}
     t = {k: statistics.mean(r[k] for r in theirs) for k in theirs[0]}
+    a = {k: statistics.mean(r[k] for r in stock) for k in stock[0]}
     figures = {f"proxy.{k}": round(v, 2) for k, v in o.items()}
+    # the same gateway on the standard asyncio loop: what uvloop is worth here
+    figures["proxy_asyncio_loop.rps_per_core"] = round(a["rps_per_core"], 2)
+    figures["proxy_asyncio_loop.p99_ms"] = round(a["p99_ms"], 2)
     peers = {f"haproxy.{k}": round(v, 2) for k, v in t.items()}
     ratios = {
         "proxy.rps_per_core_vs_haproxy": round(o["rps_per_core"] / t["rps_per_core"], 3),
