@@ -282,3 +282,19 @@ async def test_a_removed_backend_drains_then_goes() -> None:
         await asyncio.sleep(0.05)
         assert leave_id not in gw.balancer.by_id  # and then it is gone
         assert leave.seen["GET /v1/slow"] > 0
+
+
+async def test_a_backend_that_never_answers_times_out_honestly() -> None:
+    async with (
+        gateway_over({"local": [Backend("local")]}, upstream_timeout_s=0.5) as (_gw, url),
+        aiohttp.ClientSession() as http,
+    ):
+        t = asyncio.get_running_loop().time()
+        async with http.post(url + "/v1/slow?s=5", data=b"{}") as r:
+            assert r.status == 504
+            assert (await r.json())["outcome"] == "unknown"  # it may still apply it
+        # expired by the once-a-second sweep: within the timeout plus a second
+        assert asyncio.get_running_loop().time() - t < 3.0
+        async with http.get(url + "/v1/slow?s=5") as r:
+            assert r.status == 504
+            assert (await r.json())["outcome"] == "not_applied"  # a read changes nothing

@@ -36,7 +36,8 @@ class RateWindow:
         self.started: float | None = None
 
     def add(self, now: float, n: int = 1) -> None:
-        self._advance(now)
+        if self.started is None or int(now) != self.second:
+            self._advance(now)
         self.buckets[self.second % len(self.buckets)] += n
 
     def rate(self, now: float) -> float:

@@ -51,9 +51,9 @@ class UpstreamConn(asyncio.Protocol):
     __slots__ = (
         "_done",
         "_head",
-        "_timer",
         "backend_id",
         "body_started",
+        "deadline",
         "early",
         "exchanging",
         "finished",
@@ -81,7 +81,7 @@ class UpstreamConn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self._head: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
         self.listener: Listener | None = None
         self.sink: Callable[[bytes], None] | None = None
         self.early: list[bytes] = []  # body bytes that came with the head, before a sink
@@ -100,11 +100,12 @@ class UpstreamConn(asyncio.Protocol):
     # ------------------------------------------------------------ exchange
 
     def begin(self, head_only: bool, deadline: float, listener: Listener | None = None) -> None:
-        """Start an exchange that must be answered, body and all, by ``deadline`` (one
-        timer per exchange rather than a timeout scope around every await). With a
-        ``listener`` its callbacks report progress; without, the ``head()``/``done()``
+        """Start an exchange that must be answered, body and all, by ``deadline``. No
+        timer per exchange (a libuv timer costs more than the rest of a short request):
+        the pool's sweep expires exchanges past their deadline, to within a second. With
+        a ``listener`` its callbacks report progress; without, the ``head()``/``done()``
         futures do."""
-        self._timer = self.loop.call_at(deadline, self._expire)
+        self.deadline = deadline
         self.listener = listener
         if listener is None:
             self._head = self.loop.create_future()
@@ -188,18 +189,11 @@ class UpstreamConn(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
-    def _expire(self) -> None:
-        self._timer = None
+    def expire(self) -> None:
         self.reusable = False
         self._fail(TimeoutError("no complete answer in time"))
 
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def _fail(self, err: Exception) -> None:
-        self._disarm()
         if not self.exchanging:
             return
         self.exchanging = False
@@ -215,7 +209,6 @@ class UpstreamConn(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
-        self._disarm()
         if self.transport is not None:
             self.transport.close()
 
@@ -265,7 +258,6 @@ class UpstreamConn(asyncio.Protocol):
             self._finish()
 
     def _finish(self) -> None:
-        self._disarm()
         self.exchanging = False
         self.finished = True
         listener, self.listener = self.listener, None
@@ -338,7 +330,6 @@ class UpstreamPool:
         if len(idle) >= self.max_idle:
             conn.close()
             return
-        conn._disarm()
         conn._head = conn._done = None
         conn.listener = None
         conn.sink = None
@@ -357,8 +348,12 @@ class UpstreamPool:
             busy.discard(conn)
 
     def sweep(self, now: float) -> None:
-        """Close connections idle longer than the idle timeout (before the backend's own
-        keep-alive timeout closes them under a request)."""
+        """Expire exchanges past their deadline; close connections idle longer than the
+        idle timeout (before the backend's own keep-alive timeout closes them under a
+        request)."""
+        for busy in list(self.busy.values()):
+            for late in [c for c in busy if c.exchanging and c.deadline < now]:
+                late.expire()
         for conns in self.idle.values():
             while conns and now - conns[0].idle_since > self.idle_timeout_s:
                 conns.pop(0).close()
