@@ -22,9 +22,7 @@ from novacron_core.runtime.gateway.proxy import (
     Failed,
     Prepared,
     Proxy,
-    _content_length,
     _outcome,
-    _small,
 )
 from novacron_core.runtime.gateway.routes import Route, classify
 from novacron_core.runtime.gateway.upstream import UpstreamConn
@@ -89,9 +87,8 @@ class FastPath:
             self.balancer.cancel(choice)
             return False  # a new connection: that awaits
         prep = proxy.prepare(req, route)
-        st = Attempts(now + gw.cfg.retry_window_s, sent=now)
         gw.inflight += 1
-        ex = Exchange(self, conn, req, route, (region, strict, ctx, learn), choice, up, st, prep)
+        ex = Exchange(self, conn, req, route, (region, strict, ctx, learn), choice, up, now, prep)
         up.begin(req.method == "HEAD", now + gw.cfg.upstream_timeout_s, ex)
         body = prep.body
         try:
@@ -105,6 +102,7 @@ class Exchange:
     """One attempt of the fast path, driven by the upstream connection's callbacks."""
 
     __slots__ = (
+        "_st",
         "choice",
         "chunked",
         "conn",
@@ -113,7 +111,7 @@ class Exchange:
         "prep",
         "req",
         "route",
-        "st",
+        "sent",
         "streaming",
         "up",
     )
@@ -127,29 +125,34 @@ class Exchange:
         placement: tuple[str, bool, PickContext, bool],
         choice: Choice,
         up: UpstreamConn,
-        st: Attempts,
+        sent: float,
         prep: Prepared,
     ) -> None:
         self.fp, self.conn, self.req, self.route = fp, conn, req, route
-        self.placement, self.choice, self.up, self.st, self.prep = (
+        self.placement, self.choice, self.up, self.sent, self.prep = (
             placement,
             choice,
             up,
-            st,
+            sent,
             prep,
         )
+        self._st: Attempts | None = None
         self.streaming = False
         self.chunked = False
+
+    @property
+    def st(self) -> Attempts:
+        """The attempts' state, made only when a retry needs it (rarely)."""
+        if self._st is None:
+            self._st = Attempts(self.sent + self.fp.gw.cfg.retry_window_s, sent=self.sent)
+        return self._st
 
     def on_head(self) -> None:
         up = self.up
         status = up.status
         if status == 503:
             return  # read it whole, then decide (retry)
-        learn = self.placement[3]
-        if learn and (status == 200 or status == 201) and _small(up.headers):
-            return  # parsed whole, to learn the VM's home
-        length = _content_length(up.headers)
+        length = up.length
         if length is not None and length <= BUFFER_LIMIT:
             return  # small: written with its head when complete
         # large or open-ended: stream it through as it comes
@@ -173,7 +176,7 @@ class Exchange:
         status = up.status
         if status == 503 and not self.streaming and proxy.not_applied(self.st, choice, up):
             up.take_early()
-            balancer.release(now, choice, Outcome.NEUTRAL, now - self.st.sent)
+            balancer.release(now, choice, Outcome.NEUTRAL, now - self.sent)
             proxy.stats.upstream_outcome(choice.region, "neutral")
             fp.pool.put(up)
             self._hand_over()
@@ -192,10 +195,10 @@ class Exchange:
             elif self.placement[3] and status in (200, 201):
                 proxy._learn("", up.headers, body, choice.region)
             conn.state = "responding"
-            length = len(body) if req.method != "HEAD" else _content_length(up.headers)
+            length = len(body) if req.method != "HEAD" else up.length
             conn.write(proxy._response_head(conn, req, up, choice, length) + body)
         outcome = _outcome(status)
-        balancer.release(now, choice, outcome, now - self.st.sent)
+        balancer.release(now, choice, outcome, now - self.sent)
         proxy.stats.upstream_outcome(choice.region, outcome.value)
         if conn.closing:
             up.close()

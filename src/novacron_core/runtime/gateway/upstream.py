@@ -62,6 +62,7 @@ class UpstreamConn(asyncio.Protocol):
         "idle_since",
         "interim",
         "keep_alive",
+        "length",
         "listener",
         "loop",
         "parser",
@@ -86,6 +87,7 @@ class UpstreamConn(asyncio.Protocol):
         self.sink: Callable[[bytes], None] | None = None
         self.early: list[bytes] = []  # body bytes that came with the head, before a sink
         self.status = 0
+        self.length: int | None = None  # the answer's Content-Length, if it had one
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.keep_alive = True
@@ -114,7 +116,7 @@ class UpstreamConn(asyncio.Protocol):
             self._head = self._done = None
         self.exchanging = True
         self.finished = False
-        self.status, self.reason, self.headers = 0, b"", []
+        self.status, self.reason, self.headers, self.length = 0, b"", [], None
         self.sink = None
         self.early = []
         self.head_only = head_only
@@ -219,12 +221,14 @@ class UpstreamConn(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        if len(name) == 14 and name.lower() == b"content-length":
+            self.length = int(value)  # llhttp has checked it is a number
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             self.interim = True  # 1xx: not the answer; the real head follows
-            self.headers, self.reason = [], b""
+            self.headers, self.reason, self.length = [], b"", None
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
