@@ -16,14 +16,9 @@ from typing import TYPE_CHECKING
 
 from novacron_core.balancing import Choice, Outcome, PickContext, Refusal
 from novacron_core.balancing import Request as BalRequest
+from novacron_core.runtime.gateway.attempts import Attempts, Failed, Prepared, outcome_of
 from novacron_core.runtime.gateway.downstream import UNKNOWN, ClientConn, Fast, Request
-from novacron_core.runtime.gateway.proxy import (
-    Attempts,
-    Failed,
-    Prepared,
-    Proxy,
-    _outcome,
-)
+from novacron_core.runtime.gateway.proxy import Proxy
 from novacron_core.runtime.gateway.routes import Route, classify
 from novacron_core.runtime.gateway.upstream import UpstreamConn
 
@@ -58,7 +53,7 @@ class FastPath:
         if gw.inflight >= gw.cfg.max_inflight:
             return False  # the coroutine path answers 429 with its reasons
         try:
-            region, point = proxy._origin(req)
+            region, point = proxy.origin(req)
         except Failed as f:
             proxy.fail(conn, f)
             proxy.account(req, route, f.status)
@@ -160,7 +155,7 @@ class Exchange:
         no_body = self.req.method == "HEAD" or status in (204, 304)
         self.chunked = length is None and not no_body
         conn.state = "responding"
-        conn.write(proxy._response_head(conn, self.req, up, self.choice, length, self.chunked))
+        conn.write(proxy.response_head(conn, self.req, up, self.choice, length, self.chunked))
         self.streaming = True
         if self.chunked:
             up.set_sink(lambda d: conn.write(b"%x\r\n%s\r\n" % (len(d), d)))
@@ -191,13 +186,13 @@ class Exchange:
                 if status == 404:
                     fp.gw.homes.forget(self.route.vm_id)
                 elif status in (200, 201):
-                    proxy._learn(self.route.vm_id, up.headers, body, choice.region)
+                    proxy.learn_home(self.route.vm_id, up.headers, body, choice.region)
             elif self.placement[3] and status in (200, 201):
-                proxy._learn("", up.headers, body, choice.region)
+                proxy.learn_home("", up.headers, body, choice.region)
             conn.state = "responding"
             length = len(body) if req.method != "HEAD" else up.length
-            conn.write(proxy._response_head(conn, req, up, choice, length) + body)
-        outcome = _outcome(status)
+            conn.write(proxy.response_head(conn, req, up, choice, length) + body)
+        outcome = outcome_of(status)
         balancer.release(now, choice, outcome, now - self.sent)
         proxy.stats.upstream_outcome(choice.region, outcome.value)
         if conn.closing:
