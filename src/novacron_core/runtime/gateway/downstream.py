@@ -242,6 +242,10 @@ class ClientConn(asyncio.Protocol):
             self._task.cancel()
         if self.current is not None:
             self.current.body.finish()
+        if self.upstream is not None:
+            # an answer was streaming to us, maybe paused for our full socket: let it run to
+            # its end (dropped here) rather than stall and be blamed on the backend
+            self.upstream.resume_reading()
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
