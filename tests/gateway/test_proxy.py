@@ -298,3 +298,21 @@ async def test_a_backend_that_never_answers_times_out_honestly() -> None:
         async with http.get(url + "/v1/slow?s=5") as r:
             assert r.status == 504
             assert (await r.json())["outcome"] == "not_applied"  # a read changes nothing
+
+
+async def test_a_client_leaving_mid_stream_is_not_blamed_on_the_backend() -> None:
+    async with gateway_over({"local": [Backend("local")]}) as (gw, _url):
+        port = gw.bound_ports()[0]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /v1/stream?n=512 HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readexactly(100_000)  # a little of 8 MiB, then leave
+        writer.close()
+        for _ in range(100):
+            if gw.pool.counts()["busy"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert gw.pool.counts()["busy"] == 0  # the exchange ran to its end
+        (row,) = gw.balancer.describe(gw.loop.time())
+        assert row["available"] is True
+        assert row["ejections"] == 0
+        assert row["circuit"] == "closed"
