@@ -89,7 +89,7 @@ class FastPath:
         try:
             up.send(prep.head + body if body else prep.head)
         except Exception as e:  # closed under us: treat as a broken attempt
-            ex.on_fail(e)
+            up.fail(e)
         return True
 
 

@@ -178,7 +178,7 @@ class UpstreamConn(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
             self.reusable = False
-            self._fail(ExchangeLost(f"malformed response from the backend: {e}", self.status > 0))
+            self.fail(ExchangeLost(f"malformed response from the backend: {e}", self.status > 0))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -186,16 +186,17 @@ class UpstreamConn(asyncio.Protocol):
         self.reusable = False
         self.pool.lost(self)
         detail = f"connection lost ({exc!r})" if exc else "connection closed by the backend"
-        self._fail(ExchangeLost(detail, self.status > 0))
+        self.fail(ExchangeLost(detail, self.status > 0))
 
     def eof_received(self) -> bool:
         return False
 
     def expire(self) -> None:
         self.reusable = False
-        self._fail(TimeoutError("no complete answer in time"))
+        self.fail(TimeoutError("no complete answer in time"))
 
-    def _fail(self, err: Exception) -> None:
+    def fail(self, err: Exception) -> None:
+        """End the exchange with ``err`` (once: later failures are ignored)."""
         if not self.exchanging:
             return
         self.exchanging = False
