@@ -14,6 +14,7 @@ NAMES = [
     "raft",
     "operator",
     "observe",
+    "gateway",
 ]  # each is a module here with run(quick) -> result dict
 
 
