@@ -61,5 +61,5 @@ CLASSES: dict[QoS, ClassSpec] = {
     QoS.HIGH: ClassSpec(34, 1, ("latency", "cost"), 2, 0.8),
     QoS.MEDIUM: ClassSpec(26, 2, ("latency", "cost"), 1, 0.6),
     QoS.LOW: ClassSpec(10, 3, ("cost", "latency"), 1, 0.4),
-    QoS.BEST_EFFORT: ClassSpec(0, 4, ("cost", "latency"), 0, 0.0),
+    QoS.BEST_EFFORT: ClassSpec(0, 4, ("cost", "latency"), 1, 0.0),
 }
