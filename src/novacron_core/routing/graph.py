@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import rustworkx as rx
@@ -48,6 +48,7 @@ class Graph:
     adj: tuple[tuple[tuple[int, int], ...], ...]  # node -> ((neighbour, edge), ...)
     rx_graph: rx.PyGraph
     version: int
+    _cache: dict[str, rx.PyGraph] = field(default_factory=dict)
 
     @classmethod
     def of(cls, topo: Topology, *, include_down: bool = False) -> Graph:
@@ -107,18 +108,38 @@ class Graph:
 
     # ------------------------------------------------------------ rustworkx does these
 
+    def weighted(self, metric: Metric) -> rx.PyGraph:
+        """A copy of the graph whose edge payloads are ``metric``'s weights (cached), so
+        rustworkx reads each weight through the C-level ``float`` instead of a Python
+        function per edge."""
+        cache = self._cache
+        if metric not in cache:
+            h: rx.PyGraph = rx.PyGraph(multigraph=False)
+            h.add_nodes_from(self.names)
+            w = self.weights(metric)
+            h.add_edges_from(
+                [(self.index[lk.a], self.index[lk.b], w[e]) for e, lk in enumerate(self.links)]
+            )
+            cache[metric] = h
+        return cache[metric]
+
     def shortest_paths(
         self, src: str, metric: Metric | Callable[[Link], float] = "latency"
     ) -> dict[str, tuple[float, Path]]:
         """Single-source shortest paths: destination -> (distance, path)."""
-        w = self.weights(metric)
         s = self.index[src]
-        fn = _edge_cost(w)
-        paths = rx.dijkstra_shortest_paths(self.rx_graph, s, weight_fn=fn)
-        dists = rx.dijkstra_shortest_path_lengths(self.rx_graph, s, edge_cost_fn=fn)
+        if isinstance(metric, str):
+            h = self.weighted(metric)
+            paths = rx.dijkstra_shortest_paths(h, s, weight_fn=float)
+            dists = rx.dijkstra_shortest_path_lengths(h, s, edge_cost_fn=float)
+        else:
+            fn = _edge_cost(self.weights(metric))
+            paths = rx.dijkstra_shortest_paths(self.rx_graph, s, weight_fn=fn)
+            dists = rx.dijkstra_shortest_path_lengths(self.rx_graph, s, edge_cost_fn=fn)
+        name = self.names.__getitem__
         out: dict[str, tuple[float, Path]] = {src: (0.0, (src,))}
         for t, p in paths.items():
-            out[self.names[t]] = (float(dists[t]), tuple(self.names[i] for i in p))
+            out[name(t)] = (dists[t], tuple(map(name, p)))
         return out
 
     def shortest_path(

@@ -94,11 +94,29 @@ def lexicographic_path(
 
     Dijkstra over cost tuples (additive metrics keep the order monotone). Scaling the metrics
     into one number would be faster but silently wrong once magnitudes overlap."""
+    s, t = g.index[src], g.index[dst]
+    best, prev, done = _lex_search(g, s, order, t)
+    if t not in done:
+        raise NoPath(f"no path {src} -> {dst}")
+    return best[t], _unwind(g, prev, s, t)
+
+
+def lexicographic_tree(
+    g: Graph, src: str, order: Sequence[Metric]
+) -> dict[str, tuple[tuple[float, ...], Path]]:
+    """Lexicographic paths from ``src`` to every reachable node, in one search."""
+    s = g.index[src]
+    best, prev, done = _lex_search(g, s, order, None)
+    return {g.names[t]: (best[t], _unwind(g, prev, s, t)) for t in done}
+
+
+def _lex_search(
+    g: Graph, s: int, order: Sequence[Metric], target: int | None
+) -> tuple[dict[int, tuple[float, ...]], dict[int, int], set[int]]:
     if not order:
         raise ValueError("order: name at least one metric")
     fns = [link_weight(m) for m in order]
     costs = [tuple(f(link) for f in fns) for link in g.links]
-    s, t = g.index[src], g.index[dst]
     zero = tuple(0.0 for _ in order)
     best: dict[int, tuple[float, ...]] = {s: zero}
     prev: dict[int, int] = {}
@@ -109,7 +127,7 @@ def lexicographic_path(
         if u in done:
             continue
         done.add(u)
-        if u == t:
+        if u == target:
             break
         for v, e in g.adj[u]:
             if v in done:
@@ -118,9 +136,7 @@ def lexicographic_path(
             if v not in best or nc < best[v]:
                 best[v], prev[v] = nc, u
                 heapq.heappush(heap, (nc, h + 1, v))
-    if t not in done:
-        raise NoPath(f"no path {src} -> {dst}")
-    return best[t], _unwind(g, prev, s, t)
+    return best, prev, done
 
 
 def pareto_paths(

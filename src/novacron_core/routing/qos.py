@@ -57,7 +57,7 @@ class QoS(Enum):
 
 
 CLASSES: dict[QoS, ClassSpec] = {
-    QoS.CRITICAL: ClassSpec(46, 0, ("latency", "loss", "cost"), 3, 1.0),
+    QoS.CRITICAL: ClassSpec(46, 0, ("latency", "cost"), 3, 1.0),
     QoS.HIGH: ClassSpec(34, 1, ("latency", "cost"), 2, 0.8),
     QoS.MEDIUM: ClassSpec(26, 2, ("latency", "cost"), 1, 0.6),
     QoS.LOW: ClassSpec(10, 3, ("cost", "latency"), 1, 0.4),

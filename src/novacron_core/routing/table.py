@@ -18,8 +18,8 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from novacron_core.routing.graph import Graph, Path, link_weight
-from novacron_core.routing.paths import NoPath, disjoint_paths, lexicographic_path
+from novacron_core.routing.graph import Graph, Metric, Path, link_weight
+from novacron_core.routing.paths import disjoint_paths, lexicographic_tree
 from novacron_core.routing.qos import QoS
 from novacron_core.routing.topology import Link, Topology, link_key
 
@@ -156,36 +156,41 @@ def compute_routes(
     table = RouteTable(src, g.version)
     if src not in g.index:
         return table
-    by_order: dict[tuple[tuple[str, ...], int], dict[str, tuple[Path, ...]]] = {}
     dsts = [d for d in (destinations or g.names) if d != src and d in g.index]
+    classes = tuple(classes)
+    # one search per distinct preference, with as many disjoint paths as the most demanding
+    # class of that preference wants (any of them is a valid backup for the others)
+    need: dict[tuple[Metric, ...], int] = {}
     for qos in classes:
-        spec = qos.spec
-        cache_key = (tuple(spec.order), spec.backups)
-        if cache_key not in by_order:
-            by_order[cache_key] = {}
-            lex = _lex_weight(g, spec.order)
-            for dst in dsts:
-                try:
-                    _, primary = lexicographic_path(g, src, dst, spec.order)
-                except NoPath:
-                    continue
-                cands = [primary]
-                if spec.backups:
-                    for _, p in disjoint_paths(g, src, dst, spec.backups + 1, lex):
-                        if p not in cands:
-                            cands.append(p)
-                by_order[cache_key][dst] = tuple(cands[: spec.backups + 1])
-        for dst, paths in by_order[cache_key].items():
-            table.add(Route(dst, qos, paths))
+        order = tuple(qos.spec.order)
+        need[order] = max(need.get(order, 0), qos.spec.backups + 1)
+    found: dict[tuple[Metric, ...], dict[str, tuple[Path, ...]]] = {}
+    for order, k in need.items():
+        tree = lexicographic_tree(g, src, order)
+        lex = _lex_weight(g, order)
+        found[order] = {}
+        for dst in dsts:
+            if dst not in tree:
+                continue
+            cands = [tree[dst][1]]
+            if k > 1:
+                for _, p in disjoint_paths(g, src, dst, k, lex):
+                    if p not in cands:
+                        cands.append(p)
+            found[order][dst] = tuple(cands)
+    for qos in classes:
+        keep = qos.spec.backups + 1
+        for dst, paths in found[tuple(qos.spec.order)].items():
+            table.add(Route(dst, qos, paths[:keep]))
     return table
 
 
-def _lex_weight(g: Graph, order: tuple[str, ...]) -> Callable[[Link], float]:
+def _lex_weight(g: Graph, order: tuple[Metric, ...]) -> Callable[[Link], float]:
     """A scalar weight for the disjoint search (it needs one): the first metric, with the
     later ones scaled down to break its ties. Approximate where the first metric's
     differences are tinier than that scale; the primary comes from the exact lexicographic
     search, so only the choice among backups could differ."""
-    fns = [link_weight(m) for m in order]  # type: ignore[arg-type]
+    fns = [link_weight(m) for m in order]
     return lambda link: sum(f(link) * (1e-6**i) for i, f in enumerate(fns))
 
 
