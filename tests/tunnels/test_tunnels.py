@@ -157,17 +157,3 @@ def test_a_crashed_manager_leaves_nothing_the_next_one_does_not_clean(netlab, tm
         not Path(f"/proc/{helper}/cmdline").exists()
         or not Path(f"/proc/{helper}/cmdline").read_bytes()
     )
-
-
-def test_bad_specs_name_the_field():
-    with pytest.raises(ValueError, match="kind"):
-        TunnelSpec("nctx", "ipip", "1.2.3.4", "1.2.3.5", "198.19.253.1/30")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="remote"):
-        TunnelSpec("nctx", "gre", "1.2.3.4", "nope", "198.19.253.1/30")
-    with pytest.raises(ValueError, match="key"):
-        TunnelSpec("nctx", "vxlan", "1.2.3.4", "1.2.3.5", "198.19.253.1/30", 0)
-    with pytest.raises(ValueError, match="peer_public_key"):
-        TunnelSpec("nctx", "wireguard", "1.2.3.4", "1.2.3.5", "198.19.253.1/30",
-                   private_key=generate_private_key(), peer_public_key="short")  # fmt: skip
-    with pytest.raises(ValueError, match="name"):
-        TunnelSpec("eth0", "gre", "1.2.3.4", "1.2.3.5", "198.19.253.1/30")
