@@ -166,3 +166,17 @@ def test_vivaldi_is_deterministic_and_rejects_bad_samples():
     view = Coordinates("me")
     assert view.nearest(["x", "y"]) == "x"  # nothing known: the given order
     assert view.rtt_ms("x") is None
+
+
+def test_region_coordinates_serve_the_gateways_protocol():
+    from novacron_core.routing.vivaldi import RegionCoordinates
+
+    sim = VivaldiSim(dict(FIVE_REGION_RTT_MS), jitter=0.05, seed=3)
+    coords = sim.run(rounds=200)
+    me = coords["us-east1"]
+    body = {**me.as_dict(), "regions": {n: n for n in coords}}
+    rc = RegionCoordinates.from_api(body)
+    assert rc.rtt_ms("us-east1", "us-east1") == 0.0
+    assert rc.rtt_ms("us-east1", "nowhere") is None
+    est = rc.rtt_ms("us-west1", "europe-west1")
+    assert est == pytest.approx(146.0, rel=0.25)

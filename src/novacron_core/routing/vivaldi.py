@@ -231,6 +231,33 @@ class CoordinateSource(Protocol):
     def rtt_ms(self, a: str, b: str | None = None) -> float | None: ...
 
 
+class RegionCoordinates:
+    """Region-to-region RTT estimates from member coordinates: the gateway's ``Coordinates``
+    provider (``rtt_ms(a, b)`` with region names, None when either is unknown). A region's
+    estimate to another is the least over their members' pairs (the nearest agents).
+
+    Build it from the agent's ``GET /v1/coordinates`` body with :meth:`from_api`."""
+
+    def __init__(self, coords: dict[str, Coordinate], regions: dict[str, str]) -> None:
+        self.by_region: dict[str, list[Coordinate]] = {}
+        for member, c in coords.items():
+            self.by_region.setdefault(regions.get(member, member), []).append(c)
+
+    @classmethod
+    def from_api(cls, body: dict[str, Any]) -> RegionCoordinates:
+        coords = {n: Coordinate.from_dict(c) for n, c in body.get("known", {}).items()}
+        coords[body["me"]] = Coordinate.from_dict(body["coordinate"])
+        return cls(coords, dict(body.get("regions", {})))
+
+    def rtt_ms(self, a: str, b: str) -> float | None:
+        if a == b:
+            return 0.0
+        ca, cb = self.by_region.get(a), self.by_region.get(b)
+        if not ca or not cb:
+            return None
+        return min(x.rtt_ms(y) for x in ca for y in cb)
+
+
 def _diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, ...]:
     return tuple(x - y for x, y in zip(a, b, strict=True))
 

@@ -359,6 +359,7 @@ class Agent:
         coords = self.core.coords
         body = coords.as_dict()
         body["estimates_ms"] = {n: coords.rtt_ms(n) for n in sorted(coords.known)}
+        body["regions"] = {n: m.region for n, m in sorted(self.core.topology.members.items())}
         if "nearest" in request.query:
             cands = [c for c in request.query["nearest"].split(",") if c]
             if not cands:
