@@ -127,3 +127,23 @@ def test_a_lossy_link_is_not_declared_down_by_scattered_losses():
     for agent in wan.agents.values():
         assert all(link.up for link in agent.topology.links())
         assert all(0 < p["loss"] < 0.3 for p in agent.peer_stats().values())
+
+
+def test_wire_roundtrip_and_malformed_datagrams_are_refused():
+    from novacron_core.routing.agent import LSA, LinkReport, Ping
+    from novacron_core.routing.vivaldi import Coordinate
+    from novacron_core.runtime.agent.wire import WireError, decode, encode
+
+    c = Coordinate((0.01,) * 8, 0.5, 0.001, 1e-5)
+    msg = Ping(
+        3, 12.5, "a", "r1", c, (LSA("b", "r2", 4, (LinkReport("c", 10.0, 0.1, True, 1e3),), c),)
+    )
+    assert decode(encode(msg)) == msg
+    for bad in (b"", b"\x93\x01\x02\x03", encode(msg)[:-3], b"x" * 9000):
+        with pytest.raises(WireError):
+            decode(bad)
+    nan = Ping(
+        3, 1.0, "a", "r1", None, (LSA("b", "r2", 1, (LinkReport("c", float("nan"), 0, True, 1),)),)
+    )
+    with pytest.raises(WireError, match="out of range"):
+        decode(encode(nan))

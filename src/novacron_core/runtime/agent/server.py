@@ -109,7 +109,13 @@ class Agent:
         if msg.src not in self.addr and addr not in self.by_addr:
             self.dropped += 1  # answer only the peers we were given (no reflection)
             return
-        self.carry(self.core.on_message(self.now(), msg.src, msg))
+        try:
+            ready = self.core.on_message(self.now(), msg.src, msg)
+        except ValueError as e:  # a coordinate or advert the topology refuses
+            self.dropped += 1
+            log.info("dropped a datagram from %s: %s", msg.src, e)
+            return
+        self.carry(ready)
 
     async def _tcp_probe(self, dst: str, ping: Ping) -> None:
         """A peer without an agent: the TCP handshake's round trip is the sample."""

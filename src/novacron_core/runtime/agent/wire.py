@@ -70,6 +70,10 @@ def decode(data: bytes) -> Ping | Pong:
             )
             for origin, lregion, lseq, links, lcoord in lsas
         )
+        for lsa in parsed:
+            for r in lsa.links:
+                if not (0 <= r.rtt_ms < 1e6 and 0 <= r.loss <= 1 and 0 < r.bandwidth_mbps < 1e9):
+                    raise WireError(f"advert of {lsa.origin}: link to {r.peer} out of range")
         cls = Ping if kind == PING else Pong
         return cls(seq, float(sent), src, region, _uncoord(coord), parsed)
     except WireError:
