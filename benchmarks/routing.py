@@ -187,14 +187,45 @@ def _reroute(topo: Topology, out: dict[str, Any], peers: dict[str, Any]) -> None
     peers["wan200.networkx_recompute_one_class_ms"] = t_nx * 1e3
 
 
-def _vivaldi(out: dict[str, Any], peers: dict[str, Any], quick: bool) -> None:
-    errs = []
+def _serf() -> str | None:
+    import subprocess
+
+    script = Path(__file__).resolve().parent / "peers" / "serf_vivaldi" / "build.sh"
+    p = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
+    return p.stdout.strip().splitlines()[-1] if p.returncode == 0 and p.stdout.strip() else None
+
+
+def _vivaldi(
+    out: dict[str, Any], peers: dict[str, Any], ratios: dict[str, Any], quick: bool
+) -> None:
+    """Ours and HashiCorp Serf's coordinate package (built from the Go module proxy) replay
+    the very same samples; both estimates are scored against the true matrix."""
+    import json
+    import subprocess
+
+    serf = _serf()
+    ours, theirs = [], []
     for seed in range(3 if quick else 10):
         sim = VivaldiSim(dict(FIVE_REGION_RTT_MS), jitter=0.1, seed=seed)
-        errs.append(sim.median_relative_error(sim.run(rounds=200)))
-    out["vivaldi.five_regions_jitter10.median_rel_error"] = statistics.median(errs)
-    out["vivaldi.five_regions_jitter10.worst_seed"] = max(errs)
+        ours.append(sim.median_relative_error(sim.run(rounds=200)))
+        if serf is not None:
+            feed = {"nodes": sim.names(), "samples": [list(x) for x in sim.samples(200)]}
+            p = subprocess.run([serf], input=json.dumps(feed), capture_output=True, text=True,
+                               timeout=60, check=True)  # fmt: skip
+            est = {}
+            for key, ms in json.loads(p.stdout).items():
+                a, b = key.split("|")
+                est[(a, b)] = est[(b, a)] = ms
+            theirs.append(sim.median_of(est))
+    out["vivaldi.five_regions_jitter10.median_rel_error"] = statistics.median(ours)
+    out["vivaldi.five_regions_jitter10.worst_seed"] = max(ours)
     peers["vivaldi.paper_median_rel_error"] = "0.10-0.15"
+    if theirs:
+        peers["vivaldi.serf_same_samples.median_rel_error"] = statistics.median(theirs)
+        peers["vivaldi.serf_same_samples.worst_seed"] = max(theirs)
+        ratios["vivaldi.error_vs_serf"] = statistics.median(ours) / statistics.median(theirs)
+    else:
+        peers["vivaldi.serf"] = "not built (no go toolchain?)"
 
 
 def _tunnels(out: dict[str, Any], quick: bool) -> None:
@@ -274,7 +305,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     else:
         figures["geant"] = f"skipped: {geant} absent"
     _reroute(wan, figures, peers)
-    _vivaldi(figures, peers, quick)
+    _vivaldi(figures, peers, ratios, quick)
     _tunnels(figures, quick)
     if not quick:
         _agents(figures)

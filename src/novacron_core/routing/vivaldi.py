@@ -291,21 +291,46 @@ class VivaldiSim:
     seed: int = 0
     nodes: list[str] = field(default_factory=list)
 
-    def run(self, rounds: int) -> dict[str, Coordinates]:
+    def names(self) -> list[str]:
+        return self.nodes or sorted({n for pair in self.rtt_ms for n in pair})
+
+    def samples(self, rounds: int) -> list[tuple[str, str, float]]:
+        """The probe schedule: each round every node samples one random other node, the true
+        RTT stretched by up to ``jitter`` (independent of the coordinates, so another
+        implementation can replay the very same samples)."""
         rng = random.Random(self.seed)
-        names = self.nodes or sorted({n for pair in self.rtt_ms for n in pair})
-        coords = {n: Coordinates(n, VivaldiClient(rng=random.Random(rng.random()))) for n in names}
+        names = self.names()
+        out = []
         for _ in range(rounds):
             for a in names:
                 b = rng.choice([n for n in names if n != a])
-                true = self.true_rtt(a, b)
-                sample = true * (1 + rng.uniform(0, self.jitter))
-                coords[a].observe(b, coords[b].mine, sample)
+                out.append((a, b, self.true_rtt(a, b) * (1 + rng.uniform(0, self.jitter))))
+        return out
+
+    def run(self, rounds: int) -> dict[str, Coordinates]:
+        names = self.names()
+        coords = {
+            n: Coordinates(n, VivaldiClient(rng=random.Random(self.seed * 1000 + i)))
+            for i, n in enumerate(names)
+        }
+        for a, b, rtt in self.samples(rounds):
+            coords[a].observe(b, coords[b].mine, rtt)
         for a in names:
             for b in names:
                 if a != b:
                     coords[a].learn(b, coords[b].mine)
         return coords
+
+    def median_of(self, estimate: dict[tuple[str, str], float]) -> float:
+        """Median relative error of an estimate {(a, b): ms} against the true matrix."""
+        names = self.names()
+        errs = sorted(
+            abs(estimate[(a, b)] - self.true_rtt(a, b)) / self.true_rtt(a, b)
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+        )
+        mid = len(errs) // 2
+        return errs[mid] if len(errs) % 2 else (errs[mid - 1] + errs[mid]) / 2
 
     def true_rtt(self, a: str, b: str) -> float:
         v = self.rtt_ms.get((a, b), self.rtt_ms.get((b, a)))
