@@ -168,3 +168,33 @@ def test_help_explains_the_endpoints_and_the_shutdown():
     assert p.returncode == 0
     for word in ("/v1/routes", "/v1/coordinates", "SIGTERM", "NET_ADMIN", "--keep-tunnels-on-exit"):
         assert word in p.stdout
+
+
+def test_bandwidth_comes_from_timed_transfers(tmp_path):
+    ports = free_ports(4)
+    procs = []
+    try:
+        for i, (name, other) in enumerate((("a", "b"), ("b", "a"))):
+            cfg = tmp_path / f"{name}.json"
+            cfg.write_text(json.dumps({
+                "name": name, "region": f"r-{name}",
+                "listen": f"127.0.0.1:{ports[2 * i]}", "http": f"127.0.0.1:{ports[2 * i + 1]}",
+                "peers": [{"name": other, "region": f"r-{other}",
+                           "address": f"127.0.0.1:{ports[2 * (1 - i)]}"}],
+                "probe": {"bandwidthIntervalS": 0.5, "bandwidthBytes": 4 << 20},
+            }))  # fmt: skip
+            procs.append(start_agent(["--config", str(cfg)]))
+        url = f"http://127.0.0.1:{ports[1]}"
+        wait_healthy(url, procs[0])
+        wait_healthy(f"http://127.0.0.1:{ports[3]}", procs[1])
+
+        def measured():
+            links = get(url + "/v1/topology")[1]["links"]
+            return links and links[0]["bandwidth_mbps"] != 1000.0 and links[0]["bandwidth_mbps"]
+
+        mbps = wait_for(measured, timeout=10)
+        # 4 MiB over loopback: far above the 1 Gbit/s a link starts with
+        assert mbps, "no bandwidth sample arrived"
+        assert mbps > 1000.0, mbps
+    finally:
+        assert stop(procs) == [0, 0]
