@@ -4,6 +4,7 @@ over a simulated WAN, a link cut, and the reroute through the third region."""
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 
 import pytest
@@ -147,3 +148,55 @@ def test_wire_roundtrip_and_malformed_datagrams_are_refused():
     )
     with pytest.raises(WireError, match="out of range"):
         decode(encode(nan))
+
+
+class Wan5(Wan):
+    """Five regions (the simulator's matrix) under a random schedule of link cuts and heals."""
+
+    def __init__(self, seed: int, loss: float) -> None:
+        self.regions5 = Topology.five_regions()
+        super().__init__(seed, jitter=0.05, loss=loss)
+        self.agents = {
+            r: AgentCore(r, r, [(o, o) for o in self.regions5.regions if o != r])
+            for r in self.regions5.regions
+        }
+        self.last_compute = {r: -10.0 for r in self.regions5.regions}
+
+    def carry(self, now: float, src: str, ready) -> None:
+        for dst, msg in ready.messages:
+            if frozenset((src, dst)) in self.cut or self.rng.random() < self.loss:
+                continue
+            one_way = self.regions5.one_way_s(src, dst) * (1 + self.rng.uniform(0, self.jitter))
+            self.push(now + one_way, dst, src, msg)
+        if ready.wake_at is not None:
+            self.push(ready.wake_at, src, "", "tick")
+
+
+@pytest.mark.parametrize("seed", sim_seeds(4, base=100))
+def test_under_random_cuts_and_heals_routes_settle_on_uncut_links(seed):
+    import networkx as nx
+
+    wan = Wan5(seed, loss=0.01)
+    rng = random.Random(seed)
+    names = list(wan.regions5.regions)
+    pairs = [frozenset(p) for p in itertools.combinations(names, 2)]
+    t = 3.0
+    wan.run_until(t)
+    for _ in range(4):  # four rounds: change the cut set, let it settle, check
+        for p in rng.sample(pairs, rng.randint(1, 3)):
+            wan.cut.symmetric_difference_update({p})
+        wan.run_until(t + 2.5, start=t)
+        t += 2.5
+        truth = nx.Graph([tuple(p) for p in pairs if p not in wan.cut])
+        truth.add_nodes_from(names)
+        for me, agent in wan.agents.items():
+            for dst in names:
+                if dst == me:
+                    continue
+                path = agent.router.table.path(dst, QoS.CRITICAL)
+                where = f"{me}->{dst} cut={sorted(map(sorted, wan.cut))} ({replay_hint(seed)})"
+                if nx.has_path(truth, me, dst):
+                    assert path is not None, f"no route {where}"
+                if path is not None:
+                    hops = {frozenset(h) for h in itertools.pairwise(path)}
+                    assert not hops & wan.cut, f"route {path} crosses a cut link: {where}"
