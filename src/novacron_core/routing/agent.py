@@ -73,7 +73,7 @@ class Pong:
 class ProbeConfig:
     interval: float = 0.1  # seconds between pings to one peer
     min_timeout: float = 0.15
-    max_timeout: float = 1.0
+    max_timeout: float = 0.6  # 3 losses + this stays under the 1 s reroute target
     down_after: int = 3  # consecutive losses
     lsa_max_age: float = 10.0  # an origin silent this long no longer counts
 
@@ -89,6 +89,7 @@ class PeerState:
     sent: int = 0
     lost: int = 0
     answered: int = 0
+    recent: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=16))
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ class AgentCore:
                 return ready  # late (already counted lost) or not ours
             rtt_ms = max(0.0, (now - msg.sent) * 1000.0)
             p.answered += 1
+            p.recent.append(rtt_ms)
             p.lost_in_row = 0
             if self.topology.link(self.name, p.name) is None:
                 self.own_seq += 1  # a new link: advertise it
@@ -328,6 +330,9 @@ class AgentCore:
                 "up": bool(link and link.up),
                 "rtt_ms": link.rtt_ms if link and link.samples else None,
                 "jitter_ms": link.jitter_ms if link and link.samples else None,
+                # the median of the last 16 samples: what the link is now, free of the
+                # smoothed value's memory of a slow start (what the demo's matrix shows)
+                "rtt_p50_ms": sorted(p.recent)[len(p.recent) // 2] if p.recent else None,
                 "loss": link.loss if link else None,
             }
         return out

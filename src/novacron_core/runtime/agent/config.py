@@ -65,7 +65,7 @@ class Probe(_Model):
     interval_ms: int = Field(default=100, ge=10, le=60_000)
     down_after: int = Field(default=3, ge=1, le=100)
     min_timeout_ms: int = Field(default=150, ge=1, le=60_000)
-    max_timeout_ms: int = Field(default=1000, ge=1, le=120_000)
+    max_timeout_ms: int = Field(default=600, ge=1, le=120_000)
     bandwidth_interval_s: float = Field(default=0.0, ge=0, le=86_400)  # 0: no transfers
     bandwidth_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
 
