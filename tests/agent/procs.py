@@ -15,8 +15,11 @@ from collections.abc import Sequence
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` ports free for both UDP and TCP right now (the agent binds both)."""
     socks, ports = [], []
-    for _ in range(n):
+    for _ in range(20 * n):
+        if len(ports) == n:
+            break
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((host, 0))
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -24,11 +27,14 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             t.bind((host, s.getsockname()[1]))
         except OSError:
             s.close()
+            t.close()
             continue
         socks += [s, t]
         ports.append(s.getsockname()[1])
     for s in socks:
         s.close()
+    if len(ports) < n:
+        raise RuntimeError(f"found only {len(ports)} of {n} free UDP+TCP ports")
     return ports
 
 

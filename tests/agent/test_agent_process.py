@@ -193,8 +193,9 @@ def test_bandwidth_comes_from_timed_transfers(tmp_path):
             return links and links[0]["bandwidth_mbps"] != 1000.0 and links[0]["bandwidth_mbps"]
 
         mbps = wait_for(measured, timeout=10)
-        # 4 MiB over loopback: far above the 1 Gbit/s a link starts with
+        # a link starts at exactly 1000 Mbit/s; a sample moved it (loopback through asyncio
+        # gives somewhere between a few hundred Mbit/s and several Gbit/s here)
         assert mbps, "no bandwidth sample arrived"
-        assert mbps > 1000.0, mbps
+        assert mbps > 10.0, mbps
     finally:
         assert stop(procs) == [0, 0]
