@@ -330,9 +330,12 @@ class AgentCore:
                 "up": bool(link and link.up),
                 "rtt_ms": link.rtt_ms if link and link.samples else None,
                 "jitter_ms": link.jitter_ms if link and link.samples else None,
-                # the median of the last 16 samples: what the link is now, free of the
-                # smoothed value's memory of a slow start (what the demo's matrix shows)
+                # the last 16 samples' median and minimum: what the link is now, free of the
+                # smoothed value's memory of a slow start. Delays on the way (queues, a busy
+                # host) only ever add, so the minimum is the path's own RTT (BBR's min_rtt
+                # filter); the demo's matrix shows it
                 "rtt_p50_ms": sorted(p.recent)[len(p.recent) // 2] if p.recent else None,
+                "rtt_min_ms": min(p.recent) if p.recent else None,
                 "loss": link.loss if link else None,
             }
         return out

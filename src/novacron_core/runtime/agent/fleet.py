@@ -135,13 +135,13 @@ class AgentFleet:
             return dict(json.loads(e.read() or b"{}"))
 
     def rtt_matrix(self) -> dict[tuple[str, str], float | None]:
-        """(a, b) -> the RTT a measures to b (ms): the median of its last 16 probes; None
-        before any sample."""
+        """(a, b) -> the RTT a measures to b (ms): the least of its last 16 probes (delays
+        from busy hosts only add); None before any sample."""
         out: dict[tuple[str, str], float | None] = {}
         for m in self.members:
             peers = self.get(m.member, "/v1/topology")["peers"]
             for other, stats in peers.items():
-                out[(m.member, other)] = stats.get("rtt_p50_ms", stats["rtt_ms"])
+                out[(m.member, other)] = stats.get("rtt_min_ms", stats["rtt_ms"])
         return out
 
     def check_matrix(
