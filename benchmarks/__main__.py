@@ -15,6 +15,7 @@ NAMES = [
     "operator",
     "observe",
     "gateway",
+    "routing",
 ]  # each is a module here with run(quick) -> result dict
 
 

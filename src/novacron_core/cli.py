@@ -14,6 +14,7 @@ from novacron_core import __version__
 _SUBCOMMANDS = [
     ("novacron_core.runtime.node_cli", "node_command"),
     ("novacron_core.runtime.gateway.cli", "gateway_command"),
+    ("novacron_core.runtime.agent.cli", "agent_command"),
     ("novacron_core.demo.cli", "demo_command"),
     ("novacron_core.client_cli", "status_command"),
     ("novacron_core.client_cli", "vms_group"),
