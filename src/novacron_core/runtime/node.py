@@ -38,6 +38,7 @@ from novacron_core.consensus.raft import (
 from novacron_core.consensus.raft.messages import NORMAL
 from novacron_core.consensus.raft.storage import Recovered
 from novacron_core.runtime.driver import Driver
+from novacron_core.runtime.forward import forward_session
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.settings import NodeSettings, split_addr
 from novacron_core.runtime.storage import CorruptLogError, FileStorage
@@ -79,6 +80,10 @@ class NodeServer:
         if self.storage.torn_bytes:
             log.warning("recovered from a torn log tail (%d bytes cut)", self.storage.torn_bytes)
         recovered = self.storage.load()
+        # What the data dir held at start, before any catch-up from a leader: reported in
+        # /v1/cluster ("recovered"), so a check that the node kept its log can fail.
+        self.recovered = recovered_summary(recovered)
+        log.info("recovered from %s: %s", settings.data_dir, self.recovered)
         self.marker = settings.data_dir / REJOINING_MARKER
         # A bootstrap member whose state is gone while the group already exists: it must
         # not bootstrap again as a voter (its empty log would grant any vote and could elect
@@ -307,7 +312,7 @@ class NodeServer:
         self.driver = Driver(self.raft, self.storage, self.transport.send, self.metrics)
         self.driver.after_persist = self._after_persist
         await self.transport.start(*peer_listen)
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.request_timeout_s))
+        self.http = forward_session(s.request_timeout_s)
         runner = web.AppRunner(build_app(self), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, http_listen[0], http_listen[1])
@@ -348,6 +353,20 @@ def replaced(raft: RaftNode) -> bool:
         and raft.leader_commit > 0
         and raft.applied >= raft.leader_commit
     )
+
+
+def recovered_summary(state: Recovered) -> dict[str, int]:
+    """What a node read back from its data dir: the last log index and term it holds
+    (entries or snapshot), its snapshot index, the term it had voted in, and how many
+    entries it read."""
+    last = state.entries[-1] if state.entries else None
+    return {
+        "last_index": last.index if last else state.snap.index,
+        "last_term": last.term if last else state.snap.term,
+        "snapshot_index": state.snap.index,
+        "term": state.hard.term,
+        "entries": len(state.entries),
+    }
 
 
 def _empty(state: Recovered) -> bool:
