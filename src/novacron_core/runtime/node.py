@@ -321,7 +321,15 @@ class NodeServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
-        log.info("node %s: peers on %s, http on %s", self.id, peer_listen, http_listen)
+        # monotonic time, as on role changes: benchmarks/raft.py times restart-to-leader from
+        # the last member listening
+        log.info(
+            "node %s: peers on %s, http on %s; listening at %.6f",
+            self.id,
+            peer_listen,
+            http_listen,
+            time.monotonic(),
+        )
         driver_task = asyncio.create_task(self.driver.run())
         stop_task = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({driver_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
