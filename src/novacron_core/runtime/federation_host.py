@@ -33,7 +33,6 @@ from novacron_core.federation import vmflow
 from novacron_core.federation.netem import LinkRules, demo_rtt
 from novacron_core.runtime.api_models import NetemRequest
 from novacron_core.runtime.driver import Driver
-from novacron_core.runtime.http_api import validated
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.node import Applied, NodeServer
 from novacron_core.runtime.node_cli import node_command
@@ -42,6 +41,7 @@ from novacron_core.runtime.problems import Problem, problem_middleware
 from novacron_core.runtime.settings import load_settings, split_addr
 from novacron_core.runtime.storage import FileStorage
 from novacron_core.runtime.transport import Hello, serve_peer_frames
+from novacron_core.runtime.validation import validated
 from novacron_core.sync.engine import Read, SyncNode
 from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip
 from novacron_core.sync.persist import DiskDurable

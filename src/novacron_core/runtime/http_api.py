@@ -12,15 +12,12 @@ A non-leader forwards to the leader (``runtime/forward.py``).
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
 
 from novacron_core.codec import decode, encode
 from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
@@ -36,8 +33,11 @@ from novacron_core.consensus.raft import (
     TransferLeader,
 )
 from novacron_core.runtime.api_models import CasRequest, MemberChange, TransferRequest
+from novacron_core.runtime.etags import check_version, if_match, vm_response
 from novacron_core.runtime.forward import Attempt
+from novacron_core.runtime.keyed_lock import KeyedLock, QueueFull
 from novacron_core.runtime.problems import Problem, from_http_exception, problem_middleware
+from novacron_core.runtime.validation import validated
 from novacron_core.vm import (
     CorruptRecordError,
     PowerChange,
@@ -51,7 +51,6 @@ from novacron_core.vm import (
 if TYPE_CHECKING:
     from novacron_core.runtime.node import NodeServer
 
-M = TypeVar("M", bound=BaseModel)
 FORWARDED = "X-Novacron-Forwarded"
 NODE_KEY = web.AppKey("node", object)
 MAX_BODY = 4 << 20
@@ -130,7 +129,7 @@ async def _admission(request: web.Request, handler: Any) -> web.StreamResponse:
 class Api:
     def __init__(self, node: NodeServer) -> None:
         self.node = node
-        self._vm_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._vm_queue = KeyedLock(MAX_VM_WAITERS)
         self._openapi: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ consensus plumbing
@@ -341,22 +340,14 @@ class Api:
         their attempts racing each other; a CAS still lost (to a write under another
         leader, say) is retried until the request deadline. With If-Match the version must
         match, else 412 and nothing is written."""
-        wanted = _if_match(request)
-        lock, users = self._vm_locks.get(vm_id, (asyncio.Lock(), 0))
-        if users >= MAX_VM_WAITERS:
+        wanted = if_match(request)
+        try:
+            async with self._vm_queue.hold(vm_id):
+                return await self._update_locked(request, vm_id, change, wanted)
+        except QueueFull:
             raise Problem(
                 "busy", f"too many updates of VM {vm_id!r} waiting: not applied", retry_after=1
-            )
-        self._vm_locks[vm_id] = (lock, users + 1)
-        try:
-            async with lock:
-                return await self._update_locked(request, vm_id, change, wanted)
-        finally:
-            lock, users = self._vm_locks[vm_id]
-            if users <= 1:
-                del self._vm_locks[vm_id]
-            else:
-                self._vm_locks[vm_id] = (lock, users - 1)
+            ) from None
 
     async def _update_locked(
         self,
@@ -370,12 +361,12 @@ class Api:
         attempt = 0
         while True:
             rec, raw = await self._load_vm(request, vm_id)
-            _check_version(wanted, rec)
+            check_version(wanted, rec)
             new = change(rec).model_copy(update={"version": rec.version + 1})
             payload = new.model_dump_json().encode()
             res = await self._write(request, KVCommand(CAS, vm_key(vm_id), payload, raw))
             if res.ok:
-                return _vm_response(new)
+                return vm_response(new)
             attempt += 1
             if loop.time() >= deadline:
                 raise Problem(
@@ -398,7 +389,7 @@ class Api:
         res = await self._write(request, KVCommand(CAS, rec.key(), payload, None))
         if not res.ok:
             raise Problem("conflict", f"VM {body.id!r} exists: not applied", id=body.id)
-        return _vm_response(rec, status=201)
+        return vm_response(rec, status=201)
 
     async def vm_get(self, request: web.Request) -> web.Response:
         vm_id = request.match_info["id"]
@@ -413,7 +404,7 @@ class Api:
             if remote is None:
                 raise
             return web.json_response(remote, headers={"X-Novacron-Source": "federation-replica"})
-        return _vm_response(rec)
+        return vm_response(rec)
 
     async def vm_list(self, request: web.Request) -> web.Response:
         res = await self._read(request, KVQuery(prefix=VM_PREFIX, limit=10_000))
@@ -441,14 +432,14 @@ class Api:
 
     async def vm_delete(self, request: web.Request) -> web.Response:
         vm_id = request.match_info["id"]
-        wanted = _if_match(request)
+        wanted = if_match(request)
         if wanted is None:  # unconditional: also removes a corrupt record
             res = await self._write(request, KVCommand(DELETE, vm_key(vm_id)))
             if res.value is None:
                 raise Problem("not-found", f"no VM {vm_id!r}")
         else:
             rec, raw = await self._load_vm(request, vm_id)
-            _check_version(wanted, rec)
+            check_version(wanted, rec)
             res = await self._write(request, KVCommand(CAS, vm_key(vm_id), None, raw))
             if not res.ok:
                 raise Problem(
@@ -540,89 +531,3 @@ def _corrupt(vm_id: str, e: CorruptRecordError) -> Problem:
         f"DELETE /v1/vms/{vm_id} removes it",
         id=vm_id,
     )
-
-
-def _etag(rec: VMRecord) -> str:
-    return f'"{rec.version}"'
-
-
-def _vm_response(rec: VMRecord, status: int = 200) -> web.Response:
-    return web.json_response(
-        rec.model_dump(mode="json"), status=status, headers={"ETag": _etag(rec)}
-    )
-
-
-_TAG = r'(?:W/"[0-9]+"|"[0-9]+"|[0-9]+)'
-# What If-Match takes: *, or entity tags (a bare 3 too: clients forget the quotes).
-IF_MATCH = rf"^\s*(?:\*|{_TAG}(?:\s*,\s*{_TAG})*)\s*$"
-_IF_MATCH = re.compile(IF_MATCH)
-
-
-def _if_match(request: web.Request) -> set[int] | None:
-    """The versions ``If-Match`` accepts (an empty set: ``*``, any), None without one. Weak
-    tags never match (If-Match compares strongly, RFC 9110 §13.1.1)."""
-    raw = request.headers.get("If-Match")
-    if raw is None:
-        return None
-    if not _IF_MATCH.match(raw):
-        raise Problem(
-            "invalid-header",
-            f'If-Match: entity tags like "3" (a VM\'s version, as its ETag says) or *, '
-            f"not {raw[:60]!r}",
-            header="If-Match",
-        )
-    versions: set[int] = set()
-    for tag in (t.strip() for t in raw.split(",")):
-        if tag == "*":
-            return set()
-        if tag.startswith("W/"):
-            versions.add(-1)  # present, matches nothing
-        else:
-            versions.add(int(tag.strip('"')))
-    return versions
-
-
-def _check_version(wanted: set[int] | None, rec: VMRecord) -> None:
-    if wanted is None or not wanted or rec.version in wanted:
-        return
-    raise Problem(
-        "precondition-failed",
-        f"VM {rec.id!r} is at version {rec.version} (ETag {_etag(rec)}), If-Match wants "
-        f"{', '.join(str(v) for v in sorted(wanted) if v >= 0) or 'a weak tag'}: not applied",
-        headers={"ETag": _etag(rec)},
-        current_version=rec.version,
-    )
-
-
-async def validated(request: web.Request, model: type[M]) -> M:
-    """The body as ``model``, strictly: a problem naming what is wrong otherwise."""
-    raw = await request.read()
-    try:
-        return model.model_validate_json(raw, strict=True)
-    except ValidationError as e:
-        raise invalid(raw, e) from None
-
-
-def invalid(raw: bytes, e: ValidationError) -> Problem:
-    errors = e.errors()
-    if not raw.strip():
-        return Problem("invalid-body", "the body is empty: a JSON object is required")
-    if any(err["type"] == "json_invalid" for err in errors):
-        return Problem("invalid-body", f"the body is not valid JSON: {errors[0]['msg']}")
-    if any(not err["loc"] for err in errors):  # the top level itself
-        got = _json_kind(raw)
-        return Problem("invalid-body", f"the body must be a JSON object, not {got}")
-    fields = [
-        {"field": ".".join(str(x) for x in err["loc"]), "message": err["msg"]} for err in errors
-    ]
-    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-    return Problem("invalid-field", detail, field=fields[0]["field"], errors=fields)
-
-
-def _json_kind(raw: bytes) -> str:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return "that"
-    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
-    return names.get(type(value), "a number")

@@ -16,7 +16,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from novacron_core.runtime import api_models as m
-from novacron_core.runtime.http_api import IF_MATCH, MAX_CLIENT_ID, MAX_KEY_CHARS
+from novacron_core.runtime.etags import IF_MATCH
+from novacron_core.runtime.http_api import MAX_CLIENT_ID, MAX_KEY_CHARS
 from novacron_core.runtime.problems import PROBLEM_JSON, TYPES
 from novacron_core.vm import VM_ID, PowerChange, VMCreate, VMRecord, VMSpec
 
