@@ -83,7 +83,8 @@ async def test_a_follower_restarted_on_an_empty_data_dir_fails_the_kept_log_chec
                 if int(st["commit"]) >= commit:
                     return st
                 await asyncio.sleep(0.05)
-            raise AssertionError(f"{name} did not catch up")
+            log = (group.root / f"{name}.log").read_text(errors="replace")[-4000:]
+            raise AssertionError(f"{name} did not catch up to {commit}: {st}\n{log}")
 
         before = await caught_up(follower, 11)
         group.kill9(follower)
@@ -93,6 +94,11 @@ async def test_a_follower_restarted_on_an_empty_data_dir_fails_the_kept_log_chec
         before = await caught_up(follower, int(before["commit"]))
         group.kill9(follower)
         shutil.rmtree(group.root / follower)
+        # writes while it is down, as in the demo's step 3 (they also move the leader's log
+        # past what it last knew of this follower, so it gets the whole log again)
+        for i in range(10):
+            status, _ = await call(http, "PUT", f"{group.url(lead)}/v1/kv/d{i}", data=b"v")
+            assert status == 200
         group.start(follower)
         first = await cluster_of(follower)
         assert not kept_log(before, first), first

@@ -102,9 +102,8 @@ def test_the_node_api_meets_its_openapi_document(node: Node) -> None:
     # The membership admin changes the group it is served by: only invalid changes here.
     out = _run(node, node.api + "/openapi.json", "--exclude-path", "/v1/cluster/members")
     assert "Tested: 15" in out, out
-    out = _run(
-        node.api + "/openapi.json", "--include-path", "/v1/cluster/members", "-m", "negative"
-    )
+    members = ("--include-path", "/v1/cluster/members", "--mode", "negative")
+    out = _run(node, node.api + "/openapi.json", *members)
     assert "Tested: 1" in out, out
     # After all that, the node still serves (nothing it was sent wedged it).
     assert _get(node.api + "/readyz")[0] == 200, node.log.read_text()[-3000:]
