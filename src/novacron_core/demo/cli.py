@@ -163,9 +163,10 @@ class Story:
             self.figures["rtt_error_ms_max"] = max(
                 abs(ms - pairs[ab]) for ab, ms in measured.items()
             )
+        counts = sorted({len(ms) for ms in samples.values()})
+        how_many = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
         self.say(
-            "   RTT measured between the namespaces (TCP connect, fastest of "
-            f"{min(map(len, samples.values()))}-{max(map(len, samples.values()))}): "
+            f"   RTT measured between the namespaces (TCP connect, fastest of {how_many}): "
             + ", ".join(
                 f"{a}↔{b} {ms:.1f} ms" + (f" (matrix {pairs[(a, b)]:.0f})" if delays else "")
                 for (a, b), ms in measured.items()
