@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from novacron_core.client import ClientError, NodeClient, NodeUnreachable
+from novacron_core.client import ClientError, NodeClient, NodeUnreachable, OutcomeUnknown
 
 DEFAULT_URL = "http://127.0.1.1:8080"
 _url_option = click.option(
@@ -37,9 +37,8 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON,
 def _run(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except NodeUnreachable as e:
-        raise click.ClickException(str(e)) from None
-    except ClientError as e:
+    except (NodeUnreachable, OutcomeUnknown, ClientError) as e:
+        # each says whether the request was applied (docs/api.md, the error contract)
         raise click.ClickException(str(e)) from None
 
 

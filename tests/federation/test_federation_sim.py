@@ -39,7 +39,9 @@ class Federation:
 
     def commit(self, region: str, vm: str, power: str) -> None:
         """What the region's Raft group committed; its leader (n0) publishes the change."""
-        rec = {"id": vm, "name": vm, "home_region": region, "power": power, "version": 1}
+        spec = {"cpus": 1, "memory_mib": 512, "image": "alpine", "disk_gib": 10}
+        rec = {"id": vm, "name": vm, "home_region": region, "spec": spec, "power": power}
+        rec["version"] = 1
         self.committed[region][vmflow.PREFIX + vm] = json.dumps(rec).encode()
         self.publish(region)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from novacron_core.client import ClientError, NodeClient, NodeUnreachable
+from novacron_core.client import ClientError, NodeClient, NodeUnreachable, OutcomeUnknown
 from novacron_core.federation.netem import demo_regions
 
 FED_MODULE = "novacron_core.runtime.federation_host"
@@ -167,7 +167,9 @@ def write(
                     raise
                 uncertain = uncertain or e.status == 504
                 last = e
-            except NodeUnreachable as e:
+            except NodeUnreachable as e:  # nothing sent
+                last = e
+            except OutcomeUnknown as e:  # sent, no answer: it may have been applied
                 uncertain = True
                 last = e
         if time.monotonic() > deadline:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
@@ -32,16 +31,21 @@ from novacron_core.codec import CodecError, frame
 from novacron_core.consensus.kv import KVStore
 from novacron_core.federation import vmflow
 from novacron_core.federation.netem import LinkRules, demo_rtt
+from novacron_core.runtime.api_models import NetemRequest
 from novacron_core.runtime.driver import Driver
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.node import Applied, NodeServer
 from novacron_core.runtime.node_cli import node_command
+from novacron_core.runtime.openapi import federation_document
+from novacron_core.runtime.problems import Problem, problem_middleware
 from novacron_core.runtime.settings import load_settings, split_addr
 from novacron_core.runtime.storage import FileStorage
 from novacron_core.runtime.transport import Hello, serve_peer_frames
+from novacron_core.runtime.validation import validated
 from novacron_core.sync.engine import Read, SyncNode
 from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip
 from novacron_core.sync.persist import DiskDurable
+from novacron_core.vm import CorruptRecordError, parse_record
 
 log = logging.getLogger(__name__)
 SYNC_MESSAGES = (Gossip, AeRanges, AeLeaves, AeStates)
@@ -237,7 +241,8 @@ class FederationSidecar:
         )
         await link.start(*me[1])
         self.node.replicated_vm = self.replicated_vm  # GET :8080/v1/vms/{id} for foreign VMs
-        app = web.Application()
+        app = web.Application(client_max_size=1 << 20, middlewares=[problem_middleware])
+        app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/v1/federation/vms", self.vms)
         app.router.add_get("/v1/federation/vms/{id}", self.vm)
         app.router.add_get("/v1/federation/status", self.status)
@@ -316,13 +321,26 @@ class FederationSidecar:
     async def vm(self, request: web.Request) -> web.Response:
         record = await self.replicated_vm(request.match_info["id"])
         if record is None:
-            return web.json_response({"error": "no such VM in the federation"}, status=404)
+            raise Problem("not-found", "no such VM in the federation")
         return web.json_response(record)
 
     async def replicated_vm(self, vm_id: str) -> dict[str, Any] | None:
-        """This replica's copy of a VM record, from whichever region homes it."""
+        """This replica's copy of a VM record, from whichever region homes it; a value
+        there that is not a VM record is reported (409 corrupt-record), never a 500."""
         reply = await self.driver.request(Read(vmflow.PREFIX + vm_id))
-        return cast(dict[str, Any], json.loads(reply)) if isinstance(reply, bytes) else None
+        if not isinstance(reply, bytes):
+            return None
+        try:
+            return parse_record(vm_id, reply).model_dump(mode="json")
+        except CorruptRecordError as e:
+            raise Problem(
+                "corrupt-record",
+                f"the federation's value for VM {vm_id!r} is not a VM record ({e})",
+                id=vm_id,
+            ) from None
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(federation_document())
 
     async def status(self, request: web.Request) -> web.Response:
         now = asyncio.get_running_loop().time()
@@ -375,11 +393,8 @@ class FederationSidecar:
         return worst
 
     async def netem(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        parts = body.get("partitioned", []) if isinstance(body, dict) else None
-        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
-            return web.json_response({"error": "partitioned: a list of regions"}, status=422)
-        self.rules.set_partitioned(parts)
+        body = await validated(request, NetemRequest)
+        self.rules.set_partitioned(body.partitioned)
         return web.json_response({"partitioned": sorted(self.rules.partitioned)})
 
 

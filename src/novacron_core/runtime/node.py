@@ -39,6 +39,7 @@ from novacron_core.consensus.raft.messages import NORMAL
 from novacron_core.consensus.raft.storage import Recovered
 from novacron_core.observe.http import client_trace_configs
 from novacron_core.runtime.driver import Driver
+from novacron_core.runtime.forward import forward_session
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.settings import NodeSettings, split_addr
 from novacron_core.runtime.storage import CorruptLogError, FileStorage
@@ -80,6 +81,10 @@ class NodeServer:
         if self.storage.torn_bytes:
             log.warning("recovered from a torn log tail (%d bytes cut)", self.storage.torn_bytes)
         recovered = self.storage.load()
+        # What the data dir held at start, before any catch-up from a leader: reported in
+        # /v1/cluster ("recovered"), so a check that the node kept its log can fail.
+        self.recovered = recovered_summary(recovered)
+        log.info("recovered from %s: %s", settings.data_dir, self.recovered)
         self.marker = settings.data_dir / REJOINING_MARKER
         # A bootstrap member whose state is gone while the group already exists: it must
         # not bootstrap again as a voter (its empty log would grant any vote and could elect
@@ -308,10 +313,8 @@ class NodeServer:
         self.driver = Driver(self.raft, self.storage, self.transport.send, self.metrics)
         self.driver.after_persist = self._after_persist
         await self.transport.start(*peer_listen)
-        self.http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=s.request_timeout_s),
-            trace_configs=client_trace_configs(),  # spans + traceparent on proxied requests
-        )
+        # no automatic re-send (runtime/forward.py); spans + traceparent on proxied requests
+        self.http = forward_session(s.request_timeout_s, trace_configs=client_trace_configs())
         runner = web.AppRunner(build_app(self), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, http_listen[0], http_listen[1])
@@ -320,7 +323,15 @@ class NodeServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
-        log.info("node %s: peers on %s, http on %s", self.id, peer_listen, http_listen)
+        # monotonic time, as on role changes: benchmarks/raft.py times restart-to-leader from
+        # the last member listening
+        log.info(
+            "node %s: peers on %s, http on %s; listening at %.6f",
+            self.id,
+            peer_listen,
+            http_listen,
+            time.monotonic(),
+        )
         driver_task = asyncio.create_task(self.driver.run())
         stop_task = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({driver_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -352,6 +363,20 @@ def replaced(raft: RaftNode) -> bool:
         and raft.leader_commit > 0
         and raft.applied >= raft.leader_commit
     )
+
+
+def recovered_summary(state: Recovered) -> dict[str, int]:
+    """What a node read back from its data dir: the last log index and term it holds
+    (entries or snapshot), its snapshot index, the term it had voted in, and how many
+    entries it read."""
+    last = state.entries[-1] if state.entries else None
+    return {
+        "last_index": last.index if last else state.snap.index,
+        "last_term": last.term if last else state.snap.term,
+        "snapshot_index": state.snap.index,
+        "term": state.hard.term,
+        "entries": len(state.entries),
+    }
 
 
 def _empty(state: Recovered) -> bool:

@@ -12,7 +12,17 @@ class RaftConfig:
     election_timeout: float = 1.0
     heartbeat_interval: float = 0.1
     pre_vote: bool = True
+    # A leader steps down once a majority of voters (itself included) has not answered for
+    # ``check_quorum_window`` (None: 2 x election_timeout, the longest randomized follower
+    # timeout: by then the others can have elected a replacement; a shorter window lets one
+    # stretch of event-loop lag at two followers depose a healthy leader).
     check_quorum: bool = True
+    check_quorum_window: float | None = None
+    # A timer that fires more than ``lag_tolerance`` after its deadline (None: one heartbeat
+    # interval) means this process was not running (CPU starvation, a blocked loop): what
+    # arrived meanwhile may still wait unread, so the timer grants one grace period of that
+    # length before a campaign or a CheckQuorum step-down acts on the stale view.
+    lag_tolerance: float | None = None
     # Campaign soon (PreVote first) when the runtime reports the leader's connection
     # refused or closed, instead of waiting out the election timeout: see on_peer_unreachable.
     leader_loss_campaign: bool = True

@@ -100,7 +100,8 @@ class RaftNode:
         self.reads = ReadQueue()
         self.term_start = 0  # index of the leader's first entry in its term
         self.heartbeat_due = 0.0
-        self.quorum_due = 0.0
+        self.wake_asked = 0.0  # the wake-up the last Ready asked for (lateness of a tick)
+        self.grace_used = False  # a late timer was already granted its one grace period
         self.transferee: NodeId | None = None
         self.transfer_deadline = 0.0
         self.now = 0.0
@@ -137,11 +138,28 @@ class RaftNode:
         if self.role == LEADER:
             self._leader_tick()
         elif now >= self.election_deadline:
-            if self.id in self.conf.voters and not self.abstain:
+            if self._late(self.election_deadline):
+                # randomized like the timer itself: the others that starved with us must
+                # not all campaign at the same instant once their grace ends
+                grace = self._lag_tolerance() + self.rng.random() * self.cfg.election_timeout / 2
+                self.election_deadline = now + grace
+            elif self.id in self.conf.voters and not self.abstain:
                 self._campaign(pre=self.cfg.pre_vote)
             else:
                 self._reset_election_timer()
         return self._finish()
+
+    def _lag_tolerance(self) -> float:
+        tol = self.cfg.lag_tolerance
+        return self.cfg.heartbeat_interval if tol is None else tol
+
+    def _late(self, deadline: float) -> bool:
+        """True (once per timer period) when this tick comes so long after ``deadline``
+        that the process must have been starved: see ``RaftConfig.lag_tolerance``."""
+        if self.grace_used or self.now - deadline <= self._lag_tolerance():
+            return False
+        self.grace_used = True
+        return True
 
     def on_message(self, now: float, src: NodeId, msg: Any) -> Ready:
         self._begin(now)
@@ -211,10 +229,8 @@ class RaftNode:
 
     def _finish(self) -> Ready:
         out = self.out
-        if self.role == LEADER:
-            out.wake(min(self.heartbeat_due, self.quorum_due))
-        else:
-            out.wake(self.election_deadline)
+        self.wake_asked = self.heartbeat_due if self.role == LEADER else self.election_deadline
+        out.wake(self.wake_asked)
         self.out = Ready()
         return out
 
@@ -228,6 +244,7 @@ class RaftNode:
     def _reset_election_timer(self) -> None:
         t = self.cfg.election_timeout
         self.election_deadline = self.now + t + self.rng.random() * t
+        self.grace_used = False
 
     def _quorum(self) -> int:
         return len(self.conf.voters) // 2 + 1
@@ -262,7 +279,8 @@ class RaftNode:
                 del self.progress[p]
         for p in members:
             if p not in self.progress:
-                self.progress[p] = Progress(next=self.log.last_index + 1)
+                # counted as heard now: it just voted for us, or was just added
+                self.progress[p] = Progress(next=self.log.last_index + 1, heard_at=self.now)
 
     # ------------------------------------------------------------------ role changes
 
@@ -335,7 +353,7 @@ class RaftNode:
         self.progress = {}
         self._sync_progress()
         self.heartbeat_due = self.now + self.cfg.heartbeat_interval
-        self.quorum_due = self.now + self.cfg.election_timeout
+        self.grace_used = False
         # A no-op of our own term: until it commits we cannot know the true commit index
         # (figure 8), so reads and config changes wait for it.
         self.term_start = self.log.last_index + 1
@@ -643,7 +661,7 @@ class RaftNode:
         pr = self.progress.get(src)
         if pr is None:
             return
-        pr.active = True
+        pr.heard_at = self.now
         meta = pr.snap_meta
         same = meta is not None and (m.index, m.snap_term) == (meta.index, meta.term)
         if pr.state != SNAPSHOT or not same:
@@ -664,7 +682,7 @@ class RaftNode:
         pr = self.progress.get(src)
         if pr is None:
             return
-        pr.active = True
+        pr.heard_at = self.now
         if m.ctx > pr.acked_ctx:
             pr.acked_ctx = m.ctx
             self._confirm_reads()
@@ -719,21 +737,42 @@ class RaftNode:
 
     def _leader_tick(self) -> None:
         now = self.now
-        if now >= self.quorum_due:
-            self.quorum_due = now + self.cfg.election_timeout
-            active = 1 + sum(
-                1 for v in self.conf.voters if v in self.progress and self.progress[v].active
-            )
-            for pr in self.progress.values():
-                pr.active = False
-            if self.cfg.check_quorum and self.id in self.conf.voters and active < self._quorum():
-                self._become_follower(self.term, None)
-                return
+        # CheckQuorum, every tick: step down once a majority has been silent for the window.
+        # A late tick first gets its grace period: the answers may be queued, unread.
+        late = self._late(self.wake_asked)
+        if not late:
+            self.grace_used = False
+        if (
+            self.cfg.check_quorum
+            and self.id in self.conf.voters
+            and not late
+            and now - self._quorum_heard() > self._quorum_window()
+        ):
+            self._become_follower(self.term, None)
+            return
         if self.transferee is not None and now >= self.transfer_deadline:
             self.transferee = None
         if now >= self.heartbeat_due:
             self.heartbeat_due = now + self.cfg.heartbeat_interval
             self._heartbeat()
+
+    def _quorum_window(self) -> float:
+        w = self.cfg.check_quorum_window
+        return 2 * self.cfg.election_timeout if w is None else w
+
+    def _quorum_heard(self) -> float:
+        """The latest time by which a majority of voters (this leader counts as now) had
+        answered: the quorum-th most recent answer."""
+        heard = sorted(
+            (
+                self.now if v == self.id else self.progress[v].heard_at
+                for v in self.conf.voters
+                if v == self.id or v in self.progress
+            ),
+            reverse=True,
+        )
+        q = self._quorum()
+        return heard[q - 1] if len(heard) >= q else float("-inf")
 
     def _heartbeat(self) -> None:
         round_ = self.reads.open(self.commit, self.now)
