@@ -1,0 +1,304 @@
+"""What a real node changes on the host, and how all of it is taken back.
+
+Everything lives under fixed names so that the next start can find what a crashed run left:
+one address on ``lo``, one bridge, a cgroup subtree per v1 controller, nftables/iptables
+state owned by kube-proxy and kube-router, mounts and network namespaces under one
+directory, and a state file naming the processes. :func:`cleanup` removes each of them,
+idempotently, and reports what it could not remove instead of stopping half-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Fixed so a run after a crash knows where to look. A concurrent kwok-based control plane
+# uses 127.0.0.1 and mkdtemp directories only: none of these clash with it.
+RUN_ROOT = Path(os.environ.get("NOVACRON_REALNODE_ROOT", "/tmp/novacron-realnode"))
+STATE = RUN_ROOT / "state.json"
+LOCK = Path(str(RUN_ROOT) + ".lock")
+NODE_IP = "172.30.76.1"  # on lo: kubelet refuses a loopback node IP and there is no dummy
+BRIDGE = "ncr0"
+POD_CIDR = ipaddress.IPv4Network("10.77.0.0/16")
+GATEWAY = "10.77.0.1"
+SERVICE_CIDR = ipaddress.IPv4Network("10.78.0.0/16")
+KUBERNETES_SERVICE_IP = str(SERVICE_CIDR[1])
+DNS_SERVICE_IP = str(SERVICE_CIDR[10])
+CGROUP_ROOT = "novacron-realnode"
+CGROUP_FS = Path("/sys/fs/cgroup")
+
+
+def run(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {(out.stderr or out.stdout).strip()}")
+    return out
+
+
+@dataclass
+class State:
+    """The state file: who owns the node and which processes it started."""
+
+    owner_pid: int | None = None  # None: detached (`devcluster up`), lives until `down`
+    owner_start: str | None = None  # its start time, so a reused pid is not mistaken for it
+    # name -> (pid, executable path): a pid is only signalled while it still runs that
+    # executable, so a pid reused after a crash is never hit
+    pids: dict[str, tuple[int, str]] = field(default_factory=dict)
+    cluster_dir: str = ""
+
+    def live(self) -> list[int]:
+        out = []
+        for pid, exe in self.pids.values():
+            try:
+                running = os.readlink(f"/proc/{pid}/exe")
+            except OSError:
+                continue
+            if running.removesuffix(" (deleted)") == exe and alive(pid):
+                out.append(pid)
+        return out
+
+    def save(self) -> None:
+        RUN_ROOT.mkdir(parents=True, exist_ok=True)
+        tmp = STATE.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__))
+        os.replace(tmp, STATE)
+
+    @classmethod
+    def load(cls) -> State | None:
+        try:
+            doc = json.loads(STATE.read_text())
+            doc["pids"] = {k: (int(v[0]), str(v[1])) for k, v in doc.get("pids", {}).items()}
+            return cls(**doc)
+        except (OSError, ValueError, TypeError, IndexError):
+            return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False  # our own child, now reaped
+    try:  # a zombie is as good as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return False
+
+
+def kill_all(pids: list[int], grace: float = 5.0) -> None:
+    """SIGTERM each process group, then SIGKILL what is left after ``grace`` seconds."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- network
+
+
+def add_node_address() -> None:
+    have = run("ip", "-o", "addr", "show", "dev", "lo").stdout
+    if f" {NODE_IP}/" not in have:
+        run("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
+
+
+def add_bridge() -> None:
+    """The pods' bridge, made before the CNI plugin would, so the Service route can point at
+    it: a host process connecting to a ClusterIP is routed before kube-proxy's DNAT, and
+    without this route that first lookup would pick eth0 and send the SYN off the machine
+    whenever the DNAT is missing (kube-proxy still starting, Service gone)."""
+    if run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+        run("ip", "link", "add", BRIDGE, "type", "bridge")
+    if f" {GATEWAY}/" not in run("ip", "-o", "addr", "show", "dev", BRIDGE).stdout:
+        run("ip", "addr", "add", f"{GATEWAY}/{POD_CIDR.prefixlen}", "dev", BRIDGE)
+    run("ip", "link", "set", BRIDGE, "up")
+    run("ip", "route", "replace", str(SERVICE_CIDR), "dev", BRIDGE)
+
+
+# ---------------------------------------------------------------- cleanup
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points at or below ``root``, deepest first (from /proc/self/mountinfo)."""
+    prefix = str(root)
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == prefix or point.startswith(prefix + "/"):
+            out.append(point)
+    return sorted(set(out), key=lambda p: p.count("/"), reverse=True)
+
+
+def unmount_all(root: Path) -> list[str]:
+    problems = []
+    for _ in range(3):  # a mount may hide another at the same point
+        points = _mounts_under(root)
+        if not points:
+            return []
+        for p in points:
+            if run("umount", p, check=False).returncode != 0:
+                r = run("umount", "-l", p, check=False)
+                if r.returncode != 0:
+                    problems.append(f"umount {p}: {r.stderr.strip()}")
+    return problems + [f"still mounted: {p}" for p in _mounts_under(root)]
+
+
+def _cgroup_dirs() -> list[Path]:
+    """Our subtree in every mounted hierarchy (cgroup v1 controllers, named, unified)."""
+    if not CGROUP_FS.is_dir():
+        return []
+    return [h / CGROUP_ROOT for h in CGROUP_FS.iterdir() if (h / CGROUP_ROOT).is_dir()]
+
+
+def cgroup_pids() -> set[int]:
+    pids: set[int] = set()
+    for top in _cgroup_dirs():
+        for procs in top.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(x) for x in procs.read_text().split())
+    return pids
+
+
+def kill_cgroup_processes(timeout: float = 10) -> list[str]:
+    """SIGKILL every process in our cgroups (the pods' containers) until none is left."""
+    deadline = time.monotonic() + timeout
+    while (pids := cgroup_pids()) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    left = cgroup_pids()
+    return [f"processes left in cgroups: {sorted(left)}"] if left else []
+
+
+def remove_cgroups() -> list[str]:
+    problems = []
+    for top in _cgroup_dirs():
+        dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for d in [*dirs, top]:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                problems.append(f"rmdir {d}: {e.strerror}")
+    return problems
+
+
+def shim_pids(socket: Path) -> list[int]:
+    """containerd-shim-runc-v2 processes serving our containerd (they outlive it)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(socket).encode() in argv:
+            out.append(int(proc.name))
+    return out
+
+
+def remove_network(binaries: Path | None) -> list[str]:
+    problems = []
+    for family in ("ip", "ip6"):
+        r = run("nft", "delete", "table", family, "kube-proxy", check=False)
+        if r.returncode != 0 and "No such file" not in r.stderr:
+            problems.append(f"nft delete table {family} kube-proxy: {r.stderr.strip()}")
+    router = _kube_router(binaries)
+    if router is not None and shutil.which("ipset"):
+        # its own teardown of the chains and ipsets it creates (KUBE-ROUTER-*, KUBE-NWPLCY-*,
+        # KUBE-POD-FW-*, KUBE-SRC-*/KUBE-DST-*)
+        r = run(
+            str(router),
+            "--cleanup-config",
+            "--run-router=false",
+            "--run-service-proxy=false",
+            check=False,
+        )
+        if r.returncode != 0:
+            problems.append(f"kube-router --cleanup-config: {r.stderr.strip()[-300:]}")
+    if run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+        r = run("ip", "link", "del", BRIDGE, check=False)
+        if r.returncode != 0:
+            problems.append(f"ip link del {BRIDGE}: {r.stderr.strip()}")
+    if f" {NODE_IP}/" in run("ip", "-o", "addr", "show", "dev", "lo").stdout:
+        r = run("ip", "addr", "del", f"{NODE_IP}/32", "dev", "lo", check=False)
+        if r.returncode != 0:
+            problems.append(f"ip addr del {NODE_IP}: {r.stderr.strip()}")
+    return problems
+
+
+def _kube_router(binaries: Path | None) -> Path | None:
+    if binaries is None:
+        return None
+    found = sorted(binaries.glob("kube-router-v*"))
+    return found[-1] if found else None
+
+
+def remove_tree(root: Path) -> list[str]:
+    """rm -rf that never descends into a mount point (a bind mount of a host path must
+    not have its contents deleted because cleanup ran after a failed unmount)."""
+    problems = []
+    if not root.exists():
+        return []
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        d = Path(dirpath)
+        if os.path.ismount(d) and d != root:
+            problems.append(f"left mounted, not removed: {d}")
+            continue
+        for f in filenames:
+            with contextlib.suppress(FileNotFoundError):
+                (d / f).unlink()
+        for sub in dirnames:
+            p = d / sub
+            if p.is_symlink():
+                p.unlink()
+            elif not os.path.ismount(p):
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()
+    return problems
+
+
+def cleanup(state: State | None, containerd_socket: Path, binaries: Path | None) -> list[str]:
+    """Stop every process of the node and remove everything it changed on the host. Safe to
+    run at any point of a start, after a crash, or twice. Returns what it could not undo."""
+    problems: list[str] = []
+    if state is not None:
+        kill_all(state.live())
+    problems += kill_cgroup_processes()
+    shims = shim_pids(containerd_socket)
+    for pid in shims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    kill_all(shims, grace=2)
+    problems += unmount_all(RUN_ROOT)
+    problems += remove_network(binaries)
+    problems += remove_cgroups()
+    problems += remove_tree(RUN_ROOT)
+    with contextlib.suppress(FileNotFoundError):
+        STATE.unlink()
+    return problems
