@@ -331,7 +331,9 @@ class DevCluster:
         service_cidr = str(host.SERVICE_CIDR) if self.node else SERVICE_CIDR
         write_pki(self.dir, [self.address, host.KUBERNETES_SERVICE_IP] if self.node else [])
         etcd_port, peer_port = free_port(), free_port()
-        self.api_port = free_port(self.address)
+        # a real node's pods reach the API server through the kubernetes Service, and
+        # NetworkPolicies (the chart's among them) allow egress to it by its usual port
+        self.api_port = 6443 if self.node else free_port(self.address)
         self.kubeconfig.write_text(kubeconfig(self.dir, self.server))
         self.kubeconfig.chmod(0o600)
         d = self.dir

@@ -16,10 +16,12 @@ COREDNS_IMAGE = "novacron.local/coredns:1"
 HELPER_IMAGE = "novacron.local/busybox:1"
 STORAGE_CLASS = "standard"  # kind's name for its default class, so manifests carry over
 PROVISIONER = "rancher.io/local-path"
-COREDNS_PORT = DNS = 1053  # unprivileged inside the pod; the Service maps 53 onto it
+# port 53 in the pod too: NetworkPolicies allowing DNS name port 53, which they match
+# after the Service's DNAT (the pod's sysctl lets its non-root user bind it)
+DNS = 53
 
 COREFILE = """\
-.:1053 {
+.:53 {
     errors
     health :8080
     ready :8181
@@ -87,6 +89,9 @@ def coredns() -> list[Manifest]:
                             "runAsNonRoot": True,
                             "runAsUser": 65532,
                             "seccompProfile": {"type": "RuntimeDefault"},
+                            "sysctls": [
+                                {"name": "net.ipv4.ip_unprivileged_port_start", "value": "53"}
+                            ],
                         },
                         "containers": [
                             {
@@ -97,10 +102,10 @@ def coredns() -> list[Manifest]:
                                 "ports": [
                                     {
                                         "name": "dns",
-                                        "containerPort": COREDNS_PORT,
+                                        "containerPort": DNS,
                                         "protocol": "UDP",
                                     },
-                                    {"name": "dns-tcp", "containerPort": COREDNS_PORT},
+                                    {"name": "dns-tcp", "containerPort": DNS},
                                 ],
                                 "readinessProbe": {
                                     "httpGet": {"path": "/ready", "port": 8181},
@@ -135,8 +140,8 @@ def coredns() -> list[Manifest]:
                 "clusterIP": DNS_SERVICE_IP,
                 "selector": labels,
                 "ports": [
-                    {"name": "dns", "port": 53, "targetPort": COREDNS_PORT, "protocol": "UDP"},
-                    {"name": "dns-tcp", "port": 53, "targetPort": COREDNS_PORT},
+                    {"name": "dns", "port": 53, "targetPort": DNS, "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 53, "targetPort": DNS},
                 ],
             },
         },
