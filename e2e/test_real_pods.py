@@ -24,6 +24,8 @@ from novacron_core.cli import main as novacron_cli
 
 pytestmark = pytest.mark.e2e
 NS = "novacron-real"
+# not "novacron": the Argo CD test installs that release (cluster-scoped names differ)
+RELEASE = "novacron-e2e"
 REGION = "us-east"
 PODS = [f"{REGION}-{i}" for i in range(3)]
 VALUES = {
@@ -108,7 +110,7 @@ def install(real: Real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[In
     values = tmp_path_factory.mktemp("helm") / "values.yaml"
     values.write_text(yaml.safe_dump(VALUES))
     start = time.monotonic()
-    real.helm("install", "novacron", str(ROOT / "charts" / "novacron"), "-n", NS, "-f", str(values))
+    real.helm("install", RELEASE, str(ROOT / "charts" / "novacron"), "-n", NS, "-f", str(values))
     try:
         wait_for(
             "3 node pods Ready",
@@ -139,8 +141,9 @@ def install(real: Real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[In
         print(real.run("get", "pods", "-A", "-o", "wide").stdout)
         yield Install(real, took, key)
     finally:
-        real.run("get", "pods", "-A", "-o", "wide", check=False)
-        real.helm("uninstall", "novacron", "-n", NS, "--wait", "--timeout=120s")
+        # the NovaCron objects first, while their operator runs (regions hold a finalizer)
+        real.run("delete", "novacron", "--all", "-n", NS, "--timeout=90s", check=False)
+        real.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout=120s")
         real.run("delete", "namespace", NS, "--wait=false", check=False)
 
 
@@ -150,7 +153,7 @@ def test_operator_runs_as_a_pod_under_its_service_account(install: Install) -> N
     ]
     assert len(pods) == 1
     pod = pods[0]
-    assert pod["spec"]["serviceAccountName"] == "novacron-operator"
+    assert pod["spec"]["serviceAccountName"] == f"{RELEASE}-operator"
     assert pod["spec"]["nodeName"] == "novacron-node-0"
     assert pod["status"]["phase"] == "Running"
     c = pod["spec"]["containers"][0]
