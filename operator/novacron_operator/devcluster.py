@@ -6,7 +6,7 @@ fake nodes across three regions and two zones each. Binaries come from e2e/k8s/b
 With ``--real-node``, one real node (kubelet, containerd, CNI, kube-proxy, CoreDNS) runs
 the pods instead of kwok (realnode/, docs/real-node.md); kwok stays for scale runs.
 
-    python -m novacron_operator.devcluster up [--real-node]  # prints KUBECONFIG, keeps running
+    python -m novacron_operator.devcluster up [--real-node [--nodes=3]]  # prints KUBECONFIG
     python -m novacron_operator.devcluster down   # stops it and removes everything it made
 """
 
@@ -518,16 +518,22 @@ def _reap(pid: int) -> None:
 
 
 def up(
-    real_node: bool = False, owner_pid: int | None = None, images: Sequence[Path] = ()
+    real_node: bool = False,
+    owner_pid: int | None = None,
+    images: Sequence[Path] = (),
+    nodes: int = 1,
 ) -> DevCluster:
-    """Start a control plane (kwok nodes, or one real node). ``owner_pid``: the process
-    whose death abandons a real node (the next start then cleans up after it)."""
+    """Start a control plane (kwok nodes, or ``nodes`` real ones: node i serves region
+    us-east, eu-west, ap-south in turn). ``owner_pid``: the process whose death abandons a
+    real node (the next start then cleans up after it)."""
     bins = bin_dir()
     node = None
     if real_node:
         from novacron_operator.realnode import RealNode, project_images
 
-        node = RealNode(bins, owner_pid=owner_pid, images=list(images) or project_images())
+        node = RealNode(
+            bins, owner_pid=owner_pid, images=list(images) or project_images(), nodes=nodes
+        )
         node.claim()  # before the API server: it binds the node IP this adds
     cluster = DevCluster(dir=Path(tempfile.mkdtemp(prefix="novacron-k8s-")), bins=bins, node=node)
     try:
@@ -541,14 +547,16 @@ def up(
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "up"
     flags = set(argv[2:])
-    if cmd == "up" and flags <= {"--real-node"}:
+    counts = {f for f in flags if f.startswith("--nodes=") and f[8:].isdigit()}
+    if cmd == "up" and flags - counts <= {"--real-node"}:
         real = "--real-node" in flags
+        nodes = int(max(counts)[8:]) if counts else 1
         state = REAL_STATE_FILE if real else STATE_FILE
         if state.exists():
             print(f"already up: {json.loads(state.read_text())['kubeconfig']}")
             return 1
         start = time.monotonic()
-        c = up(real_node=real)
+        c = up(real_node=real, nodes=nodes)
         state.write_text(
             json.dumps(
                 {

@@ -205,8 +205,8 @@ def remove_cgroups() -> list[str]:
     return problems
 
 
-def shim_pids(socket: Path) -> list[int]:
-    """containerd-shim-runc-v2 processes serving our containerd (they outlive it)."""
+def shim_pids(root: Path) -> list[int]:
+    """containerd-shim-runc-v2 processes serving a containerd of ours (they outlive it)."""
     out = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -215,7 +215,8 @@ def shim_pids(socket: Path) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(socket).encode() in argv:
+        ours = any(a.startswith(str(root).encode() + b"/") for a in argv)
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and ours:
             out.append(int(proc.name))
     return out
 
@@ -283,14 +284,27 @@ def remove_tree(root: Path) -> list[str]:
     return problems
 
 
-def cleanup(state: State | None, containerd_socket: Path, binaries: Path | None) -> list[str]:
+def _remove_empty_runtime_dirs(root: Path = Path("/run/containerd")) -> None:
+    """containerd's shims and ctr keep a few directories under /run/containerd whatever its
+    state dir is (shim sockets, fifos): remove them once empty, unless a containerd of the
+    host's own runs there."""
+    if not root.is_dir() or (root / "containerd.sock").exists():
+        return
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()
+
+
+def cleanup(state: State | None, binaries: Path | None) -> list[str]:
     """Stop every process of the node and remove everything it changed on the host. Safe to
     run at any point of a start, after a crash, or twice. Returns what it could not undo."""
     problems: list[str] = []
     if state is not None:
         kill_all(state.live())
     problems += kill_cgroup_processes()
-    shims = shim_pids(containerd_socket)
+    shims = shim_pids(RUN_ROOT)
     for pid in shims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -299,6 +313,7 @@ def cleanup(state: State | None, containerd_socket: Path, binaries: Path | None)
     problems += remove_network(binaries)
     problems += remove_cgroups()
     problems += remove_tree(RUN_ROOT)
+    _remove_empty_runtime_dirs()
     with contextlib.suppress(FileNotFoundError):
         STATE.unlink()
     return problems

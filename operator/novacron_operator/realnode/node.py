@@ -29,16 +29,12 @@ from typing import TYPE_CHECKING
 
 from novacron_operator.realnode import addons, host
 from novacron_operator.realnode.images import Image, write_archive
+from novacron_operator.realnode.kubelet import Kubelet
 
 if TYPE_CHECKING:
     from novacron_operator.devcluster import DevCluster
 
-NODE_NAME = "novacron-node-0"
-# the one region the node serves; the examples' and dev values' first region
-NODE_LABELS = {
-    "topology.kubernetes.io/region": "us-east",
-    "topology.kubernetes.io/zone": "us-east-a",
-}
+NODE_NAME = "novacron-node-0"  # the first node; it serves region us-east
 CACHE = Path(os.environ.get("NOVACRON_CACHE", Path.home() / ".cache" / "novacron"))
 PROJECT_IMAGES = CACHE / "images"
 HOST_TOOLS = ("containerd", "ctr", "runc", "nft", "ip")
@@ -96,17 +92,14 @@ class RealNode:
     owner_pid: int | None = None
     images: list[Path] = field(default_factory=list)  # docker/OCI archives to import
     network_policy: bool = True
+    nodes: int = 1  # kubelets: node i serves region kubelet.REGIONS[i]
     address: str = host.NODE_IP
-    kubelet_port: int = 0
     state: host.State = field(default_factory=host.State)
+    kubelets: list[Kubelet] = field(default_factory=list)
 
     @property
     def dir(self) -> Path:
         return host.RUN_ROOT
-
-    @property
-    def containerd_socket(self) -> Path:
-        return self.dir / "containerd" / "containerd.sock"
 
     def _binary(self, pattern: str) -> Path | None:
         found = sorted(self.bins.glob(pattern))
@@ -130,7 +123,7 @@ class RealNode:
             with _locked():
                 old = host.State.load()
                 if old is None or not self._held_by_other(old):
-                    problems = host.cleanup(old, self.containerd_socket, self.bins)
+                    problems = host.cleanup(old, self.bins)
                     for p in problems:
                         print(f"real node cleanup: {p}", file=sys.stderr)
                     me = self.owner_pid
@@ -170,17 +163,23 @@ class RealNode:
     def start(self, cluster: DevCluster) -> None:
         self.state.cluster_dir = str(cluster.dir)
         self.state.save()
-        for sub in ("containerd", "kubelet", "cni/net.d", "cni/ipam", "volumes", "pod-logs"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        self._write_configs(cluster)
+        self.kubelets = [
+            Kubelet(i, self.address, free_port(self.address), free_port())
+            for i in range(self.nodes)
+        ]
+        (self.dir / "volumes").mkdir(parents=True, exist_ok=True)
+        self._write_shared_configs(cluster)
         t0 = time.monotonic()
-        self._spawn(
-            cluster, "containerd", ["containerd", "--config", str(self._p("containerd.toml"))]
-        )
-        cluster._wait("containerd", self.containerd_socket.exists, 30)
-        self._import_images(cluster)
+        for k in self.kubelets:
+            self._write_node_configs(cluster, k)
+            toml = str(k.path("containerd.toml"))
+            self._spawn(cluster, f"containerd-{k.index}", ["containerd", "--config", toml])
+        for k in self.kubelets:
+            cluster._wait(f"containerd of {k.name}", k.socket.exists, 30)
+        self._import_images()
         t_images = time.monotonic() - t0
-        self._spawn(cluster, "kubelet", self._kubelet_args(cluster))
+        for k in self.kubelets:
+            self._spawn(cluster, f"kubelet-{k.index}", k.args(self.bins / "kubelet"))
         self._spawn(
             cluster,
             "kube-proxy",
@@ -189,11 +188,10 @@ class RealNode:
         router = self._binary("kube-router-v*")
         if self.network_policy and router is not None and shutil.which("ipset"):
             self._spawn(cluster, "kube-router", self._kube_router_args(cluster, router))
-        cluster._wait("node Ready", self._node_ready(cluster), 90)
+        cluster._wait("nodes Ready", self._nodes_ready(cluster), 90)
         cluster.kubectl("apply", "-f", "-", stdin=_list(addons.coredns()))
-        cluster.kubectl(
-            "apply", "-f", "-", stdin=_list(addons.local_path(str(self.dir / "volumes")))
-        )
+        volumes = str(self.dir / "volumes")
+        cluster.kubectl("apply", "-f", "-", stdin=_list(addons.local_path(volumes)))
         lpp = self._binary("local-path-provisioner-v*")
         assert lpp is not None
         self._spawn(
@@ -229,10 +227,8 @@ class RealNode:
             ),
             90,
         )
-        print(
-            f"real node {NODE_NAME} Ready ({t_images:.1f}s of it importing images)",
-            file=sys.stderr,
-        )
+        names = ", ".join(k.name for k in self.kubelets)
+        print(f"real nodes {names} Ready ({t_images:.1f}s of it importing images)", file=sys.stderr)
 
     def _p(self, name: str) -> Path:
         return self.dir / "config" / name
@@ -254,20 +250,20 @@ class RealNode:
         cluster.pids[name] = proc.pid
         self.track(name, proc.pid, exe)
 
-    def _node_ready(self, cluster: DevCluster) -> Callable[[], bool]:
+    def _nodes_ready(self, cluster: DevCluster) -> Callable[[], bool]:
         def ready() -> bool:
             out = cluster.kubectl(
                 "get",
-                "node",
-                NODE_NAME,
+                "nodes",
                 "-o",
-                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}",
             )
-            return out.strip() == "True"
+            return out.split() == ["True"] * len(self.kubelets)
 
         return ready
 
-    def _import_images(self, cluster: DevCluster) -> None:
+    def _import_images(self) -> None:
+        """Every image into every node's containerd, all at once (ctr unpacks in parallel)."""
         infra = [
             Image(addons.PAUSE_IMAGE, {"/pause": self.bins / "pause"}, {}, ["/pause"]),
             Image(
@@ -284,190 +280,66 @@ class RealNode:
                 user="0:0",
             ),
         ]
-        archives = [write_archive(i, CACHE / "node-images") for i in infra if self._has(i)]
+        archives = [write_archive(i, CACHE / "node-images") for i in infra if _has(i)]
         archives += self.images
-        procs = [
-            subprocess.Popen(
-                [
-                    "ctr",
-                    "--address",
-                    str(self.containerd_socket),
-                    "--namespace",
-                    "k8s.io",
-                    "images",
-                    "import",
-                    str(a),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
+        jobs = [
+            (
+                a,
+                subprocess.Popen(
+                    [
+                        "ctr",
+                        "--address",
+                        str(k.socket),
+                        "--namespace",
+                        "k8s.io",
+                        "images",
+                        "import",
+                        str(a),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                ),
             )
+            for k in self.kubelets
             for a in archives
         ]
-        for a, p in zip(archives, procs, strict=True):
+        for a, p in jobs:
             out, _ = p.communicate(timeout=300)
             if p.returncode != 0:
                 raise RuntimeError(f"ctr images import {a}: {out.strip()}")
 
-    @staticmethod
-    def _has(image: Image) -> bool:
-        return all(p.exists() for p in image.files.values())
-
     # ------------------------------------------------------------------ config files
 
-    def _write_configs(self, cluster: DevCluster) -> None:
-        from novacron_operator.devcluster import issue_cert, kubeconfig
-
+    def _write_shared_configs(self, cluster: DevCluster) -> None:
         d = self.dir / "config"
         d.mkdir(parents=True, exist_ok=True)
-        issue_cert(
-            cluster.dir,
-            d / "kubelet-client",
-            f"system:node:{NODE_NAME}",
-            ["system:nodes"],
-            client=True,
-        )
-        issue_cert(cluster.dir, d / "kubelet-serving", NODE_NAME, [], ips=[self.address])
-        (d / "kubelet.kubeconfig").write_text(
-            kubeconfig(cluster.dir, cluster.server, d / "kubelet-client", "kubelet")
-        )
-        (d / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # pods' DNS is CoreDNS
-        (d / "containerd.toml").write_text(self._containerd_toml())
-        (self.dir / "cni/net.d/10-novacron.conflist").write_text(json.dumps(self._cni()))
-        self.kubelet_port = free_port(self.address)
-        (d / "kubelet.json").write_text(json.dumps(self._kubelet_config(cluster)))
         (d / "kube-proxy.json").write_text(json.dumps(self._kube_proxy_config(cluster)))
         lp = addons.local_path_config(str(self.dir / "volumes"))
         (d / "local-path.json").write_text(lp["config.json"])
         (d / "helper-pod.json").write_text(lp["helperPod.yaml"])
 
-    def _containerd_toml(self) -> str:
-        c = self.dir / "containerd"
-        return f"""\
-version = 2
-root = "{c / "root"}"
-state = "{c / "state"}"
-disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"]
-[grpc]
-  address = "{self.containerd_socket}"
-[ttrpc]
-  address = "{c / "containerd.ttrpc.sock"}"
-[debug]
-  level = "warn"
-[metrics]
-  address = ""
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{addons.PAUSE_IMAGE}"
-  # root here lacks CAP_SYS_RESOURCE: runc must not lower oom_score_adj below ours
-  restrict_oom_score_adj = true
-  # network namespaces under our state dir, not the host's /var/run/netns
-  netns_mounts_under_state_dir = true
-  enable_selinux = false
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "{shutil.which("runc") or "runc"}"
-        Root = "{c / "runc"}"
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{self.dir / "cni/net.d"}"
-"""
+    def _write_node_configs(self, cluster: DevCluster, k: Kubelet) -> None:
+        from novacron_operator.devcluster import issue_cert, kubeconfig
 
-    def _cni(self) -> dict[str, object]:
-        return {
-            "cniVersion": "1.0.0",
-            "name": "novacron-realnode",
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": host.BRIDGE,
-                    "isGateway": True,
-                    "ipMasq": False,  # nothing leaves the machine: no masquerade, no egress
-                    "hairpinMode": True,  # a pod reaching itself through its Service
-                    "ipam": {
-                        "type": "host-local",
-                        "dataDir": str(self.dir / "cni/ipam"),
-                        "ranges": [
-                            [
-                                {
-                                    "subnet": str(host.POD_CIDR),
-                                    "rangeStart": str(host.POD_CIDR[16]),
-                                    "rangeEnd": str(host.POD_CIDR[4094]),
-                                    "gateway": host.GATEWAY,
-                                }
-                            ]
-                        ],
-                        "routes": [{"dst": "0.0.0.0/0"}],
-                    },
-                }
-            ],
-        }
-
-    def _kubelet_config(self, cluster: DevCluster) -> dict[str, object]:
-        d = self.dir / "config"
-        return {
-            "apiVersion": "kubelet.config.k8s.io/v1beta1",
-            "kind": "KubeletConfiguration",
-            "failCgroupV1": False,
-            "cgroupDriver": "cgroupfs",
-            "cgroupRoot": f"/{host.CGROUP_ROOT}",
-            "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
-            "address": self.address,
-            "port": self.kubelet_port,
-            "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1",
-            "healthzPort": free_port(),
-            "tlsCertFile": str(d / "kubelet-serving.crt"),
-            "tlsPrivateKeyFile": str(d / "kubelet-serving.key"),
-            "authentication": {
-                "anonymous": {"enabled": False},
-                "webhook": {"enabled": True},
-                "x509": {"clientCAFile": str(cluster.dir / "ca.crt")},
-            },
-            "authorization": {"mode": "Webhook"},
-            "clusterDNS": [host.DNS_SERVICE_IP],
-            "clusterDomain": "cluster.local",
-            "resolvConf": str(d / "resolv.conf"),
-            "podLogsDir": str(self.dir / "pod-logs"),
-            "failSwapOn": False,
-            # a shared dev machine: evict only when really out of room, never GC images
-            "evictionHard": {
-                "memory.available": "100Mi",
-                "nodefs.available": "1%",
-                "imagefs.available": "1%",
-                "nodefs.inodesFree": "1%",
-            },
-            "imageGCHighThresholdPercent": 100,
-            "imageGCLowThresholdPercent": 99,
-            "serializeImagePulls": False,
-            # ConfigMap/Secret changes reach mounted volumes within seconds, not a minute
-            "syncFrequency": "5s",
-            "nodeStatusUpdateFrequency": "5s",
-            "shutdownGracePeriod": "0s",
-            "maxPods": 110,
-        }
-
-    def _kubelet_args(self, cluster: DevCluster) -> list[str]:
-        labels = ",".join(f"{k}={v}" for k, v in NODE_LABELS.items())
-        return [
-            str(self.bins / "kubelet"),
-            f"--config={self._p('kubelet.json')}",
-            f"--kubeconfig={self._p('kubelet.kubeconfig')}",
-            f"--hostname-override={NODE_NAME}",
-            f"--node-ip={self.address}",
-            f"--node-labels={labels}",
-            f"--root-dir={self.dir / 'kubelet'}",
-            f"--cert-dir={self.dir / 'kubelet' / 'pki'}",
-            "--v=1",
-        ]
+        d = k.dir / "config"
+        for sub in ("config", "containerd", "kubelet", "cni/net.d", "cni/ipam", "pod-logs"):
+            (k.dir / sub).mkdir(parents=True, exist_ok=True)
+        issue_cert(
+            cluster.dir,
+            d / "kubelet-client",
+            f"system:node:{k.name}",
+            ["system:nodes"],
+            client=True,
+        )
+        issue_cert(cluster.dir, d / "kubelet-serving", k.name, [], ips=[self.address])
+        (d / "kubelet.kubeconfig").write_text(
+            kubeconfig(cluster.dir, cluster.server, d / "kubelet-client", "kubelet")
+        )
+        (d / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # pods' DNS is CoreDNS
+        (d / "containerd.toml").write_text(k.containerd_toml())
+        (k.dir / "cni/net.d/10-novacron.conflist").write_text(json.dumps(k.cni()))
+        (d / "kubelet.json").write_text(json.dumps(k.config(cluster.dir / "ca.crt")))
 
     def _kube_proxy_config(self, cluster: DevCluster) -> dict[str, object]:
         return {
@@ -494,6 +366,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         return [
             str(router),
             f"--kubeconfig={cluster.kubeconfig}",
+            # every node shares the node IP: this one instance owns all their pods
             f"--hostname-override={NODE_NAME}",
             "--run-firewall=true",
             "--run-router=false",
@@ -510,9 +383,13 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
     def stop(self) -> None:
         with _locked():
-            problems = host.cleanup(host.State.load(), self.containerd_socket, self.bins)
+            problems = host.cleanup(host.State.load(), self.bins)
         for p in problems:
             print(f"real node cleanup: {p}", file=sys.stderr)
+
+
+def _has(image: Image) -> bool:
+    return all(p.exists() for p in image.files.values())
 
 
 def _list(items: list[dict[str, object]]) -> str:
