@@ -106,8 +106,18 @@ def build_images() -> list[Path]:
     return [Path(line) for line in out.stdout.split() if line.endswith(".tar")]
 
 
+def nodes_wanted(session: pytest.Session) -> int:
+    """Three real nodes (one per region) when the federation test will run, else one: each
+    extra node is a kubelet and a containerd more on a 2-core machine."""
+    if not any("test_real_federation" in item.nodeid for item in session.items):
+        return 1
+    from test_real_federation import federated_node
+
+    return 3 if federated_node() else 1
+
+
 @pytest.fixture(scope="session")
-def real() -> Iterator[Real]:
+def real(request: pytest.FixtureRequest) -> Iterator[Real]:
     external = os.environ.get("NOVACRON_E2E_REAL_KUBECONFIG")
     if external:
         kubectl = shutil.which("kubectl")
@@ -120,8 +130,10 @@ def real() -> Iterator[Real]:
         pytest.skip(f"real-node e2e needs {', '.join(missing)} (run .ci/run as root)")
     images = build_images()
     start = time.monotonic()
-    cluster = up(real_node=True, owner_pid=os.getpid(), images=images)
-    print(f"local control plane with a real node ready in {time.monotonic() - start:.1f}s")
+    nodes = nodes_wanted(request.session)
+    cluster = up(real_node=True, owner_pid=os.getpid(), images=images, nodes=nodes)
+    took = time.monotonic() - start
+    print(f"local control plane with {nodes} real node(s) ready in {took:.1f}s")
     try:
         yield Real(cluster.kubeconfig, bins, cluster)
     finally:
