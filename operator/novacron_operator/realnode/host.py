@@ -170,6 +170,24 @@ def _cgroup_dirs() -> list[Path]:
     return [h / CGROUP_ROOT for h in CGROUP_FS.iterdir() if (h / CGROUP_ROOT).is_dir()]
 
 
+def make_cgroup(sub: str) -> None:
+    """``/<CGROUP_ROOT>/<sub>`` in every hierarchy: the kubelet refuses a cgroupRoot that
+    does not exist. A new v1 cpuset starts with no CPUs or memory nodes, so each level
+    gets its parent's."""
+    if not CGROUP_FS.is_dir():
+        return
+    for h in CGROUP_FS.iterdir():
+        if not h.is_dir() or not (h / "cgroup.procs").exists():
+            continue
+        d = h
+        for part in (CGROUP_ROOT, *sub.split("/")):
+            parent, d = d, d / part
+            d.mkdir(exist_ok=True)
+            for knob in ("cpuset.cpus", "cpuset.mems"):
+                if (d / knob).exists() and not (d / knob).read_text().strip():
+                    (d / knob).write_text((parent / knob).read_text())
+
+
 def cgroup_pids() -> set[int]:
     pids: set[int] = set()
     for top in _cgroup_dirs():

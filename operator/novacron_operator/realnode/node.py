@@ -179,6 +179,7 @@ class RealNode:
         self._import_images()
         t_images = time.monotonic() - t0
         for k in self.kubelets:
+            host.make_cgroup(f"node-{k.index}")
             self._spawn(cluster, f"kubelet-{k.index}", k.args(self.bins / "kubelet"))
         self._spawn(
             cluster,
