@@ -132,7 +132,10 @@ def add_bridge() -> None:
     if f" {GATEWAY}/" not in run("ip", "-o", "addr", "show", "dev", BRIDGE).stdout:
         run("ip", "addr", "add", f"{GATEWAY}/{POD_CIDR.prefixlen}", "dev", BRIDGE)
     run("ip", "link", "set", BRIDGE, "up")
-    run("ip", "route", "replace", str(SERVICE_CIDR), "dev", BRIDGE)
+    # the host reaches pods from the node IP, not the bridge's: NetworkPolicy controllers
+    # let a node's own traffic (the kubelet's probes) in by that address
+    for cidr in (POD_CIDR, SERVICE_CIDR):
+        run("ip", "route", "replace", str(cidr), "dev", BRIDGE, "scope", "link", "src", NODE_IP)
 
 
 # ---------------------------------------------------------------- cleanup
