@@ -51,11 +51,13 @@ fi
 bh=(buildah --root "$CACHE/buildah/root" --runroot "$CACHE/buildah/run" --storage-driver overlay)
 
 base_tar=$OUT/python-base-$BASE_SUITE.tar
-if [ ! -s "$base_tar" ]; then
+if [ ! -f "$base_tar" ] || [ ! -s "$base_tar" ]; then
   log "mmdebstrap $BASE_SUITE minbase + $BASE_PACKAGES (once; cached in $base_tar)"
+  # mmdebstrap picks the output format from the name: keep .tar at the end
+  rm -rf "${base_tar%.tar}.partial.tar"
   mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" \
-    "$BASE_SUITE" "$base_tar.tmp" http://deb.debian.org/debian >&2
-  mv "$base_tar.tmp" "$base_tar"
+    "$BASE_SUITE" "${base_tar%.tar}.partial.tar" http://deb.debian.org/debian >&2
+  mv "${base_tar%.tar}.partial.tar" "$base_tar"
 fi
 base_stamp=$(stat -c %Y "$base_tar")
 if [ "$("${bh[@]}" inspect --type image --format '{{index .ImageAnnotations "novacron.base-stamp"}}' "$BASE_IMAGE" 2>/dev/null)" != "$base_stamp" ]; then
