@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -120,9 +119,7 @@ def nodes_wanted(session: pytest.Session) -> int:
 def real(request: pytest.FixtureRequest) -> Iterator[Real]:
     external = os.environ.get("NOVACRON_E2E_REAL_KUBECONFIG")
     if external:
-        kubectl = shutil.which("kubectl")
-        bins = Path(kubectl).parent if kubectl else bin_dir()
-        yield Real(Path(external), bins, None)
+        yield Real(Path(external), bin_dir(), None)  # our kubectl and helm
         return
     bins = bin_dir()
     missing = missing_prerequisites(bins)

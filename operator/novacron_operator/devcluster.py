@@ -380,6 +380,8 @@ class DevCluster:
                 f"--kubelet-client-certificate={d / 'admin.crt'}",
                 f"--kubelet-client-key={d / 'admin.key'}",
                 f"--kubelet-certificate-authority={d / 'ca.crt'}",
+                # by address: the node's name resolves nowhere
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=PodSecurity,NodeRestriction",
                 "--profiling=false",

@@ -242,25 +242,15 @@ def shim_pids(root: Path) -> list[int]:
     return out
 
 
-def remove_network(binaries: Path | None) -> list[str]:
+def remove_network() -> list[str]:
     problems = []
     for family in ("ip", "ip6"):
         r = run("nft", "delete", "table", family, "kube-proxy", check=False)
         if r.returncode != 0 and "No such file" not in r.stderr:
             problems.append(f"nft delete table {family} kube-proxy: {r.stderr.strip()}")
-    router = _kube_router(binaries)
-    if router is not None and shutil.which("ipset"):
-        # its own teardown of the chains and ipsets it creates (KUBE-ROUTER-*, KUBE-NWPLCY-*,
-        # KUBE-POD-FW-*, KUBE-SRC-*/KUBE-DST-*)
-        r = run(
-            str(router),
-            "--cleanup-config",
-            "--run-router=false",
-            "--run-service-proxy=false",
-            check=False,
-        )
-        if r.returncode != 0:
-            problems.append(f"kube-router --cleanup-config: {r.stderr.strip()[-300:]}")
+    problems += remove_iptables_chains()
+    problems += remove_ipsets()
+    remove_empty_iptables_tables()
     if run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
         r = run("ip", "link", "del", BRIDGE, check=False)
         if r.returncode != 0:
@@ -272,11 +262,82 @@ def remove_network(binaries: Path | None) -> list[str]:
     return problems
 
 
-def _kube_router(binaries: Path | None) -> Path | None:
-    if binaries is None:
-        return None
-    found = sorted(binaries.glob("kube-router-v*"))
-    return found[-1] if found else None
+# chains the kubelet (canaries, KUBE-FIREWALL) and kube-router's policy controller create;
+# kube-router's own --cleanup-config leaves them on an nft-backed iptables and then panics
+OUR_CHAINS = (
+    "KUBE-ROUTER-",
+    "KUBE-NWPLCY-",
+    "KUBE-POD-FW-",
+    "KUBE-FIREWALL",
+    "KUBE-KUBELET-CANARY",
+    "KUBE-IPTABLES-HINT",
+)
+OUR_IPSETS = ("KUBE-SRC-", "KUBE-DST-", "inet6:KUBE-SRC-", "inet6:KUBE-DST-", "kube-router-")
+
+
+def _ours(chain: str) -> bool:
+    return chain.startswith(OUR_CHAINS)
+
+
+def remove_iptables_chains() -> list[str]:
+    """Delete the jumps into our chains, then the chains, one iptables-restore per table
+    (--noflush: nobody else's rules are touched)."""
+    problems = []
+    for save, restore in (
+        ("iptables-save", "iptables-restore"),
+        ("ip6tables-save", "ip6tables-restore"),
+    ):
+        if shutil.which(save) is None:
+            continue
+        for table in ("filter", "nat", "mangle"):
+            dump = run(save, "-t", table, check=False).stdout
+            chains = [ln[1:].split()[0] for ln in dump.splitlines() if ln.startswith(":")]
+            ours = [c for c in chains if _ours(c)]
+            if not ours:
+                continue
+            script = [f"*{table}"]
+            for ln in dump.splitlines():
+                parts = ln.split()
+                jumps = "-j" in parts and _ours(parts[parts.index("-j") + 1])
+                if ln.startswith("-A ") and not _ours(parts[1]) and jumps:
+                    script.append("-D " + ln[3:])
+            script += [f"-F {c}" for c in ours] + [f"-X {c}" for c in ours] + ["COMMIT", ""]
+            r = subprocess.run(
+                [restore, "--noflush"], input="\n".join(script), capture_output=True, text=True
+            )
+            if r.returncode != 0:
+                problems.append(f"{restore} -t {table}: {r.stderr.strip()[-300:]}")
+    return problems
+
+
+def remove_empty_iptables_tables() -> None:
+    """The kubelet's canaries made iptables-nft create its tables; once they hold nothing
+    (no rule, no chain but the built-in ones) they go too."""
+    for family, save in (("ip", "iptables-save"), ("ip6", "ip6tables-save")):
+        if shutil.which(save) is None:
+            continue
+        for table in ("filter", "nat", "mangle"):
+            if f"table {family} {table}" not in run("nft", "list", "tables", check=False).stdout:
+                continue
+            dump = run(save, "-t", table, check=False).stdout.splitlines()
+            rules = [ln for ln in dump if ln.startswith("-A ")]
+            custom = [ln for ln in dump if ln.startswith(":") and ln.split()[1] == "-"]
+            policies = {ln.split()[1] for ln in dump if ln.startswith(":")} - {"-"}
+            if not rules and not custom and policies <= {"ACCEPT"}:
+                run("nft", "delete", "table", family, table, check=False)
+
+
+def remove_ipsets() -> list[str]:
+    if shutil.which("ipset") is None:
+        return []
+    names = run("ipset", "list", "-n", check=False).stdout.split()
+    problems = []
+    for name in names:
+        if name.startswith(OUR_IPSETS):
+            r = run("ipset", "destroy", name, check=False)
+            if r.returncode != 0:
+                problems.append(f"ipset destroy {name}: {r.stderr.strip()}")
+    return problems
 
 
 def remove_tree(root: Path) -> list[str]:
@@ -331,7 +392,7 @@ def cleanup(state: State | None, binaries: Path | None) -> list[str]:
             os.kill(pid, signal.SIGKILL)
     kill_all(shims, grace=2)
     problems += unmount_all(RUN_ROOT)
-    problems += remove_network(binaries)
+    problems += remove_network()
     problems += remove_cgroups()
     problems += remove_tree(RUN_ROOT)
     _remove_empty_runtime_dirs()

@@ -186,10 +186,11 @@ class RealNode:
             "kube-proxy",
             [str(self.bins / "kube-proxy"), f"--config={self._p('kube-proxy.json')}", "--v=1"],
         )
+        cluster._wait("nodes Ready", self._nodes_ready(cluster), 90)
         router = self._binary("kube-router-v*")
         if self.network_policy and router is not None and shutil.which("ipset"):
+            # after the node registered: it looks its node up once, at start
             self._spawn(cluster, "kube-router", self._kube_router_args(cluster, router))
-        cluster._wait("nodes Ready", self._nodes_ready(cluster), 90)
         cluster.kubectl("apply", "-f", "-", stdin=_list(addons.coredns()))
         volumes = str(self.dir / "volumes")
         cluster.kubectl("apply", "-f", "-", stdin=_list(addons.local_path(volumes)))
