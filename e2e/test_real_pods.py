@@ -327,9 +327,16 @@ def test_default_deny_network_policies_are_enforced(install: Install) -> None:
         )
         assert resolved.strip() == target
         assert connect(real, "probe-peer", target, 8080) == "open"
-        assert connect(real, "probe-stranger", target, 8080).startswith("blocked")
+        # the controller programs a new pod's chains shortly after it appears
+        wait_for(
+            "kube-router to fence the stranger",
+            lambda: connect(real, "probe-stranger", target, 8080).startswith("blocked"),
+            timeout=60,
+            every=1,
+        )
         assert connect(real, "probe-stranger", target, 7000).startswith("blocked")
         assert connect(real, "probe-stranger", "kubernetes.default.svc", 443).startswith("blocked")
+        assert connect(real, "probe-peer", target, 8080) == "open"
     finally:
         real.run("delete", "pod", "-n", NS, "-l", "e2e=probe", "--wait=false", check=False)
 

@@ -25,7 +25,8 @@ from rich.table import Table
 from novacron_operator.plugin.cluster import Cluster, NodeView, PluginError
 
 F = TypeVar("F", bound=Callable[..., Any])
-out = Console(soft_wrap=True, highlight=False)
+# piped (scripts, tests): no terminal width to fit, so never wrap or cut a row
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 400)
 FENCE_MESSAGE = (
     "not available yet: fencing would keep a node (or every node of a region) from serving "
     "and voting while its pod keeps running, for investigation, and neither the operator nor "
