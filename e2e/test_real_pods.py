@@ -283,29 +283,26 @@ CONNECT = (
 )
 
 
-def connect(real: Real, pod: str, host: str, port: int) -> str:
+def connect(real: Real, pod: str, host: str, port: int, ns: str = NS) -> str:
     return real.run(
-        "exec", "-n", NS, pod, "--", "python", "-c", CONNECT, host, str(port), timeout=30
+        "exec", "-n", ns, pod, "--", "python", "-c", CONNECT, host, str(port), timeout=30
     ).stdout.strip()
 
 
 def test_default_deny_network_policies_are_enforced(install: Install) -> None:
-    """kube-router's policy controller enforces the chart's and the operator's policies: a
-    pod outside NovaCron reaches neither a node's API nor the API server, DNS still
-    resolves for it, and a pod of the region reaches the node."""
+    """kube-router's policy controller enforces the chart's and the operator's policies. A
+    pod of another namespace reaches no node port (the region's ingress policy), while the
+    same pod reaches an unprotected kube-system pod (so its network works); a pod without
+    NovaCron's labels inside the namespace resolves names (allow-dns) but reaches neither
+    the API server nor anything else outside NovaCron (default-deny egress); a pod with the
+    region's labels reaches the node."""
     real = install.real
-    real.apply(
-        [
-            probe_pod("probe-stranger", {}),
-            probe_pod(
-                "probe-peer",
-                {
-                    "app.kubernetes.io/name": "novacron",
-                    "app.kubernetes.io/instance": REGION,
-                },
-            ),
-        ]
-    )
+    outside = f"{NS}-outside"
+    namespace(real, outside)
+    stranger_outside = probe_pod("probe-outside", {})
+    stranger_outside["metadata"]["namespace"] = outside
+    peer = {"app.kubernetes.io/name": "novacron", "app.kubernetes.io/instance": REGION}
+    real.apply([probe_pod("probe-stranger", {}), probe_pod("probe-peer", peer), stranger_outside])
     try:
         real.run(
             "wait",
@@ -316,9 +313,14 @@ def test_default_deny_network_policies_are_enforced(install: Install) -> None:
             "pod/probe-stranger",
             "pod/probe-peer",
         )
+        real.run(
+            "wait", "-n", outside, "--for=condition=Ready", "--timeout=90s", "pod/probe-outside"
+        )
         target = real.json("get", "pod", PODS[1], "-n", NS)["status"]["podIP"]
+        dns = real.json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")
+        dns_ip = dns["items"][0]["status"]["podIP"]
         policies = real.run("get", "networkpolicy", "-n", NS, "-o", "name").stdout.split()
-        print(f"\nNetworkPolicies in {NS} (enforced by kube-router): {' '.join(policies)}")
+        print(f"\nNetworkPolicies in {NS}, enforced by kube-router: {' '.join(policies)}")
         assert any(p.endswith("-default-deny") for p in policies)
         # DNS is allowed to every pod; the answer is the pod's real address
         name = f"{PODS[1]}.{REGION}-peers.{NS}.svc.cluster.local"
@@ -327,23 +329,36 @@ def test_default_deny_network_policies_are_enforced(install: Install) -> None:
         )
         assert resolved.strip() == target
         assert connect(real, "probe-peer", target, 8080) == "open"
+        assert connect(real, "probe-outside", dns_ip, 8080, outside) == "open"
         # the controller programs a new pod's chains shortly after it appears
         wait_for(
-            "kube-router to fence the stranger",
-            lambda: connect(real, "probe-stranger", target, 8080).startswith("blocked"),
+            "the region's ingress policy to stop the other namespace's pod",
+            lambda: connect(real, "probe-outside", target, 8080, outside).startswith("blocked"),
             timeout=60,
             every=1,
         )
-        assert connect(real, "probe-stranger", target, 7000).startswith("blocked")
+        assert connect(real, "probe-outside", target, 7000, outside).startswith("blocked")
         assert connect(real, "probe-stranger", "kubernetes.default.svc", 443).startswith("blocked")
+        assert connect(real, "probe-stranger", dns_ip, 8080).startswith("blocked")
         assert connect(real, "probe-peer", target, 8080) == "open"
     finally:
         real.run("delete", "pod", "-n", NS, "-l", "e2e=probe", "--wait=false", check=False)
+        real.run("delete", "namespace", outside, "--wait=false", check=False)
 
 
 def test_kubectl_novacron_status_prints_leaders_terms_and_lag(install: Install) -> None:
     real = install.real
     leader, term = wait_for("a leader", lambda: leader_of(real, PODS), timeout=60)
+    # the table's region row is what the operator last wrote: let it catch up
+    wait_for(
+        "the operator to report the leader",
+        lambda: (
+            real.json("get", "novacronregion", REGION, "-n", NS).get("status", {}).get("leader")
+            == leader
+        ),
+        timeout=90,
+        every=2,
+    )
     out = real.plugin("status", "-n", NS).stdout
     print("\n" + out)
     lines = out.splitlines()
