@@ -159,13 +159,12 @@ class ArgoCD:
         """Argo CD's CRDs, namespace, settings and the in-cluster destination (labelled
         for the dev ApplicationSet's cluster generator)."""
         r = self.real
-        r.run("apply", "--server-side", "--force-conflicts", "-f", str(self.bin_dir / "crds"))
+        r.run("apply", "--server-side", "--force-conflicts", "-k", str(self.bin_dir / "crds"))
         r.run(
             "wait",
             "--for=condition=Established",
             "--timeout=60s",
-            "-f",
-            str(self.bin_dir / "crds"),
+            *(f"crd/{k}.argoproj.io" for k in ("applications", "applicationsets", "appprojects")),
         )
         part_of = {"app.kubernetes.io/part-of": "argocd"}
         r.apply(
