@@ -19,6 +19,8 @@ help:
 	@echo "make crds      regenerate crds/ from operator/novacron_operator/models.py"
 	@echo "make k8s-bin   build kube-apiserver, etcd, kwok, helm... into ~/.cache/novacron (once)"
 	@echo "make jaeger    build Jaeger v2 into ~/.cache/novacron/tools (once; tests/observe uses it)"
+	@echo "make k8s-up    a local control plane (REAL_NODE=1: with a real kubelet); make k8s-down"
+	@echo "make images    the two images (docker, or buildah without a Docker engine)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +49,7 @@ unit: $(STAMP)
 
 e2e: $(STAMP)
 	bash e2e/k8s/build.sh >/dev/null
+	bash e2e/argocd/build.sh >/dev/null
 	$(PY) -m pytest -q e2e $(PYTEST_ARGS)
 
 test: lint types tools unit e2e
@@ -66,11 +69,14 @@ k8s-bin:
 
 # Jaeger v2 for tests/observe (a big Go build, once, into ~/.cache/novacron/tools)
 jaeger:
-	flock /tmp/novacron-heavy.lock nice -n 10 bash e2e/jaeger/build.sh
+	nice -n 10 bash e2e/jaeger/build.sh
 
+# make k8s-up REAL_NODE=1: one real node (kubelet, containerd, CNI, CoreDNS) instead of
+# kwok's fake ones; needs root and the packages .ci/run installs (docs/real-node.md)
 k8s-up: $(STAMP)
 	bash e2e/k8s/build.sh >/dev/null
-	$(PY) -m novacron_operator.devcluster up
+	$(if $(REAL_NODE),bash images/build.sh >/dev/null)
+	$(PY) -m novacron_operator.devcluster up $(if $(REAL_NODE),--real-node)
 
 k8s-down: $(STAMP)
 	$(PY) -m novacron_operator.devcluster down
@@ -80,10 +86,10 @@ tools:
 	@test -x $(TOOLS)/actionlint || GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOBIN=$(TOOLS) \
 		go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
-# needs a Docker engine (not on our dev machines; the GitHub workflow builds them)
+# docker build where there is a Docker engine, else buildah on an mmdebstrap base;
+# archives land in ~/.cache/novacron/images (imported by a real node)
 images:
-	docker build -f images/core.Dockerfile -t ghcr.io/novacron/novacron:0.1.0 .
-	docker build -f operator/Dockerfile -t ghcr.io/novacron/novacron-operator:0.1.0 .
+	bash images/build.sh
 
 lock: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
