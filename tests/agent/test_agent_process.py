@@ -48,7 +48,8 @@ def three_agents():
         yield urls, procs
     finally:
         codes = stop(procs)
-    assert codes == [0, 0, 0], "an agent did not stop cleanly on SIGTERM"
+    errs = [p.stderr.read() for p in procs]
+    assert codes == [0, 0, 0], f"an agent did not stop cleanly on SIGTERM: {codes} {errs}"
 
 
 def test_three_agents_measure_each_other_route_and_serve_their_views(three_agents):
