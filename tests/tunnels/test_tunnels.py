@@ -75,7 +75,7 @@ def _underlay_has(seen: dict, marker: str) -> bool:
 @pytest.mark.parametrize("kind", ["vxlan", "gre", "wireguard"])
 def test_tunnel_comes_up_carries_traffic_is_idempotent_and_goes_away(netlab, kind):
     if kind == "wireguard" and find_wireguard_go(build=True) is None:
-        pytest.fail("no wireguard-go and scripts/build-wireguard-go.sh could not build it")
+        pytest.fail("no wireguard-go and e2e/wireguard/build.sh could not build it")
     ma, mb = netlab.manager(0), netlab.manager(1)
     sa, sb = specs(kind)
     first = ma.reconcile([sa])

@@ -326,7 +326,7 @@ class TunnelManager:
             if binary is None:
                 raise TunnelError(
                     f"{spec.name}: the kernel has no wireguard module and no wireguard-go was "
-                    "found (run scripts/build-wireguard-go.sh or set NOVACRON_WIREGUARD_GO)"
+                    "found (run e2e/wireguard/build.sh or set NOVACRON_WIREGUARD_GO)"
                 )
             argv = [binary, "-f", spec.name]
         env = {**os.environ, "LOG_LEVEL": "error", "WG_PROCESS_FOREGROUND": "1"}

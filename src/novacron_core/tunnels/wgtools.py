@@ -12,7 +12,7 @@ from pathlib import Path
 from novacron_core.tunnels.spec import TunnelSpec, b64_to_hex
 
 UAPI_DIR = Path("/var/run/wireguard")
-BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "build-wireguard-go.sh"
+BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "e2e" / "wireguard" / "build.sh"
 
 
 class WireGuardError(RuntimeError):
@@ -21,7 +21,7 @@ class WireGuardError(RuntimeError):
 
 def find_wireguard_go(build: bool = False) -> str | None:
     """``$NOVACRON_WIREGUARD_GO``, else ``wireguard-go`` on PATH, else the one
-    ``scripts/build-wireguard-go.sh`` caches in ~/.cache/novacron/tools (built now if
+    ``e2e/wireguard/build.sh`` caches in ~/.cache/novacron/tools (built now if
     ``build`` and the script is there)."""
     env = os.environ.get("NOVACRON_WIREGUARD_GO")
     if env:
