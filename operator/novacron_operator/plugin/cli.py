@@ -1,7 +1,7 @@
 """``kubectl novacron``: day-2 commands for NovaCron regions, as a kubectl plugin.
 
 Installed with the package as the ``kubectl-novacron`` console script, so kubectl finds it
-on PATH (krew: plugins/krew/novacron.yaml). It talks to the API server with your kubeconfig
+on PATH (krew: operator/krew/novacron.yaml). It talks to the API server with your kubeconfig
 (exec credential plugins, several files in KUBECONFIG, the context's namespace) and reaches
 each node's admin API by exec inside its pod.
 """

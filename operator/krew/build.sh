@@ -4,7 +4,7 @@
 # runs them with python3.11, and the manifest with the archive's sha256 filled in.
 # The kubernetes client pulls in pydantic-core, a compiled module: the archive is for
 # CPython 3.11 on linux/amd64, and the manifest's selector and caveats say so.
-#   Usage: plugins/krew/build.sh [OUT_DIR]   (default dist/krew)
+#   Usage: operator/krew/build.sh [OUT_DIR]   (default dist/krew)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=$(realpath -m "${1:-dist/krew}")
@@ -13,7 +13,7 @@ PY=${PYTHON:-python3}
 archive="$OUT/kubectl-novacron-$VERSION-linux-amd64.tar.gz"
 # the same inputs give the same archive: reuse the cached one
 CACHE=${NOVACRON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/novacron}/krew
-key=$(cat constraints.txt pyproject.toml plugins/krew/build.sh plugins/krew/novacron.yaml \
+key=$(cat constraints.txt pyproject.toml operator/krew/build.sh operator/krew/novacron.yaml \
       operator/novacron_operator/__init__.py operator/novacron_operator/plugin/*.py | sha256sum | cut -c1-16)
 if [ -s "$CACHE/$key/$(basename "$archive")" ]; then
   mkdir -p "$OUT"
@@ -54,7 +54,7 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$stage" -cf -
 sha=$(sha256sum "$archive" | cut -d' ' -f1)
 sed -e "s/@SHA256@/$sha/" -e "s/^  version: .*/  version: $VERSION/" \
   -e "s#/download/v[^/]*/kubectl-novacron-v[^/]*-linux-amd64\.tar\.gz#/download/$VERSION/kubectl-novacron-$VERSION-linux-amd64.tar.gz#" \
-  plugins/krew/novacron.yaml > "$OUT/novacron.yaml"
+  operator/krew/novacron.yaml > "$OUT/novacron.yaml"
 rm -rf "$CACHE" && mkdir -p "$CACHE/$key" && cp "$archive" "$OUT/novacron.yaml" "$CACHE/$key/"
 echo "$archive"
 echo "$OUT/novacron.yaml"
