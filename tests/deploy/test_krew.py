@@ -14,7 +14,7 @@ import yaml
 
 from .tools import ROOT
 
-TEMPLATE = ROOT / "plugins" / "krew" / "novacron.yaml"
+TEMPLATE = ROOT / "operator" / "krew" / "novacron.yaml"
 
 
 def test_manifest_names_the_console_script_and_a_platform_per_archive() -> None:
@@ -37,7 +37,7 @@ def test_manifest_names_the_console_script_and_a_platform_per_archive() -> None:
 @pytest.mark.slow
 def test_release_archive_runs_with_a_bare_python_and_matches_its_manifest(tmp_path: Path) -> None:
     out = subprocess.run(
-        ["bash", str(ROOT / "plugins" / "krew" / "build.sh"), str(tmp_path / "dist")],
+        ["bash", str(ROOT / "operator" / "krew" / "build.sh"), str(tmp_path / "dist")],
         capture_output=True,
         text=True,
         timeout=900,
