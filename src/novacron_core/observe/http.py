@@ -63,6 +63,7 @@ class Stats:
 def observe_middleware(metrics: NodeMetrics | None, stats: Stats | None = None) -> Any:
     """The middleware; tracing is on when observe.tracing.setup_tracing installed a provider."""
     traced = tracing.enabled()
+    children: dict[tuple[str, int], Any] = {}  # (op, status) -> histogram child: one lookup
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -82,7 +83,11 @@ def observe_middleware(metrics: NodeMetrics | None, stats: Stats | None = None) 
         finally:
             dt = time.perf_counter() - t0
             if metrics is not None:
-                metrics.request_seconds.labels(op, status_class(status)).observe(dt)
+                child = children.get((op, status))
+                if child is None:
+                    child = metrics.request_seconds.labels(op, status_class(status))
+                    children[(op, status)] = child
+                child.observe(dt)
             if stats is not None and op != "admin":
                 stats.requests += 1
                 stats.errors += status >= 500
