@@ -10,6 +10,11 @@
   for our nodes every *same-term* step-down is counted from the logs: a leader that stops
   leading without a higher term arriving, i.e. CheckQuorum giving up on followers that were
   only slow. No fault is injected, so every leader change there is spurious.
+- **leader changes under host stalls**: the same, but every 0.5-1.5 s the whole group is
+  frozen for ``STALL_S`` (SIGSTOP all members at once, SIGCONT them together): what a host
+  that stops running its processes for a while does (the loaded runs above showed every
+  node's event loop lagging 100-220 ms at the same moments). Nobody was partitioned and
+  nobody died: from inside the group nothing happened, so every leader change is spurious.
 
 ``python -m benchmarks.raft --only availability [--quick]`` runs these rows alone.
 """
@@ -20,6 +25,7 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -147,13 +153,29 @@ def restart_to_leader(c: Cluster, times: int, timeout: float = 30.0) -> dict[str
     return out
 
 
-def leader_changes(c: Cluster, seconds: float) -> dict[str, Any]:
+STALL_S = 0.3
+
+
+def leader_changes(c: Cluster, seconds: float, stall_s: float = 0.0) -> dict[str, Any]:
     """Leader changes (term increases) and, for our nodes, same-term step-downs while one
-    client writes every 50 ms, over ``seconds``."""
+    client writes every 50 ms, over ``seconds``; with ``stall_s``, the whole group frozen
+    that long every 0.5-1.5 s."""
     c.leader()
     m0 = time.monotonic()
     stop = threading.Event()
     terms: list[int] = []
+    stalls = [0]
+
+    def stall() -> None:
+        rng = random.Random(0)
+        while not stop.wait(rng.uniform(0.5, 1.5)):
+            pops = [p for m in c.members if (p := c.sup.procs[m].popen) is not None]
+            for p in pops:
+                p.send_signal(signal.SIGSTOP)
+            time.sleep(stall_s)
+            for p in pops:
+                p.send_signal(signal.SIGCONT)
+            stalls[0] += 1
 
     def poll() -> None:
         while not stop.is_set():
@@ -182,6 +204,8 @@ def leader_changes(c: Cluster, seconds: float) -> dict[str, Any]:
             stop.wait(0.05)
 
     threads = [threading.Thread(target=poll), threading.Thread(target=write)]
+    if stall_s:
+        threads.append(threading.Thread(target=stall))
     for t in threads:
         t.start()
     time.sleep(seconds)
@@ -196,6 +220,8 @@ def leader_changes(c: Cluster, seconds: float) -> dict[str, Any]:
         "writes_ok": writes["ok"],
         "writes_failed": writes["failed"],
     }
+    if stall_s:
+        out["stalls"] = stalls[0]
     if c.name == "novacron":
         stepdowns = 0
         for m in c.members:
@@ -221,4 +247,6 @@ def availability(c: Cluster, quick: bool) -> dict[str, Any]:
             out[f"restart_loaded_{k}"] = v
         for k, v in leader_changes(c, window).items():
             out[f"loaded_{k}"] = v
+    for k, v in leader_changes(c, window, stall_s=STALL_S).items():
+        out[f"stalled_{k}"] = v
     return out
