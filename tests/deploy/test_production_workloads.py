@@ -74,6 +74,7 @@ def test_the_agent_alone_gets_exactly_net_admin_and_host_network(
     monkeypatch.setattr(
         capabilities, "cli_commands", lambda: frozenset({"node", "agent", "gateway"})
     )
+    monkeypatch.setattr(capabilities, "RENDERED", frozenset({"node", "agent", "gateway"}))
     for name, objs in built_regions(production).items():
         (ds,) = [o for o in objs if o["kind"] == "DaemonSet"]
         assert ds["metadata"]["namespace"] == "novacron-agents", name

@@ -48,6 +48,7 @@ def all_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         capabilities, "cli_commands", lambda: frozenset({"node", "agent", "gateway"})
     )
+    monkeypatch.setattr(capabilities, "RENDERED", frozenset({"node", "agent", "gateway"}))
 
 
 def region(**changes: Any) -> list[dict[str, Any]]:
@@ -111,10 +112,11 @@ def test_region_produces_all_children_once(all_commands: None) -> None:
     assert len(names) == len(set(names))
 
 
-def test_agents_and_gateways_are_not_deployed_while_the_cli_lacks_their_commands() -> None:
-    """`novacron agent` and `novacron gateway` do not exist yet: no DaemonSet, Deployment,
-    HPA, gateway Service/ServiceAccount/NetworkPolicy (they would crash-loop)."""
-    assert not {"agent", "gateway"} & set(capabilities.cli_commands())
+def test_agents_and_gateways_are_not_deployed_until_their_workloads_are_rendered_for_them() -> None:
+    """Agents and gateways are not deployed until their builders render what the
+    commands need: no DaemonSet, Deployment, HPA, gateway Service/ServiceAccount/NetworkPolicy
+    (they would crash-loop)."""
+    assert not capabilities.available("agent") and not capabilities.available("gateway")
     objs = region()
     kinds = sorted(o["kind"] for o in objs)
     assert kinds == sorted(
