@@ -149,7 +149,7 @@ async def run(args: argparse.Namespace) -> None:
 
     elector.on_elected = elected
     registry = kopf.OperatorRegistry()
-    register(registry, queue, kube, tuple(namespaces), args.coalesce)
+    register(registry, queue, kube, tuple(namespaces), args.coalesce, args.agent_namespace)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -1,11 +1,11 @@
 """What the ``novacron`` CLI can run: the operator deploys a component only when the
-subcommand its pods start exists.
+subcommand its pods start exists, and its builders render what that command needs.
 
-``novacron agent`` and ``novacron gateway`` have not landed yet (their issues add them), so
-their DaemonSet and Deployment/HPA/Service are not deployed, and their CRD fields are left
-out of the generated CRDs (an object that sets one is refused as an unknown field). The
-builders stay: once a command lands, the operator deploys it and ``make crds`` brings its
-fields back, with no change here.
+A component not in ``RENDERED`` (or whose command the CLI lacks) is not deployed and its
+CRD fields are left out of the generated CRDs (an object that sets one is refused as an
+unknown field): the operator never runs pods that crash-loop on an unknown command or a
+flag their command does not take. ``tests/deploy/test_cli_commands.py`` parses every
+rendered workload's arguments with the command's own click parser.
 """
 
 from __future__ import annotations
@@ -16,11 +16,8 @@ import functools
 COMMANDS = {"node": "node", "agent": "agent", "gateway": "gateway"}
 
 # Components whose rendered workload matches what their command needs (flags, config files,
-# ports, mounts). ``novacron agent`` and ``novacron gateway`` now exist, but the builders
-# still render the placeholder pods written before them (no topology mount, ports the
-# commands do not serve): they stay undeployed until the builders are brought in line
-# (docs/gateway.md and docs/routing.md list what each needs).
-RENDERED = frozenset({"node"})
+# ports, mounts): docs/gateway.md and docs/routing.md ("for the operator") say what.
+RENDERED = frozenset({"node", "agent", "gateway"})
 
 
 @functools.cache

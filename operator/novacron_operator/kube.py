@@ -42,6 +42,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Pod": ("v1", "pods"),
     "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
     "Event": ("v1", "events"),
+    "Node": ("v1", "nodes"),
     "StatefulSet": ("apps/v1", "statefulsets"),
     "DaemonSet": ("apps/v1", "daemonsets"),
     "Deployment": ("apps/v1", "deployments"),
@@ -189,7 +190,11 @@ SLIM: dict[str, tuple[str, ...]] = {
     "ConfigMap": ("data", "binaryData"),
     "Secret": ("data", "stringData"),
     "Pod": ("spec",),
-}
+    # a node's labels, taints and addresses say where agents run; the rest is heavy
+    "Node": ("status.images", "status.conditions", "status.nodeInfo", "status.volumesInUse",
+             "status.volumesAttached", "status.capacity", "status.allocatable",
+             "metadata.annotations"),
+}  # fmt: skip
 
 
 def _slim(kind: str, obj: Obj) -> None:
@@ -222,6 +227,7 @@ class Informer:
         self.gone: dict[str, int] = {}
         self.by_owner: dict[str, set[str]] = {}  # owner-label value -> names
         self.synced = asyncio.Event()
+        self.forbidden = False  # the API server answered 403: the cache stays empty
 
     def _index(self, obj: Obj, add: bool) -> None:
         owner = (obj["metadata"].get("labels") or {}).get(OWNER_LABEL)
@@ -290,6 +296,7 @@ class Informer:
         for obj in fresh.values():
             self.put(obj)
             self._notify("ADDED", obj)
+        self.forbidden = False
         return str(got.get("metadata", {}).get("resourceVersion", ""))
 
     async def _watch(self, rv: str) -> str | None:
@@ -342,6 +349,20 @@ class Informer:
                 rv = await self._watch(rv)
             except asyncio.CancelledError:
                 raise
+            except ApiError as e:
+                if e.status != 403:
+                    log.warning("informer %s/%s: %s; relisting", self.namespace, self.kind, e)
+                    rv = None
+                    await asyncio.sleep(1.0)
+                    continue
+                # not allowed: say so once, count as synced (empty) so passes go on
+                # without it, and look again now and then in case the rights come
+                if not self.forbidden:
+                    log.error("informer %s/%s: forbidden: %s", self.namespace, self.kind, e)
+                self.forbidden = True
+                self.synced.set()
+                rv = None
+                await asyncio.sleep(60.0)
             except Exception as e:
                 log.warning("informer %s/%s: %s; relisting", self.namespace, self.kind, e)
                 rv = None
@@ -403,11 +424,19 @@ class Kube:
 
     def informer(self, kind: str, namespace: str | None) -> Informer | None:
         inf = self.informers.get((kind, namespace or ""))
-        return inf if inf is not None and inf.synced.is_set() else None
+        return inf if inf is not None and inf.synced.is_set() and not inf.forbidden else None
+
+    def forbidden(self, kind: str, namespace: str | None) -> bool:
+        """Whether an informer follows ``kind`` there and the API server refuses it (the
+        operator's role lacks the rights): reads then find nothing rather than fail."""
+        inf = self.informers.get((kind, namespace or ""))
+        return inf is not None and inf.forbidden
 
     async def cached_get(self, kind: str, namespace: str, name: str) -> Obj | None:
         """From the informer when one follows the kind there (less what ``SLIM`` drops),
         else from the API."""
+        if self.forbidden(kind, namespace):
+            return None
         inf = self.informer(kind, namespace)
         if inf is None:
             return await self.get(kind, namespace, name)
@@ -421,6 +450,8 @@ class Kube:
         return inf.owned(owner_uid)
 
     async def cached_list(self, kind: str, namespace: str) -> list[Obj]:
+        if self.forbidden(kind, namespace):
+            return []
         inf = self.informer(kind, namespace)
         if inf is None:
             return await self.list(kind, namespace)

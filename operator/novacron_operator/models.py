@@ -7,10 +7,11 @@ API server itself rejects bad objects, before the operator ever sees them.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -182,7 +183,6 @@ class NovaCronClusterStatus(CommonStatus):
 class Location(Spec):
     latitude: float = Field(ge=-90, le=90, description="Degrees north.")
     longitude: float = Field(ge=-180, le=180, description="Degrees east.")
-    display_name: str | None = Field(default=None, max_length=128, description="Label.")
 
 
 class Resources(Spec):
@@ -198,7 +198,12 @@ class Scheduling(Spec):
 
 
 class Agent(Spec):
-    enabled: bool = Field(default=True, description="Run the DWCP agent DaemonSet.")
+    enabled: bool = Field(
+        default=True,
+        description="Run the DWCP agent DaemonSet (novacron agent, hostNetwork) on the "
+        "region's Kubernetes nodes: it measures the links to the other member regions' "
+        "agents and keeps the tunnels the federation's spec.tunnels asks for.",
+    )
 
 
 class Gateway(Spec):
@@ -244,7 +249,8 @@ class NovaCronRegionSpec(Spec):
     )
     location: Location | None = Field(
         default=None,
-        description="Geographic location, for the gateway's routing.",
+        description="Geographic location: the gateways' geo proximity (their config lists "
+        "each local region of the federation with it) and the agents' coordinates.",
         json_schema_extra=GATEWAY_FIELD,
     )
     zones: list[str] = Field(
@@ -330,13 +336,29 @@ class Member(Spec):
             cel(
                 "has(self.regionRef) != has(self.endpoints)",
                 "a member has exactly one of regionRef or endpoints",
-            )
+            ),
+            cel(
+                "!has(self.agentEndpoints) || has(self.endpoints)",
+                "agentEndpoints is for remote members (endpoints); a local member's agents "
+                "are found on its Kubernetes nodes",
+                ".agentEndpoints",
+            ),
         ),
     )
     name: str = Field(pattern=DNS_LABEL, max_length=40, description="Region name.")
     region_ref: ObjectRef | None = Field(default=None, description="Local NovaCronRegion.")
     endpoints: list[Endpoint] | None = Field(
         default=None, min_length=1, max_length=8, description="Remote region endpoints."
+    )
+    agent_endpoints: list[Endpoint] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="A remote region's DWCP agents (UDP, port 7946 by default): listed in "
+        "topology.json as the member's agents, which this cluster's agents probe over UDP "
+        "and exchange link-state with. Unset: they probe the member's endpoints over TCP "
+        "(RTT and loss only, no reroute through it).",
+        json_schema_extra=AGENT_FIELD,
     )
 
 
@@ -375,6 +397,41 @@ class Failover(Spec):
     detection_seconds: int = Field(default=30, ge=1, le=600, description="Time to declare loss.")
 
 
+CIDR4 = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|30)$"
+
+
+class Tunnels(Spec):
+    kind: Literal["none", "vxlan", "gre", "wireguard"] = Field(
+        default="none",
+        description="Tunnels the agents keep between every pair of agents of different "
+        "local member regions: none (measure and route only), vxlan, gre or wireguard. The "
+        "agents then run as root with NET_ADMIN (and NET_RAW and /dev/net/tun for the "
+        "userspace GRE and WireGuard backends). Remote members are not tunnelled.",
+    )
+    overlay_cidr: str = Field(
+        default="198.19.0.0/16",
+        pattern=CIDR4,
+        description="Overlay addresses: each tunnel gets a /30 of it, in a fixed order of "
+        "the agents (member order, then Kubernetes node name).",
+    )
+
+    @field_validator("overlay_cidr")
+    @classmethod
+    def _network(cls, v: str) -> str:
+        ipaddress.IPv4Network(v, strict=False)  # the pattern lets 999.1.1.1 through
+        return v
+
+    key_rotation_days: int = Field(
+        default=0,
+        ge=0,
+        le=3650,
+        description="WireGuard: replace each region's key pairs (in the Secret the operator "
+        "keeps beside its agents) once they are this many days old; 0 never rotates. A "
+        "rotated tunnel carries no traffic until both ends have read the new keys (the "
+        "kubelet's Secret refresh plus the agents' 30 s reconcile).",
+    )
+
+
 class DWCPFederationSpec(Spec):
     # pydantic merges this with Spec's config (camelCase aliases, extra="forbid")
     model_config = ConfigDict(
@@ -410,6 +467,7 @@ class DWCPFederationSpec(Spec):
     replication: Replication = sub(Replication, "Replication mode.")
     conflict_policies: ConflictPolicies = sub(ConflictPolicies, "Conflict resolution.")
     failover: Failover = sub(Failover, "Failover policy.")
+    tunnels: Tunnels = sub(Tunnels, "Tunnels between the member regions' agents.", **AGENT_FIELD)
 
 
 class MemberStatus(Spec):

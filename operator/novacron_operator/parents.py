@@ -4,17 +4,19 @@ defaults its regions take) and DWCPFederation (the topology its member regions' 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from pydantic import ValidationError
 
+from novacron_operator import federated
 from novacron_operator.builders import Owner, build_ca_secret, build_cluster, build_federation
 from novacron_operator.builders.cluster import ca_secret_name
-from novacron_operator.builders.federation import LocalRegion, topology_name
-from novacron_operator.builders.region import RegionContext
+from novacron_operator.builders.federation import agent_plan, topology_name
+from novacron_operator.federated import Member
 from novacron_operator.kube import ApiError, Kube
-from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec
 from novacron_operator.reconcile import (
     Follow,
     Key,
@@ -100,22 +102,41 @@ async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> Follow:
     )
 
 
-async def local_regions(kube: Kube, namespace: str) -> dict[str, tuple[LocalRegion, Obj]]:
-    """The namespace's NovaCronRegions as the federation sees them (regionDefaults applied)."""
-    clusters = {
-        c["metadata"]["name"]: c for c in await kube.cached_list("NovaCronCluster", namespace)
-    }
-    out: dict[str, tuple[LocalRegion, Obj]] = {}
-    for r in await kube.cached_list("NovaCronRegion", namespace):
-        try:
-            spec = NovaCronRegionSpec.model_validate(r.get("spec") or {})
-            cluster = clusters.get(spec.cluster_ref.name)
-            cspec = NovaCronClusterSpec.model_validate((cluster or {}).get("spec") or {})
-        except ValidationError:
-            continue
-        eff = RegionContext(cspec, spec.cluster_ref.name).eff(spec)
-        out[r["metadata"]["name"]] = (LocalRegion(spec.region_name, eff.replicas), r)
-    return out
+async def local_regions(kube: Kube, namespace: str) -> dict[str, Member]:
+    """The namespace's NovaCronRegions as the federation sees them (the same function and
+    cached objects a region's pass uses, so both compute the same topology)."""
+    regions, clusters, nodes = await asyncio.gather(
+        kube.cached_list("NovaCronRegion", namespace),
+        kube.cached_list("NovaCronCluster", namespace),
+        kube.cached_list("Node", ""),
+    )
+    return federated.local_regions(regions, clusters, nodes)
+
+
+def _rv(obj: Obj) -> str:
+    return str(obj["metadata"].get("resourceVersion", ""))
+
+
+def tunnels_condition(spec: DWCPFederationSpec, regions: dict[str, Member]) -> Cond:
+    """Whether every pair of local agents got its tunnel (a /30 of overlayCIDR each)."""
+    kind = spec.tunnels.kind
+    if kind == "none":
+        return ok("TunnelsPlanned", "NoTunnels", "tunnels.kind none: agents measure and route")
+    plan = agent_plan(spec, {n: m.local for n, m in regions.items()})
+    if plan.needed > plan.capacity:
+        return no(
+            "TunnelsPlanned",
+            "OverlayTooSmall",
+            f"tunnels.overlayCIDR {spec.tunnels.overlay_cidr} holds {plan.capacity} tunnels "
+            f"(a /30 each); the {len(plan.seats)} agents of the local members need "
+            f"{plan.needed}: only the first {plan.capacity} are made",
+        )
+    return ok(
+        "TunnelsPlanned",
+        "Planned",
+        f"{plan.needed} {kind} tunnels between {len(plan.seats)} agents of the local members "
+        "(remote members are not tunnelled)",
+    )
 
 
 def unsupported(spec: DWCPFederationSpec) -> list[Cond]:
@@ -184,11 +205,19 @@ async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
         return []
     regions = await local_regions(kube, key.namespace)
     rejected: Rejected | None = None
+    local = {name: m.local for name, m in regions.items()}
+    desired = build_federation(owner, spec, local)
+    live = await kube.cached_get("ConfigMap", key.namespace, topology_name(owner.name))
     try:
-        local = {name: lr for name, (lr, _) in regions.items()}
-        await apply_and_prune(kube, owner, build_federation(owner, spec, local))
+        await apply_and_prune(kube, owner, desired)
     except Rejected as e:
         rejected = e
+    after = await kube.cached_get("ConfigMap", key.namespace, topology_name(owner.name))
+    # the member regions compute the same topology from the same cache: when it changed,
+    # their gateways and agents may need to roll
+    # (compared by resourceVersion: the cache holds no ConfigMap data, and a no-op apply
+    # leaves it as it was)
+    moved = live is None or after is None or _rv(live) != _rv(after)
     members: list[Obj] = []
     missing: list[str] = []
     mismatched: list[str] = []
@@ -207,7 +236,7 @@ async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
             missing.append(f"{m.name} ({msg})")
             members.append({"name": m.name, "local": True, "ready": False, "message": msg})
             continue
-        lr, robj = found
+        lr, robj = found.local, found.obj
         entry: Obj = {"name": m.name, "local": True, "ready": bool(ready_of(robj))}
         entry["region"] = lr.region_name
         if not entry["ready"]:
@@ -242,7 +271,9 @@ async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
             "; ".join(mismatched) + " (topology.json lists each member with that region)",
         )
     )
-    health = health.with_extra(names, topology_condition(), *unsupported(spec))
+    health = health.with_extra(
+        names, topology_condition(), tunnels_condition(spec, regions), *unsupported(spec)
+    )
     if rejected is not None:
         health = health.degrade("ChildApplyFailed", rejected.message())
     extra = {"members": members, "readyMembers": ready}
@@ -252,5 +283,5 @@ async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
     if rejected is not None:
         raise rejected
     log.debug("federation %s: %s", topology_name(owner.name), count)
-    # its member regions mount its topology (or stop): a spec change is theirs to apply
-    return every_region if spec_changed else []
+    # its member regions mount its topology (or stop): a change is theirs to apply
+    return every_region if spec_changed or moved else []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from novacron_operator.parents import reconcile_cluster, reconcile_federation
-from novacron_operator.reconcile import reconcile_region
+from novacron_operator.regions import reconcile_region
 
 RECONCILERS = {
     "NovaCronRegion": reconcile_region,

@@ -22,8 +22,9 @@ from novacron_operator.builders import (
     build_federation,
     build_region,
 )
-from novacron_operator.builders.federation import LocalRegion, federation_of
+from novacron_operator.builders.federation import federation_of
 from novacron_operator.builders.region import RegionContext
+from novacron_operator.federated import local_regions, view
 from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
 
 KINDS = ("NovaCronCluster", "NovaCronRegion", "DWCPFederation")
@@ -71,10 +72,13 @@ def render(
             if with_ca:
                 out.append(build_ca_secret(owner, spec))
     regions: list[tuple[Owner, NovaCronRegionSpec, NovaCronClusterSpec]] = []
-    feds: dict[str, dict[str, DWCPFederationSpec]] = {}  # namespace -> name -> spec
-    fed_owners: list[Owner] = []
+    feds: dict[str, dict[str, tuple[Owner, DWCPFederationSpec]]] = {}  # namespace -> name
+    by_ns: dict[str, dict[str, list[dict[str, Any]]]] = {}  # namespace -> kind -> docs
     for doc in ours:
         owner = _owner(doc, namespace)
+        by_ns.setdefault(owner.namespace, {}).setdefault(doc["kind"], []).append(
+            {**doc, "metadata": {**(doc.get("metadata") or {}), "name": owner.name}}
+        )
         if doc["kind"] == "NovaCronRegion":
             rspec = _spec(NovaCronRegionSpec, doc, owner)
             cluster = clusters.get((owner.namespace, rspec.cluster_ref.name))
@@ -85,22 +89,38 @@ def render(
                 )
             regions.append((owner, rspec, cluster))
         elif doc["kind"] == "DWCPFederation":
-            feds.setdefault(owner.namespace, {})[owner.name] = _spec(DWCPFederationSpec, doc, owner)
-            fed_owners.append(owner)
-    local: dict[str, dict[str, LocalRegion]] = {}
+            fspec = _spec(DWCPFederationSpec, doc, owner)
+            feds.setdefault(owner.namespace, {})[owner.name] = (owner, fspec)
+    # offline, no Kubernetes node is known: the agents' ConfigMaps name no node, and
+    # topology.json lists no agent
+    members = {
+        ns: local_regions(kinds.get("NovaCronRegion", []), kinds.get("NovaCronCluster", []), [])
+        for ns, kinds in by_ns.items()
+    }
     for owner, rspec, cluster in regions:
+        ns_feds = feds.get(owner.namespace, {})
+        fed = federation_of(owner.name, {n: s for n, (_, s) in ns_feds.items()})
+        seen = view(
+            owner.name,
+            owner.namespace,
+            rspec,
+            ns_feds[fed] if fed else None,
+            members.get(owner.namespace, {}),
+        )
         ctx = RegionContext(
             cluster,
             rspec.cluster_ref.name,
-            federation=federation_of(owner.name, feds.get(owner.namespace, {})),
+            federation=fed,
+            topology=seen.topology,
+            gateway_peers=seen.gateway_peers,
+            agents=seen.agents,
+            probe_hosts=seen.probe_hosts,
         )
         out += build_region(owner, rspec, ctx)
-        local.setdefault(owner.namespace, {})[owner.name] = LocalRegion(
-            rspec.region_name, ctx.eff(rspec).replicas
-        )
-    for owner in fed_owners:
-        spec = feds[owner.namespace][owner.name]
-        out += build_federation(owner, spec, local.get(owner.namespace, {}))
+    for ns, by_name in feds.items():
+        local = {n: m.local for n, m in members.get(ns, {}).items()}
+        for owner, fspec in by_name.values():
+            out += build_federation(owner, fspec, local)
     return out
 
 

@@ -170,15 +170,24 @@ def workload_health(
     if updated < want_replicas:
         lagging.append(f"{updated}/{want_replicas} nodes updated")
     if agent and ds is not None:
+        # one per Kubernetes node the DaemonSet selects (none: AgentsPlaced says why)
         d = ds.get("status") or {}
         want, have = d.get("desiredNumberScheduled", 0), d.get("numberReady", 0)
-        if want == 0 or have < want:
+        if d.get("observedGeneration", 0) < (ds.get("metadata") or {}).get("generation", 0):
+            lagging.append("agent DaemonSet not yet observed")
+        elif have < want:
             lagging.append(f"{have}/{want} agents ready")
+        elif d.get("updatedNumberScheduled", want) < want:
+            lagging.append(f"{d.get('updatedNumberScheduled', 0)}/{want} agents updated")
     if gateway and deploy is not None:
         dep = deploy.get("status") or {}
         want_gw = (deploy.get("spec") or {}).get("replicas", 1)
-        if dep.get("availableReplicas", 0) < want_gw:
+        if dep.get("observedGeneration", 0) < (deploy.get("metadata") or {}).get("generation", 0):
+            lagging.append("gateway Deployment not yet observed")
+        elif dep.get("availableReplicas", 0) < want_gw:
             lagging.append(f"{dep.get('availableReplicas', 0)}/{want_gw} gateways available")
+        elif dep.get("updatedReplicas", want_gw) < want_gw:
+            lagging.append(f"{dep.get('updatedReplicas', 0)}/{want_gw} gateways updated")
     if not lagging:
         return ready_health("NodesReady", f"{ready}/{want_replicas} nodes ready and updated")
     # quorum lost while the group exists is degraded, not merely progressing

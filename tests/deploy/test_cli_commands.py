@@ -1,15 +1,19 @@
 """What is deployed must exist: every workload that the examples, the chart (each values
 file) and the kustomize overlays make the operator create runs a `novacron` subcommand the
-CLI (`novacron_core.cli.main`) has, and the operator's own container runs a console script
-the package installs. A DaemonSet running `novacron agent` before that command lands is
-a crash loop in every region, so this fails on it."""
+CLI (`novacron_core.cli.main`) has, with arguments that subcommand's own click parser
+accepts (every option exists, every value has a valid type; files named need not exist
+here), and the operator's own container runs a console script the package installs. A
+DaemonSet running `novacron agent`, or a flag its command does not take, is a crash loop in
+every region, so this fails on it."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 from novacron_operator.render import KINDS, render
@@ -43,6 +47,13 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
     return dict(spec["template"]["spec"])
 
 
+def expand(argv: list[str], env: list[dict[str, Any]]) -> list[str]:
+    """The arguments as the kubelet hands them over: ``$(VAR)`` replaced by the container's
+    environment (a value from the downward API or a Secret stands in as ``<VAR>``)."""
+    values = {e["name"]: e.get("value", f"<{e['name']}>") for e in env}
+    return [re.sub(r"\$\((\w+)\)", lambda m: values.get(m[1], m[0]), a) for a in argv]
+
+
 def commands(objs: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
     """(workload, image, command line) of every container and init container."""
     out = []
@@ -51,9 +62,29 @@ def commands(objs: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
             continue
         spec = pod_spec(o)
         for c in [*(spec.get("initContainers") or []), *spec["containers"]]:
-            argv = [*(c.get("command") or []), *(c.get("args") or [])]
+            argv = expand([*(c.get("command") or []), *(c.get("args") or [])], c.get("env") or [])
             out.append((f"{o['kind']}/{o['metadata']['name']}", c["image"], argv))
     return out
+
+
+def without_file_checks(cmd: click.Command) -> click.Command:
+    """The command with its path options' existence checks off: the files are in the
+    pod's mounts, not here. Every other type is converted as the pod's start would."""
+    params = []
+    for p in cmd.params:
+        if isinstance(p.type, click.Path) and p.type.exists:
+            p = type(p)(p.opts, type=click.Path(dir_okay=p.type.dir_okay), multiple=p.multiple)
+        params.append(p)
+    return click.Command(cmd.name, params=params, callback=cmd.callback)
+
+
+def parse_error(sub: str, args: list[str]) -> str | None:
+    """What the subcommand's own parser says about ``args`` (None: it accepts them)."""
+    try:
+        without_file_checks(main.commands[sub]).make_context(sub, list(args))
+    except click.ClickException as e:
+        return e.format_message()
+    return None
 
 
 def scripts() -> set[str]:
@@ -72,9 +103,12 @@ def missing(objs: list[dict[str, Any]]) -> list[str]:
                 bad.append(f"{where}: {argv[:1]} is no console script of the package")
         elif repo.endswith("/novacron"):
             # the core image's entrypoint is `novacron`: its first argument is the subcommand
+            args = argv[2:] if argv[:1] == ["novacron"] else argv[1:]
             sub = argv[1] if argv[:1] == ["novacron"] else (argv[0] if argv else None)
             if sub not in subcommands:
                 bad.append(f"{where}: `novacron {sub}` does not exist ({image})")
+            elif (err := parse_error(sub, args)) is not None:
+                bad.append(f"{where}: `novacron {sub} {' '.join(args)}`: {err}")
         else:
             bad.append(f"{where}: unknown image {image}")
     return bad
@@ -142,3 +176,40 @@ def test_the_check_catches_a_command_the_cli_lacks(monkeypatch: pytest.MonkeyPat
     assert any("`novacron agent` does not exist" in b for b in bad), bad
     assert any("`novacron gateway` does not exist" in b for b in bad), bad
     assert CHART.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--config", "/etc/novacron/gateway.json", "--no-such-flag"], "No such option"),
+        (["--max-inflight", "many"], "'many' is not a valid integer"),
+        (["--algorithm", "fastest"], "'fastest' is not one of"),
+    ],
+)
+def test_the_check_catches_a_flag_or_value_the_command_refuses(
+    args: list[str], complaint: str
+) -> None:
+    gateway = {
+        "kind": "Deployment",
+        "metadata": {"name": "g"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "g", "image": "ghcr.io/novacron/novacron:0.1.0",
+                         "args": ["gateway", *args]}
+                    ]
+                }
+            }
+        },
+    }  # fmt: skip
+    (bad,) = missing([gateway])
+    assert complaint in bad, bad
+
+
+def test_kubelet_variables_are_expanded_before_parsing() -> None:
+    argv = expand(
+        ["agent", "--config", "/etc/novacron/agent/$(NODE_NAME).json", "$(UNSET)"],
+        [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+    )
+    assert argv == ["agent", "--config", "/etc/novacron/agent/<NODE_NAME>.json", "$(UNSET)"]

@@ -1,6 +1,6 @@
 """values-production.yaml through the operator's own builders (pure functions): the workloads
 production gets — 5 consensus replicas spread across zones, a quorum-keeping PDB, resource
-requests/limits, restricted node pods, and (once `novacron agent` exists) agents apart."""
+requests/limits, restricted node and gateway pods, and the agents apart (their own namespace, host network)."""
 
 from __future__ import annotations
 
@@ -59,31 +59,27 @@ def test_production_regions_build_into_ha_workloads(production: list[dict[str, A
         assert node["resources"]["limits"]["memory"] == "4Gi", name
         assert_restricted(f"{name} node", pod)
         assert one(objs, "PodDisruptionBudget")["spec"]["minAvailable"] == 3  # quorum of 5
-        # no `novacron gateway` / `novacron agent` yet: nothing that would run them
-        assert not [
-            o for o in objs if o["kind"] in ("Deployment", "DaemonSet", "HorizontalPodAutoscaler")
-        ]
+        # the gateway: a Deployment scaled by its HPA, restricted like the nodes
+        gateway = one(objs, "Deployment", "-gateway")
+        assert "replicas" not in gateway["spec"], name  # left to the HPA
+        assert_restricted(f"{name} gateway", gateway["spec"]["template"]["spec"])
+        assert one(objs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"] == (
+            gateway["metadata"]["name"]
+        )
 
 
-def test_the_agent_alone_gets_exactly_net_admin_and_host_network(
-    production: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+def test_the_agent_alone_gets_the_host_network_and_no_capability_without_tunnels(
+    production: list[dict[str, Any]],
 ) -> None:
-    from novacron_operator import capabilities
-
-    # as it will be once the agent and gateway commands land
-    monkeypatch.setattr(
-        capabilities, "cli_commands", lambda: frozenset({"node", "agent", "gateway"})
-    )
-    monkeypatch.setattr(capabilities, "RENDERED", frozenset({"node", "agent", "gateway"}))
     for name, objs in built_regions(production).items():
         (ds,) = [o for o in objs if o["kind"] == "DaemonSet"]
         assert ds["metadata"]["namespace"] == "novacron-agents", name
         pod = ds["spec"]["template"]["spec"]
         assert pod["hostNetwork"] is True
         for c in pod["containers"]:
-            caps = c["securityContext"]["capabilities"]
-            assert caps["add"] == ["NET_ADMIN"], name
-            assert caps["drop"] == ["ALL"], name
+            # no federation asks for tunnels here: measuring and routing needs no privilege
+            assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}, name
+            assert c["securityContext"]["runAsNonRoot"] is True, name
             assert c["securityContext"].get("privileged") in (None, False), name
         others = [o for o in objs if o["kind"] in ("StatefulSet", "Deployment")]
         for o in others:

@@ -13,7 +13,7 @@ from novacron_operator.builders import Owner, build_cluster, build_region
 from novacron_operator.builders.region import RegionContext
 from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
 from novacron_operator.parents import tls_condition, topology_condition, unsupported
-from novacron_operator.reconcile import protocol_condition
+from novacron_operator.regions import protocol_condition
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = Owner("NovaCronRegion", "us-east", "prod", "u-1")
@@ -62,10 +62,16 @@ def test_service_monitor_follows_the_cluster_flag_and_scrapes_the_api_port() -> 
     off = NovaCronClusterSpec.model_validate(
         {"version": "0.1.0", "monitoring": {"serviceMonitor": False}}
     )
-    (monitor,) = [o for o in statefulset(on)[1] if o["kind"] == "ServiceMonitor"]
-    # the node serves /metrics on its API port: nothing listens anywhere else
-    assert monitor["spec"]["endpoints"][0]["port"] == "api"
-    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    monitors = {
+        o["metadata"]["labels"]["app.kubernetes.io/component"]: o["spec"]["endpoints"][0]
+        for o in statefulset(on)[1]
+        if o["kind"] == "ServiceMonitor"
+    }
+    # the node serves /metrics on its API port: nothing listens anywhere else; the gateway
+    # on its admin port (the HPA's request-rate metric comes from there)
+    assert set(monitors) == {"node", "gateway"}
+    assert (monitors["node"]["port"], monitors["node"]["path"]) == ("api", "/metrics")
+    assert (monitors["gateway"]["port"], monitors["gateway"]["path"]) == ("metrics", "/metrics")
     assert not [o for o in statefulset(off)[1] if o["kind"] == "ServiceMonitor"]
 
 

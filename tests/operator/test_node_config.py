@@ -11,8 +11,8 @@ import pytest
 from novacron_operator.admin import ClusterInfo
 from novacron_operator.builders import Owner, build_region
 from novacron_operator.builders.region import RegionContext
+from novacron_operator.members import cluster_state
 from novacron_operator.models import NovaCronClusterSpec, NovaCronRegionSpec
-from novacron_operator.reconcile import cluster_state
 from novacron_operator.sequencer import Step
 
 from novacron_core.runtime.node import REJOINING_MARKER, NodeServer

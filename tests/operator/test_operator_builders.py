@@ -42,15 +42,6 @@ FEDERATION = DWCPFederationSpec.model_validate(
 )
 
 
-@pytest.fixture
-def all_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As if `novacron agent` and `novacron gateway` existed: their builders stay tested."""
-    monkeypatch.setattr(
-        capabilities, "cli_commands", lambda: frozenset({"node", "agent", "gateway"})
-    )
-    monkeypatch.setattr(capabilities, "RENDERED", frozenset({"node", "agent", "gateway"}))
-
-
 def region(**changes: Any) -> list[dict[str, Any]]:
     spec = REGION.model_copy(update=changes)
     return build_region(OWNER, spec, RegionContext(CLUSTER, "fleet"))
@@ -100,7 +91,7 @@ def test_every_child_owned_by_its_resource_and_labelled_for_pruning() -> None:
         assert meta["labels"]["novacron.io/owner"] == OWNER.uid
 
 
-def test_region_produces_all_children_once(all_commands: None) -> None:
+def test_region_produces_all_children_once() -> None:
     kinds = sorted(o["kind"] for o in region())
     assert kinds == sorted(
         ["ServiceAccount"] * 3
@@ -112,11 +103,16 @@ def test_region_produces_all_children_once(all_commands: None) -> None:
     assert len(names) == len(set(names))
 
 
-def test_agents_and_gateways_are_not_deployed_until_their_workloads_are_rendered_for_them() -> None:
-    """Agents and gateways are not deployed until their builders render what the
-    commands need: no DaemonSet, Deployment, HPA, gateway Service/ServiceAccount/NetworkPolicy
-    (they would crash-loop)."""
-    assert not capabilities.available("agent") and not capabilities.available("gateway")
+def test_agents_and_gateways_are_not_deployed_while_the_cli_lacks_their_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A build whose CLI has no `novacron agent` / `novacron gateway` deploys neither: no
+    DaemonSet, Deployment, HPA, gateway Service/ServiceAccount/NetworkPolicy (they would
+    crash-loop), and the nodes' pods are the same."""
+    assert capabilities.available("agent")
+    assert capabilities.available("gateway")
+    with_all = region()
+    monkeypatch.setattr(capabilities, "cli_commands", lambda: frozenset({"node"}))
     objs = region()
     kinds = sorted(o["kind"] for o in objs)
     assert kinds == sorted(
@@ -127,7 +123,8 @@ def test_agents_and_gateways_are_not_deployed_until_their_workloads_are_rendered
     )
     assert not [o for o in objs if "gateway" in o["metadata"]["name"]]
     (cm,) = by_kind(objs, "ConfigMap")
-    assert "region.json" not in cm["data"]  # read by agents and gateways only
+    assert set(cm["data"]) == {"node.json", "cluster-state"}
+    assert by_kind(objs, "StatefulSet") == by_kind(with_all, "StatefulSet")
 
 
 def test_volume_claims_are_kept_when_the_region_is_deleted_unless_asked() -> None:
@@ -181,6 +178,7 @@ def test_region_defaults_fill_what_the_region_leaves_unset() -> None:
 def test_a_federation_member_mounts_the_topology_whole_outside_the_config_hash() -> None:
     plain = region()
     objs = federated_region()
+    cm = next(o for o in objs if o["metadata"]["name"] == "us-east-config")
     (sts,) = by_kind(objs, "StatefulSet")
     pod = sts["spec"]["template"]["spec"]
     (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "federation"]
@@ -192,10 +190,9 @@ def test_a_federation_member_mounts_the_topology_whole_outside_the_config_hash()
     assert "subPath" not in mount  # the kubelet updates the file in place
     (vol,) = [v for v in pod["volumes"] if v["name"] == "federation"]
     assert vol["configMap"] == {"name": "global-topology"}
-    (cm,) = by_kind(objs, "ConfigMap")
     node = json.loads(cm["data"]["node.json"])
     assert node["federation_file"] == "/etc/novacron/federation/topology.json"
-    (plain_cm,) = by_kind(plain, "ConfigMap")
+    plain_cm = next(o for o in plain if o["metadata"]["name"] == "us-east-config")
     assert "federation_file" not in json.loads(plain_cm["data"]["node.json"])
     # the federation's content is in another ConfigMap: changing it changes no pod template
     fed_a = build_federation(FED_OWNER, FEDERATION, LOCAL)
@@ -262,9 +259,7 @@ def test_config_change_changes_pod_template_hash_but_image_alone_does_not() -> N
     assert digest(build_region(OWNER, scaled, ctx)) == digest(region())
 
 
-def test_node_and_gateway_pods_meet_restricted_and_agent_gets_only_net_admin(
-    all_commands: None,
-) -> None:
+def test_node_and_gateway_pods_meet_restricted_and_agents_get_only_the_host_network() -> None:
     objs = region()
     for kind in ("StatefulSet", "Deployment"):
         (w,) = by_kind(objs, kind)
@@ -277,13 +272,14 @@ def test_node_and_gateway_pods_meet_restricted_and_agent_gets_only_net_admin(
             assert sc["readOnlyRootFilesystem"]
             assert sc["allowPrivilegeEscalation"] is False
             assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+    # without tunnels an agent measures and routes: the host's network, nothing else
     (ds,) = by_kind(objs, "DaemonSet")
     pod = ds["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
-    assert pod["containers"][0]["securityContext"]["capabilities"] == {
-        "drop": ["ALL"],
-        "add": ["NET_ADMIN"],
-    }
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (c,) = pod["containers"]
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert not [v for v in pod["volumes"] if "hostPath" in v]
     assert pod["nodeSelector"] == {"topology.kubernetes.io/region": "us-east"}
 
 
@@ -309,7 +305,7 @@ def test_statefulset_uses_a_partitioned_rollout_probes_and_zone_spread() -> None
     }
 
 
-def test_agent_disabled_drops_daemonset_and_its_account(all_commands: None) -> None:
+def test_agent_disabled_drops_daemonset_and_its_account() -> None:
     objs = region(agent=REGION.agent.model_copy(update={"enabled": False}))
     assert not by_kind(objs, "DaemonSet")
     assert all(o["metadata"]["name"] != "us-east-agent" for o in objs)
@@ -330,7 +326,7 @@ def test_ca_secret_holds_a_ca_certificate_valid_for_configured_days() -> None:
     assert days == CLUSTER.tls.ca_validity_days
 
 
-def test_agent_in_privileged_namespace_is_unowned_but_labelled(all_commands: None) -> None:
+def test_agent_in_privileged_namespace_is_unowned_but_labelled() -> None:
     ctx = RegionContext(CLUSTER, "fleet", agent_namespace="novacron-agents")
     objs = build_region(OWNER, REGION, ctx)
     moved = [o for o in objs if o["metadata"]["namespace"] == "novacron-agents"]
@@ -344,7 +340,7 @@ def test_agent_in_privileged_namespace_is_unowned_but_labelled(all_commands: Non
     assert volume["configMap"]["name"] == "prod-us-east-agent"
 
 
-def test_gateway_hpa_scales_on_request_rate_when_a_target_is_set(all_commands: None) -> None:
+def test_gateway_hpa_scales_on_request_rate_when_a_target_is_set() -> None:
     gateway = REGION.gateway.model_copy(update={"target_requests_per_second": 500})
     (hpa,) = [o for o in region(gateway=gateway) if o["kind"] == "HorizontalPodAutoscaler"]
     kinds = [m["type"] for m in hpa["spec"]["metrics"]]
@@ -355,6 +351,6 @@ def test_gateway_hpa_scales_on_request_rate_when_a_target_is_set(all_commands: N
     kubernetes_validate.validate(hpa, "1.36", strict=True)
 
 
-def test_gateway_hpa_uses_cpu_only_without_a_request_rate_target(all_commands: None) -> None:
+def test_gateway_hpa_uses_cpu_only_without_a_request_rate_target() -> None:
     (hpa,) = [o for o in region() if o["kind"] == "HorizontalPodAutoscaler"]
     assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource"]

@@ -16,7 +16,9 @@ MANAGED_BY = "novacron-operator"
 OWNER_LABEL = "novacron.io/owner"  # owner uid: the pruning and child-watch selector
 REGION_LABEL = "topology.kubernetes.io/region"
 ZONE_LABEL = "topology.kubernetes.io/zone"
-API_PORT, PEER_PORT, METRICS_PORT, GATEWAY_PORT = 8080, 7000, 9090, 8443
+# the nodes serve their client API, admin API and /metrics on API_PORT; the gateway its
+# clients on GATEWAY_PORT and probes, /metrics and /v1/backends on GATEWAY_ADMIN_PORT
+API_PORT, PEER_PORT, GATEWAY_PORT, GATEWAY_ADMIN_PORT = 8080, 7000, 8443, 9090
 RUN_AS = 65532
 
 

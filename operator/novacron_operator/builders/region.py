@@ -1,16 +1,17 @@
-"""NovaCronRegion -> everything one region runs: nodes (and, once their commands exist,
-agents and gateway), and their plumbing."""
+"""NovaCronRegion -> everything one region runs: its consensus nodes (StatefulSet, Services,
+PDB, NetworkPolicy), its gateway (builders/gateway.py) and its DWCP agents
+(builders/agent.py), and their plumbing."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from novacron_operator import names
+from novacron_operator.builders.agent import AgentSetup, build_agents
 from novacron_operator.builders.common import (
     API_PORT,
-    GATEWAY_PORT,
-    METRICS_PORT,
     OWNER_LABEL,
     PEER_PORT,
     REGION_LABEL,
@@ -25,6 +26,18 @@ from novacron_operator.builders.common import (
     restricted_pod_security,
     selector_labels,
 )
+from novacron_operator.builders.federation import agents_view, gateway_view
+from novacron_operator.builders.gateway import (
+    CONFIG_FILE as GATEWAY_CONFIG,
+)
+from novacron_operator.builders.gateway import (
+    GatewayRegion,
+    build_gateway,
+    gateway_config,
+    own_region,
+)
+from novacron_operator.builders.gateway import policy as gateway_policy
+from novacron_operator.builders.gateway import service_monitor as gateway_monitor
 from novacron_operator.capabilities import available
 from novacron_operator.models import Effective, NovaCronClusterSpec, NovaCronRegionSpec, effective
 
@@ -41,8 +54,8 @@ class RegionContext:
     cluster: NovaCronClusterSpec
     cluster_name: str
     service_monitor_crd: bool = False
-    # agents need hostNetwork + NET_ADMIN, which PodSecurity 'restricted' (and 'baseline')
-    # forbid: they may live in a separate privileged namespace, like CNI agents do
+    # agents need hostNetwork (+ NET_ADMIN for tunnels), which PodSecurity 'restricted' (and
+    # 'baseline') forbid: they live in a separate privileged namespace, like CNI agents do
     agent_namespace: str | None = None
     # the members the group was first created with (the nodes' bootstrap ``peers``); fixed
     # for the region's life, so scaling never rewrites the config and rolls every pod.
@@ -55,11 +68,21 @@ class RegionContext:
     # waits to be replaced instead of bootstrapping again (the ConfigMap's cluster-state,
     # outside the config hash: flipping it rolls no pod)
     cluster_state: Literal["new", "existing"] = "new"
-    # the DWCPFederation this region is a member of: its nodes mount {federation}-topology
+    # the DWCPFederation this region is a member of: its pods mount {federation}-topology
     federation: str | None = None
     # the volumeClaimTemplates size to keep while a resize cannot (yet) be applied: the live
     # StatefulSet's (the API server refuses any change to it); None: the spec's
     claim_size: str | None = None
+    # the federation's topology.json (its text): gateways and agents read it once, at start,
+    # so their templates carry its hash; the agents get a copy of it
+    topology: str | None = None
+    # the federation's other local regions, for the gateway's config
+    gateway_peers: tuple[GatewayRegion, ...] = ()
+    # what this region's agents are called, where they run, which tunnels they keep
+    # (None: no Kubernetes node is known to run them, as in ``novacron render``)
+    agents: AgentSetup | None = field(default=None, compare=False)
+    # where every agent of the federation runs: they may TCP-probe this region's nodes
+    probe_hosts: tuple[str, ...] = ()
 
     def eff(self, spec: NovaCronRegionSpec) -> Effective:
         return effective(spec, self.cluster.region_defaults)
@@ -67,9 +90,7 @@ class RegionContext:
 
 def agent_names(owner: Owner, ctx: RegionContext) -> tuple[str, str]:
     """(namespace, name) of a region's agent objects; unique across source namespaces."""
-    if ctx.agent_namespace and ctx.agent_namespace != owner.namespace:
-        return ctx.agent_namespace, f"{owner.namespace}-{owner.name}-agent"
-    return owner.namespace, f"{owner.name}-agent"
+    return names.agent(owner.name, owner.namespace, ctx.agent_namespace)
 
 
 def image_of(spec: NovaCronRegionSpec, ctx: RegionContext) -> str:
@@ -80,20 +101,21 @@ DATA_DIR = "/var/lib/novacron"
 CONFIG_DIR = "/etc/novacron"
 CLUSTER_STATE_KEY = "cluster-state"
 # the federation's topology ConfigMap, mounted whole (no subPath, so the kubelet updates
-# the file in place and a federation change rolls no pod)
+# the file in place and a federation change rolls no node pod: the nodes re-read it)
 FEDERATION_DIR = f"{CONFIG_DIR}/federation"
 FEDERATION_FILE = f"{FEDERATION_DIR}/topology.json"
 
 
 def node_address(owner: Owner, ordinal: int, port: int) -> str:
     """A node pod's stable DNS name (the headless Service publishes not-ready pods)."""
-    return f"{owner.name}-{ordinal}.{owner.name}-peers.{owner.namespace}.svc:{port}"
+    return names.node_address(owner.name, owner.namespace, ordinal, port)
 
 
 def bootstrap_peers(owner: Owner, replicas: int) -> str:
     """``id=peer/http`` for each bootstrap member, in the node's ``peers`` format."""
     return ",".join(
-        f"{owner.name}-{i}={node_address(owner, i, PEER_PORT)}/{node_address(owner, i, API_PORT)}"
+        f"{names.node_pod(owner.name, i)}="
+        f"{node_address(owner, i, PEER_PORT)}/{node_address(owner, i, API_PORT)}"
         for i in range(replicas)
     )
 
@@ -114,19 +136,6 @@ def node_config(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> M
     if ctx.federation:
         out["federation_file"] = FEDERATION_FILE
     return out
-
-
-def region_info(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> Manifest:
-    """``region.json``: the region's topology for agents and gateways (not node settings)."""
-    return {
-        "cluster": ctx.cluster_name,
-        "region": spec.region_name,
-        "zones": spec.zones,
-        "protocol": ctx.eff(spec).protocol,
-        "nodes": f"{owner.name}.{owner.namespace}.svc:{API_PORT}",
-        "ports": {"api": API_PORT, "peer": PEER_PORT, "metrics": METRICS_PORT},
-        "tls": {"mode": ctx.cluster.tls.mode, "caSecret": f"{ctx.cluster_name}-ca"},
-    }
 
 
 def region_selector(spec: NovaCronRegionSpec) -> dict[str, str]:
@@ -161,7 +170,6 @@ def statefulset(
         [
             {"name": "api", "containerPort": API_PORT},
             {"name": "peer", "containerPort": PEER_PORT},
-            {"name": "metrics", "containerPort": METRICS_PORT},
         ],
     )
     node["imagePullPolicy"] = ctx.cluster.image_pull_policy
@@ -183,15 +191,20 @@ def statefulset(
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     volumes: list[Manifest] = [
-        {"name": "config", "configMap": {"name": f"{owner.name}-config"}},
-        {"name": "tls", "secret": {"secretName": f"{ctx.cluster_name}-ca", "optional": True}},
+        {"name": "config", "configMap": {"name": names.region_config(owner.name)}},
+        {
+            "name": "tls",
+            "secret": {"secretName": names.ca_secret(ctx.cluster_name), "optional": True},
+        },
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
     ]
     if ctx.federation:
         node["volumeMounts"].append(
             {"name": "federation", "mountPath": FEDERATION_DIR, "readOnly": True}
         )
-        volumes.append({"name": "federation", "configMap": {"name": f"{ctx.federation}-topology"}})
+        volumes.append(
+            {"name": "federation", "configMap": {"name": names.topology(ctx.federation)}}
+        )
     eff = ctx.eff(spec)
     pvc_spec: Manifest = {
         "accessModes": ["ReadWriteOnce"],
@@ -200,7 +213,7 @@ def statefulset(
     if eff.storage_class_name:
         pvc_spec["storageClassName"] = eff.storage_class_name
     pod_spec: Manifest = {
-        "serviceAccountName": f"{owner.name}-node",
+        "serviceAccountName": names.node_account(owner.name),
         "automountServiceAccountToken": False,
         "securityContext": restricted_pod_security(),
         "nodeSelector": region_selector(spec),
@@ -265,7 +278,7 @@ def statefulset(
         ),
         "spec": {
             "replicas": eff.replicas if ctx.replicas is None else ctx.replicas,
-            "serviceName": f"{owner.name}-peers",
+            "serviceName": names.peers_service(owner.name),
             "podManagementPolicy": "Parallel",
             # the day-2 sequencer lowers the partition one ordinal at a time (highest first),
             # moving leadership off a pod before its ordinal is released
@@ -298,12 +311,11 @@ def services(owner: Owner) -> list[Manifest]:
     ports = [
         {"name": "api", "port": API_PORT, "targetPort": "api"},
         {"name": "peer", "port": PEER_PORT, "targetPort": "peer"},
-        {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"},
     ]
     headless = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": meta(owner, f"{owner.name}-peers", "node"),
+        "metadata": meta(owner, names.peers_service(owner.name), "node"),
         # peers must resolve each other before they are ready, or no quorum ever forms
         "spec": {
             "clusterIP": "None",
@@ -333,185 +345,23 @@ def pdb(owner: Owner, replicas: int) -> Manifest:
     }
 
 
-def agent(
-    owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext, digest: str, config: Manifest
-) -> list[Manifest]:
-    ns, name = agent_names(owner, ctx)
-    sel = selector_labels(owner, "agent")
-    c = container(
-        "agent", image_of(spec, ctx), ["agent", "--config", "/etc/novacron/region.json"], []
-    )
-    c["imagePullPolicy"] = ctx.cluster.image_pull_policy
-    # measuring links and keeping tunnels needs the host's network and NET_ADMIN, nothing more
-    c["securityContext"] = {
-        **restricted_container_security(),
-        "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
-    }
-    c["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
-    c["volumeMounts"] = [{"name": "config", "mountPath": "/etc/novacron", "readOnly": True}]
-    daemonset = {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": meta(owner, name, "agent", ns),
-        "spec": {
-            "selector": {"matchLabels": sel},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {
-                "metadata": {
-                    "labels": labels(owner, "agent", {REGION_LABEL: spec.region_name}),
-                    "annotations": {"novacron.io/config-hash": digest},
-                },
-                "spec": {
-                    "serviceAccountName": name,
-                    "automountServiceAccountToken": False,
-                    "hostNetwork": True,
-                    "dnsPolicy": "ClusterFirstWithHostNet",
-                    "nodeSelector": region_selector(spec),
-                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [c],
-                    "volumes": [{"name": "config", "configMap": {"name": name}}],
-                },
-            },
-        },
-    }
-    account = {
+def node_account(owner: Owner) -> Manifest:
+    return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": meta(owner, name, "agent", ns),
+        "metadata": meta(owner, names.node_account(owner.name), "node"),
         "automountServiceAccountToken": False,
     }
-    config_copy = {**config, "metadata": meta(owner, name, "agent", ns)}
-    return [account, config_copy, daemonset]
 
 
-def gateway(
-    owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext, digest: str
+def network_policies(
+    owner: Owner, gateways: bool, agent_hosts: tuple[str, ...] = ()
 ) -> list[Manifest]:
-    name = f"{owner.name}-gateway"
-    sel = selector_labels(owner, "gateway")
-    c = container(
-        "gateway",
-        image_of(spec, ctx),
-        ["gateway", "--config", "/etc/novacron/region.json"],
-        [
-            {"name": "https", "containerPort": GATEWAY_PORT},
-            {"name": "metrics", "containerPort": METRICS_PORT},
-        ],
-    )
-    c["imagePullPolicy"] = ctx.cluster.image_pull_policy
-    c["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
-    c["readinessProbe"] = probe("/readyz", "metrics", 5)
-    c["livenessProbe"] = probe("/healthz", "metrics")
-    c["volumeMounts"] = [
-        {"name": "config", "mountPath": "/etc/novacron", "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta(owner, name, "gateway"),
-        "spec": {
-            # replicas is left to the HPA: applying it here would fight the autoscaler
-            "selector": {"matchLabels": sel},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "template": {
-                "metadata": {
-                    "labels": labels(owner, "gateway", {REGION_LABEL: spec.region_name}),
-                    "annotations": {"novacron.io/config-hash": digest},
-                },
-                "spec": {
-                    "serviceAccountName": name,
-                    "automountServiceAccountToken": False,
-                    "securityContext": restricted_pod_security(),
-                    "nodeSelector": region_selector(spec),
-                    "containers": [c],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": f"{owner.name}-config"}},
-                        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "32Mi"}},
-                    ],
-                    "topologySpreadConstraints": [
-                        {
-                            "maxSkew": 1,
-                            "topologyKey": ZONE_LABEL,
-                            "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": {"matchLabels": sel},
-                        }
-                    ],
-                },
-            },
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta(owner, name, "gateway"),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": sel,
-            "ports": [{"name": "https", "port": 443, "targetPort": "https"}],
-        },
-    }
-    hpa = {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": meta(owner, name, "gateway"),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": spec.gateway.min_replicas,
-            "maxReplicas": spec.gateway.max_replicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": spec.gateway.target_cpu_utilization,
-                        },
-                    },
-                },
-                *_request_rate_metric(spec),
-            ],
-        },
-    }
-    return [deployment, service, hpa]
-
-
-def _request_rate_metric(spec: NovaCronRegionSpec) -> list[Manifest]:
-    """The HPA scales on whichever metric asks for more replicas: CPU or request rate."""
-    rps = spec.gateway.target_requests_per_second
-    if rps is None:
-        return []
-    return [
-        {
-            "type": "Pods",
-            "pods": {
-                "metric": {"name": "novacron_gateway_requests_per_second"},
-                "target": {"type": "AverageValue", "averageValue": str(rps)},
-            },
-        }
-    ]
-
-
-def service_accounts(owner: Owner, spec: NovaCronRegionSpec) -> list[Manifest]:
-    comps = ["node", *(["gateway"] if available("gateway") else [])]
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": meta(owner, f"{owner.name}-{c}", c),
-            "automountServiceAccountToken": False,
-        }
-        for c in comps
-    ]
-
-
-def network_policies(owner: Owner) -> list[Manifest]:
-    """Nodes take traffic only from this region's pods (and federation peers on the peer
-    port); gateways are the public entry."""
+    """The nodes' client and admin API (8080) takes traffic from this region's pods, the
+    operator (any namespace) and every region's gateways (a gateway fails over to any
+    region of the namespace); the peer port (7000) from NovaCron pods and from the hosts
+    the federation's agents run on (hostNetwork: an agent measures a region without
+    agents by TCP connects to its nodes' peer port). The gateways take their clients."""
     region_pods = {
         "matchLabels": {
             "app.kubernetes.io/name": "novacron",
@@ -519,6 +369,12 @@ def network_policies(owner: Owner) -> list[Manifest]:
         }
     }
     any_novacron = {"matchLabels": {"app.kubernetes.io/name": "novacron"}}
+    any_gateway = {
+        "matchLabels": {
+            "app.kubernetes.io/name": "novacron",
+            "app.kubernetes.io/component": "gateway",
+        }
+    }
     operator_pods = {
         "namespaceSelector": {},
         "podSelector": {
@@ -528,40 +384,36 @@ def network_policies(owner: Owner) -> list[Manifest]:
             }
         },
     }
+    api = [{"protocol": "TCP", "port": API_PORT}]
+    peer = [{"protocol": "TCP", "port": PEER_PORT}]
+    ingress: list[Manifest] = [
+        {"from": [{"podSelector": region_pods}, {"podSelector": any_gateway}], "ports": api},
+        # the operator calls the nodes' admin API (/v1/cluster), from any namespace
+        {"from": [operator_pods], "ports": api},
+        {"from": [{"podSelector": any_novacron}], "ports": peer},
+    ]
+    if agent_hosts:
+        ingress.append(
+            {"from": [{"ipBlock": {"cidr": f"{ip}/32"}} for ip in agent_hosts], "ports": peer}
+        )
     node_policy = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": meta(owner, f"{owner.name}-node", "node"),
+        "metadata": meta(owner, names.node_policy(owner.name), "node"),
         "spec": {
             "podSelector": {"matchLabels": selector_labels(owner, "node")},
             "policyTypes": ["Ingress"],
-            "ingress": [
-                {"from": [{"podSelector": region_pods}], "ports": [{"port": API_PORT}]},
-                # the operator calls the nodes' admin API (/v1/cluster), from any namespace
-                {"from": [operator_pods], "ports": [{"port": API_PORT}]},
-                {"from": [{"podSelector": any_novacron}], "ports": [{"port": PEER_PORT}]},
-                {"ports": [{"port": METRICS_PORT}]},
-            ],
+            "ingress": ingress,
         },
     }
-    gateway_policy = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": meta(owner, f"{owner.name}-gateway", "gateway"),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner, "gateway")},
-            "policyTypes": ["Ingress"],
-            "ingress": [{"ports": [{"port": GATEWAY_PORT}, {"port": METRICS_PORT}]}],
-        },
-    }
-    return [node_policy, *([gateway_policy] if available("gateway") else [])]
+    return [node_policy, *([gateway_policy(owner)] if gateways else [])]
 
 
 def service_monitor(owner: Owner) -> Manifest:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": meta(owner, owner.name, "node"),
+        "metadata": meta(owner, names.node_statefulset(owner.name), "node"),
         "spec": {
             "selector": {"matchLabels": {**selector_labels(owner, "node"), OWNER_LABEL: owner.uid}},
             # the node serves /metrics on its API port (no separate metrics listener)
@@ -574,32 +426,66 @@ def agents_deployed(spec: NovaCronRegionSpec) -> bool:
     return available("agent") and spec.agent.enabled
 
 
+def gateway_deployed() -> bool:
+    return available("gateway")
+
+
 def build_region(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> list[Manifest]:
-    data = {"node.json": json.dumps(node_config(owner, spec, ctx), indent=2, sort_keys=True)}
-    if available("agent") or available("gateway"):  # their config; the nodes never read it
-        data["region.json"] = json.dumps(region_info(owner, spec, ctx), indent=2, sort_keys=True)
-    digest = config_hash(data)
-    data[CLUSTER_STATE_KEY] = ctx.cluster_state  # read at a node's start: not hashed
+    node_json = json.dumps(node_config(owner, spec, ctx), indent=2, sort_keys=True)
+    data = {"node.json": node_json}
+    gw = gateway_deployed()
+    if gw:  # the gateways' config; the nodes never read it
+        cfg = gateway_config(own_region(owner, spec), ctx.gateway_peers)
+        data[GATEWAY_CONFIG.rsplit("/", 1)[1]] = json.dumps(cfg, indent=2, sort_keys=True)
+    data[CLUSTER_STATE_KEY] = ctx.cluster_state  # read at a node's start: hashed by nobody
     cm = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": meta(owner, f"{owner.name}-config", "node"),
+        "metadata": meta(owner, names.region_config(owner.name), "node"),
         "data": data,
     }
+    setup = ctx.agents or AgentSetup(())
+    agents = agents_deployed(spec)
     out: list[Manifest] = [
-        *service_accounts(owner, spec),
+        node_account(owner),
         cm,
         *services(owner),
-        statefulset(owner, spec, ctx, digest),
+        # each component's pods roll when what they read at start changes, and only then
+        statefulset(owner, spec, ctx, config_hash({"node.json": node_json})),
         pdb(owner, ctx.eff(spec).replicas),
-        *network_policies(owner),
+        *network_policies(owner, gw, ctx.probe_hosts),
     ]
+    image, pull = image_of(spec, ctx), ctx.cluster.image_pull_policy
     # agents and gateways run `novacron agent` / `novacron gateway`: deployed only once the
     # CLI has them (capabilities.py), never as pods that crash-loop on an unknown command
-    if available("gateway"):
-        out.extend(gateway(owner, spec, ctx, digest))
-    if agents_deployed(spec):
-        out.extend(agent(owner, spec, ctx, digest, cm))
+    if gw:
+        remote = gateway_view(ctx.topology) if ctx.topology else None
+        digest = config_hash([data["gateway.json"], remote])
+        fed = ctx.federation
+        out += build_gateway(
+            owner, spec, image, pull, region_selector(spec), fed, digest, FEDERATION_DIR
+        )
+        if ctx.service_monitor_crd and ctx.cluster.monitoring.service_monitor:
+            out.append(gateway_monitor(owner))
+    if agents:
+        loc = spec.location
+        setup = AgentSetup(
+            setup.seats,
+            setup.tunnel_kind,
+            setup.links,
+            agents_view(ctx.topology) if ctx.topology else None,
+            (loc.latitude, loc.longitude) if loc else None,
+        )
+        out += build_agents(
+            owner,
+            spec.region_name,
+            spec.zones,
+            ctx.agent_namespace or owner.namespace,
+            image,
+            pull,
+            region_selector(spec),
+            setup,
+        )
     if ctx.service_monitor_crd and ctx.cluster.monitoring.service_monitor:
         out.append(service_monitor(owner))
     return out

@@ -8,15 +8,17 @@ it says, just asks for one fresh level-based pass of the owning resource.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import kopf
 
 from novacron_operator import GROUP, VERSION
-from novacron_operator.builders.common import OWNER_LABEL
+from novacron_operator.builders.common import OWNER_LABEL, REGION_LABEL
 from novacron_operator.kube import KINDS, OWNED, Kube
 from novacron_operator.reconcile import Key
 from novacron_operator.reconcilers import RECONCILERS
+from novacron_operator.regions import AGENT_KINDS
 from novacron_operator.worker import WorkQueue
 
 PARENTS = {kind: KINDS[kind][1] for kind in RECONCILERS}
@@ -28,6 +30,7 @@ def register(
     kube: Kube | None = None,
     namespaces: tuple[str, ...] = (),
     coalesce: float = 0.0,
+    agent_namespace: str | None = None,
 ) -> None:
     for kind, plural in PARENTS.items():
 
@@ -69,6 +72,45 @@ def register(
         # the region's node pods, for the day-2 sequencer (their events need no pass:
         # the StatefulSet's status follows them)
         kube.inform("Pod", ns, OWNER_LABEL)
+    if agent_namespace and agent_namespace not in namespaces:
+        # a region's agents live there (no owner reference reaches across namespaces: the
+        # owner label names the region, by uid)
+        def agent_child(type_: str, body: Any) -> None:
+            uid = (body.get("metadata", {}).get("labels") or {}).get(OWNER_LABEL)
+            for ns in namespaces:
+                for obj in kube.informers[("NovaCronRegion", ns)].items.values():
+                    if obj["metadata"].get("uid") == uid:
+                        queue.add_soon(Key("NovaCronRegion", ns, obj["metadata"]["name"]), coalesce)
+
+        for kind in AGENT_KINDS:
+            kube.inform(kind, agent_namespace, OWNER_LABEL, agent_child)
+    # the Kubernetes nodes (cluster-wide: agents run on them, topology.json lists their
+    # addresses); only a change of what places agents asks for passes, not heartbeats
+    placed: dict[str, str] = {}
+
+    def node(type_: str, body: Any) -> None:
+        meta = body.get("metadata", {})
+        name = meta.get("name", "")
+        digest = "" if type_ == "DELETED" else placement(body)
+        if placed.get(name) == digest:
+            return
+        if digest:
+            placed[name] = digest
+        else:
+            placed.pop(name, None)
+        for ns in namespaces:
+            for obj in list(kube.informers[("NovaCronRegion", ns)].items.values()):
+                queue.add_soon(Key("NovaCronRegion", ns, obj["metadata"]["name"]), coalesce)
+
+    kube.inform("Node", "", REGION_LABEL, node)
+
+
+def placement(node: Any) -> str:
+    """What decides whether and where a region's agents run on a node."""
+    meta, spec, status = node.get("metadata", {}), node.get("spec") or {}, node.get("status") or {}
+    return json.dumps(
+        [meta.get("labels"), spec.get("taints"), status.get("addresses")], sort_keys=True
+    )
 
 
 async def resync(kube: Kube, queue: WorkQueue, namespaces: tuple[str, ...], period: float) -> None:
