@@ -43,6 +43,7 @@ BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "e2e" / "k8s" / "build.sh"
 STATE_FILE = Path(tempfile.gettempdir()) / "novacron-devcluster.json"
 REAL_STATE_FILE = Path(tempfile.gettempdir()) / "novacron-devcluster-realnode.json"
 SERVICE_CIDR = "10.96.0.0/16"
+KWOK_NODE_NET = "10.250.0"  # the kwok nodes' InternalIPs: .1, .2, ...
 KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -479,6 +480,24 @@ class DevCluster:
             ),
             60,
         )
+        # kwok gives its nodes no InternalIP (no --node-ip): each gets its own, as a real
+        # kubelet reports, so the operator can place the DWCP agents on them (their configs
+        # and topology.json name the node's address). Once set, kwok's stages keep it.
+        for i, node in enumerate(nodes, start=1):
+            name = str(node["metadata"]["name"])  # type: ignore[index]
+            addresses = [
+                {"type": "InternalIP", "address": f"{KWOK_NODE_NET}.{i}"},
+                {"type": "Hostname", "address": name},
+            ]
+            self.kubectl(
+                "patch",
+                "node",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                json.dumps({"status": {"addresses": addresses}}),
+            )
 
     def stop(self) -> None:
         if self.node is not None:

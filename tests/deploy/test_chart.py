@@ -153,7 +153,13 @@ def test_operator_args_parse_with_the_operators_own_cli(helm: str) -> None:
 
 def test_rbac_is_namespaced_but_a_read_only_crd_watch_and_has_no_wildcards(helm: str) -> None:
     objs = helm_template(helm, None)
-    (cluster_role,) = by_kind(objs, "ClusterRole")
+    roles_c = {r["metadata"]["name"].rsplit("-", 1)[1]: r for r in by_kind(objs, "ClusterRole")}
+    assert set(roles_c) == {"scanning", "nodes"}
+    # the Kubernetes nodes the agents run on: read, never written
+    assert roles_c["nodes"]["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]}
+    ]
+    cluster_role = roles_c["scanning"]
     assert cluster_role["rules"] == [
         {
             "apiGroups": ["apiextensions.k8s.io"],

@@ -130,14 +130,29 @@ def test_operator_reconciles_the_example_under_the_charts_rbac(kube: Kube, opera
             there = kube.kubectl("get", "daemonset", "-n", AGENTS, "-o", "name")
             return here + there
 
+        # the nodes, the gateway beside them, the agents in their own namespace
+        want = {
+            "statefulset.apps/us-east",
+            "deployment.apps/us-east-gateway",
+            f"daemonset.apps/{NS}-us-east-agent",
+        }
         wait_for(
-            "the region's StatefulSet (no gateway or agent: their commands do not exist yet)",
-            lambda: "statefulset.apps/us-east" in children().split(),
+            "the region's StatefulSet, gateway Deployment and agent DaemonSet",
+            lambda: want <= set(children().split()),
             timeout=60,
         )
-        have = children().split()
-        assert "deployment.apps/us-east-gateway" not in have
-        assert not [c for c in have if c.startswith("daemonset")]
+        # one agent config per Kubernetes node of the region (read through the node RBAC)
+        nodes = kube.kubectl(
+            "get", "nodes", "-l", "topology.kubernetes.io/region=us-east", "-o", "name"
+        ).split()
+        agents = kube.get("configmap", f"{NS}-us-east-agent", "-n", AGENTS)
+        files = {k.removesuffix(".json") for k in agents["data"] if k != "topology.json"}
+        placed = [
+            c
+            for c in status_of(kube, "novacronregion", "us-east").get("conditions") or []
+            if c["type"] == "AgentsPlaced"
+        ]
+        assert files == {n.removeprefix("node/") for n in nodes}, placed
     finally:
         log = operator.read_text(errors="replace")
         print(log[-4000:])
@@ -150,7 +165,7 @@ def test_operator_reconciles_the_example_under_the_charts_rbac(kube: Kube, opera
 @pytest.mark.parametrize(
     ("verb", "resource", "namespace"),
     [
-        ("list", "nodes", None),
+        ("patch", "nodes", None),
         ("list", "secrets", "kube-system"),
         ("create", "clusterroles", None),
         ("create", "pods", NS),

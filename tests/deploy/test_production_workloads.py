@@ -1,6 +1,7 @@
 """values-production.yaml through the operator's own builders (pure functions): the workloads
 production gets — 5 consensus replicas spread across zones, a quorum-keeping PDB, resource
-requests/limits, restricted node and gateway pods, and the agents apart (their own namespace, host network)."""
+requests/limits, restricted node and gateway pods, and the agents apart (their own
+namespace, the host's network)."""
 
 from __future__ import annotations
 
@@ -63,8 +64,9 @@ def test_production_regions_build_into_ha_workloads(production: list[dict[str, A
         gateway = one(objs, "Deployment", "-gateway")
         assert "replicas" not in gateway["spec"], name  # left to the HPA
         assert_restricted(f"{name} gateway", gateway["spec"]["template"]["spec"])
-        assert one(objs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"] == (
-            gateway["metadata"]["name"]
+        assert (
+            one(objs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"]
+            == (gateway["metadata"]["name"])
         )
 
 

@@ -57,12 +57,18 @@
   verbs: ["create"]
 {{- end -}}
 
-{{/* In the agent namespace: the DWCP agents' DaemonSet, ConfigMap and ServiceAccount. */}}
+{{/*
+  In the agent namespace: the DWCP agents' DaemonSet, ConfigMap, ServiceAccount and
+  WireGuard key Secret, followed by informers there (list + watch, handlers/__init__.py).
+*/}}
 {{- define "novacron.agentRules" -}}
 - apiGroups: ["apps"]
   resources: ["daemonsets"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps", "serviceaccounts"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end -}}
