@@ -298,6 +298,8 @@ def deployed(
                 print(f"\n{log.name}: {len(bad)} non-info lines, last ones:")
                 print("\n".join(ln[:500] for ln in bad[-12:]))
         kubectl.run("delete", "namespace", ns, agent_ns, "--wait=false", check=False)
+        nodes_role = f"novacron-operator-{ns}-nodes"  # cluster-scoped: namespaces take none
+        kubectl.run("delete", "clusterrolebinding,clusterrole", nodes_role, check=False)
         shutil.rmtree(log_dir, ignore_errors=True)
 
 

@@ -12,8 +12,7 @@ import pytest
 import yaml
 from conftest import ROOT, Deployment, Kubectl, wait_for
 from novacron_operator.builders import Owner
-from novacron_operator.builders.region import RegionContext, agent
-from novacron_operator.models import NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.builders.agent import AgentSetup, build_agents
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = list(yaml.safe_load_all((ROOT / "examples" / "three-region.yaml").read_text()))
@@ -62,11 +61,17 @@ INVALID = {
     "protocol-enum": (region(protocol="gossip"), "spec.protocol", "raft"),
     "region-name-pattern": (region(regionName="Bad_Name"), "spec.regionName", ""),
     "zones-empty": (region(zones=[]), "spec.zones", ""),
-    "gateway-while-no-gateway-command": (
-        region(gateway={"minReplicas": 1}),
-        "spec.gateway",
-        "unknown field",
+    "gateway-min-above-max": (
+        region(gateway={"minReplicas": 4, "maxReplicas": 2}),
+        "spec.gateway.minReplicas",
+        "must not exceed maxReplicas",
     ),
+    "latitude-bound": (
+        region(location={"latitude": 91, "longitude": 0}),
+        "spec.location.latitude",
+        "",
+    ),
+    "tunnel-kind-enum": (federation(tunnels={"kind": "ipsec"}), "spec.tunnels.kind", "vxlan"),
     "when-deleted-enum": (
         region(storage={"whenDeleted": "Forget"}),
         "spec.storage.whenDeleted",
@@ -216,9 +221,18 @@ def test_three_region_example_ready_with_all_children_and_pods_running(example: 
             ("serviceaccount", f"{r}-node"),
         ]:
             assert k.get(kind, name, ns) is not None, f"{kind}/{name} missing"
-        # novacron agent / gateway do not exist yet: nothing runs them
-        assert k.get("daemonset", f"{ns}-{r}-agent", example.agent_ns) is None
-        assert k.get("deployment", f"{r}-gateway", ns) is None
+        # the gateway beside the nodes, the agents in their privileged namespace: one per
+        # Kubernetes node of the region (two kwok nodes each), named in their ConfigMap
+        assert k.get("deployment", f"{r}-gateway", ns) is not None
+        assert k.get("hpa", f"{r}-gateway", ns) is not None
+        assert k.get("daemonset", f"{ns}-{r}-agent", example.agent_ns) is not None
+        agent_cm = k.get("configmap", f"{ns}-{r}-agent", example.agent_ns)
+        assert sorted(agent_cm["data"]) == sorted(
+            [f"kwok-{r}-a.json", f"kwok-{r}-b.json", "topology.json"]
+        )
+        gw = json.loads(k.get("configmap", f"{r}-config", ns)["data"]["gateway.json"])
+        assert gw["regions"][0]["name"] == r  # its own region first
+        assert sorted(g["name"] for g in gw["regions"]) == sorted(REGIONS)
         nodes = pods(
             example, ns, f"app.kubernetes.io/instance={r},app.kubernetes.io/component=node"
         )
@@ -229,10 +243,13 @@ def test_three_region_example_ready_with_all_children_and_pods_running(example: 
     assert k.get("secret", "fleet-ca", ns) is not None
     topo = json.loads(k.get("configmap", "global-topology", ns)["data"]["topology.json"])
     assert [m["name"] for m in topo["members"]] == REGIONS
+    # each member lists its agents: the kwok nodes' InternalIPs, agent port 7946
+    assert all(len(m["agents"]) == 2 for m in topo["members"]), topo
     status = k.get("ncr", "us-east", ns)["status"]
     assert status["readyReplicas"] == 3
     assert {c["type"] for c in status["conditions"]} == {
         "Ready", "Progressing", "Degraded", "VolumesResized", "ProtocolSupported",
+        "AgentsPlaced",
     }  # fmt: skip
     assert status["protocol"] == "raft"
     events = k.json("get", "events", "-n", ns, "--field-selector", "reason=NodesReady")["items"]
@@ -247,16 +264,18 @@ def test_namespaces_enforce_pod_security_and_node_pods_are_restricted(
     # the API server admitted these under 'restricted': the node pods comply
     live = pods(example, example.ns, "app.kubernetes.io/name=novacron")
     components = {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in live}
-    assert components == {"node"}
-    # and the same namespace refuses the agent (once deployed), which is why agents live apart
-    spec = NovaCronRegionSpec.model_validate(EXAMPLE[1]["spec"])
-    cspec = NovaCronClusterSpec.model_validate(EXAMPLE[0]["spec"])
-    ds = agent(
+    assert components == {"node", "gateway"}
+    # and the same namespace refuses the agent, which is why agents live apart: the host's
+    # network always, NET_ADMIN with tunnels
+    ds = build_agents(
         Owner("NovaCronRegion", "x", example.ns, "u"),
-        spec,
-        RegionContext(cspec, "fleet"),
-        "digest",
-        {"data": {}},
+        "us-east",
+        ["us-east-a"],
+        example.ns,
+        "ghcr.io/novacron/novacron:0.1.0",
+        "IfNotPresent",
+        {},
+        AgentSetup((), tunnel_kind="vxlan"),
     )[2]
     pod = {
         "apiVersion": "v1",
@@ -368,7 +387,7 @@ def test_operator_token_cannot_act_outside_its_role(example: Deployment) -> None
     k = example.k
     for args in (
         ["get", "secrets", "-n", "kube-system"],
-        ["get", "nodes"],
+        ["delete", "node", "kwok-us-east-a", "--dry-run=server"],  # it only reads nodes
         ["delete", "namespace", example.agent_ns, "--dry-run=server"],
     ):
         out = k.run(*args, check=False, kubeconfig=example.token_kc)

@@ -110,9 +110,26 @@ REFUSED_NAMES = {
         ),
         "a regionRef may appear in only one member",
     ),
-    "agent-field-while-no-agent-command": (
-        region("agent", "us-east", agent={"enabled": True}),
-        'unknown field "spec.agent"',
+    "agent-endpoints-on-a-local-member": (
+        federation(
+            "local-agents",
+            [
+                {
+                    "name": "a",
+                    "regionRef": {"name": "x"},
+                    "agentEndpoints": [{"host": "10.0.0.1", "port": 7946}],
+                }
+            ],
+        ),
+        "agentEndpoints is for remote members",
+    ),
+    "overlay-cidr-not-a-network": (
+        federation(
+            "bad-overlay",
+            [{"name": "a", "endpoints": [{"host": "h", "port": 7000}]}],
+            tunnels={"kind": "vxlan", "overlayCidr": "198.19.0.0/31"},
+        ),
+        "spec.tunnels.overlayCidr",
     ),
 }
 

@@ -1,7 +1,9 @@
 """The operator's own identity: a ServiceAccount and Roles with exactly the verbs it uses.
 
-Namespaced Roles only (the operator watches its namespace(s)); API discovery, which kopf
-and the ServiceMonitor check use, is open to every authenticated identity already.
+Namespaced Roles (the operator watches its namespace(s)) and one read-only ClusterRole for
+the Kubernetes nodes (the agents run on them: their configs and topology.json name the
+nodes' addresses); API discovery, which kopf and the ServiceMonitor check use, is open to
+every authenticated identity already.
 """
 
 from __future__ import annotations
@@ -57,7 +59,12 @@ def _rules() -> list[Manifest]:
 
 def _agent_rules() -> list[Manifest]:
     return [
-        {"apiGroups": [""], "resources": ["configmaps", "serviceaccounts"], "verbs": WRITE},
+        {
+            "apiGroups": [""],
+            # secrets: the WireGuard keys beside the agents
+            "resources": ["configmaps", "serviceaccounts", "secrets"],
+            "verbs": WRITE,
+        },
         {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": WRITE},
     ]
 
@@ -98,4 +105,21 @@ def operator_rbac(namespace: str, agent_namespace: str | None = None) -> list[Ma
                 "subjects": subject,
             }
         )
+    nodes = f"{OPERATOR}-{namespace}-nodes"  # cluster-scoped: one per operator namespace
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": nodes}
+    out += [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": nodes},
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": nodes},
+            "roleRef": ref,
+            "subjects": subject,
+        },
+    ]
     return out
