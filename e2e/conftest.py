@@ -286,7 +286,8 @@ def deployed(
     try:
         yield dep
     finally:
-        # regions hold a finalizer for their agents: let a live operator release them first
+        # a live operator removes the agents of the deleted regions (they are in another
+        # namespace, so no owner reference, and no finalizer, takes them)
         if not any(not op.exited() for op in dep.operators):
             dep.new_operator("cleanup")
         kubectl.run("delete", "novacron", "--all", "-n", ns, "--timeout=60s", check=False)

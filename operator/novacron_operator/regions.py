@@ -16,7 +16,11 @@ from pydantic import ValidationError
 from novacron_operator import names
 from novacron_operator.builders import Owner
 from novacron_operator.builders.agent import PUBLIC_KEYS
-from novacron_operator.builders.common import selector_labels
+from novacron_operator.builders.common import (
+    OWNER_LABEL,
+    OWNER_NAMESPACE_LABEL,
+    selector_labels,
+)
 from novacron_operator.builders.federation import federation_of
 from novacron_operator.builders.region import (
     TEMPLATE_HASH,
@@ -29,7 +33,7 @@ from novacron_operator.builders.region import (
 from novacron_operator.capabilities import available
 from novacron_operator.failpoints import failpoint
 from novacron_operator.federated import Federated, Member, keys_secret, local_regions, view
-from novacron_operator.kube import OPTIONAL_OWNED, Kube
+from novacron_operator.kube import OPTIONAL_OWNED, ApiError, Kube
 from novacron_operator.members import (
     bootstrap_replicas,
     cluster_state,
@@ -48,6 +52,7 @@ from novacron_operator.reconcile import (
     Rejected,
     apply_and_prune,
     invalid,
+    refused,
     set_finalizer,
     write_status,
 )
@@ -65,8 +70,37 @@ from novacron_operator.volumes import resize
 Obj = dict[str, Any]
 log = logging.getLogger("novacron.operator")
 
+# set by earlier versions; removed on sight (orphaned agents are swept instead, see below)
 AGENT_FINALIZER = "novacron.io/agents"
 AGENT_KINDS = ("DaemonSet", "ConfigMap", "ServiceAccount", "Secret")
+
+
+async def sweep_orphaned_agents(kube: Kube, ns: str) -> int:
+    """Remove agent objects whose region is gone. No owner reference reaches the agent
+    namespace and no finalizer holds a region (a delete or a GitOps prune after the
+    operator was uninstalled would hang on it), so any pass cleans up after a region
+    deleted while no operator ran. Only when every watched namespace's regions are known:
+    a region not yet listed would look gone. Returns how many objects it deleted."""
+    regions = {
+        inf.namespace: inf for (kind, _), inf in kube.informers.items() if kind == "NovaCronRegion"
+    }
+    if not regions or not all(i.synced.is_set() and not i.forbidden for i in regions.values()):
+        return 0
+    live = {o["metadata"].get("uid") for inf in regions.values() for o in inf.items.values()}
+    gone = 0
+    for kind in AGENT_KINDS:
+        for obj in await kube.cached_list(kind, ns):
+            meta = obj["metadata"]
+            labels = meta.get("labels") or {}
+            uid = labels.get(OWNER_LABEL)
+            # only agents of regions this operator watches: another operator may share the
+            # agent namespace
+            home = labels.get(OWNER_NAMESPACE_LABEL)
+            if uid and uid not in live and home and (home in regions or "" in regions):
+                log.info("removing %s %s/%s: its region is gone", kind, ns, meta["name"])
+                await kube.delete(kind, ns, meta["name"])
+                gone += 1
+    return gone
 
 
 async def cleanup_agents(kube: Kube, owner: Owner, ns: str, keep: set[tuple[str, str]]) -> None:
@@ -205,7 +239,9 @@ def agents_condition(spec: NovaCronRegionSpec, seen: Federated, nodes_known: boo
 
 async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     body = await kube.cached_get("NovaCronRegion", key.namespace, key.name)
-    if body is None:  # gone: whoever counted it looks again
+    if body is None:  # gone: its agents elsewhere go, whoever counted it looks again
+        if opts.agent_namespace and opts.agent_namespace != key.namespace:
+            await sweep_orphaned_agents(kube, opts.agent_namespace)
         return [
             Key(kind, key.namespace, o["metadata"]["name"])
             for kind in ("DWCPFederation", "NovaCronCluster", "NovaCronRegion")
@@ -215,20 +251,19 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     agent_ns = opts.agent_namespace if opts.agent_namespace != key.namespace else None
     if not available("agent"):
         agent_ns = None  # no agents deployed, so none to clean up behind a finalizer
+    # no finalizer (see sweep_orphaned_agents): one left by an earlier version goes
+    await set_finalizer(kube, body, AGENT_FINALIZER, False)
     if body["metadata"].get("deletionTimestamp"):
         # owner references let the garbage collector take the local children; agents in
-        # another namespace are ours to remove before the finalizer lets the region go
+        # another namespace are ours to remove
         if agent_ns:
             await cleanup_agents(kube, owner, agent_ns, set())
-        await set_finalizer(kube, body, AGENT_FINALIZER, False)
         return []
     try:
         spec = NovaCronRegionSpec.model_validate(body["spec"])
     except ValidationError as e:
         await invalid(kube, body, e)
         return []
-    if agent_ns and agents_deployed(spec):
-        await set_finalizer(kube, body, AGENT_FINALIZER, True)
     cluster = await kube.cached_get("NovaCronCluster", key.namespace, spec.cluster_ref.name)
     if cluster is None:
         msg = f"NovaCronCluster {spec.cluster_ref.name} does not exist in {key.namespace}"
@@ -325,11 +360,21 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         await record_formed(kube, body)
     if agent_ns:
         remote = [o for o in desired if o["metadata"]["namespace"] == agent_ns]
+        # refused like the children here: reported (Degraded) and retried with backoff
+        failures = list(rejected.failures) if rejected else []
         for obj in remote:
-            await kube.apply_if_changed(obj)
+            try:
+                await kube.apply_if_changed(obj)
+            except ApiError as e:
+                if not refused(e):
+                    raise
+                failures.append((obj["kind"], obj["metadata"]["name"], e))
+        if failures:
+            rejected = Rejected(failures)
         await cleanup_agents(
             kube, owner, agent_ns, {(o["kind"], o["metadata"]["name"]) for o in remote}
         )
+        await sweep_orphaned_agents(kube, agent_ns)
     acted = False
     if rejected is None and not sized.skip_statefulset:
         if step.released:

@@ -56,8 +56,10 @@ class WorkQueue:
     def add_soon(self, key: Key, delay: float) -> None:
         """``add`` after ``delay``, once however many times it is asked meanwhile: a new
         region's dozen children report a burst of status changes, and one pass after the
-        burst sees them all (a pass per change would write each step into status)."""
-        if not self.enabled or key in self.pending or key in self.soon:
+        burst sees them all (a pass per change would write each step into status).
+        A key whose last pass failed waits for its backoff instead: a refused child is not
+        fixed by a sibling's status change (the parent's own events still pass at once)."""
+        if not self.enabled or key in self.pending or key in self.soon or key in self.failures:
             return
         if delay <= 0:
             self.add(key)

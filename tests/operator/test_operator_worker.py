@@ -136,6 +136,41 @@ async def test_a_failing_pass_is_retried_with_exponential_backoff_then_reset() -
     task.cancel()
 
 
+async def test_child_events_wait_for_a_failing_keys_backoff() -> None:
+    """The children of a region whose pass keeps failing report status changes: they must
+    not turn the backoff into a pass per event."""
+    times: list[float] = []
+
+    async def reconcile(key: Key) -> Follow:
+        times.append(asyncio.get_running_loop().time())
+        raise RuntimeError("422 refused")
+
+    q = WorkQueue(reconcile, workers=1)
+    q.BASE_BACKOFF = 0.3
+    q.enabled = True
+    key = Key("NovaCronRegion", "ns", "r")
+    task = asyncio.create_task(q.run())
+    q.add(key)
+    for _ in range(20):  # a child event every 10 ms during the first backoff
+        await asyncio.sleep(0.01)
+        q.add_soon(key, 0.0)
+    assert len(times) == 1
+    for _ in range(100):
+        if len(times) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len(times) == 2  # the backoff's retry
+    assert times[1] - times[0] >= 0.3
+    q.add(key)  # the region's own change (a fixed spec) is not held back
+    for _ in range(100):
+        if len(times) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert len(times) == 3
+    assert times[2] - times[1] < 0.3
+    task.cancel()
+
+
 async def test_resync_asks_for_a_pass_of_every_resource_each_period() -> None:
     from novacron_operator.handlers import resync
 

@@ -14,6 +14,8 @@ Manifest = dict[str, Any]
 NAME = "novacron"
 MANAGED_BY = "novacron-operator"
 OWNER_LABEL = "novacron.io/owner"  # owner uid: the pruning and child-watch selector
+# on a child in another namespace than its owner's (agents): where the owner lives
+OWNER_NAMESPACE_LABEL = "novacron.io/owner-namespace"
 REGION_LABEL = "topology.kubernetes.io/region"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 # the nodes serve their client API, admin API and /metrics on API_PORT; the gateway its
@@ -67,7 +69,7 @@ def meta(
     owner: Owner, name: str, component: str, namespace: str | None = None, **extra: Any
 ) -> Manifest:
     """Metadata of a child. In another namespace no owner reference is allowed, so such
-    children are found (and cleaned up behind a finalizer) by the owner label alone."""
+    children are found (and swept once their owner is gone) by the owner labels alone."""
     out: Manifest = {
         "name": name,
         "namespace": namespace or owner.namespace,
@@ -75,6 +77,8 @@ def meta(
     }
     if out["namespace"] == owner.namespace:
         out["ownerReferences"] = [owner.ref()]
+    else:
+        out["labels"][OWNER_NAMESPACE_LABEL] = owner.namespace
     out.update(extra)
     return out
 
