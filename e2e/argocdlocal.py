@@ -160,12 +160,17 @@ class ArgoCD:
         for the dev ApplicationSet's cluster generator)."""
         r = self.real
         r.run("apply", "--server-side", "--force-conflicts", "-k", str(self.bin_dir / "crds"))
-        r.run(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *(f"crd/{k}.argoproj.io" for k in ("applications", "applicationsets", "appprojects")),
-        )
+        crds = [f"crd/{k}.argoproj.io" for k in ("applications", "applicationsets", "appprojects")]
+        deadline = time.monotonic() + 60
+        while (
+            r.run(
+                "wait", "--for=condition=Established", "--timeout=5s", *crds, check=False
+            ).returncode
+            != 0
+        ):
+            # right after creation a CRD has no conditions yet, and `kubectl wait` errors
+            assert time.monotonic() < deadline, "Argo CD's CRDs not Established in 60s"
+            time.sleep(1)
         part_of = {"app.kubernetes.io/part-of": "argocd"}
         r.apply(
             [
