@@ -39,7 +39,7 @@ states as runs), ``rga_gc`` (removing tombstones), ``rga_wire`` (the encoding, b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from novacron_core.clocks import VersionVector
@@ -58,7 +58,7 @@ from novacron_core.sync.crdt.rga_chunks import (
 )
 from novacron_core.sync.crdt.rga_delta import Insert, RgaDelta, Stamp
 from novacron_core.sync.crdt.rga_delta import earlier as _earlier
-from novacron_core.sync.crdt.rga_gc import purge
+from novacron_core.sync.crdt.rga_gc import Picker, purge, settled_picker
 from novacron_core.sync.crdt.rga_state import build, merge_state, runs
 from novacron_core.sync.crdt.rga_wire import Id, Run
 
@@ -73,9 +73,9 @@ class RGA(Crdt):
         "_clock",
         "_cstart",
         "_cur",
-        "_dstamp",
         "_floor",
         "_head",
+        "_hint",
         "_idx",
         "_len",
         "_names",
@@ -98,10 +98,12 @@ class RGA(Crdt):
         self._cstart = 0  # ... and the number of visible elements before it
         self._pending: dict[Id, list[Run]] = {}  # origin -> runs waiting for it
         self._pending_del: dict[Id, Stamp] = {}
-        self._dstamp: dict[int, int] = {}  # tombstone -> its delete's stamp
         self._floor: dict[int, int] = {}  # replica# -> lamport: the GC floor
         # element -> the id it sorts by among its siblings, if not its own (re-anchored by GC)
         self._rank: dict[int, int] = {}
+        # (chunk, k, j): the chunk's first j elements hold k visible ones; left by the last
+        # local edit, so that typing on in a chunk holding tombstones finds its spot at once
+        self._hint: tuple[Chunk, int, int] | None = None
 
     # ------------------------------------------------------------ ids
 
@@ -194,19 +196,27 @@ class RGA(Crdt):
 
     # ------------------------------------------------------------ chunks
 
-    def _link_after(self, c: Chunk, new: Chunk) -> None:
+    def _link_after(self, c: Chunk, new: list[Chunk]) -> None:
+        """Link the chunks ``new`` (in order) after ``c``, labels spread over the gap."""
         nxt = c.next
-        new.prev, new.next, c.next = c, nxt, new
+        prev = c
+        for x in new:
+            x.prev, prev.next = prev, x
+            prev = x
+        prev.next = nxt
         if nxt is None:
-            self._tail = new
-            new.label = c.label + GAP
+            self._tail = prev
+            for k, x in enumerate(new, 1):
+                x.label = c.label + k * GAP
             return
-        nxt.prev = new
-        if nxt.label - c.label < 2:  # no label left in between: spread them all out again
+        nxt.prev = prev
+        step = (nxt.label - c.label) // (len(new) + 1)
+        if step < 1:  # no labels left in between: spread them all out again
             for k, x in enumerate(self._chunks()):
                 x.label = k * GAP
-        else:
-            new.label = (c.label + nxt.label) // 2
+            return
+        for k, x in enumerate(new, 1):
+            x.label = c.label + k * step
 
     def _unlink(self, c: Chunk) -> None:
         if c.prev is None:
@@ -221,7 +231,13 @@ class RGA(Crdt):
             c.next.prev = c.prev
 
     def _splice(
-        self, c: Chunk, j: int, ids: list[int], origins: list[int | None], vals: list[Any]
+        self,
+        c: Chunk,
+        j: int,
+        ids: list[int],
+        origins: list[int | None],
+        vals: list[Any],
+        stamps: list[int | None],
     ) -> None:
         """Insert the elements at ``c[j]``, cutting ``c`` into several if it overflows."""
         where = self._where
@@ -229,6 +245,7 @@ class RGA(Crdt):
             c.ids[j:j] = ids
             c.origins[j:j] = origins
             c.vals[j:j] = vals
+            c.stamps[j:j] = stamps
             c.vis = len(c.vals) - c.vals.count(GONE)
             if where is not None:
                 where.update(dict.fromkeys(ids, c))
@@ -236,19 +253,43 @@ class RGA(Crdt):
         all_ids = c.ids[:j] + ids + c.ids[j:]
         all_origins = c.origins[:j] + origins + c.origins[j:]
         all_vals = c.vals[:j] + vals + c.vals[j:]
+        all_stamps = c.stamps[:j] + stamps + c.stamps[j:]
         total = len(all_ids)
         size = -(-total // -(-total // PIECE))  # near-equal pieces of at most PIECE
         c.ids, c.origins, c.vals = all_ids[:size], all_origins[:size], all_vals[:size]
+        c.stamps = all_stamps[:size]
         c.vis = len(c.vals) - c.vals.count(GONE)
         if where is not None:
             where.update(dict.fromkeys(ids, c))
-        prev = c
+        new = []
         for s in range(size, total, size):
-            new = Chunk(all_ids[s : s + size], all_origins[s : s + size], all_vals[s : s + size])
-            self._link_after(prev, new)
+            e = s + size
+            x = Chunk(all_ids[s:e], all_origins[s:e], all_vals[s:e], all_stamps[s:e])
+            new.append(x)
             if where is not None:
-                where.update(dict.fromkeys(new.ids, new))
-            prev = new
+                where.update(dict.fromkeys(x.ids, x))
+        self._link_after(c, new)
+
+    def _phys(self, c: Chunk, k: int) -> int:
+        """Physical index in ``c`` (which holds tombstones) of its k-th visible element."""
+        h = self._hint
+        if h is None or h[0] is not c:
+            return nth_visible(c.vals, k)
+        _, hk, j = h
+        vals = c.vals
+        if k >= hk:
+            while True:
+                if vals[j] is not GONE:
+                    if hk == k:
+                        return j
+                    hk += 1
+                j += 1
+        while True:
+            j -= 1
+            if vals[j] is not GONE:
+                hk -= 1
+                if hk == k:
+                    return j
 
     def _before_cursor(self, c: Chunk) -> bool:
         return c is not self._cur and c.label < self._cur.label
@@ -273,7 +314,7 @@ class RGA(Crdt):
         else:
             c, start = self._seek(pos - 1)
             k = pos - 1 - start
-            j = k if c.vis == len(c.ids) else nth_visible(c.vals, k)
+            j = k if c.vis == len(c.ids) else self._phys(c, k)
             origin = c.ids[j]
             j += 1
         me = self._intern(self.replica)
@@ -284,14 +325,18 @@ class RGA(Crdt):
             c.ids.insert(j, nid)
             c.origins.insert(j, origin)
             c.vals.insert(j, items[0])
+            c.stamps.insert(j, None)
             c.vis += 1
             if self._where is not None:
                 self._where[nid] = c
+            self._hint = (c, pos - start + 1, j + 1)
         else:
             ids = list(range(base << SHIFT | me, (base + n) << SHIFT | me, STEP))
             origins: list[int | None] = [origin]
             origins += ids[:-1]
-            self._splice(c, j, ids, origins, list(items))
+            fits = len(c.ids) + n <= MAX
+            self._splice(c, j, ids, origins, list(items), [None] * n)
+            self._hint = (c, pos - start + n, j + n) if fits else None
         self._len += n
         self._cur, self._cstart = c, start
         vals = items if type(items) is str else list(items)
@@ -324,30 +369,40 @@ class RGA(Crdt):
             if c.vis == len(vals):
                 gone += c.ids[k : k + take]
                 vals[k : k + take] = [GONE] * take
+                c.stamps[k : k + take] = [stamp] * take
+                j = k
             else:
-                at = [j for j, v in enumerate(vals) if v is not GONE][k : k + take]
-                ids = c.ids
-                for j in at:
-                    gone.append(ids[j])
-                    vals[j] = GONE
+                j = self._phys(c, k)
+                ids, stamps, p, marked = c.ids, c.stamps, j, 0
+                while marked < take:
+                    if vals[p] is not GONE:
+                        gone.append(ids[p])
+                        vals[p] = GONE
+                        stamps[p] = stamp
+                        marked += 1
+                    p += 1
+            if left == n:
+                self._hint = (c, k, j)  # (the deletes are all at or after j)
             c.vis -= take
             left -= take
             c, k = c.next, 0
         self._len -= n
-        self._dstamp.update(dict.fromkeys(gone, stamp))
-        tid = self._tid
-        return RgaDelta(dels=dict.fromkeys([tid(x) for x in gone], (self._clock, self.replica)))
+        return RgaDelta(lazy=(self._names, gone, (self._clock, self.replica)))
 
     # ------------------------------------------------------------ remote edits
 
     def merge(self, other: Any) -> None:
-        if isinstance(other, RGA):
+        self._hint = None
+        if type(other) is not RgaDelta:
             self._merge_state(other)
             return
         for run in other.runs:
             self._integrate(run)
-        for i, s in other.dels.items():
-            self._delete_id(i, s)
+        for name, lam, m, s in other.del_runs():
+            if m == 1:
+                self._delete_id((lam, name), s)
+            else:
+                self._delete_range(name, lam, m, s)
 
     def _integrate(self, run: Run) -> None:
         todo = [run]  # a loop, not recursion: a long run delivered backwards frees a chain
@@ -365,9 +420,14 @@ class RGA(Crdt):
         if stamp is not None and stamp[0] > self._clock:
             self._clock = stamp[0]
         first = lam << SHIFT | r
-        ids = [first] if n == 1 else list(range(first, (lam + n) << SHIFT | r, STEP))
-        if self._floor.get(r, 0) >= lam or not where.keys().isdisjoint(ids):
-            return self._integrate_parts(run, ids)
+        if n == 1:
+            if first in where or self._floor.get(r, 0) >= lam:
+                return []  # (here already, or collected here)
+            ids = [first]
+        else:
+            ids = list(range(first, (lam + n) << SHIFT | r, STEP))
+            if self._floor.get(r, 0) >= lam or not where.keys().isdisjoint(ids):
+                return self._integrate_parts(run, ids)
         if origin is None:
             o = None
         else:
@@ -383,17 +443,26 @@ class RGA(Crdt):
         else:
             c, j = self._place(o, rank[0], rank[1])
             self._rank[first] = self._iid(rank)
-        ds = self._stamp(stamp)
-        values = list(vals)
-        dead = [k for k, v in enumerate(values) if v is None]
-        for k in dead:
-            values[k] = GONE
-        origins: list[int | None] = [o]
-        origins += ids[:-1]
-        self._splice(c, j, ids, origins, values)
-        nvis = n - len(dead)
-        if dead:
-            self._dstamp.update((ids[k], ds) for k in dead)
+        if n == 1 and vals[0] is not None and len(c.ids) < MAX:  # (typing: one element)
+            c.ids.insert(j, first)
+            c.origins.insert(j, o)
+            c.vals.insert(j, vals[0])
+            c.stamps.insert(j, None)
+            c.vis += 1
+            where[first] = c
+            nvis = 1
+        else:
+            ds = self._stamp(stamp)
+            values = list(vals)
+            stamps: list[int | None] = [None] * n
+            dead = [k for k, v in enumerate(values) if v is None]
+            for k in dead:
+                values[k] = GONE
+                stamps[k] = ds
+            origins: list[int | None] = [o]
+            origins += ids[:-1]
+            self._splice(c, j, ids, origins, values, stamps)
+            nvis = n - len(dead)
         self._len += nvis
         if nvis and self._before_cursor(c):
             self._cstart += nvis
@@ -459,6 +528,38 @@ class RGA(Crdt):
                 return c, j
             c, j = nxt, 0
 
+    def _delete_range(self, name: str, lam: int, m: int, stamp: Stamp) -> None:
+        """Delete ``(lam, name) .. (lam + m - 1, name)``: a stretch that sits together in a
+        chunk and is all visible is marked at once, anything else one by one."""
+        r = self._idx.get(name)
+        where = self._index()
+        st = self._stamp(stamp)
+        if stamp is not None and stamp[0] > self._clock:
+            self._clock = stamp[0]
+        k = 0
+        while k < m:
+            x = -1 if r is None else (lam + k) << SHIFT | r
+            c = where.get(x)
+            if c is not None:
+                j = c.ids.index(x)
+                take = min(m - k, len(c.ids) - j)
+                vals = c.vals
+                if (
+                    take > 1
+                    and c.ids[j : j + take] == list(range(x, x + take * STEP, STEP))
+                    and GONE not in vals[j : j + take]
+                ):
+                    vals[j : j + take] = [GONE] * take
+                    c.stamps[j : j + take] = [st] * take
+                    c.vis -= take
+                    self._len -= take
+                    if self._before_cursor(c):
+                        self._cstart -= take
+                    k += take
+                    continue
+            self._delete_id((lam + k, name), stamp)
+            k += 1
+
     def _delete_id(self, t: Id, stamp: Stamp) -> None:
         if stamp is not None and stamp[0] > self._clock:
             self._clock = stamp[0]
@@ -473,14 +574,14 @@ class RGA(Crdt):
             return
         j = c.ids.index(x)
         if c.vals[j] is GONE:
-            old = self._tstamp(self._dstamp.get(x, -1))
-            if _earlier(stamp, old):
-                self._dstamp[x] = self._stamp(stamp)
+            old = c.stamps[j]
+            if _earlier(stamp, self._tstamp(-1 if old is None else old)):
+                c.stamps[j] = self._stamp(stamp)
             return
         c.vals[j] = GONE
+        c.stamps[j] = self._stamp(stamp)
         c.vis -= 1
         self._len -= 1
-        self._dstamp[x] = self._stamp(stamp)
         if self._before_cursor(c):
             self._cstart -= 1
 
@@ -529,18 +630,11 @@ class RGA(Crdt):
                 points[r] = lam
                 if lam > self._floor.get(r, 0):
                     self._floor[r] = lam
-        dstamp = self._dstamp
+        self._purge(settled_picker(len(self._names), points))
 
-        def collectable(x: int) -> bool:
-            s = dstamp.get(x, -1)
-            if s < 0 or (s and s >> SHIFT > points.get(s & MASK, 0)):
-                return False
-            return x >> SHIFT <= points.get(x & MASK, 0)
-
-        self._purge(collectable)
-
-    def _purge(self, pred: Callable[[int], bool], live_too: bool = False) -> None:
-        purge(self, pred, live_too)  # (rga_gc.py)
+    def _purge(self, pick: Picker) -> None:
+        self._hint = None
+        purge(self, pick)  # (rga_gc.py)
 
     # ------------------------------------------------------------ wire
 
