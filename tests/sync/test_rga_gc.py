@@ -300,5 +300,5 @@ def test_churn_with_gc_keeps_memory_flat() -> None:
 @pytest.mark.soak
 @pytest.mark.skipif(not os.environ.get("NOVACRON_SOAK"), reason="make soak only")
 def test_soak_replicas_collecting_at_settled_points() -> None:
-    for seed in range(int(os.environ.get("NOVACRON_SOAK_RGA_GC_SEEDS", "3000"))):
+    for seed in range(int(os.environ.get("NOVACRON_SOAK_RGA_GC_SEEDS", "1000"))):
         _run(10_000 + seed, 300)
