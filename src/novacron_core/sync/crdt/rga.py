@@ -133,10 +133,6 @@ class RGA(Crdt):
             self._where = {i: c for c in self._chunks() for i in c.ids}
         return self._where
 
-    def _has(self, t: Id) -> bool:
-        r = self._idx.get(t[1])
-        return r is not None and (t[0] << SHIFT | r) in self._index()
-
     def _collected(self, t: Id) -> bool:
         """An insert the floor covers that is not here was garbage-collected here."""
         r = self._idx.get(t[1])

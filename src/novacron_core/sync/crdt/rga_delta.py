@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from novacron_core.sync.crdt import rga_wire
 from novacron_core.sync.crdt.base import Atom, Crdt
 from novacron_core.sync.crdt.rga_chunks import MASK, SHIFT, STEP
 from novacron_core.sync.crdt.rga_wire import Id, Origin, Run
-
-if TYPE_CHECKING:
-    from novacron_core.sync.crdt.rga import RGA
 
 Stamp = Id | None
 Insert = tuple[Id, Origin, Atom]
@@ -89,14 +86,9 @@ class RgaDelta(Crdt):
         return out
 
     def value(self) -> Any:
-        return self.as_state().value()
-
-    def as_state(self) -> RGA:
         from novacron_core.sync.crdt.rga import RGA
 
-        out = RGA()
-        out.merge(self)
-        return out
+        return RGA.from_delta(self).value()
 
     def state_class(self) -> type[Crdt]:
         from novacron_core.sync.crdt.rga import RGA
