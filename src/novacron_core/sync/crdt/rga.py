@@ -33,8 +33,9 @@ touches. Remote inserts arrive as runs (a whole paste at once) and are placed in
 Out-of-order deltas are fine: an insert whose origin is unknown waits until the origin
 arrives, a delete of an unknown id is remembered until the element arrives.
 
-Modules: ``rga_chunks`` (the chunk list), ``rga_delta`` (``RgaDelta``), ``rga_state`` (whole
-states as runs), ``rga_gc`` (removing tombstones), ``rga_wire`` (the encoding, both versions).
+Modules: ``rga_chunks`` (the chunk list), ``rga_delta`` (``RgaDelta``), ``rga_remote`` (remote
+edits), ``rga_state`` (whole states as runs), ``rga_gc`` (removing tombstones), ``rga_wire``
+(the encoding, both versions).
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ from novacron_core.sync.crdt.rga_chunks import (
     nth_visible,
 )
 from novacron_core.sync.crdt.rga_delta import Insert, RgaDelta, Stamp
-from novacron_core.sync.crdt.rga_delta import earlier as _earlier
 from novacron_core.sync.crdt.rga_gc import Picker, purge, settled_picker
+from novacron_core.sync.crdt.rga_remote import delete_id, delete_range, integrate
 from novacron_core.sync.crdt.rga_state import build, merge_state, runs
 from novacron_core.sync.crdt.rga_wire import Id, Run
 
@@ -401,185 +402,13 @@ class RGA(Crdt):
                 self._delete_range(name, lam, m, s)
 
     def _integrate(self, run: Run) -> None:
-        todo = [run]  # a loop, not recursion: a long run delivered backwards frees a chain
-        while todo:
-            released = self._integrate_one(todo.pop())
-            todo.extend(released)
-
-    def _integrate_one(self, run: Run) -> list[Run]:
-        name, lam, origin, vals, stamp, rank = run
-        n = len(vals)
-        r = self._intern(name)
-        where = self._index()
-        if lam + n - 1 > self._clock:
-            self._clock = lam + n - 1
-        if stamp is not None and stamp[0] > self._clock:
-            self._clock = stamp[0]
-        first = lam << SHIFT | r
-        if n == 1:
-            if first in where or self._floor.get(r, 0) >= lam:
-                return []  # (here already, or collected here)
-            ids = [first]
-        else:
-            ids = list(range(first, (lam + n) << SHIFT | r, STEP))
-            if self._floor.get(r, 0) >= lam or not where.keys().isdisjoint(ids):
-                return self._integrate_parts(run, ids)
-        if origin is None:
-            o = None
-        else:
-            o = self._iid(origin)
-            if o not in where:
-                if not self._collected(origin):
-                    waiting = self._pending.setdefault(origin, [])
-                    if all(w[:2] != (name, lam) or len(w[3]) != n for w in waiting):
-                        waiting.append(run)
-                return []  # (an origin collected here has no unknown children left: stale)
-        if rank is None:
-            c, j = self._place(o, lam, name)
-        else:
-            c, j = self._place(o, rank[0], rank[1])
-            self._rank[first] = self._iid(rank)
-        if n == 1 and vals[0] is not None and len(c.ids) < MAX:  # (typing: one element)
-            c.ids.insert(j, first)
-            c.origins.insert(j, o)
-            c.vals.insert(j, vals[0])
-            c.stamps.insert(j, None)
-            c.vis += 1
-            where[first] = c
-            nvis = 1
-        else:
-            ds = self._stamp(stamp)
-            values = list(vals)
-            stamps: list[int | None] = [None] * n
-            dead = [k for k, v in enumerate(values) if v is None]
-            for k in dead:
-                values[k] = GONE
-                stamps[k] = ds
-            origins: list[int | None] = [o]
-            origins += ids[:-1]
-            self._splice(c, j, ids, origins, values, stamps)
-            nvis = n - len(dead)
-        self._len += nvis
-        if nvis and self._before_cursor(c):
-            self._cstart += nvis
-        released: list[Run] = []
-        if self._pending_del or self._pending:
-            for k in range(n):
-                t = (lam + k, name)
-                if t in self._pending_del:
-                    self._delete_id(t, self._pending_del.pop(t))
-                released += self._pending.pop(t, ())
-        return released
-
-    def _integrate_parts(self, run: Run, ids: list[int]) -> list[Run]:
-        """A run of which some elements are here (or were collected): integrate the rest as
-        smaller runs, each after the element before it."""
-        name, lam, origin, vals, stamp, rank = run
-        where = self._index()
-        floor = self._floor.get(self._idx[name], 0)
-        out: list[Run] = []
-        k, n = 0, len(vals)
-        while k < n:
-            if ids[k] in where or lam + k <= floor:
-                k += 1
-                continue
-            e = k
-            while e < n and ids[e] not in where and lam + e > floor:
-                e += 1
-            o = origin if k == 0 else (lam + k - 1, name)
-            out.append((name, lam + k, o, vals[k:e], stamp, rank if k == 0 else None))
-            k = e
-        return out
-
-    def _place(self, o: int | None, lam: int, name: str) -> tuple[Chunk, int]:
-        """Where an element ``(lam, name)`` with origin ``o`` goes: right after the origin,
-        past the elements that order after it (later inserts at the same spot)."""
-        names, rank = self._names, self._rank
-        c: Chunk
-        if o is None:
-            c, j = self._head, 0
-        else:
-            c = self._index()[o]
-            j = c.ids.index(o) + 1
-        while True:
-            ids = c.ids
-            end = len(ids)
-            while j < end:
-                x = ids[j]
-                if rank:
-                    x = rank.get(x, x)
-                xl = x >> SHIFT
-                if xl > lam or (xl == lam and names[x & MASK] > name):
-                    j += 1
-                else:
-                    return c, j
-            nxt = c.next
-            if nxt is None or not nxt.ids:
-                return c, j
-            x = nxt.ids[0]
-            if rank:
-                x = rank.get(x, x)
-            xl = x >> SHIFT
-            if not (xl > lam or (xl == lam and names[x & MASK] > name)):
-                return c, j
-            c, j = nxt, 0
+        integrate(self, run)  # (rga_remote.py)
 
     def _delete_range(self, name: str, lam: int, m: int, stamp: Stamp) -> None:
-        """Delete ``(lam, name) .. (lam + m - 1, name)``: a stretch that sits together in a
-        chunk and is all visible is marked at once, anything else one by one."""
-        r = self._idx.get(name)
-        where = self._index()
-        st = self._stamp(stamp)
-        if stamp is not None and stamp[0] > self._clock:
-            self._clock = stamp[0]
-        k = 0
-        while k < m:
-            x = -1 if r is None else (lam + k) << SHIFT | r
-            c = where.get(x)
-            if c is not None:
-                j = c.ids.index(x)
-                take = min(m - k, len(c.ids) - j)
-                vals = c.vals
-                if (
-                    take > 1
-                    and c.ids[j : j + take] == list(range(x, x + take * STEP, STEP))
-                    and GONE not in vals[j : j + take]
-                ):
-                    vals[j : j + take] = [GONE] * take
-                    c.stamps[j : j + take] = [st] * take
-                    c.vis -= take
-                    self._len -= take
-                    if self._before_cursor(c):
-                        self._cstart -= take
-                    k += take
-                    continue
-            self._delete_id((lam + k, name), stamp)
-            k += 1
+        delete_range(self, name, lam, m, stamp)
 
     def _delete_id(self, t: Id, stamp: Stamp) -> None:
-        if stamp is not None and stamp[0] > self._clock:
-            self._clock = stamp[0]
-        r = self._idx.get(t[1])
-        x = -1 if r is None else t[0] << SHIFT | r
-        c = self._index().get(x)
-        if c is None:
-            if not self._collected(t) and (
-                t not in self._pending_del or _earlier(stamp, self._pending_del[t])
-            ):
-                self._pending_del[t] = stamp
-            return
-        j = c.ids.index(x)
-        if c.vals[j] is GONE:
-            old = c.stamps[j]
-            if _earlier(stamp, self._tstamp(-1 if old is None else old)):
-                c.stamps[j] = self._stamp(stamp)
-            return
-        c.vals[j] = GONE
-        c.stamps[j] = self._stamp(stamp)
-        c.vis -= 1
-        self._len -= 1
-        if self._before_cursor(c):
-            self._cstart -= 1
+        delete_id(self, t, stamp)
 
     # ------------------------------------------------------------ states
 
