@@ -314,7 +314,9 @@ class RGA(Crdt):
             j = k if c.vis == len(c.ids) else self._phys(c, k)
             origin = c.ids[j]
             j += 1
-        me = self._intern(self.replica)
+        me = self._idx.get(self.replica)
+        if me is None:
+            me = self._intern(self.replica)
         base = self._clock + 1
         self._clock += n
         if n == 1 and len(c.ids) < MAX:
@@ -337,8 +339,8 @@ class RGA(Crdt):
         self._len += n
         self._cur, self._cstart = c, start
         vals = items if type(items) is str else list(items)
-        first_origin = None if origin is None else self._tid(origin)
-        return RgaDelta([(self.replica, base, first_origin, vals, None, None)])
+        first = None if origin is None else (origin >> SHIFT, self._names[origin & MASK])
+        return RgaDelta([(self.replica, base, first, vals, None, None)])
 
     def delete(self, pos: int, n: int = 1) -> RgaDelta:
         """Delete ``n`` visible elements starting at visible index ``pos``."""
@@ -395,6 +397,8 @@ class RGA(Crdt):
             return
         for run in other.runs:
             self._integrate(run)
+        if other._lazy is None and not other._dels:
+            return
         for name, lam, m, s in other.del_runs():
             if m == 1:
                 self._delete_id((lam, name), s)

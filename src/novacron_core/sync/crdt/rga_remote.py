@@ -14,17 +14,18 @@ if TYPE_CHECKING:
 
 
 def integrate(doc: RGA, run: Run) -> None:
-    todo = [run]  # a loop, not recursion: a long run delivered backwards frees a chain
-    while todo:
-        released = _integrate_one(doc, todo.pop())
-        todo.extend(released)
+    todo = _integrate_one(doc, run)
+    while todo:  # a loop, not recursion: a long run delivered backwards frees a chain
+        todo.extend(_integrate_one(doc, todo.pop()))
 
 
 def _integrate_one(doc: RGA, run: Run) -> list[Run]:
     name, lam, origin, vals, stamp, rank = run
     n = len(vals)
-    r = doc._intern(name)
-    where = doc._index()
+    r = doc._idx.get(name)
+    if r is None:
+        r = doc._intern(name)
+    where = doc._where if doc._where is not None else doc._index()
     if lam + n - 1 > doc._clock:
         doc._clock = lam + n - 1
     if stamp is not None and stamp[0] > doc._clock:
@@ -41,7 +42,8 @@ def _integrate_one(doc: RGA, run: Run) -> list[Run]:
     if origin is None:
         o = None
     else:
-        o = doc._iid(origin)
+        ro = doc._idx.get(origin[1])
+        o = origin[0] << SHIFT | (doc._intern(origin[1]) if ro is None else ro)
         if o not in where:
             if not doc._collected(origin):
                 waiting = doc._pending.setdefault(origin, [])
@@ -74,7 +76,8 @@ def _integrate_one(doc: RGA, run: Run) -> list[Run]:
         doc._splice(c, j, ids, origins, values, stamps)
         nvis = n - len(dead)
     doc._len += nvis
-    if nvis and doc._before_cursor(c):
+    cur = doc._cur
+    if nvis and c is not cur and c.label < cur.label:  # (landed before the cursor)
         doc._cstart += nvis
     released: list[Run] = []
     if doc._pending_del or doc._pending:
