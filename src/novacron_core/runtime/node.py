@@ -128,6 +128,8 @@ class NodeServer:
                 heartbeat_interval=settings.heartbeat_ms / 1000,
                 snapshot_entries=settings.snapshot_entries,
                 read_mode=settings.read_mode,
+                # a tick a heartbeat late: this process was starved (docs/raft.md)
+                lag_tolerance=settings.heartbeat_ms / 1000,
             ),
             voters,
             seed_addresses,

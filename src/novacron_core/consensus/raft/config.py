@@ -18,10 +18,12 @@ class RaftConfig:
     # stretch of event-loop lag at two followers depose a healthy leader).
     check_quorum: bool = True
     check_quorum_window: float | None = None
-    # A timer that fires more than ``lag_tolerance`` after its deadline (None: one heartbeat
-    # interval) means this process was not running (CPU starvation, a blocked loop): what
-    # arrived meanwhile may still wait unread, so the timer grants one grace period of that
-    # length before a campaign or a CheckQuorum step-down acts on the stale view.
+    # An input that comes more than ``lag_tolerance`` after this node's own deadline means
+    # the process was not running (CPU starvation, a blocked loop): what the others sent
+    # meanwhile may still wait unread, so for one election timeout it judges nobody by that
+    # silence (see RaftNode._starved). For real-time drivers (the runtime sets one heartbeat
+    # interval); None (off) where ticks always come on time or time jumps on purpose (the
+    # simulator, scenario scripts).
     lag_tolerance: float | None = None
     # Campaign soon (PreVote first) when the runtime reports the leader's connection
     # refused or closed, instead of waiting out the election timeout: see on_peer_unreachable.

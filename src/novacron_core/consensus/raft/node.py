@@ -100,8 +100,12 @@ class RaftNode:
         self.reads = ReadQueue()
         self.term_start = 0  # index of the leader's first entry in its term
         self.heartbeat_due = 0.0
-        self.wake_asked = 0.0  # the wake-up the last Ready asked for (lateness of a tick)
-        self.grace_used = False  # a late timer was already granted its one grace period
+        # Starvation (see RaftConfig.lag_tolerance): until ``grace_until`` this node does not
+        # act on others' silence it could not hear; one grace until it hears its leader
+        # again (a follower) or ticks on time again (a leader).
+        self.started = False
+        self.grace_until = 0.0
+        self.grace_used = False
         self.transferee: NodeId | None = None
         self.transfer_deadline = 0.0
         self.now = 0.0
@@ -131,6 +135,7 @@ class RaftNode:
     def on_start(self, now: float) -> Ready:
         self._begin(now)
         self._reset_election_timer()
+        self.started = True
         return self._finish()
 
     def on_tick(self, now: float) -> Ready:
@@ -138,12 +143,7 @@ class RaftNode:
         if self.role == LEADER:
             self._leader_tick()
         elif now >= self.election_deadline:
-            if self._late(self.election_deadline):
-                # randomized like the timer itself: the others that starved with us must
-                # not all campaign at the same instant once their grace ends
-                grace = self._lag_tolerance() + self.rng.random() * self.cfg.election_timeout / 2
-                self.election_deadline = now + grace
-            elif self.id in self.conf.voters and not self.abstain:
+            if self.id in self.conf.voters and not self.abstain:
                 self._campaign(pre=self.cfg.pre_vote)
             else:
                 self._reset_election_timer()
@@ -151,15 +151,29 @@ class RaftNode:
 
     def _lag_tolerance(self) -> float:
         tol = self.cfg.lag_tolerance
-        return self.cfg.heartbeat_interval if tol is None else tol
+        return float("inf") if tol is None else tol
 
-    def _late(self, deadline: float) -> bool:
-        """True (once per timer period) when this tick comes so long after ``deadline``
-        that the process must have been starved: see ``RaftConfig.lag_tolerance``."""
-        if self.grace_used or self.now - deadline <= self._lag_tolerance():
-            return False
+    def _overdue(self) -> float:
+        """How long ago our own next deadline passed (heartbeat or election timeout)."""
+        return self.now - (self.heartbeat_due if self.role == LEADER else self.election_deadline)
+
+    def _starved(self) -> None:
+        """Our deadline passed more than ``lag_tolerance`` ago: this process was not
+        running, and what the others sent meanwhile may still wait unread. For one election
+        timeout, judge nobody by a silence we could not hear: a leader skips CheckQuorum; a
+        follower re-arms its election timer (randomized: the others starved with it must
+        not all campaign at once) and counts its leader as just heard, so it also refuses
+        PreVotes meanwhile (only ever more conservative for leases). A follower gets this
+        once until it hears its leader again, a leader once until it ticks on time again:
+        a process late every time still campaigns, or steps down, one grace later."""
+        t = self.cfg.election_timeout
         self.grace_used = True
-        return True
+        self.grace_until = self.now + t
+        if self.role == LEADER:
+            return
+        if self.leader is not None:
+            self.leader_contact = self.now
+        self.election_deadline = self.now + t + self.rng.random() * t
 
     def on_message(self, now: float, src: NodeId, msg: Any) -> Ready:
         self._begin(now)
@@ -226,11 +240,12 @@ class RaftNode:
     def _begin(self, now: float) -> None:
         self.now = now
         self.out = Ready()
+        if self.started and not self.grace_used and self._overdue() > self._lag_tolerance():
+            self._starved()
 
     def _finish(self) -> Ready:
         out = self.out
-        self.wake_asked = self.heartbeat_due if self.role == LEADER else self.election_deadline
-        out.wake(self.wake_asked)
+        out.wake(self.heartbeat_due if self.role == LEADER else self.election_deadline)
         self.out = Ready()
         return out
 
@@ -244,7 +259,6 @@ class RaftNode:
     def _reset_election_timer(self) -> None:
         t = self.cfg.election_timeout
         self.election_deadline = self.now + t + self.rng.random() * t
-        self.grace_used = False
 
     def _quorum(self) -> int:
         return len(self.conf.voters) // 2 + 1
@@ -353,7 +367,7 @@ class RaftNode:
         self.progress = {}
         self._sync_progress()
         self.heartbeat_due = self.now + self.cfg.heartbeat_interval
-        self.grace_used = False
+        self.grace_used, self.grace_until = False, 0.0
         # A no-op of our own term: until it commits we cannot know the true commit index
         # (figure 8), so reads and config changes wait for it.
         self.term_start = self.log.last_index + 1
@@ -441,6 +455,7 @@ class RaftNode:
         self.leader = src
         self.leader_contact = self.now
         self._reset_election_timer()
+        self.grace_used = False
 
     def _on_append(self, src: NodeId, m: Append) -> None:
         self._heard_leader(src)
@@ -737,15 +752,14 @@ class RaftNode:
 
     def _leader_tick(self) -> None:
         now = self.now
-        # CheckQuorum, every tick: step down once a majority has been silent for the window.
-        # A late tick first gets its grace period: the answers may be queued, unread.
-        late = self._late(self.wake_asked)
-        if not late:
-            self.grace_used = False
+        if self._overdue() <= self._lag_tolerance() and now >= self.grace_until:
+            self.grace_used = False  # on time again: a later starvation gets its grace
+        # CheckQuorum, every tick: step down once a majority has been silent for the window
+        # (not while starved: the answers may be queued, unread).
         if (
             self.cfg.check_quorum
             and self.id in self.conf.voters
-            and not late
+            and now >= self.grace_until
             and now - self._quorum_heard() > self._quorum_window()
         ):
             self._become_follower(self.term, None)
