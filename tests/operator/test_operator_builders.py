@@ -116,7 +116,8 @@ def test_agents_and_gateways_are_not_deployed_until_their_workloads_are_rendered
     """Agents and gateways are not deployed until their builders render what the
     commands need: no DaemonSet, Deployment, HPA, gateway Service/ServiceAccount/NetworkPolicy
     (they would crash-loop)."""
-    assert not capabilities.available("agent") and not capabilities.available("gateway")
+    assert not capabilities.available("agent")
+    assert not capabilities.available("gateway")
     objs = region()
     kinds = sorted(o["kind"] for o in objs)
     assert kinds == sorted(
