@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.common import result
-from novacron_core.sync.bench import gossip_figures
+from benchmarks.sync_figures import gossip_figures
 
 
 def _flat(prefix: str, d: dict[str, Any], out: dict[str, Any]) -> None:

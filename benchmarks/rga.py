@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.common import result
-from novacron_core.sync.bench import rga_figures
+from benchmarks.sync_figures import rga_figures
 
 
 def run(quick: bool = False) -> dict[str, Any]:

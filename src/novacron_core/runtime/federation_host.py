@@ -38,10 +38,10 @@ from novacron_core.runtime.node import Applied, NodeServer
 from novacron_core.runtime.node_cli import node_command
 from novacron_core.runtime.settings import load_settings, split_addr
 from novacron_core.runtime.storage import FileStorage
+from novacron_core.runtime.sync_journal import DiskDurable
 from novacron_core.runtime.transport import Hello, serve_peer_frames
 from novacron_core.sync.engine import Read, SyncNode
 from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip
-from novacron_core.sync.persist import DiskDurable
 
 log = logging.getLogger(__name__)
 SYNC_MESSAGES = (Gossip, AeRanges, AeLeaves, AeStates)

@@ -2,7 +2,8 @@
 
 ``gossip_figures`` and ``rga_figures`` return plain dicts (``python -m benchmarks gossip|rga``
 prints them). Replays run in subprocesses so each one's memory is measured on its own:
-``python -m novacron_core.sync.bench replay <impl> <ops>`` prints one JSON line.
+``python -m benchmarks.sync_figures replay <impl> <ops>`` (from the repository root) prints
+one JSON line.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.sync_scenarios import bytes_run, latency_run
 from novacron_core.sync.crdt import RGA
 from novacron_core.sync.engine import SyncConfig
 from novacron_core.sync.kinds import KINDS
-from novacron_core.sync.scenarios import bytes_run, latency_run
 
-TRACES = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "editing-traces"
+REPO = Path(__file__).resolve().parents[1]
+TRACES = REPO / ".." / "shared" / "data" / "editing-traces"
 Patch = tuple[int, int, str]
 
 # ---------------------------------------------------------------- gossip
@@ -143,8 +145,8 @@ def _end_content() -> str:
 
 
 def _replay_subprocess(impl: str, limit: int | None) -> dict[str, Any]:
-    args = [sys.executable, "-m", "novacron_core.sync.bench", "replay", impl, str(limit or 0)]
-    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600)
+    args = [sys.executable, "-m", "benchmarks.sync_figures", "replay", impl, str(limit or 0)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600, cwd=REPO)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
