@@ -45,7 +45,7 @@ async def test_subscribers_see_applied_commands_in_order_until_they_unsubscribe(
             entries = [e for a in seen for e in a.entries]
             assert entries[0].kind == NOOP  # the leader's own entry comes first
             assert [e.index for e in entries] == list(range(1, len(entries) + 1))
-            assert seen[-1].index == node.raft.applied
+            assert seen[-1].index == node.status().applied
             assert all(a.index == a.entries[-1].index for a in seen)
 
             unsubscribe()

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from novacron_core.consensus.raft.messages import Vote
+from novacron_core.consensus.raft.messages import PEER_MESSAGES, Vote
 from novacron_core.runtime.transport import Transport, tls_contexts
 from tests.runtime.procs import free_ports
 
@@ -62,8 +62,16 @@ async def _pair(
 ) -> tuple[Transport, Transport, list[tuple[str, Any]]]:
     got: list[tuple[str, Any]] = []
     pa, pb = free_ports(2)
-    a = Transport("a", {"b": ("127.0.0.1", pb)}, lambda s, m: None, client_ssl=client)
-    b = Transport("b", {"a": ("127.0.0.1", pa)}, lambda s, m: got.append((s, m)), server_ssl=server)
+    a = Transport(
+        "a", {"b": ("127.0.0.1", pb)}, lambda s, m: None, client_ssl=client, accept=PEER_MESSAGES
+    )
+    b = Transport(
+        "b",
+        {"a": ("127.0.0.1", pa)},
+        lambda s, m: got.append((s, m)),
+        server_ssl=server,
+        accept=PEER_MESSAGES,
+    )
     await b.start("127.0.0.1", pb)
     return a, b, got
 
@@ -84,7 +92,7 @@ async def test_messages_arrive_and_the_link_survives_a_peer_restart() -> None:
         port = a.peers["b"][1]
         await b.close()
         await asyncio.sleep(0.1)
-        b2 = Transport("b", {}, lambda s, m: got.append((s, m)))
+        b2 = Transport("b", {}, lambda s, m: got.append((s, m)), accept=PEER_MESSAGES)
         await b2.start("127.0.0.1", port)
         # Messages sent while the link is broken may be lost; Raft retransmits.
         assert await _until(lambda: (a.send("b", Vote(2, 0, 0)), ("a", Vote(2, 0, 0)) in got)[1])
@@ -106,7 +114,13 @@ async def test_mutual_tls_accepts_our_ca_and_rejects_a_stranger(tmp_path: Path) 
         await a.close()
     # A peer with a certificate from another CA: the handshake fails, nothing is delivered.
     port = a.peers["b"][1]
-    intruder = Transport("evil", {"b": ("127.0.0.1", port)}, lambda s, m: None, client_ssl=stranger)
+    intruder = Transport(
+        "evil",
+        {"b": ("127.0.0.1", port)},
+        lambda s, m: None,
+        client_ssl=stranger,
+        accept=PEER_MESSAGES,
+    )
     try:
         intruder.send("b", Vote(99, 0, 0))
         assert not await _until(lambda: any(src == "evil" for src, _ in got), limit=1.0)
@@ -124,8 +138,16 @@ async def test_the_first_message_after_a_peer_restarted_is_not_lost_and_closes_a
     lost: list[str] = []
     got: list[tuple[str, Any]] = []
     pa, pb = free_ports(2)
-    a = Transport("a", {"b": ("127.0.0.1", pb)}, lambda s, m: None, on_unreachable=lost.append)
-    b = Transport("b", {"a": ("127.0.0.1", pa)}, lambda s, m: got.append((s, m)))
+    a = Transport(
+        "a",
+        {"b": ("127.0.0.1", pb)},
+        lambda s, m: None,
+        on_unreachable=lost.append,
+        accept=PEER_MESSAGES,
+    )
+    b = Transport(
+        "b", {"a": ("127.0.0.1", pa)}, lambda s, m: got.append((s, m)), accept=PEER_MESSAGES
+    )
     await b.start("127.0.0.1", pb)
     b2: Transport | None = None
     try:
@@ -133,7 +155,7 @@ async def test_the_first_message_after_a_peer_restarted_is_not_lost_and_closes_a
         assert await _until(lambda: ("a", Vote(1, 0, 0)) in got)
         await b.close()
         assert await _until(lambda: "b" in lost)  # reported without a.send
-        b2 = Transport("b", {}, lambda s, m: got.append((s, m)))
+        b2 = Transport("b", {}, lambda s, m: got.append((s, m)), accept=PEER_MESSAGES)
         await b2.start("127.0.0.1", pb)
         await asyncio.sleep(1.2)  # past a's longest reconnect backoff
         a.send("b", Vote(2, 0, 0))
@@ -147,8 +169,14 @@ async def test_the_first_message_after_a_peer_restarted_is_not_lost_and_closes_a
 async def test_a_closed_inbound_link_is_reported_with_its_sender() -> None:
     lost: list[str] = []
     pa, pb = free_ports(2)
-    a = Transport("a", {"b": ("127.0.0.1", pb)}, lambda s, m: None)
-    b = Transport("b", {"a": ("127.0.0.1", pa)}, lambda s, m: None, on_unreachable=lost.append)
+    a = Transport("a", {"b": ("127.0.0.1", pb)}, lambda s, m: None, accept=PEER_MESSAGES)
+    b = Transport(
+        "b",
+        {"a": ("127.0.0.1", pa)},
+        lambda s, m: None,
+        on_unreachable=lost.append,
+        accept=PEER_MESSAGES,
+    )
     await b.start("127.0.0.1", pb)
     try:
         a.send("b", Vote(1, 0, 0))

@@ -29,7 +29,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from novacron_core.codec import CodecError, frame
-from novacron_core.consensus.kv import KVStore
+from novacron_core.consensus.interface import BARRIER
 from novacron_core.federation import vmflow
 from novacron_core.federation.netem import LinkRules, demo_rtt
 from novacron_core.runtime.driver import Driver
@@ -37,7 +37,6 @@ from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.node import Applied, NodeServer
 from novacron_core.runtime.node_cli import node_command
 from novacron_core.runtime.settings import load_settings, split_addr
-from novacron_core.runtime.storage import FileStorage
 from novacron_core.runtime.sync_journal import DiskDurable
 from novacron_core.runtime.transport import Hello, serve_peer_frames
 from novacron_core.sync.engine import Read, SyncNode
@@ -187,6 +186,7 @@ class FederationSidecar:
         self._dirty: set[str] = set()
         self._full = True
         self._published_term = -1
+        self._established = -1
         self.durable = DiskDurable(node.settings.data_dir / "sync", fsync="never")
         self.sync = SyncNode(
             self.fed_id,
@@ -232,9 +232,7 @@ class FederationSidecar:
         me = self.fed_peers[self.fed_id]
         link = SyncLink(self.fed_id, self.region, self.fed_peers, self.rules, self._deliver)
         self.link = link
-        self.driver = Driver(
-            self.sync, cast(FileStorage, _DurableAdapter(self.durable)), link.send, NodeMetrics()
-        )
+        self.driver = Driver(self.sync, _DurableAdapter(self.durable), link.send, NodeMetrics())
         await link.start(*me[1])
         self.node.replicated_vm = self.replicated_vm  # GET :8080/v1/vms/{id} for foreign VMs
         app = web.Application()
@@ -273,9 +271,12 @@ class FederationSidecar:
         self.driver.deliver(src, msg)
 
     def _on_apply(self, applied: Applied) -> None:
-        if applied.snapshot is not None:
+        if applied.restored:
             self._full = True  # the whole state was replaced: which keys changed is unknown
         else:
+            for e in applied.entries:
+                if e.kind == BARRIER and self.node.is_leader() and e.term == self.node.soft.term:
+                    self._established = e.term
             self._dirty.update(
                 cmd.key for _, cmd in applied.commands() if cmd.key.startswith(vmflow.PREFIX)
             )
@@ -283,21 +284,20 @@ class FederationSidecar:
 
     async def _publish(self) -> None:
         """On the region's leader: turn newly committed VM records into CRDT updates."""
-        raft = self.node.raft
+        term = self.node.soft.term
         if not self.node.is_leader():
             self._dirty.clear()  # a later leader term compares everything anyway
             return
-        # Only a leader whose term's no-op committed knows the true commit index (figure 8);
-        # before that its state may lag what the previous leader already published.
-        if raft.commit < raft.term_start or raft.applied < raft.commit:
+        # Only a leader whose term's barrier committed knows the true commit index (figure
+        # 8); before that its state may lag what the previous leader already published.
+        if self._established != term:
             return
         keys: set[str] | None = self._dirty
-        if self._full or raft.term != self._published_term:
+        if self._full or term != self._published_term:
             keys = None  # what the previous leader published, or missed, is not known here
-            self._full, self._published_term = False, raft.term
+            self._full, self._published_term = False, term
         self._dirty = set()
-        kv = cast(KVStore, self.node.kv)
-        for change in vmflow.changes(kv.data, self.sync.store, self.region, keys):
+        for change in vmflow.changes(self.node.kv.data, self.sync.store, self.region, keys):
             m = vmflow.as_mutation(change, self.sync.hlc, int(time.time() * 1000))
             await self.driver.request(m)
             self.published += 1

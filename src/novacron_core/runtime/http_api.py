@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from novacron_core.codec import decode, encode
-from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
-from novacron_core.consensus.raft import (
+from novacron_core.consensus.interface import (
     BUSY,
     NOT_LEADER,
     OK,
@@ -29,10 +28,9 @@ from novacron_core.consensus.raft import (
     Reply,
     TransferLeader,
 )
+from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
+from novacron_core.runtime.node_view import NodeView
 from novacron_core.vm import PowerChange, VMCreate, VMRecord, VMSpec, vm_key
-
-if TYPE_CHECKING:
-    from novacron_core.runtime.node import NodeServer
 
 M = TypeVar("M", bound=BaseModel)
 FORWARDED = "X-Novacron-Forwarded"
@@ -51,7 +49,7 @@ def _err(status: int, message: str, retry: float | None = None, **extra: Any) ->
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
-def build_app(node: NodeServer) -> web.Application:
+def build_app(node: NodeView) -> web.Application:
     app = web.Application(client_max_size=4 << 20, middlewares=[_middleware])
     app[NODE_KEY] = node
     api = Api(node)
@@ -77,7 +75,7 @@ def build_app(node: NodeServer) -> web.Application:
 
 @web.middleware
 async def _middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    node: NodeServer = request.app[NODE_KEY]  # type: ignore[assignment]
+    node: NodeView = request.app[NODE_KEY]  # type: ignore[assignment]
     driver = node.driver
     busy = driver is not None and driver.pending >= node.settings.max_inflight_requests
     if busy and request.path.startswith("/v1/"):
@@ -93,7 +91,7 @@ async def _middleware(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 class Api:
-    def __init__(self, node: NodeServer) -> None:
+    def __init__(self, node: NodeView) -> None:
         self.node = node
 
     # ------------------------------------------------------------ consensus plumbing
@@ -118,7 +116,7 @@ class Api:
         before it answers, stop waiting: a hung or partitioned leader would otherwise hold
         the client for the whole request timeout. A read then goes to the new leader; a
         write may or may not have reached the old one, so its outcome is unknown (504)."""
-        leader = self.node.raft.leader
+        leader = self.node.leader
         if self.node.leader_http() is None or request.headers.get(FORWARDED):
             return _err(503, "no leader known", retry=1, leader=leader)
         changed = self.node.leader_change()
@@ -295,26 +293,21 @@ class Api:
         return web.json_response({"ok": True})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        r = self.node.raft
-        member = r.id in r.conf.members()
+        st = self.node.status()
+        member = st.member
         # Caught up: a leader is known and we are within one snapshot interval of its
         # commit index (the operator waits for this before moving on in a rolling change).
-        caught_up = r.leader is not None and r.lag() <= min(1000, r.cfg.snapshot_entries)
+        limit = min(1000, self.node.settings.snapshot_entries)
+        caught_up = st.leader is not None and st.lag <= limit
         # Rejoining (lost its state, waiting to be replaced): not ready until re-added.
         rejoining = self.node.rejoining
         if member and caught_up and not rejoining:
-            return web.json_response({"ready": True, "leader": r.leader})
-        body = {"ready": False, "leader": r.leader, "member": member, "rejoining": rejoining}
+            return web.json_response({"ready": True, "leader": st.leader})
+        body = {"ready": False, "leader": st.leader, "member": member, "rejoining": rejoining}
         return web.json_response(body, status=503)
 
     def _status(self) -> dict[str, Any]:
-        st = self.node.raft.status()
-        st["rejoining"] = self.node.rejoining
-        st["peers"] = {
-            n: {"peer": f"{a[0][0]}:{a[0][1]}", "http": f"{a[1][0]}:{a[1][1]}"}
-            for n, a in sorted(self.node.peers.items())
-        }
-        return st
+        return self.node.status().model_dump(mode="json")
 
     async def cluster(self, request: web.Request) -> web.Response:
         return web.json_response(self._status())

@@ -1,9 +1,11 @@
-"""One ``novacron node`` process: Raft group member, KV/VM store, HTTP and admin API.
+"""One ``novacron node`` process: consensus group member, KV/VM store, HTTP and admin API.
 
-Where the other members listen comes from the Raft configuration: the bootstrap members'
-addresses from ``peers``, every member added later from its membership change, replicated
-in the log and in snapshots. Whenever the configuration changes the node re-derives its
-``peers`` map (leader proxying, ``/v1/cluster``) and the transport's dial list from it.
+The group's protocol is the ``protocol`` setting (``consensus/registry.py``; Raft today);
+nothing here depends on which one it is. Where the other members listen comes from the
+group's configuration: the bootstrap members' addresses from ``peers``, every member added
+later from its membership change, replicated in the log and in snapshots. Whenever the
+member reports a new configuration (``Ready.soft_state``) the node re-derives its ``peers``
+map (leader proxying, ``/v1/cluster``) and the transport's dial list from it.
 """
 
 from __future__ import annotations
@@ -24,20 +26,24 @@ import aiohttp
 from aiohttp import web
 
 from novacron_core.codec import decode
-from novacron_core.consensus.kv import KVCommand, KVStore
-from novacron_core.consensus.raft import (
+from novacron_core.consensus.interface import (
+    COMMAND,
     LEADER,
+    UNKNOWN,
+    Committed,
     ConfigState,
-    Entry,
+    GroupStatus,
+    GroupTuning,
     MemberAddress,
-    RaftConfig,
-    RaftNode,
     Reply,
-    SnapshotMeta,
+    Restored,
+    SoftState,
 )
-from novacron_core.consensus.raft.messages import NORMAL
-from novacron_core.consensus.raft.storage import Recovered
+from novacron_core.consensus.kv import KVCommand, KVStore
+from novacron_core.consensus.registry import protocol
+from novacron_core.machine import Ready
 from novacron_core.runtime.driver import Driver
+from novacron_core.runtime.http_api import build_app
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.settings import NodeSettings, split_addr
 from novacron_core.runtime.storage import CorruptLogError, FileStorage
@@ -54,20 +60,20 @@ REJOINING_MARKER = "rejoining"
 class Applied:
     """What the node applied, handed to :meth:`NodeServer.on_apply` subscribers.
 
-    Either ``entries``: log entries just applied, contiguous and in order, the last one at
-    ``index`` (``kind`` NORMAL: ``data`` is an encoded KVCommand; CONFIG: an encoded
-    ConfigState; NOOP: a new leader's empty entry). Or ``snapshot``: the leader's snapshot
-    replaced the whole state up to ``index`` (the entries it covers are never listed), so a
+    Either ``entries``: entries just applied, contiguous and in order, the last one at
+    ``index`` (``kind`` COMMAND: ``data`` is an encoded KVCommand; CONFIG: an encoded
+    ConfigState; BARRIER: a new leader's empty entry). Or ``restored``: a snapshot replaced
+    the whole state up to ``index`` (the entries it covers are never listed), so a
     subscriber re-reads the state it mirrors.
     """
 
     index: int
-    entries: tuple[Entry, ...] = ()
-    snapshot: SnapshotMeta | None = None
+    entries: tuple[Committed, ...] = ()
+    restored: bool = False
 
     def commands(self) -> list[tuple[int, KVCommand]]:
         """The KV commands among ``entries``, with their log index."""
-        return [(e.index, decode(e.data, KVCommand)) for e in self.entries if e.kind == NORMAL]
+        return [(e.index, decode(e.data, KVCommand)) for e in self.entries if e.kind == COMMAND]
 
 
 class NodeServer:
@@ -75,10 +81,12 @@ class NodeServer:
         self.settings = settings
         self.static_peers = settings.peer_map()  # the bootstrap members, from --peers
         self.metrics = NodeMetrics()
-        self.storage = FileStorage(settings.data_dir / "raft", fsync=settings.fsync)
+        self.protocol = protocol(settings.protocol)
+        self.storage = FileStorage(
+            settings.data_dir / self.protocol.name, self.protocol.log_format, settings.fsync
+        )
         if self.storage.torn_bytes:
             log.warning("recovered from a torn log tail (%d bytes cut)", self.storage.torn_bytes)
-        recovered = self.storage.load()
         self.marker = settings.data_dir / REJOINING_MARKER
         # A bootstrap member whose state is gone while the group already exists: it must
         # not bootstrap again as a voter (its empty log would grant any vote and could elect
@@ -89,7 +97,7 @@ class NodeServer:
             not self.rejoining
             and settings.cluster_state() == "existing"
             and settings.node_id in self.static_peers
-            and _empty(recovered)
+            and self.storage.empty()
         ):
             _write_marker(self.marker, settings.fsync)
             self.rejoining = True
@@ -112,12 +120,13 @@ class NodeServer:
         seed_addresses = tuple(
             MemberAddress(n, _fmt(a[0]), _fmt(a[1])) for n, a in sorted(self.static_peers.items())
         )
-        self.raft = RaftNode(
+        self.kv = KVStore()
+        self.member = self.protocol.member(
             settings.node_id,
-            recovered,
-            KVStore(),
+            self.storage,
+            self.kv,
             random.Random(int.from_bytes(os.urandom(8), "big")),
-            RaftConfig(
+            GroupTuning(
                 election_timeout=settings.election_timeout_ms / 1000,
                 heartbeat_interval=settings.heartbeat_ms / 1000,
                 snapshot_entries=settings.snapshot_entries,
@@ -126,17 +135,18 @@ class NodeServer:
             voters,
             seed_addresses,
         )
-        self.raft.abstain = self.rejoining
+        self.member.abstain = self.rejoining
         self.driver: Driver | None = None
         self.transport: Transport | None = None
         self.peers: dict[str, tuple[Addr, Addr]] = {}
+        # What the member last reported of itself (Ready.soft_state); the node never reads
+        # the member's fields.
+        self.soft: SoftState = self.member.soft_state()
         self._seen_conf: ConfigState | None = None
         self._refresh_peers()
         self._apply_subscribers: list[Callable[[Applied], None]] = []
-        self._logged_role: tuple[str, int] | None = None
-        self._leader_seen: str | None = None
         self._leader_waiters: set[asyncio.Future[None]] = set()
-        self.kv = self.raft.sm
+        self._logged = False
         self.http: aiohttp.ClientSession | None = None
         self.stopping = asyncio.Event()
         # Set by a process that also holds the federation's replica (runtime/federation_host):
@@ -155,14 +165,10 @@ class NodeServer:
         not replayed: read the current state (``node.kv``, ``node.raft.applied``) first.
         Returns a function that unsubscribes."""
         self._apply_subscribers.append(callback)
-        self.raft.record_applied = True
 
         def unsubscribe() -> None:
             with contextlib.suppress(ValueError):
                 self._apply_subscribers.remove(callback)
-            self.raft.record_applied = bool(self._apply_subscribers)
-            if not self._apply_subscribers:
-                self.raft.take_applied()
 
         return unsubscribe
 
@@ -177,24 +183,26 @@ class NodeServer:
         self._leader_waiters.discard(fut)
         fut.cancel()
 
-    def _after_persist(self) -> None:
-        r = self.raft
-        if self.rejoining and replaced(r):
+    def _after_persist(self, ready: Ready) -> None:
+        if self.rejoining and self.member.readded():
             self._rejoined()
-        if r.leader != self._leader_seen:
-            self._leader_seen = r.leader
-            waiters, self._leader_waiters = self._leader_waiters, set()
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
-        if (r.role, r.term) != self._logged_role:
-            # With the monotonic clock (shared by every process on a host), so role changes
-            # of several nodes line up: benchmarks/raft.py splits failover time with them.
-            self._logged_role = (r.role, r.term)
-            log.info("raft role %s term %d at %.6f", r.role, r.term, time.monotonic())
-        self._refresh_peers()
-        if self._apply_subscribers:
-            self._publish_applied()
+        soft = ready.soft_state
+        if isinstance(soft, SoftState):
+            before, self.soft = self.soft, soft
+            if soft.leader != before.leader:
+                waiters, self._leader_waiters = self._leader_waiters, set()
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+            if (soft.role, soft.term) != (before.role, before.term) or not self._logged:
+                # With the monotonic clock (shared by every process on a host), so role
+                # changes of several nodes line up: benchmarks/raft.py splits failover time
+                # with them.
+                self._logged = True
+                log.info("raft role %s term %d at %.6f", soft.role, soft.term, time.monotonic())
+            self._refresh_peers()
+        if self._apply_subscribers and ready.committed:
+            self._publish_applied(ready.committed)
 
     def _rejoined(self) -> None:
         """Removed and added again as a learner: from here on the leader's configuration
@@ -204,20 +212,20 @@ class NodeServer:
         if self.settings.fsync:
             _fsync_dir(self.marker.parent)
         self.rejoining = False
-        self.raft.abstain = False
+        self.member.abstain = False
         log.warning("%s: re-added as a learner: no longer rejoining, voting once promoted", self.id)
 
-    def _publish_applied(self) -> None:
+    def _publish_applied(self, committed: list[Any]) -> None:
         events: list[Applied] = []
-        run: list[Entry] = []
-        for ev in self.raft.take_applied():
-            if isinstance(ev, Entry):
+        run: list[Committed] = []
+        for ev in committed:
+            if not isinstance(ev, Restored):
                 run.append(ev)
                 continue
             if run:
                 events.append(Applied(run[-1].index, tuple(run)))
                 run = []
-            events.append(Applied(ev.index, snapshot=ev))
+            events.append(Applied(ev.index, restored=True))
         if run:
             events.append(Applied(run[-1].index, tuple(run)))
         for event in events:
@@ -230,7 +238,7 @@ class NodeServer:
     def _refresh_peers(self) -> None:
         """Re-derive where members listen from the latest configuration (it takes effect
         when appended, as in Raft, so a leader dials a member the moment it adds it)."""
-        conf = self.raft.conf
+        conf = self.soft.config
         if conf is self._seen_conf:
             return
         self._seen_conf = conf
@@ -253,32 +261,46 @@ class NodeServer:
 
     def _peer_unreachable(self, peer: str) -> None:
         if self.driver is not None:
-            self.driver.inject(lambda now: self.raft.on_peer_unreachable(now, peer))
+            self.driver.inject(lambda now: self.member.on_peer_unreachable(now, peer))
 
     async def submit(self, req: Any) -> Reply:
         assert self.driver is not None
-        return await self.driver.request(req, self.settings.request_timeout_s)
+        try:
+            reply: Reply = await self.driver.request(req, self.settings.request_timeout_s)
+        except TimeoutError:
+            return Reply(UNKNOWN, detail="timed out waiting for the group")
+        return reply
+
+    @property
+    def leader(self) -> str | None:
+        return self.soft.leader
 
     def leader_http(self) -> tuple[str, int] | None:
-        lead = self.raft.leader
+        lead = self.soft.leader
         if lead is None or lead == self.id or lead not in self.peers:
             return None
         return self.peers[lead][1]
 
     def is_leader(self) -> bool:
-        return self.raft.role == LEADER
+        return self.soft.role == LEADER
+
+    def status(self) -> GroupStatus:
+        """The group status document (``/v1/cluster``), with what only the node knows."""
+        peers = {
+            n: {"peer": f"{a[0][0]}:{a[0][1]}", "http": f"{a[1][0]}:{a[1][1]}"}
+            for n, a in sorted(self.peers.items())
+        }
+        return self.member.status().model_copy(update={"rejoining": self.rejoining, "peers": peers})
 
     def refresh_metrics(self) -> None:
-        m, r = self.metrics, self.raft
-        m.term.set(r.term)
-        m.commit.set(r.commit)
-        m.applied.set(r.applied)
-        m.is_leader.set(1 if r.role == LEADER else 0)
-        m.elections.set(r.stats["elections"])
+        m, st = self.metrics, self.member.status()
+        m.term.set(st.term)
+        m.commit.set(st.commit)
+        m.applied.set(st.applied)
+        m.is_leader.set(1 if st.role == LEADER else 0)
+        m.elections.set(st.elections)
 
     async def run(self) -> None:
-        from novacron_core.runtime.http_api import build_app
-
         s = self.settings
         me = self.peers.get(self.id)
         peer_listen = split_addr(s.peer_listen) if s.peer_listen else (me[0] if me else None)
@@ -303,8 +325,15 @@ class NodeServer:
             client_ssl=client_ssl,
             on_unreachable=self._peer_unreachable,
             advertise=_fmt(me[0]) if me else "",
+            accept=self.protocol.peer_messages,
         )
-        self.driver = Driver(self.raft, self.storage, self.transport.send, self.metrics)
+        self.driver = Driver(
+            self.member,
+            self.storage,
+            self.transport.send,
+            self.metrics,
+            coalesce=self.protocol.coalesce,
+        )
         self.driver.after_persist = self._after_persist
         await self.transport.start(*peer_listen)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.request_timeout_s))
@@ -334,26 +363,6 @@ class NodeServer:
     def _deliver(self, src: str, msg: Any) -> None:
         assert self.driver is not None
         self.driver.deliver(src, msg)
-
-
-def replaced(raft: RaftNode) -> bool:
-    """A rejoining node was removed and added again: the configuration it applied lists it
-    as a learner *and* it has applied everything a leader said was committed since this
-    start. The second half matters: replaying history from index 1 (or an old snapshot) it
-    may pass a learner config from an earlier replace of the same node; the leader's commit
-    index, heard after the loss, lies beyond every config from before the loss, so the
-    config at or past it is a current one."""
-    return (
-        raft.id in raft.applied_conf.learners
-        and raft.leader_commit > 0
-        and raft.applied >= raft.leader_commit
-    )
-
-
-def _empty(state: Recovered) -> bool:
-    """Nothing durable: no term or vote, no entries, no snapshot."""
-    hard = state.hard
-    return hard.term == 0 and hard.vote is None and not state.entries and state.snap.index == 0
 
 
 def _write_marker(path: Path, fsync: bool) -> None:

@@ -38,6 +38,9 @@ class NodeSettings(BaseSettings):
     # outside the config hash, so it flips without rolling pods); read at start, it wins
     # over ``initial_cluster_state`` when it exists.
     initial_cluster_state_file: str | None = None
+    # The region's consensus protocol (a package of consensus/: "raft"; the CRD's
+    # ``protocol``); one this build lacks stops the node with a message naming it.
+    protocol: str = "raft"
     election_timeout_ms: int = 200  # failover p99 target < 500 ms: detection takes T..2T
     heartbeat_ms: int = 50
     snapshot_entries: int = 10_000

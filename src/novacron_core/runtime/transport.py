@@ -1,15 +1,16 @@
 """Peer transport: one outbound TCP connection per peer, length-prefixed codec frames.
 
 A connection opens with a :class:`Hello` naming the sender (and where it listens, so a new
-member can answer a leader it has no address for yet); every later frame is a Raft message
-record. A frame that does not decode (or is not a Raft message) closes that one
-connection; the node and its other peers carry on. Outbound queues are bounded and drop
-the newest message when full: Raft retransmits, so loss costs latency, never safety.
+member can answer a leader it has no address for yet); every later frame is one of the
+record types the node accepts (``accept``: its machine's wire types). A frame that does not
+decode (or is of another type) closes that one connection; the node and its other peers
+carry on. Outbound queues are bounded and drop the newest message when full: the protocols
+retransmit, so loss costs latency, never safety.
 
 The links also report what TCP tells them about a peer — a refused connection, a broken
 link, an inbound connection closed by the peer (a killed process closes all of them) — to
-``on_unreachable``; Raft uses that to replace a crashed leader without waiting out the
-election timeout. A peer that connects to us is evidently back: our link to it stops
+``on_unreachable``; the consensus member uses that to replace a crashed leader without
+waiting out the election timeout. A peer that connects to us is evidently back: our link to it stops
 backing off and reconnects at once.
 """
 
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from novacron_core.codec import CodecError, FrameDecoder, decode, frame, record
-from novacron_core.consensus.raft.messages import PEER_MESSAGES
 
 log = logging.getLogger(__name__)
 MAX_FRAME = 64 << 20
@@ -65,8 +65,10 @@ class Transport:
         queue_limit: int = 4096,
         on_unreachable: Callable[[str], None] | None = None,
         advertise: str = "",
+        accept: tuple[type, ...] = (),
     ) -> None:
         self.node_id = node_id
+        self.accept = accept  # the record types peers may send (the machine's wire types)
         self.peers = dict(peers)
         # Addresses peers announced in their Hello, used only for peers we have no address
         # for (a joiner answering a leader that is not in its bootstrap list).
@@ -185,7 +187,7 @@ class Transport:
         src: str | None = None
         try:
             src = await serve_peer_frames(
-                reader, PEER_MESSAGES, self.deliver, self._bad_frame, on_hello=self._hello
+                reader, self.accept, self.deliver, self._bad_frame, on_hello=self._hello
             )
         finally:
             self._inbound.discard(writer)

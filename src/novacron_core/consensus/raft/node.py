@@ -13,6 +13,15 @@ import random
 from typing import Any
 
 from novacron_core.codec import decode, encode
+from novacron_core.consensus.interface import (
+    CANDIDATE,
+    FOLLOWER,
+    LEADER,
+    PRE_CANDIDATE,
+    GroupStatus,
+    Restored,
+    SoftState,
+)
 from novacron_core.consensus.raft.config import RaftConfig, StateMachine
 from novacron_core.consensus.raft.log import RaftLog
 from novacron_core.consensus.raft.messages import (
@@ -52,7 +61,7 @@ from novacron_core.consensus.raft.storage import (
 )
 from novacron_core.machine import NodeId, Ready
 
-FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = "follower", "pre-candidate", "candidate", "leader"
+__all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "RaftNode"]
 
 
 class RaftNode:
@@ -111,10 +120,8 @@ class RaftNode:
             "snapshots_sent": 0,
             "snapshot_bytes_sent": 0,
         }
-        # Set by a runtime that wants to observe applied entries (``take_applied``); off by
-        # default so nothing accumulates when nobody drains it.
-        self.record_applied = False
-        self._applied_events: list[Entry | SnapshotMeta] = []
+        # The soft state last reported in a Ready (see ``_finish``).
+        self._reported: tuple[str, NodeId | None, int, ConfigState] | None = None
         # A chunked snapshot being received: its meta and the bytes so far (in memory, so
         # a transfer resumes across lost chunks and leader changes, not across restarts).
         self._incoming: _Incoming | None = None
@@ -183,12 +190,6 @@ class RaftNode:
             self.election_deadline = min(self.election_deadline, start + delay)
         return self._finish()
 
-    def take_applied(self) -> list[Entry | SnapshotMeta]:
-        """Entries applied (and snapshots installed) since the last call, in order; only
-        recorded while ``record_applied`` is set."""
-        out, self._applied_events = self._applied_events, []
-        return out
-
     def on_request(self, now: float, request_id: Any, request: Any) -> Ready:
         self._begin(now)
         if isinstance(request, Propose):
@@ -211,6 +212,10 @@ class RaftNode:
 
     def _finish(self) -> Ready:
         out = self.out
+        now = (self.role, self.leader, self.term, self.conf)
+        if now != self._reported:
+            self._reported = now
+            out.soft_state = self.soft_state()
         if self.role == LEADER:
             out.wake(min(self.heartbeat_due, self.quorum_due))
         else:
@@ -505,8 +510,7 @@ class RaftNode:
         self.commit = self.applied = meta.index
         self.applied_conf = meta.config
         self._reload_conf()
-        if self.record_applied:
-            self._applied_events.append(meta)
+        self.out.committed.append(Restored(meta.index))
         self._send(src, AppendResp(self.term, True, match=meta.index))
 
     # ------------------------------------------------------------------ commit and apply
@@ -528,8 +532,7 @@ class RaftNode:
                 self.applied_conf = decode(e.data, ConfigState)
                 removed_self = self.id not in self.applied_conf.voters
             self.applied = i
-            if self.record_applied:
-                self._applied_events.append(e)
+            self.out.committed.append(e)
             waiter = self.pending.pop(i, None)
             if waiter is not None:
                 rid, term = waiter
@@ -866,20 +869,38 @@ class RaftNode:
             return 0
         return max(0, self.leader_commit - self.applied)
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "role": self.role,
-            "term": self.term,
-            "leader": self.leader,
-            "commit": self.commit,
-            "applied": self.applied,
-            "lag": self.lag(),
-            "last_index": self.log.last_index,
-            "snapshot_index": self.log.snap.index,
-            "voters": list(self.conf.voters),
-            "learners": list(self.conf.learners),
-        }
+    def soft_state(self) -> SoftState:
+        return SoftState(self.role, self.leader, self.term, self.conf)
+
+    def status(self) -> GroupStatus:
+        return GroupStatus(
+            id=self.id,
+            protocol="raft",
+            role=self.role,
+            term=self.term,
+            leader=self.leader,
+            commit=self.commit,
+            applied=self.applied,
+            lag=self.lag(),
+            last_index=self.log.last_index,
+            snapshot_index=self.log.snap.index,
+            voters=list(self.conf.voters),
+            learners=list(self.conf.learners),
+            elections=self.stats["elections"],
+        )
+
+    def readded(self) -> bool:
+        """A rejoining member was removed and added again: the configuration it applied
+        lists it as a learner *and* it has applied everything a leader said was committed
+        since this start. The second half matters: replaying history from index 1 (or an
+        old snapshot) it may pass a learner config from an earlier replace of the same node;
+        the leader's commit index, heard after the loss, lies beyond every config from
+        before the loss, so the config at or past it is a current one."""
+        return (
+            self.id in self.applied_conf.learners
+            and self.leader_commit > 0
+            and self.applied >= self.leader_commit
+        )
 
 
 class _Incoming:
