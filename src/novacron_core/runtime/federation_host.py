@@ -298,7 +298,7 @@ class FederationSidecar:
             self._full, self._published_term = False, term
         self._dirty = set()
         for change in vmflow.changes(self.node.kv.data, self.sync.store, self.region, keys):
-            m = vmflow.as_mutation(change, self.sync.hlc, int(time.time() * 1000))
+            m = vmflow.as_mutation(change, self.sync.hlc.now(int(time.time() * 1000)))
             await self.driver.request(m)
             self.published += 1
         # after the changes: updates travel in buffer order, so a replica holding this mark

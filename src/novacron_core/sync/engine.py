@@ -39,7 +39,7 @@ from novacron_core.sync.crdt import LWWRegister, MVRegister, ORMap
 from novacron_core.sync.crdt.base import Crdt, decode_crdt, encode_crdt
 from novacron_core.sync.engine_state import ApplyHook, ConcurrentHook
 from novacron_core.sync.gossip import GossipRounds
-from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip, Update
+from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip, Push, Update
 from novacron_core.sync.peers import PeerSelector
 from novacron_core.sync.persist import MemoryDurable
 from novacron_core.sync.store import Store
@@ -66,6 +66,9 @@ class SyncConfig:
     # forwarding buffer always; with ``gc`` also the CRDTs' stable dots and context clouds
     gc: bool = True
     gc_every: int = 20  # gossip rounds between stability computations
+    # push each local update at once to every peer of our region and one peer of each other
+    # region, which relays it to its region; the rounds then only repair (see ``Push``)
+    eager: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class SyncNode(GossipRounds):
         on_concurrent: ConcurrentHook | None = None,
     ) -> None:
         self.id = node_id
+        self.region = region
         self.config = config or SyncConfig()
         self.durable = durable
         self.rng = random.Random(seed)
@@ -218,6 +222,28 @@ class SyncNode(GossipRounds):
             ready.reply(request_id, ValueError(f"unknown request {request!r}"))
         return ready
 
+    def reconfigure(self, now: float, peers: Mapping[NodeId, str], config: SyncConfig) -> Ready:
+        """New peers (id -> region) or settings, at run time (a changed federation file).
+        A removed peer no longer holds back stability; an added one starts unknown (updates
+        still buffered reach it by gossip, older ones by anti-entropy)."""
+        ready = Ready()
+        self.config = config
+        new = {p: r for p, r in peers.items() if p != self.id}
+        for p in set(self.peers) - set(new):
+            for table in (self.known, self.inflight, self.reports, self.peer_floors):
+                table.pop(p, None)
+            self.last_heard.pop(p, None)
+        for p in set(new) - set(self.peers):
+            self.known[p] = VersionVector()
+            self.inflight[p] = {}
+        if new != self.peers:
+            self.peers = new
+            self.selector = PeerSelector(self.region, new, self.rng, config.cross_region)
+        self._next_gossip = min(self._next_gossip, now + config.interval)
+        self._next_ae = min(self._next_ae, now + config.ae_interval)
+        ready.wake(self._next_wake())
+        return ready
+
     def update(self, now: float, m: Mutate, ready: Ready) -> Dot:
         delta = self.store.update(m.key, m.kind, m.mutate)
         self._seq += 1
@@ -233,6 +259,8 @@ class SyncNode(GossipRounds):
         self._journal(ready, ("u", upd))
         if self.on_apply is not None:
             self.on_apply(self.id, upd, now)
+        if self.config.eager:
+            self._push(now, upd, ready)
         return dot
 
     def on_tick(self, now: float) -> Ready:
@@ -263,6 +291,8 @@ class SyncNode(GossipRounds):
         self.last_heard[src] = now
         if isinstance(msg, Gossip):
             self._on_gossip(now, src, msg, ready)
+        elif isinstance(msg, Push):
+            self._on_push(now, src, msg, ready)
         elif isinstance(msg, AeRanges):
             self._on_ranges(src, msg, ready)
         elif isinstance(msg, AeLeaves):

@@ -51,6 +51,7 @@ class EngineState:
     """The fields (set by ``SyncNode.__init__``; see there what each holds)."""
 
     id: NodeId
+    region: str
     config: SyncConfig
     durable: MemoryDurable
     rng: random.Random

@@ -1,13 +1,13 @@
 """Push-pull gossip rounds: vectors, the updates a peer lacks, stability reports, and
-what an older incarnation of a peer is told."""
+what an older incarnation of a peer is told; and the eager push of a new update."""
 
 from __future__ import annotations
 
 from novacron_core.clocks import Dot, VersionVector
 from novacron_core.machine import NodeId, Ready
 from novacron_core.sync.antientropy import AntiEntropy
-from novacron_core.sync.engine_state import parse_floors
-from novacron_core.sync.messages import AeLeaves, Gossip, Update
+from novacron_core.sync.engine_state import parse_floors, split_replica
+from novacron_core.sync.messages import AeLeaves, Gossip, Push, Update
 
 
 class GossipRounds(AntiEntropy):
@@ -16,6 +16,8 @@ class GossipRounds(AntiEntropy):
     ) -> list[Update]:
         """Buffered updates ``peer`` lacks (by ``vv`` or what it last told us)."""
         known = vv if vv is not None else self.known.get(peer, VersionVector())
+        if not self.seen.cloud and known.dominates(self.seen.vv):
+            return []  # it has every update we applied, so every one we buffer
         inflight = self.inflight.setdefault(peer, {})
         retry = now - self.config.retry_after
         out: list[Update] = []
@@ -115,3 +117,44 @@ class GossipRounds(AntiEntropy):
                 raise ValueError("malformed stability report")
             out[r] = c - lag
         return VersionVector(out)
+
+    # ------------------------------------------------------------ eager push
+
+    def _push(self, now: float, upd: Update, ready: Ready) -> None:
+        """Send a new local update to every peer of our region and to one peer of each
+        other region (which relays it). Marked in flight, so the next rounds do not send it
+        again to those peers before ``retry_after``."""
+        dot = Dot(upd.origin, upd.seq)
+        direct = Push.of([upd], self.epoch, relay=False)
+        relayed = Push.of([upd], self.epoch, relay=True)
+        for p in self.selector.local_peers:
+            ready.send(p, direct)
+            self.inflight.setdefault(p, {})[dot] = now
+        for p in self.selector.one_per_region():
+            ready.send(p, relayed)
+            self.inflight.setdefault(p, {})[dot] = now
+
+    def _on_push(self, now: float, src: NodeId, msg: Push, ready: Ready) -> None:
+        try:
+            updates = msg.updates()
+        except ValueError:
+            return
+        self._incarnation(src, msg.epoch)  # a new one: what we knew of its predecessor goes
+        fresh: list[Update] = []
+        for upd in updates:
+            if upd.seq <= 0 or self.seen.contains(Dot(upd.origin, upd.seq)):
+                continue
+            if self.floors and self._retired(upd.origin):
+                continue
+            if self._apply(upd, now):
+                self._journal(ready, ("u", upd))
+                fresh.append(upd)
+        if msg.relay and fresh:
+            out = Push.of(fresh, self.epoch, relay=False)
+            origins = {split_replica(u.origin)[0] for u in fresh}
+            for p in self.selector.local_peers:
+                if p != src and p not in origins:
+                    ready.send(p, out)
+                    flying = self.inflight.setdefault(p, {})
+                    for u in fresh:
+                        flying[Dot(u.origin, u.seq)] = now
