@@ -1,17 +1,20 @@
 """``novacron demo``: a real multi-region federation on this machine, and a story told with it.
 
-Regions x nodes real processes on 127.0.x.y; each region is one Raft group; every node is also
-a replica of the federation's CRDT state (``runtime.federation_host``). Every step prints what
-it measured; ``--check`` turns failed expectations into a non-zero exit.
+Regions x nodes real ``novacron node`` processes (the command the operator's StatefulSet runs)
+on 127.0.x.y, each reading the same federation file the operator would render; each region is
+one Raft group, every node also a replica of the federation's CRDT state. Every step prints
+what it measured; ``--check`` turns failed expectations into a non-zero exit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import statistics
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -25,7 +28,9 @@ from rich.live import Live
 from rich.table import Table
 
 from novacron_core.demo.federation import (
-    FED_PORT,
+    ANTI_ENTROPY_S,
+    GOSSIP_MS,
+    PEER_PORT,
     Layout,
     NodeSpec,
     cluster,
@@ -107,9 +112,15 @@ class Story:
                 "   RTT (cockroach demo --global matrix): "
                 + ", ".join(f"{a}↔{b} {ms:.0f} ms" for (a, b), ms in pairs.items())
             )
+        fed_file = lay.write_federation_file(self.sup.base / "federation.json")
+        self.say(
+            f"   every node runs `novacron node --federation-file {fed_file}` "
+            f"(gossip every {GOSSIP_MS} ms, anti-entropy every {ANTI_ENTROPY_S} s)"
+        )
         t0 = time.monotonic()
         for n in lay.nodes:
-            self.sup.start(n.name, lay.argv(n, str(self.sup.dir_for(n.name)), self.election_ms))
+            argv = lay.argv(n, str(self.sup.dir_for(n.name)), self.election_ms, fed_file)
+            self.sup.start(n.name, argv)
         for r in lay.regions:
             took = self.wait(f"a leader in {r}", partial(self._has_leader, r), 60)
             found = self.leader_of(r)
@@ -119,11 +130,7 @@ class Story:
                 f"after {time.monotonic() - t0:.1f}s (+{took:.1f}s)"
             )
         for n in lay.nodes:
-            self.wait(
-                f"{n.name} federation API",
-                partial(_answers, n.fed_url + "/v1/federation/status"),
-                30,
-            )
+            self.wait(f"{n.name} federated", partial(_federated, n), 30)
         self.figures["startup_s"] = time.monotonic() - t0
         self.say(f"   federation up in {self.figures['startup_s']:.1f}s")
         if self.net is not None:
@@ -137,7 +144,7 @@ class Story:
         delays = net.delays  # the network delays (netem or the userspace WAN)
         measured: dict[tuple[str, str], float] = {}
         for i, a in enumerate(lay.regions):
-            targets = {f"{lay.in_region(b)[0].host}:{FED_PORT}": b for b in lay.regions[i + 1 :]}
+            targets = {f"{lay.in_region(b)[0].host}:{PEER_PORT}": b for b in lay.regions[i + 1 :]}
             if targets:
                 got = connect_rtt_ms(net.exec_argv(a, []), list(targets))
                 measured.update({(a, targets[t]): ms for t, ms in got.items()})
@@ -162,11 +169,10 @@ class Story:
                 "RTT within 10% (or 5 ms) of the matrix",
             )
         else:
-            self.say("   (no delay in the network: the nodes add RTT/2 to each sync message)")
+            self.say("   (no delay in the network: the nodes add RTT/2 to each federation message)")
 
     def create_vms(self) -> None:
         self.say("\n[bold]1. Create and power on a VM in each region, at its home region[/bold]")
-        prop: list[float] = []
         for r in self.layout.regions:
             vm = f"web-{r}"
             t0 = time.monotonic()
@@ -188,33 +194,111 @@ class Story:
                 f"{1000 * (t2 - t1):.0f} ms (Raft commit in {r}; home_region={rec['home_region']})"
             )
             self.expect(rec["power"] == "on" and rec["home_region"] == r, f"{vm} on, homed in {r}")
-            targets = {o: self.fed_node(o) for o in self.layout.regions if o != r}
-            seen: dict[str, float] = {}
+            seen = self.propagation(r, vm, rec["version"], t2)
+            if seen:
+                self.say(
+                    "     readable (powered on) "
+                    + ", ".join(f"in {o} after {1000 * t:.0f} ms" for o, t in sorted(seen.items()))
+                )
+        if len(self.layout.regions) > 1:
+            self.measure_propagation()
 
-            def all_seen(
-                vm: str = vm,
-                targets: dict[str, NodeSpec] = targets,
-                seen: dict[str, float] = seen,
-                t2: float = t2,
-            ) -> bool:
-                for o, t in targets.items():
-                    if o not in seen and (fed_record(t, vm) or {}).get("power") == "on":
-                        seen[o] = time.monotonic() - t2
-                return len(seen) == len(targets)
+    def propagation(
+        self, home: str, vm: str, version: int, acked: float, timeout: float = 15.0
+    ) -> dict[str, float]:
+        """Seconds from ``acked`` (the write's answer) until a node of each other region
+        serves ``vm`` at ``version`` or later from its federation replica; each region is
+        polled every 2 ms by its own thread, so the figure is not a poll interval."""
+        seen: dict[str, float] = {}
+        lock = threading.Lock()
 
-            self.wait(f"{vm} readable in every region", all_seen, 15)
-            prop.extend(seen.values())
-            self.say(
-                "     readable (powered on) "
-                + ", ".join(f"in {o} after {1000 * s:.0f} ms" for o, s in sorted(seen.items()))
-            )
-        if not prop:
-            return  # a single region: nowhere to propagate to
-        self.figures["propagation_ms_max"] = 1000 * max(prop)
+        def poll(region: str, node: NodeSpec) -> None:
+            deadline = acked + timeout
+            while time.monotonic() < deadline:
+                rec = fed_record(node, vm)
+                if rec is not None and int(rec.get("version", 0)) >= version:
+                    with lock:
+                        seen[region] = time.monotonic() - acked
+                    return
+                time.sleep(0.002)
+
+        threads = [
+            threading.Thread(target=poll, args=(o, self.fed_node(o)), daemon=True)
+            for o in self.layout.regions
+            if o != home
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout + 1)
+        missing = [o for o in self.layout.regions if o != home and o not in seen]
+        if missing:
+            raise TimeoutError(f"{vm} v{version} not readable in {', '.join(missing)} in time")
+        return seen
+
+    def measure_propagation(self, rounds: int = 5) -> None:
+        """Power each region's VM off and on ``rounds`` times; per region pair the time
+        until the other region serves the new version, against the link's one-way latency,
+        and the federation messages every node sent per update."""
+        lay = self.layout
         self.say(
-            f"   cross-region propagation: median {1000 * sorted(prop)[len(prop) // 2]:.0f} ms, "
-            f"max {1000 * max(prop):.0f} ms (commit → gossip over the injected WAN latency)"
+            f"   propagation of {rounds} updates per region "
+            "(commit → eager push to one node per region → relayed in that region):"
         )
+        before = self._fed_counters()
+        samples: dict[tuple[str, str], list[float]] = {}
+        for i in range(rounds):
+            for r in lay.regions:
+                state = "off" if i % 2 == 0 else "on"
+                rec = write(self.live(r), "POST", f"/v1/vms/web-{r}/power", {"state": state})
+                acked = time.monotonic()
+                for o, t in self.propagation(r, f"web-{r}", rec["version"], acked).items():
+                    samples.setdefault(tuple(sorted((r, o))), []).append(t)  # type: ignore[arg-type]
+        after = self._fed_counters()
+        rtt = demo_rtt(lay.regions)
+        worst_p50 = worst_max = 0.0
+        for (a, b), ts in sorted(samples.items()):
+            one_way = rtt.get((a, b), rtt.get((b, a), 0.0)) / 2
+            p50, top = 1000 * statistics.median(ts), 1000 * max(ts)
+            worst_p50, worst_max = max(worst_p50, p50 - one_way), max(worst_max, top - one_way)
+            self.say(
+                f"     {a}↔{b}: p50 {p50:.0f} ms, max {top:.0f} ms over {len(ts)} updates "
+                f"(one-way {one_way:.0f} ms: +{p50 - one_way:.0f} / +{top - one_way:.0f})"
+            )
+            self.expect(
+                p50 <= one_way + 30 and top <= one_way + 80,
+                f"{a}↔{b} p50 ≤ one-way + 30 ms and max ≤ one-way + 80 ms",
+            )
+        all_ts = [t for ts in samples.values() for t in ts]
+        self.figures["propagation_ms_p50"] = 1000 * statistics.median(all_ts)
+        self.figures["propagation_ms_max"] = 1000 * max(all_ts)
+        self.figures["propagation_over_one_way_ms_p50"] = worst_p50
+        self.figures["propagation_over_one_way_ms_max"] = worst_max
+        updates = after[1] - before[1]
+        if updates > 0:
+            per = {k: (after[2].get(k, 0) - before[2].get(k, 0)) / updates for k in after[2]}
+            total = sum(per.values())
+            self.figures["federation_messages_per_update"] = total
+            self.say(
+                f"   federation messages per update: {total:.1f} "
+                f"({updates} updates by every region's leader, heartbeat marks included; "
+                + ", ".join(f"{k} {v:.1f}" for k, v in sorted(per.items()) if v >= 0.05)
+                + f"; {len(lay.nodes)} replicas)"
+            )
+
+    def _fed_counters(self) -> tuple[float, int, dict[str, int]]:
+        """(when, updates published, federation messages sent by type) over every node."""
+        published, sent = 0, Counter[str]()
+        for n in self.layout.nodes:
+            st = (
+                get_json(n.url + "/v1/federation/status")
+                if self.sup.procs[n.name].running
+                else None
+            )
+            if isinstance(st, dict):
+                published += int(st.get("published", 0)) + int(st.get("heartbeats", 0))
+                sent.update(st.get("messages_sent") or {})
+        return time.monotonic(), published, dict(sent)
 
     def kill_leader(self) -> None:
         r = self.layout.regions[0]
@@ -301,7 +385,7 @@ class Story:
         cut = lay.regions[-1]
         others = [r for r in lay.regions if r != cut]
         how = (
-            "sync link drops"
+            "the nodes' link rules drop"
             if self.net is None
             else "the WAN drops every packet between them"
             if self.net.wan is not None
@@ -353,10 +437,10 @@ class Story:
             return
         for n in self.layout.nodes:
             if self.sup.procs[n.name].running:
-                post_json(n.fed_url + "/v1/federation/netem", {"partitioned": cut})
+                post_json(n.url + "/v1/federation/netem", {"partitioned": cut})
 
     def region_lag(self, reader: NodeSpec, region: str) -> float | None:
-        st = get_json(reader.fed_url + "/v1/federation/status")
+        st = get_json(reader.url + "/v1/federation/status")
         lag = (st or {}).get("region_lag_s", {}).get(region)
         return float(lag) if lag is not None else None
 
@@ -388,7 +472,7 @@ class Story:
         if self.net is not None and self.net.wan is not None:
             self.say(f"   the userspace WAN so far: {self.net.wan_stats()} packets")
         counts = {
-            n.name: len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
+            n.name: len((get_json(n.url + "/v1/federation/vms") or {}).get("vms", []))
             for n in lay.nodes
         }
         self.wait(
@@ -396,7 +480,7 @@ class Story:
             lambda: (
                 len(
                     {
-                        len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
+                        len((get_json(n.url + "/v1/federation/vms") or {}).get("vms", []))
                         for n in lay.nodes
                     }
                 )
@@ -405,7 +489,7 @@ class Story:
             30,
         )
         counts = {
-            n.name: len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
+            n.name: len((get_json(n.url + "/v1/federation/vms") or {}).get("vms", []))
             for n in lay.nodes
         }
         reader = self.fed_node(others[0])
@@ -422,8 +506,9 @@ class Story:
         )
 
 
-def _answers(url: str) -> bool:
-    return get_json(url) is not None
+def _federated(n: NodeSpec) -> bool:
+    st = get_json(n.url + "/v1/federation/status")
+    return isinstance(st, dict) and st.get("member") is True and "replica" in st
 
 
 class LiveView:
@@ -447,7 +532,7 @@ class LiveView:
             for n in self.layout.nodes:
                 p = self.sup.procs.get(n.name)
                 st = cluster(n) if p is not None and p.running else None
-                fed = get_json(n.fed_url + "/v1/federation/status") if st else None
+                fed = get_json(n.url + "/v1/federation/status") if st else None
                 row: dict[str, Any] = {"up": st is not None}
                 if st:
                     now, commit = time.monotonic(), int(st["commit"])
@@ -498,7 +583,7 @@ def _interactive(
         for n in layout.in_region(r):
             out.print(
                 f"   {n.name:<18} {n.url}  (metrics {n.url}/metrics, "
-                f"federation {n.fed_url}/v1/federation/vms, {n.fed_url}/metrics)"
+                f"federation {n.url}/v1/federation/vms)"
             )
     n0 = layout.nodes[0]
     out.print("\n   Try:")
@@ -506,10 +591,11 @@ def _interactive(
     out.print(f"     novacron vms list --url {n0.url}")
     out.print(f"     novacron vms create db-1 --url {n0.url}")
     out.print(
-        f"     novacron vms get db-1 --federation --url {layout.nodes[-1].fed_url}"
+        f"     novacron vms get db-1 --federation --url {layout.nodes[-1].url}"
         f"   # read in {layout.nodes[-1].region}"
     )
-    out.print(f"     curl {layout.nodes[-1].fed_url}/v1/federation/vms")
+    out.print(f"     curl {layout.nodes[-1].url}/v1/federation/vms")
+    out.print(f"     curl {layout.nodes[-1].url}/v1/federation/status")
     out.print(f"     novacron status --url {n0.url} --url {layout.nodes[1].url}")
     if net is not None and net.plan is not None:
         ns = net.plan.ns(0)
@@ -552,7 +638,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     show_default=True,
     help="netns: a network namespace per region, delays and partitions in the network (tc "
     "netem, or a userspace WAN where the kernel has no netem; root); "
-    "transport: the nodes delay and drop in their sync link (unprivileged); "
+    "transport: the nodes delay and drop federation messages themselves (--demo-link-rules; "
+    "unprivileged); "
     "auto: netns when it works here",
 )
 @click.option(
@@ -662,8 +749,11 @@ def demo_command(
 
 def _network_mode(asked: str) -> tuple[str, str, str]:
     """(mode, who delays, the line the demo prints): netns when asked or when auto finds it
-    works here (tried on a scratch namespace), else the nodes' own sync link."""
-    transport = "network: in-transport delay ({}): one-way delay = RTT/2 in each node's sync link"
+    works here (tried on a scratch namespace), else the nodes' own link rules."""
+    transport = (
+        "network: in-transport delay ({}): one-way delay = RTT/2 on each node's federation "
+        "messages (--demo-link-rules)"
+    )
     if asked == "transport":
         return "transport", "transport", transport.format("--network transport")
     found = probe()
@@ -680,7 +770,8 @@ def _network_mode(asked: str) -> tuple[str, str, str]:
         )
     else:
         line = (
-            "network: netns (root), partitions by tc; delay = RTT/2 in each node's sync link "
+            "network: netns (root), partitions by tc; delay = RTT/2 on each node's federation "
+            "messages "
             f"({found.why})"
         )
     return "netns", found.delay, line
@@ -691,7 +782,11 @@ def _summary(story: Story, out: Console) -> None:
     out.print("\n[bold]Figures[/bold]")
     labels = {
         "startup_s": ("federation start-up", "s"),
+        "propagation_ms_p50": ("cross-region propagation (p50)", "ms"),
         "propagation_ms_max": ("cross-region propagation (max)", "ms"),
+        "propagation_over_one_way_ms_p50": ("  p50 above one-way, worst pair", "ms"),
+        "propagation_over_one_way_ms_max": ("  max above one-way, worst pair", "ms"),
+        "federation_messages_per_update": ("federation messages per update", ""),
         "failover_leader_s": ("leader killed → new leader", "s"),
         "failover_commit_s": ("leader killed → next commit", "s"),
         "restart_catchup_s": ("kill -9 + restart → caught up", "s"),

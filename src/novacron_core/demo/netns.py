@@ -7,7 +7,7 @@ the demo (root namespace) reaches every node directly, and no forwarding is swit
 
 On each region's egress (``eth0`` in its namespace) an ``htb`` qdisc classifies by destination
 subnet (``u32``): one class per other region, whose leaf is ``netem delay RTT/2`` when the
-kernel has ``sch_netem`` (else a plain FIFO, and the nodes delay in their sync link instead);
+kernel has ``sch_netem`` (else a plain FIFO, and the nodes delay federation messages instead);
 unclassified traffic (ARP, the demo's own requests) takes the default class, undelayed.
 Partitions happen in the middle, on the bridge: each bridge port (the root-namespace end of a
 region's veth) has an ``htb`` too, and a partition adds ``u32`` filters sending every packet
@@ -236,7 +236,7 @@ class RegionNetwork:
     ``delay``: ``netem`` (the kernel delays, per destination, on each region's egress), ``wan``
     (every other region's /24 is routed through a TUN device that ``demo.wan`` serves: it
     delays and drops in userspace, for kernels without netem), or ``transport`` (the network
-    does not delay; the nodes do, in their sync link)."""
+    does not delay; the nodes do, with their demo link rules)."""
 
     def __init__(
         self,

@@ -61,8 +61,11 @@ FederationRead = sync_engine.Read  # read one key of the federation replica
 class RegionDurableState(Protocol):
     """Where a region node's writes go: the member's durable state and the replica's."""
 
-    group: GroupDurable
-    replica: MemoryDurable
+    @property
+    def group(self) -> GroupDurable: ...
+
+    @property
+    def replica(self) -> MemoryDurable: ...
 
     def apply(self, writes: list[Any]) -> None: ...
 

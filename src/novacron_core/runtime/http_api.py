@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -49,7 +50,9 @@ def _err(status: int, message: str, retry: float | None = None, **extra: Any) ->
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
-def build_app(node: NodeView) -> web.Application:
+def build_app(
+    node: NodeView, more_routes: Callable[[web.Application], None] | None = None
+) -> web.Application:
     app = web.Application(client_max_size=4 << 20, middlewares=[_middleware])
     app[NODE_KEY] = node
     api = Api(node)
@@ -70,6 +73,8 @@ def build_app(node: NodeView) -> web.Application:
     r.add_put("/v1/vms/{id}/spec", api.vm_spec)
     r.add_post("/v1/vms/{id}/power", api.vm_power)
     r.add_delete("/v1/vms/{id}", api.vm_delete)
+    if more_routes is not None:
+        more_routes(app)  # the federation's (runtime/federation.py)
     return app
 
 

@@ -1,79 +1,59 @@
-"""One ``novacron node`` process: consensus group member, KV/VM store, HTTP and admin API.
+"""One ``novacron node`` process: the region machine (consensus member, KV/VM store,
+federation replica, publisher; ``region/machine.py``) on the generic driver, the one peer
+transport, the HTTP API (client, admin, federation) and the federation file.
 
 The group's protocol is the ``protocol`` setting (``consensus/registry.py``; Raft today);
 nothing here depends on which one it is. Where the other members listen comes from the
 group's configuration: the bootstrap members' addresses from ``peers``, every member added
 later from its membership change, replicated in the log and in snapshots. Whenever the
 member reports a new configuration (``Ready.soft_state``) the node re-derives its ``peers``
-map (leader proxying, ``/v1/cluster``) and the transport's dial list from it.
+map (leader proxying, ``/v1/cluster``) from it. Federation replicas are named by their peer
+address, so a federation message goes to the address its destination names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
-import random
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from novacron_core.codec import decode
 from novacron_core.consensus.interface import (
-    COMMAND,
     LEADER,
     UNKNOWN,
-    Committed,
     ConfigState,
     GroupStatus,
     GroupTuning,
     MemberAddress,
+    PeerAddresses,
     Reply,
-    Restored,
     SoftState,
 )
-from novacron_core.consensus.kv import KVCommand, KVStore
-from novacron_core.consensus.registry import protocol
+from novacron_core.consensus.registry import UnknownProtocol, protocol
 from novacron_core.machine import Ready
+from novacron_core.region.machine import SYNC_MESSAGES, RegionNode, RegionSpec
 from novacron_core.runtime.driver import Driver
+from novacron_core.runtime.federation import FederationService
 from novacron_core.runtime.http_api import build_app
 from novacron_core.runtime.metrics import NodeMetrics
+from novacron_core.runtime.region_storage import RegionStorage
 from novacron_core.runtime.settings import NodeSettings, split_addr
-from novacron_core.runtime.storage import CorruptLogError, FileStorage
-from novacron_core.runtime.transport import Transport, tls_contexts
+from novacron_core.runtime.storage import CorruptLogError
+from novacron_core.runtime.transport import Addr, Hello, Transport, tls_contexts
 
 log = logging.getLogger(__name__)
-Addr = tuple[str, int]
 # In the data dir while the node waits to be replaced after losing its state (see
 # ``NodeServer.rejoining``); fsynced, so a restart before the replacement keeps waiting.
 REJOINING_MARKER = "rejoining"
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What the node applied, handed to :meth:`NodeServer.on_apply` subscribers.
-
-    Either ``entries``: entries just applied, contiguous and in order, the last one at
-    ``index`` (``kind`` COMMAND: ``data`` is an encoded KVCommand; CONFIG: an encoded
-    ConfigState; BARRIER: a new leader's empty entry). Or ``restored``: a snapshot replaced
-    the whole state up to ``index`` (the entries it covers are never listed), so a
-    subscriber re-reads the state it mirrors.
-    """
-
-    index: int
-    entries: tuple[Committed, ...] = ()
-    restored: bool = False
-
-    def commands(self) -> list[tuple[int, KVCommand]]:
-        """The KV commands among ``entries``, with their log index."""
-        return [(e.index, decode(e.data, KVCommand)) for e in self.entries if e.kind == COMMAND]
 
 
 class NodeServer:
@@ -82,11 +62,12 @@ class NodeServer:
         self.static_peers = settings.peer_map()  # the bootstrap members, from --peers
         self.metrics = NodeMetrics()
         self.protocol = protocol(settings.protocol)
-        self.storage = FileStorage(
-            settings.data_dir / self.protocol.name, self.protocol.log_format, settings.fsync
+        self.storage = RegionStorage(
+            settings.data_dir, self.protocol.name, self.protocol.log_format, settings.fsync
         )
-        if self.storage.torn_bytes:
-            log.warning("recovered from a torn log tail (%d bytes cut)", self.storage.torn_bytes)
+        torn = self.storage.group.torn_bytes
+        if torn:
+            log.warning("recovered from a torn log tail (%d bytes cut)", torn)
         self.marker = settings.data_dir / REJOINING_MARKER
         # A bootstrap member whose state is gone while the group already exists: it must
         # not bootstrap again as a voter (its empty log would grant any vote and could elect
@@ -97,7 +78,7 @@ class NodeServer:
             not self.rejoining
             and settings.cluster_state() == "existing"
             and settings.node_id in self.static_peers
-            and self.storage.empty()
+            and self.storage.group.empty()
         ):
             _write_marker(self.marker, settings.fsync)
             self.rejoining = True
@@ -120,57 +101,51 @@ class NodeServer:
         seed_addresses = tuple(
             MemberAddress(n, _fmt(a[0]), _fmt(a[1])) for n, a in sorted(self.static_peers.items())
         )
-        self.kv = KVStore()
-        self.member = self.protocol.member(
-            settings.node_id,
-            self.storage,
-            self.kv,
-            random.Random(int.from_bytes(os.urandom(8), "big")),
-            GroupTuning(
-                election_timeout=settings.election_timeout_ms / 1000,
-                heartbeat_interval=settings.heartbeat_ms / 1000,
-                snapshot_entries=settings.snapshot_entries,
-                read_mode=settings.read_mode,
+        me = self.static_peers.get(settings.node_id)
+        self.federation = FederationService(self, _fmt(me[0]) if me else "")
+        self.machine = RegionNode(
+            RegionSpec(
+                node_id=settings.node_id,
+                region=settings.region,
+                protocol=self.protocol,
+                tuning=GroupTuning(
+                    election_timeout=settings.election_timeout_ms / 1000,
+                    heartbeat_interval=settings.heartbeat_ms / 1000,
+                    snapshot_entries=settings.snapshot_entries,
+                    read_mode=settings.read_mode,
+                ),
+                voters=voters,
+                addresses=seed_addresses,
+                abstain=self.rejoining,
+                fed_id=self.federation.fed_id,
+                seed=int.from_bytes(os.urandom(8), "big"),
             ),
-            voters,
-            seed_addresses,
+            self.storage,
+            self.federation.initial_plan(),
         )
-        self.member.abstain = self.rejoining
+        self.member = self.machine.group
+        self.kv = self.machine.kv
         self.driver: Driver | None = None
         self.transport: Transport | None = None
         self.peers: dict[str, tuple[Addr, Addr]] = {}
+        self.announced: dict[str, Addr] = {}  # peer addresses senders named in their Hello
         # What the member last reported of itself (Ready.soft_state); the node never reads
         # the member's fields.
         self.soft: SoftState = self.member.soft_state()
         self._seen_conf: ConfigState | None = None
         self._refresh_peers()
-        self._apply_subscribers: list[Callable[[Applied], None]] = []
         self._leader_waiters: set[asyncio.Future[None]] = set()
         self._logged = False
+        self._fed_addrs: dict[str, Addr | None] = {}
         self.http: aiohttp.ClientSession | None = None
         self.stopping = asyncio.Event()
-        # Set by a process that also holds the federation's replica (runtime/federation_host):
-        # how to read a VM homed in another region, which this region's group does not hold.
-        self.replicated_vm: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
+        self.replicated_vm: Callable[[str], Awaitable[dict[str, Any] | None]] | None = (
+            self.federation.replicated_vm
+        )
 
     @property
     def id(self) -> str:
         return self.settings.node_id
-
-    def on_apply(self, callback: Callable[[Applied], None]) -> Callable[[], None]:
-        """Call ``callback(Applied)`` after every batch that applied entries or installed a
-        snapshot, in log order, from the event loop: after the batch is durable, before its
-        replies reach clients. It must not block (hand work to a task); an exception it
-        raises is logged and does not stop the node. Entries applied before subscribing are
-        not replayed: read the current state (``node.kv``, ``node.raft.applied``) first.
-        Returns a function that unsubscribes."""
-        self._apply_subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._apply_subscribers.remove(callback)
-
-        return unsubscribe
 
     def leader_change(self) -> asyncio.Future[None]:
         """A future resolved when this node's view of the leader next changes (a new
@@ -201,8 +176,6 @@ class NodeServer:
                 self._logged = True
                 log.info("raft role %s term %d at %.6f", soft.role, soft.term, time.monotonic())
             self._refresh_peers()
-        if self._apply_subscribers and ready.committed:
-            self._publish_applied(ready.committed)
 
     def _rejoined(self) -> None:
         """Removed and added again as a learner: from here on the leader's configuration
@@ -214,26 +187,6 @@ class NodeServer:
         self.rejoining = False
         self.member.abstain = False
         log.warning("%s: re-added as a learner: no longer rejoining, voting once promoted", self.id)
-
-    def _publish_applied(self, committed: list[Any]) -> None:
-        events: list[Applied] = []
-        run: list[Committed] = []
-        for ev in committed:
-            if not isinstance(ev, Restored):
-                run.append(ev)
-                continue
-            if run:
-                events.append(Applied(run[-1].index, tuple(run)))
-                run = []
-            events.append(Applied(ev.index, restored=True))
-        if run:
-            events.append(Applied(run[-1].index, tuple(run)))
-        for event in events:
-            for cb in list(self._apply_subscribers):
-                try:
-                    cb(event)
-                except Exception:
-                    log.exception("apply subscriber %r failed", cb)
 
     def _refresh_peers(self) -> None:
         """Re-derive where members listen from the latest configuration (it takes effect
@@ -254,14 +207,59 @@ class NodeServer:
         if peers != self.peers:
             log.info("member addresses: %s", {n: _fmt(a[0]) for n, a in sorted(peers.items())})
         self.peers = peers
-        if self.transport is not None:
-            self.transport.update_peers({n: a[0] for n, a in peers.items() if n != self.id})
-            me = peers.get(self.id)
-            self.transport.advertise = _fmt(me[0]) if me else ""
+        self.prune_links()
 
-    def _peer_unreachable(self, peer: str) -> None:
-        if self.driver is not None:
-            self.driver.inject(lambda now: self.member.on_peer_unreachable(now, peer))
+    def prune_links(self) -> None:
+        """Close links to addresses neither the group nor the federation uses any more."""
+        if self.transport is None:
+            return
+        keep = {a[0] for n, a in self.peers.items() if n != self.id}
+        keep |= set(self.announced.values())
+        keep |= self.federation.peer_addresses()
+        self.transport.keep_only(keep)
+
+    # ------------------------------------------------------------ messages
+
+    def _send(self, dst: str, msg: Any) -> None:
+        assert self.transport is not None
+        if isinstance(msg, SYNC_MESSAGES):
+            self.federation.send(dst, msg)
+            return
+        peer = self.peers.get(dst)
+        addr = peer[0] if peer is not None else self.announced.get(dst)
+        if addr is not None:
+            self.transport.send(addr, msg)
+
+    def _deliver(self, hello: Hello, msg: Any) -> None:
+        assert self.driver is not None
+        if isinstance(msg, SYNC_MESSAGES):
+            # a replica is named by the address it listens on (how the federation file names
+            # it); one that does not say cannot be answered
+            if hello.peer:
+                self.driver.deliver(hello.peer, msg)
+        else:
+            self.driver.deliver(hello.node, msg)
+
+    def _hello(self, hello: Hello) -> None:
+        if hello.peer and hello.node not in self.peers:
+            try:
+                self.announced[hello.node] = split_addr(hello.peer)
+            except ValueError:
+                pass
+
+    def _peer_unreachable(self, node: str | None, addr: Addr | None) -> None:
+        """A link to a group member broke: tell the member (by id, or every member at that
+        address)."""
+        if self.driver is None:
+            return
+        members = {node} if node is not None and node in self.peers else set()
+        if addr is not None:
+            members |= {n for n, a in self.peers.items() if a[0] == addr}
+        for m in members - {self.id}:
+            self.driver.inject(functools.partial(self._unreachable, m))
+
+    def _unreachable(self, member: str, now: float) -> Ready:
+        return self.machine.on_peer_unreachable(now, member)
 
     async def submit(self, req: Any) -> Reply:
         assert self.driver is not None
@@ -270,6 +268,8 @@ class NodeServer:
         except TimeoutError:
             return Reply(UNKNOWN, detail="timed out waiting for the group")
         return reply
+
+    # ------------------------------------------------------------ status
 
     @property
     def leader(self) -> str | None:
@@ -287,7 +287,7 @@ class NodeServer:
     def status(self) -> GroupStatus:
         """The group status document (``/v1/cluster``), with what only the node knows."""
         peers = {
-            n: {"peer": f"{a[0][0]}:{a[0][1]}", "http": f"{a[1][0]}:{a[1][1]}"}
+            n: PeerAddresses(peer=_fmt(a[0]), http=_fmt(a[1]))
             for n, a in sorted(self.peers.items())
         }
         return self.member.status().model_copy(update={"rejoining": self.rejoining, "peers": peers})
@@ -299,6 +299,9 @@ class NodeServer:
         m.applied.set(st.applied)
         m.is_leader.set(1 if st.role == LEADER else 0)
         m.elections.set(st.elections)
+        self.federation.refresh_metrics()
+
+    # ------------------------------------------------------------ running
 
     async def run(self) -> None:
         s = self.settings
@@ -316,40 +319,39 @@ class NodeServer:
                 f"added) and needs {missing} (NOVACRON_PEER_LISTEN / NOVACRON_HTTP_LISTEN): "
                 "where to listen cannot come from --peers"
             )
+        loop = asyncio.get_running_loop()
+        self.machine.wall_offset = time.time() - loop.time()
         server_ssl, client_ssl = tls_contexts(s.tls_cert, s.tls_key, s.tls_ca)
         self.transport = Transport(
             self.id,
-            {n: a[0] for n, a in self.peers.items() if n != self.id},
             self._deliver,
+            accept=self.machine.peer_messages,
             server_ssl=server_ssl,
             client_ssl=client_ssl,
             on_unreachable=self._peer_unreachable,
-            advertise=_fmt(me[0]) if me else "",
-            accept=self.protocol.peer_messages,
+            on_hello=self._hello,
+            advertise=self.federation.fed_id if ":" in self.federation.fed_id else "",
         )
         self.driver = Driver(
-            self.member,
-            self.storage,
-            self.transport.send,
-            self.metrics,
-            coalesce=self.protocol.coalesce,
+            self.machine, self.storage, self._send, self.metrics, coalesce=self.machine.coalesce
         )
         self.driver.after_persist = self._after_persist
         await self.transport.start(*peer_listen)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.request_timeout_s))
-        runner = web.AppRunner(build_app(self), access_log=None)
+        runner = web.AppRunner(build_app(self, self.federation.routes), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, http_listen[0], http_listen[1])
         await site.start()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
         log.info("node %s: peers on %s, http on %s", self.id, peer_listen, http_listen)
         driver_task = asyncio.create_task(self.driver.run())
+        watch_task = asyncio.create_task(self.federation.watch())
         stop_task = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({driver_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         # Clean shutdown: stop taking requests, let the driver finish its batch, flush disk.
+        watch_task.cancel()
         self.driver.stop()
         await runner.cleanup()
         with contextlib.suppress(Exception):
@@ -359,10 +361,6 @@ class NodeServer:
         await self.transport.close()
         await self.http.close()
         self.storage.close()
-
-    def _deliver(self, src: str, msg: Any) -> None:
-        assert self.driver is not None
-        self.driver.deliver(src, msg)
 
 
 def _write_marker(path: Path, fsync: bool) -> None:
@@ -402,7 +400,7 @@ def run_node(settings: NodeSettings) -> None:
 async def _main(settings: NodeSettings) -> None:
     try:
         server = NodeServer(settings)
-    except CorruptLogError as e:
+    except (CorruptLogError, UnknownProtocol) as e:
         log.error("%s", e)
         raise SystemExit(2) from None
     await server.run()
