@@ -207,6 +207,11 @@ class NodeServer:
         if peers != self.peers:
             log.info("member addresses: %s", {n: _fmt(a[0]) for n, a in sorted(peers.items())})
         self.peers = peers
+        if self.transport is not None and ":" not in self.federation.fed_id:
+            # a joiner without a peers entry of its own advertises the address it was added
+            # with, once the configuration lists it
+            me = peers.get(self.id)
+            self.transport.advertise = _fmt(me[0]) if me else ""
         self.prune_links()
 
     def prune_links(self) -> None:
