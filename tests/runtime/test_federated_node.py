@@ -138,9 +138,14 @@ async def test_a_vm_committed_in_one_region_is_read_in_the_other_and_file_change
     async with aiohttp.ClientSession() as http:
         for r in REGIONS:
 
+            async def ready(r: str = r) -> bool:
+                async with http.get(fed.url(r) + "/readyz") as resp:
+                    return resp.status == 200  # its region's group has a leader
+
             async def member(r: str = r) -> bool:
                 return bool((await _status(http, fed.url(r))).get("member"))
 
+            await _until(f"{r} ready", ready)
             await _until(f"{r} federated", member)
         vm = {"id": "web-1", "name": "web-1", "spec": {"cpus": 1, "memory_mib": 512, "image": "x"}}
         status, body = await call(http, "POST", fed.url("east") + "/v1/vms", json=vm)
