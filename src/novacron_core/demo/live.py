@@ -51,14 +51,14 @@ class LiveView:
                     row.update(st, rate=(commit - c) / (now - t) if now > t else 0.0)
                     self.prev[n.name] = (now, commit)
                 if fed:
-                    parts = fed["partitioned"]
+                    parts = fed.get("partitioned", [])
                     if self.story is not None and self.story.net is not None:
                         parts = self.story.cut  # in tc, not in the node's own switch
                     cut = [r for r in parts if r != n.region] or (
                         ["other regions"] if n.region in parts else []
                     )
                     lags = fed.get("region_lag_s") or {}
-                    row.update(vms=fed["vms"], cut=cut)
+                    row.update(vms=fed.get("vms", "-"), cut=cut)
                     if lags:
                         row["lag"] = max(lags.values())
                 self.rows[n.name] = row
