@@ -7,7 +7,9 @@ per region, fault schedules, and checkers for what the federation promises:
 * per-VM versions never go backwards at any replica (every change; a replica is one
   incarnation of a node's federation state, and after a process crash that kept its
   unsynced writes the restarted one starts where the old one was);
-* every region is linearizable (the client history, ``sim/linearizability.py``).
+* every region is linearizable (the client history, ``sim/linearizability.py``);
+* with synchronous replication (``sync_factor`` k), a VM write answered OK is then held by
+  nodes (in memory or on their disk) of at least k other regions.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from novacron_core.federation.config import DEFAULT_SYNC, FederationPlan
 from novacron_core.machine import Ready
 from novacron_core.region.machine import RegionDurable, RegionNode, RegionSpec
 from novacron_core.sim import History, KVModel, Op, Topology, World, check_linearizable
-from novacron_core.sync.crdt.base import Crdt
+from novacron_core.sync.crdt.base import Crdt, decode_crdt
 
 RAFT = protocol("raft")
 TUNING = GroupTuning(election_timeout=0.3, heartbeat_interval=0.05, snapshot_entries=40)
@@ -217,6 +219,8 @@ class Workload:
         else:
             history.ok(op, res.ok, now)
             c.known[op.key] = op.value[1] if res.ok else res.value
+            if res.ok and self.fed.sync_factor:
+                self.fed.check_held(op.key, op.value[1])
         self.world.after(self.rng.uniform(0.05, 0.15), lambda: self._next(c))
 
     def linearizable(self) -> str | None:
@@ -229,7 +233,8 @@ class Workload:
 
 
 class SimFederation:
-    def __init__(self, seed: int, per_region: int = 3) -> None:
+    def __init__(self, seed: int, per_region: int = 3, sync_factor: int = 0) -> None:
+        self.sync_factor = sync_factor
         self.world = World(seed, Topology.three_regions())
         self.regions = list(self.world.topology.regions)
         self.names = {f"{r}-n{i + 1}": r for r in self.regions for i in range(per_region)}
@@ -255,7 +260,9 @@ class SimFederation:
     def plan(self, name: str) -> FederationPlan:
         region = self.names[name]
         peers = {n: r for n, r in self.names.items() if n != name}
-        return FederationPlan("sim", region, True, peers, DEFAULT_SYNC)
+        return FederationPlan(
+            "sim", region, True, peers, DEFAULT_SYNC, sync_factor=self.sync_factor
+        )
 
     def _factory(self, region: str) -> Callable[[str, Any], RegionNode]:
         voters = tuple(self.in_region(region))
@@ -275,6 +282,31 @@ class SimFederation:
             return RegionNode(spec, durable, self.plan(name))
 
         return make
+
+    def check_held(self, key: str, raw: bytes) -> None:
+        """Synchronous replication: ``raw`` (just acknowledged to its writer) is held by a
+        node of at least ``sync_factor`` regions other than its home."""
+        home, want = home_of(key), version(raw)
+        holding = [
+            r
+            for r in self.regions
+            if r != home and any(self._holds(n, key, want) for n in self.in_region(r))
+        ]
+        if len(holding) < self.sync_factor:
+            raise Violation(
+                f"{key} v{want} was acknowledged with sync factor {self.sync_factor}, but "
+                f"only {holding or 'no region'} held it"
+            )
+
+    def _holds(self, name: str, key: str, want: float) -> bool:
+        m = self.node(name)
+        if m is not None and m.replica is not None:
+            return version(m.replica.store.value(key)) >= want
+        durable = self.world.nodes[name].durable  # a crashed node: what its disk holds
+        for kind, body in durable.replica.journal:
+            if kind == "u" and body.key == key and version(decode_crdt(body.delta).value()) >= want:
+                return True
+        return False
 
     def node(self, name: str) -> RegionNode | None:
         m = self.world.machine(name)

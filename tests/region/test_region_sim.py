@@ -85,8 +85,9 @@ def _lossy(fed: SimFederation, drop: float, dup: float, jitter: float) -> None:
 
 
 def run_schedule(seed: int) -> str | None:
-    """One schedule; a description of what failed, or None."""
-    fed = SimFederation(seed)
+    """One schedule; a description of what failed, or None. Every third schedule runs
+    synchronous replication (syncFactor 1 or 2)."""
+    fed = SimFederation(seed, sync_factor=(1 + seed // 3 % 2) if seed % 3 == 2 else 0)
     rng = random.Random(fed.world.rng.getrandbits(64))
     if rng.random() < 0.5:
         signal_crashes(fed)

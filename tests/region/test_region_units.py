@@ -150,7 +150,10 @@ def test_the_plan_names_peers_by_address_and_takes_the_timing_from_the_file() ->
     assert not outsider.member
     assert dict(outsider.peers) == {}
     sync = plan(parse(json.dumps(_file(replication={"mode": "sync", "syncFactor": 1}))), "east", "")
-    assert "replication" in sync.not_honoured
+    assert (sync.sync_factor, sync.not_honoured) == (1, {})
+    more = plan(parse(json.dumps(_file(replication={"mode": "sync", "syncFactor": 2}))), "east", "")
+    assert more.sync_factor == 0  # only one other region: reported, not silently ignored
+    assert "replication" in more.not_honoured
 
 
 @pytest.mark.parametrize(

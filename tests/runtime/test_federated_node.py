@@ -35,7 +35,7 @@ class Fed:
     def url(self, region: str) -> str:
         return f"http://127.0.0.1:{self.http[region]}"
 
-    def doc(self, interval_ms: int = 100, fanout: int = 2) -> dict[str, Any]:
+    def doc(self, interval_ms: int = 100, fanout: int = 2, sync: int = 0) -> dict[str, Any]:
         return {
             "federation": "test",
             "members": [
@@ -49,7 +49,7 @@ class Fed:
             ],
             "gossip": {"intervalMs": interval_ms, "fanout": fanout},
             "antiEntropy": {"intervalSeconds": 1},
-            "replication": {"mode": "async", "syncFactor": 0},
+            "replication": {"mode": "sync" if sync else "async", "syncFactor": sync},
             "someFutureField": {"ignored": True},
         }
 
@@ -200,6 +200,30 @@ async def test_a_vm_committed_in_one_region_is_read_in_the_other_and_file_change
 
         await _until("the power change in west", powered)
         assert {r: p.pid for r, p in fed.procs.items()} == pids  # no restart at any point
+
+        # Synchronous replication: a write at home waits until the other region holds it;
+        # with that region gone, its outcome is unknown (504), never a false OK.
+        fed.write(fed.doc(sync=1))
+
+        async def synchronous() -> bool:
+            st = await _status(http, fed.url("east"))
+            return bool(st["sync_replication"]["factor"] == 1)
+
+        await _until("replication mode sync", synchronous)
+        off = {"state": "off"}
+        status, body = await call(http, "POST", fed.url("east") + "/v1/vms/web-1/power", json=off)
+        assert status == 200, body
+        got = await replicated()
+        assert got is not None
+        assert got["power"] == "off"  # already in west when east answered
+        fed.procs["west"].kill()
+        fed.procs["west"].wait()
+        on = {"state": "on"}
+        status, body = await call(http, "POST", fed.url("east") + "/v1/vms/web-1/power", json=on)
+        assert status == 504, body
+        assert b"outcome unknown" in body
+        st = await _status(http, fed.url("east"))
+        assert st["sync_replication"]["timed_out"] >= 1
 
 
 async def test_a_missing_file_at_start_leaves_the_region_serving_until_a_good_one_appears(

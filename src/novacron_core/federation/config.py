@@ -36,6 +36,9 @@ from novacron_core.sync.engine import SyncConfig
 # what a replica runs with when the file leaves a section out
 DEFAULT_SYNC = SyncConfig(interval=0.1, fanout=3, cross_region=1, ae_interval=1.0, eager=True)
 HEARTBEAT_INTERVAL = 0.2  # a home leader's replication-lag mark (seconds)
+# replication.mode sync: how long a write waits for syncFactor other regions' acknowledgements
+# before its client is told the outcome is unknown (committed at home, replication not known)
+SYNC_TIMEOUT = 2.0
 
 
 class _Model(BaseModel):
@@ -132,6 +135,9 @@ class FederationPlan:
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     # what the file asks that this node does not do (reported in /v1/federation/status)
     not_honoured: Mapping[str, str] = field(default_factory=dict)
+    # replication.mode sync: a VM write is answered once this many other regions hold it
+    sync_factor: int = 0
+    sync_timeout: float = SYNC_TIMEOUT
 
 
 def plan(doc: FederationFile, region: str, me: str) -> FederationPlan:
@@ -149,12 +155,17 @@ def plan(doc: FederationFile, region: str, me: str) -> FederationPlan:
     if doc.anti_entropy is not None:
         sync = replace(sync, ae_interval=float(doc.anti_entropy.interval_seconds))
     not_honoured: dict[str, str] = {}
+    sync_factor = 0
     if doc.replication.mode == "sync":
-        not_honoured["replication"] = (
-            f"mode sync (syncFactor {doc.replication.sync_factor}) is not implemented by "
-            "this node: writes are answered once committed in their home region and reach "
-            "the others asynchronously"
-        )
+        sync_factor = doc.replication.sync_factor
+        others = len({r for r in peers.values() if r != region})
+        if not 1 <= sync_factor <= others:
+            not_honoured["replication"] = (
+                f"mode sync with syncFactor {sync_factor}, but this region has {others} other "
+                "member region(s) with endpoints: writes are answered once committed in their "
+                "home region and reach the others asynchronously"
+            )
+            sync_factor = 0
     if doc.conflict_policies:
         not_honoured["conflictPolicies"] = (
             "no conflict engine yet: a VM is written only in its home region and the newest "
@@ -163,5 +174,5 @@ def plan(doc: FederationFile, region: str, me: str) -> FederationPlan:
     if doc.failover:
         not_honoured["failover"] = "no DR orchestrator yet: a lost region's VMs are not rehomed"
     return FederationPlan(
-        doc.federation, region, member, peers, sync, HEARTBEAT_INTERVAL, not_honoured
+        doc.federation, region, member, peers, sync, HEARTBEAT_INTERVAL, not_honoured, sync_factor
     )

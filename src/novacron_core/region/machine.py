@@ -8,7 +8,9 @@
 * the **federation replica** (:class:`~novacron_core.sync.engine.SyncNode`), present once
   the node has a federation plan: gossip, anti-entropy, the journal;
 * the **publisher** (:mod:`.publisher`): on the region's leader, what the group committed
-  becomes CRDT deltas in the replica, and a heartbeat mark every ``heartbeat_interval``.
+  becomes CRDT deltas in the replica, and a heartbeat mark every ``heartbeat_interval``;
+* with ``replication.mode: sync``, the wait (:mod:`.syncrep`) that holds a VM write's reply
+  until ``syncFactor`` other regions acknowledged its record.
 
 The parts talk only through what their ``Ready`` carries: the member's ``committed`` and
 ``soft_state`` feed the publisher, whose mutations become the replica's local updates in the
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from novacron_core.consensus.interface import (
@@ -44,16 +46,18 @@ from novacron_core.consensus.interface import (
     TransferLeader,
 )
 from novacron_core.consensus.kv import KVStore
+from novacron_core.federation import vmflow
 from novacron_core.federation.config import FederationPlan
 from novacron_core.machine import NodeId, Ready
 from novacron_core.region.publisher import Publisher
+from novacron_core.region.syncrep import SyncWait
 from novacron_core.sync import engine as sync_engine
 from novacron_core.sync.engine import Mutate, SyncNode
-from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip, Push
+from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip, Push, PushAck
 from novacron_core.sync.persist import MemoryDurable
 
 GROUP, REPLICA = "g", "r"
-SYNC_MESSAGES: tuple[type, ...] = (Gossip, Push, AeRanges, AeLeaves, AeStates)
+SYNC_MESSAGES: tuple[type, ...] = (Gossip, Push, PushAck, AeRanges, AeLeaves, AeStates)
 GROUP_REQUESTS = (Propose, Read, ChangeMember, TransferLeader)
 FederationRead = sync_engine.Read  # read one key of the federation replica
 
@@ -134,6 +138,7 @@ class RegionNode:
         self.peer_messages: tuple[type, ...] = (*spec.protocol.peer_messages, *SYNC_MESSAGES)
         self._group_types = spec.protocol.peer_messages
         self.publisher = Publisher(self.region)
+        self.syncwait = SyncWait(self.region)
         self.replica: SyncNode | None = None
         self.plan: FederationPlan | None = None
         self._pending_plan = plan
@@ -159,6 +164,7 @@ class RegionNode:
             self._group(now, self.group.on_message(now, src, msg), out)
         elif isinstance(msg, SYNC_MESSAGES) and self.replica is not None:
             self._replica(self.replica.on_message(now, src, msg), out)
+            self._settle(now, out)  # (an acknowledgement may release a held reply)
         return self._finish(out)
 
     def on_tick(self, now: float) -> Ready:
@@ -173,11 +179,14 @@ class RegionNode:
             )
             if hb is not None:
                 self._local_update(now, hb, out)
+        self._settle(now, out)
         return self._finish(out)
 
     def on_request(self, now: float, request_id: Any, request: Any) -> Ready:
         out = Ready()
         if isinstance(request, GROUP_REQUESTS):
+            if isinstance(request, Propose):
+                self.syncwait.proposed(request_id, request.data)
             self._group(now, self.group.on_request(now, request_id, request), out)
         elif isinstance(request, FederationRead):
             value = None if self.replica is None else self.replica.store.value(request.key)
@@ -214,7 +223,6 @@ class RegionNode:
             out.writes.extend((GROUP, w) for w in r.writes)
         out.sync = out.sync or r.sync
         out.messages.extend(r.messages)
-        out.replies.extend(r.replies)
         if r.wake_at is not None:
             self._wake_group = r.wake_at
         if r.committed:
@@ -224,8 +232,22 @@ class RegionNode:
         if r.committed or r.soft_state is not None:
             self.publisher.observe(r.committed, r.soft_state)
             if self.replica is not None:
+                sync = bool(self.syncwait.factor)
                 for m in self.publisher.mutations(self.kv.data, self.replica.store):
-                    self._local_update(now, m, out)
+                    self._local_update(now, replace(m, ack=sync), out)
+        for rid, reply in r.replies:
+            key = self.syncwait.hold(now, rid, reply)
+            if key is None:
+                out.reply(rid, reply)
+            elif self.syncwait.unpublished(key) and self.replica is not None:
+                # its record came from an earlier leader: publish it again, to be acknowledged
+                again = vmflow.Publish(key, self.kv.data.get(key))
+                ts = vmflow.stamp(self.publisher.applied, self.region)
+                self._local_update(now, replace(vmflow.as_mutation(again, ts), ack=True), out)
+
+    def _settle(self, now: float, out: Ready) -> None:
+        for rid, reply in self.syncwait.release(now, self.replica):
+            out.reply(rid, reply)
 
     def _replica(self, r: Ready, out: Ready) -> None:
         if r.writes:
@@ -239,12 +261,15 @@ class RegionNode:
     def _local_update(self, now: float, m: Mutate, out: Ready) -> None:
         assert self.replica is not None
         r = Ready()
-        self.replica.update(now, m, r)
+        dot = self.replica.update(now, m, r)
+        if m.ack:
+            self.syncwait.published(m.key, dot.counter, self.replica)
         self._replica(r, out)
 
     def _federate(self, now: float, plan: FederationPlan, out: Ready) -> None:
         self.plan = plan
         self.publisher.heartbeat_interval = plan.heartbeat_interval
+        self.syncwait.configure(plan.sync_factor, plan.sync_timeout)
         if self.replica is None:
             self.replica = SyncNode(
                 self.fed_id,
@@ -265,7 +290,7 @@ class RegionNode:
 
     def _finish(self, out: Ready) -> Ready:
         beat = self.publisher.wake() if self.replica is not None else None
-        for at in (self._wake_group, self._wake_replica, beat):
+        for at in (self._wake_group, self._wake_replica, beat, self.syncwait.wake()):
             if at is not None:
                 out.wake(at)
         return out

@@ -244,6 +244,7 @@ class FederationService:
             "messages_sent": dict(self.sent),
             "published": self.node.machine.publisher.published,
             "heartbeats": self.node.machine.publisher.heartbeats,
+            "sync_replication": _syncwait(self.node.machine.syncwait),
         }
         if sync is not None:
             out |= {
@@ -356,6 +357,16 @@ class FederationService:
 def _not_federated(svc: FederationService) -> web.Response:
     why = svc.error or "no federation file (--federation-file)"
     return web.json_response({"error": f"this node is not federated: {why}"}, status=404)
+
+
+def _syncwait(w: Any) -> dict[str, Any]:
+    """replication.mode sync at work: writes waiting, confirmed, timed out (unknown)."""
+    return {
+        "factor": w.factor,
+        "holding": w.holding,
+        "confirmed": w.confirmed,
+        "timed_out": w.timed_out,
+    }
 
 
 def _config(doc: FederationFile, p: FederationPlan) -> dict[str, Any]:

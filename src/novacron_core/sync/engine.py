@@ -39,7 +39,15 @@ from novacron_core.sync.crdt import LWWRegister, MVRegister, ORMap
 from novacron_core.sync.crdt.base import Crdt, decode_crdt, encode_crdt
 from novacron_core.sync.engine_state import ApplyHook, ConcurrentHook
 from novacron_core.sync.gossip import GossipRounds
-from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip, Push, Update
+from novacron_core.sync.messages import (
+    AeLeaves,
+    AeRanges,
+    AeStates,
+    Gossip,
+    Push,
+    PushAck,
+    Update,
+)
 from novacron_core.sync.peers import PeerSelector
 from novacron_core.sync.persist import MemoryDurable
 from novacron_core.sync.store import Store
@@ -73,11 +81,14 @@ class SyncConfig:
 
 @dataclass(frozen=True)
 class Mutate:
-    """Client request: ``mutate(value)`` on ``key`` (created as ``kind``); replies the dot."""
+    """Client request: ``mutate(value)`` on ``key`` (created as ``kind``); replies the dot.
+    ``ack``: pushed eagerly asking every receiver to acknowledge it (synchronous
+    replication; see ``SyncNode.acknowledged_by``)."""
 
     key: str
     kind: type[Crdt]
     mutate: Callable[[Any], Crdt]
+    ack: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,7 @@ class SyncNode(GossipRounds):
         self._merged_from: set[NodeId] = set()  # peers whose whole state we merged
         self._retiring: list[tuple[str, Any]] = []  # journal entries ``_collect`` produced
         self._next_catchup = 0.0
+        self.awaiting: dict[int, set[str]] = {}
 
     def _restore(self) -> int:
         self.store = Store(self.id)
@@ -259,8 +271,10 @@ class SyncNode(GossipRounds):
         self._journal(ready, ("u", upd))
         if self.on_apply is not None:
             self.on_apply(self.id, upd, now)
-        if self.config.eager:
-            self._push(now, upd, ready)
+        if m.ack:
+            self.awaiting[self._seq] = set()
+        if self.config.eager or m.ack:
+            self._push(now, upd, ready, ack=m.ack)
         return dot
 
     def on_tick(self, now: float) -> Ready:
@@ -293,6 +307,8 @@ class SyncNode(GossipRounds):
             self._on_gossip(now, src, msg, ready)
         elif isinstance(msg, Push):
             self._on_push(now, src, msg, ready)
+        elif isinstance(msg, PushAck):
+            self._on_push_ack(src, msg)
         elif isinstance(msg, AeRanges):
             self._on_ranges(src, msg, ready)
         elif isinstance(msg, AeLeaves):

@@ -95,6 +95,7 @@ class EngineState:
     _merged_from: set[NodeId]
     _retiring: list[tuple[str, Any]]
     _next_catchup: float
+    awaiting: dict[int, set[str]]  # our update seq -> regions that acknowledged it
 
     if TYPE_CHECKING:
         # defined by SyncNode, used by gossip below it

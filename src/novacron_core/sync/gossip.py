@@ -7,7 +7,7 @@ from novacron_core.clocks import Dot, VersionVector
 from novacron_core.machine import NodeId, Ready
 from novacron_core.sync.antientropy import AntiEntropy
 from novacron_core.sync.engine_state import parse_floors, split_replica
-from novacron_core.sync.messages import AeLeaves, Gossip, Push, Update
+from novacron_core.sync.messages import AeLeaves, Gossip, Push, PushAck, Update
 
 
 class GossipRounds(AntiEntropy):
@@ -120,13 +120,14 @@ class GossipRounds(AntiEntropy):
 
     # ------------------------------------------------------------ eager push
 
-    def _push(self, now: float, upd: Update, ready: Ready) -> None:
+    def _push(self, now: float, upd: Update, ready: Ready, ack: bool = False) -> None:
         """Send a new local update to every peer of our region and to one peer of each
         other region (which relays it). Marked in flight, so the next rounds do not send it
-        again to those peers before ``retry_after``."""
+        again to those peers before ``retry_after``. ``ack``: every receiver acknowledges
+        it (see :meth:`acknowledged_by`)."""
         dot = Dot(upd.origin, upd.seq)
-        direct = Push.of([upd], self.epoch, relay=False)
-        relayed = Push.of([upd], self.epoch, relay=True)
+        direct = Push.of([upd], self.epoch, relay=False, ack=ack)
+        relayed = Push.of([upd], self.epoch, relay=True, ack=ack)
         for p in self.selector.local_peers:
             ready.send(p, direct)
             self.inflight.setdefault(p, {})[dot] = now
@@ -149,8 +150,10 @@ class GossipRounds(AntiEntropy):
             if self._apply(upd, now):
                 self._journal(ready, ("u", upd))
                 fresh.append(upd)
+        if msg.ack:
+            self._acknowledge(updates, ready)
         if msg.relay and fresh:
-            out = Push.of(fresh, self.epoch, relay=False)
+            out = Push.of(fresh, self.epoch, relay=False, ack=msg.ack)
             origins = {split_replica(u.origin)[0] for u in fresh}
             for p in self.selector.local_peers:
                 if p != src and p not in origins:
@@ -158,3 +161,33 @@ class GossipRounds(AntiEntropy):
                     flying = self.inflight.setdefault(p, {})
                     for u in fresh:
                         flying[Dot(u.origin, u.seq)] = now
+
+    def _acknowledge(self, updates: list[Update], ready: Ready) -> None:
+        """Tell each origin we hold its updates: fresh ones were journaled in this Ready,
+        whose ``sync`` makes the driver fsync before the acknowledgement leaves."""
+        by_origin: dict[str, list[int]] = {}
+        for upd in updates:
+            if self.seen.contains(Dot(upd.origin, upd.seq)):
+                by_origin.setdefault(upd.origin, []).append(upd.seq)
+        for origin, seqs in by_origin.items():
+            node = split_replica(origin)[0]
+            if node != self.id:
+                ready.send(node, PushAck(origin, seqs))
+                ready.sync = True
+
+    def _on_push_ack(self, src: NodeId, msg: PushAck) -> None:
+        if msg.origin != self.replica:
+            return  # about an earlier incarnation of ours
+        region = self.peers.get(src)
+        for seq in msg.seqs:
+            holders = self.awaiting.get(seq)
+            if holders is not None and region is not None:
+                holders.add(region)
+
+    def acknowledged_by(self, seq: int) -> set[str]:
+        """The regions whose nodes acknowledged our update ``seq`` (one made with
+        ``Mutate.ack``); empty once :meth:`forget_ack` was called."""
+        return self.awaiting.get(seq, set())
+
+    def forget_ack(self, seq: int) -> None:
+        self.awaiting.pop(seq, None)
