@@ -122,18 +122,23 @@ class GossipRounds(AntiEntropy):
 
     def _push(self, now: float, upd: Update, ready: Ready, ack: bool = False) -> None:
         """Send a new local update to every peer of our region and to one peer of each
-        other region (which relays it). Marked in flight, so the next rounds do not send it
-        again to those peers before ``retry_after``. ``ack``: every receiver acknowledges
-        it (see :meth:`acknowledged_by`)."""
-        dot = Dot(upd.origin, upd.seq)
+        other region (which relays it). ``ack``: every receiver acknowledges it (see
+        :meth:`acknowledged_by`)."""
         direct = Push.of([upd], self.epoch, relay=False, ack=ack)
         relayed = Push.of([upd], self.epoch, relay=True, ack=ack)
         for p in self.selector.local_peers:
             ready.send(p, direct)
-            self.inflight.setdefault(p, {})[dot] = now
         for p in self.selector.one_per_region():
             ready.send(p, relayed)
-            self.inflight.setdefault(p, {})[dot] = now
+        self._pushed([upd], now)
+
+    def _pushed(self, updates: list[Update], now: float) -> None:
+        """Pushes reach every replica (relays cover the peers we did not send to), so the
+        rounds treat these updates as in flight to every peer: they repeat them to a peer
+        only after ``retry_after`` and only if its vector still lacks them."""
+        for flying in (self.inflight.setdefault(p, {}) for p in self.peers):
+            for u in updates:
+                flying[Dot(u.origin, u.seq)] = now
 
     def _on_push(self, now: float, src: NodeId, msg: Push, ready: Ready) -> None:
         try:
@@ -150,6 +155,7 @@ class GossipRounds(AntiEntropy):
             if self._apply(upd, now):
                 self._journal(ready, ("u", upd))
                 fresh.append(upd)
+        self._pushed(fresh, now)
         if msg.ack:
             self._acknowledge(updates, ready)
         if msg.relay and fresh:
@@ -158,9 +164,6 @@ class GossipRounds(AntiEntropy):
             for p in self.selector.local_peers:
                 if p != src and p not in origins:
                     ready.send(p, out)
-                    flying = self.inflight.setdefault(p, {})
-                    for u in fresh:
-                        flying[Dot(u.origin, u.seq)] = now
 
     def _acknowledge(self, updates: list[Update], ready: Ready) -> None:
         """Tell each origin we hold its updates: fresh ones were journaled in this Ready,
