@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 TOOLS := $(HOME)/.cache/novacron/tools
 ACTIONLINT_VERSION := v1.7.7
 
-.PHONY: help setup demo test lint types unit e2e soak bench crds k8s-bin k8s-up k8s-down tools images lock clean
+.PHONY: help setup demo test lint types unit e2e soak bench crds k8s-bin jaeger k8s-up k8s-down tools images lock clean
 
 help:
 	@echo "make demo      run a real local NovaCron federation (processes on 127.0.0.x)"
@@ -18,6 +18,9 @@ help:
 	@echo "make soak      long simulation and failure soaks"
 	@echo "make crds      regenerate crds/ from operator/novacron_operator/models.py"
 	@echo "make k8s-bin   build kube-apiserver, etcd, kwok, helm... into ~/.cache/novacron (once)"
+	@echo "make jaeger    build Jaeger v2 into ~/.cache/novacron/tools (once; tests/observe uses it)"
+	@echo "make k8s-up    a local control plane (REAL_NODE=1: with a real kubelet); make k8s-down"
+	@echo "make images    the two images (docker, or buildah without a Docker engine)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +49,7 @@ unit: $(STAMP)
 
 e2e: $(STAMP)
 	bash e2e/k8s/build.sh >/dev/null
+	bash e2e/argocd/build.sh >/dev/null
 	$(PY) -m pytest -q e2e $(PYTEST_ARGS)
 
 test: lint types tools unit e2e
@@ -63,9 +67,16 @@ crds: $(STAMP)
 k8s-bin:
 	bash e2e/k8s/build.sh
 
+# Jaeger v2 for tests/observe (a big Go build, once, into ~/.cache/novacron/tools)
+jaeger:
+	nice -n 10 bash e2e/jaeger/build.sh
+
+# make k8s-up REAL_NODE=1: one real node (kubelet, containerd, CNI, CoreDNS) instead of
+# kwok's fake ones; needs root and the packages .ci/run installs (docs/real-node.md)
 k8s-up: $(STAMP)
 	bash e2e/k8s/build.sh >/dev/null
-	$(PY) -m novacron_operator.devcluster up
+	$(if $(REAL_NODE),bash images/build.sh >/dev/null)
+	$(PY) -m novacron_operator.devcluster up $(if $(REAL_NODE),--real-node)
 
 k8s-down: $(STAMP)
 	$(PY) -m novacron_operator.devcluster down
@@ -75,10 +86,10 @@ tools:
 	@test -x $(TOOLS)/actionlint || GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOBIN=$(TOOLS) \
 		go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
-# needs a Docker engine (not on our dev machines; the GitHub workflow builds them)
+# docker build where there is a Docker engine, else buildah on an mmdebstrap base;
+# archives land in ~/.cache/novacron/images (imported by a real node)
 images:
-	docker build -f images/core.Dockerfile -t ghcr.io/novacron/novacron:0.1.0 .
-	docker build -f operator/Dockerfile -t ghcr.io/novacron/novacron-operator:0.1.0 .
+	bash images/build.sh
 
 lock: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'

@@ -13,6 +13,9 @@ NAMES = [
     "gossip",
     "raft",
     "operator",
+    "observe",
+    "gateway",
+    "routing",
 ]  # each is a module here with run(quick) -> result dict
 
 

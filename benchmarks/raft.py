@@ -103,7 +103,10 @@ def _get_json(url: str, body: bytes | None = None, timeout: float = 1.0) -> Any:
 # ------------------------------------------------------------------ the three systems
 
 
-def start_novacron(sup: Supervisor) -> Cluster:
+def start_novacron(
+    sup: Supervisor, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+) -> Cluster:
+    """``extra_args``/``env`` go to every node (benchmarks/observe.py: metrics off, tracing)."""
     ports = _ports(6)
     names = ["n1", "n2", "n3"]
     peers = ",".join(
@@ -114,7 +117,7 @@ def start_novacron(sup: Supervisor) -> Cluster:
         c.http[n] = f"http://127.0.0.1:{ports[2 * i + 1]}"
         argv = [sys.executable, "-m", "novacron_core.runtime.node_cli", "--node-id", n]
         argv += ["--data-dir", str(sup.dir_for(f"novacron-{n}")), "--peers", peers, "--fsync"]
-        sup.start(n, argv, {"PYTHONUNBUFFERED": "1"})
+        sup.start(n, argv + list(extra_args or []), {"PYTHONUNBUFFERED": "1", **(env or {})})
 
     def leader_of(cl: Cluster) -> str | None:
         for m in cl.members:
@@ -385,18 +388,28 @@ def _ready(c: Cluster, member: str) -> bool:
 
 
 def _measure(
-    start: Callable[[Supervisor], Cluster], clients: int, seconds: float, kills: int
+    start: Callable[[Supervisor], Cluster],
+    clients: int,
+    seconds: float,
+    kills: int,
+    availability: bool | None = None,
 ) -> dict[str, Any]:
+    """Load, the system's own tool, failover; then (``availability`` not None: True for the
+    quick shape) restart-to-leader and leader changes, idle and with the cores busy."""
     with Supervisor(prefix="novacron-bench-raft-") as sup:
         c = start(sup)
         c.leader(timeout=60)
         for m in c.members:
             sup.wait_until(f"{c.name} {m} ready", lambda m=m: _ready(c, m), timeout=60)
-        out = asyncio.run(_load(c, clients, seconds, 256))
-        if c.native is not None:
+        out = asyncio.run(_load(c, clients, seconds, 256)) if seconds else {}
+        if c.native is not None and seconds:
             out["native_tool"] = c.native(c, seconds)
         if kills:
             out["failover"] = failover(c, kills)
+        if availability is not None:
+            from benchmarks.raft_availability import availability as measure
+
+            out["availability"] = measure(c, quick=availability)
         return out
 
 
@@ -407,12 +420,14 @@ def run(quick: bool = False) -> dict[str, Any]:
         f"  novacron: 3 nodes, {clients} clients, {seconds:.0f}s, then {kills} leader kills",
         flush=True,
     )
-    ours = _measure(start_novacron, clients, seconds, kills)
+    ours = _measure(start_novacron, clients, seconds, kills, availability=quick)
     peers: dict[str, Any] = {}
     etcd = etcd_binary()
     if etcd:
-        print(f"  etcd ({etcd}): same load, then {kills} leader kills", flush=True)
-        peers["etcd"] = _measure(lambda s: start_etcd(s, etcd), clients, seconds, kills)
+        print(f"  etcd ({etcd}): same load, {kills} leader kills, availability", flush=True)
+        peers["etcd"] = _measure(
+            lambda s: start_etcd(s, etcd), clients, seconds, kills, availability=quick
+        )
     else:
         peers["etcd"] = "not built: run `make k8s-bin` (builds etcd 3.6 from the Go module proxy)"
     print("  pysyncobj: same load", flush=True)
@@ -420,9 +435,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         peers["pysyncobj"] = _measure(start_pysyncobj, clients, seconds, 0)
     except (RuntimeError, TimeoutError) as e:
         peers["pysyncobj"] = f"failed: {e}"
-    figures = {k: v for k, v in ours.items() if k != "failover"}
+    figures = {k: v for k, v in ours.items() if k not in ("failover", "availability")}
     for k, v in ours.get("failover", {}).items():
         figures[f"failover_{k}"] = v
+    for k, v in ours.get("availability", {}).items():
+        figures[f"availability_{k}"] = v
     flat_peers: dict[str, Any] = {}
     ratios: dict[str, Any] = {}
     for name, res in peers.items():
@@ -439,6 +456,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             ratios[f"vs_{name}"] = ours["writes_per_s"] / res["writes_per_s"]
         if res.get("p99_ms") and ours.get("p99_ms"):
             ratios[f"p99_vs_{name}"] = ours["p99_ms"] / res["p99_ms"]
+        theirs, mine = res.get("availability", {}), ours.get("availability", {})
+        for row in ("restart_idle_polled_p50_ms", "restart_loaded_polled_p50_ms"):
+            if theirs.get(row) and mine.get(row) is not None:
+                ratios[f"{row}_vs_{name}"] = mine[row] / theirs[row]
     return result(
         "raft",
         figures,
@@ -470,13 +491,36 @@ def failover_only(kills: int, runs: int, freeze: bool = False) -> list[dict[str,
     return out
 
 
+def availability_only(quick: bool) -> dict[str, Any]:
+    """Restart-to-leader and leader changes under load, ours beside etcd, no throughput."""
+    ours = _measure(start_novacron, 0, 0.0, 0, availability=quick)["availability"]
+    peers: dict[str, Any] = {}
+    ratios: dict[str, Any] = {}
+    etcd = etcd_binary()
+    if etcd:
+        theirs = _measure(lambda s: start_etcd(s, etcd), 0, 0.0, 0, availability=quick)
+        peers = {f"etcd.{k}": v for k, v in theirs["availability"].items()}
+        for row in ("restart_idle_polled_p50_ms", "restart_loaded_polled_p50_ms"):
+            if theirs["availability"].get(row):
+                ratios[f"{row}_vs_etcd"] = ours[row] / theirs["availability"][row]
+    else:
+        peers["etcd"] = "not built: run `make k8s-bin`"
+    return result(
+        "raft_availability",
+        ours,
+        peers,
+        ratios,
+        {"members": 3, "fsync": True, "quick": quick, "load_processes": ours["load_processes"]},
+    )
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.0f}" if isinstance(v, float) else str(v)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.raft", description=__doc__)
-    p.add_argument("--only", choices=["failover", "all"], default="all")
+    p.add_argument("--only", choices=["failover", "availability", "all"], default="all")
     p.add_argument("--kills", type=int, default=50)
     p.add_argument("--runs", type=int, default=1, help="failover: repeat on fresh clusters")
     p.add_argument(
@@ -486,6 +530,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
+    if args.only == "availability":
+        from benchmarks.common import report
+
+        report(availability_only(quick=args.quick))
+        return 0
     if args.only == "failover":
         how = "freezes (SIGSTOP)" if args.freeze else "kills (-9)"
         print(f"novacron failover: {args.kills} leader {how} x {args.runs} runs", flush=True)

@@ -299,3 +299,7 @@ def deployed(
                 print("\n".join(ln[:500] for ln in bad[-12:]))
         kubectl.run("delete", "namespace", ns, agent_ns, "--wait=false", check=False)
         shutil.rmtree(log_dir, ignore_errors=True)
+
+
+# the real-node cluster (one per session, started by the first test that asks for it)
+from realcluster import real  # noqa: E402, F401

@@ -39,7 +39,7 @@ FEDERATION = {
 IMAGES = ["ghcr.io/novacron/novacron:0.1.0", "ghcr.io/novacron/novacron:0.1.1"]
 
 
-def region_obj(replicas: int, agent: bool, image: str = IMAGES[0]) -> dict[str, Any]:
+def region_obj(replicas: int, retain: bool, image: str = IMAGES[0]) -> dict[str, Any]:
     return {
         "apiVersion": "novacron.io/v1alpha1",
         "kind": "NovaCronRegion",
@@ -49,9 +49,8 @@ def region_obj(replicas: int, agent: bool, image: str = IMAGES[0]) -> dict[str, 
             "regionName": "eu-west",
             "zones": ["eu-west-a", "eu-west-b"],
             "replicas": replicas,
-            "agent": {"enabled": agent},
+            "storage": {"whenDeleted": "Retain" if retain else "Delete"},
             "image": image,
-            "gateway": {"minReplicas": 1},
         },
     }
 
@@ -63,20 +62,20 @@ def test_sigkill_and_failpoints_20_times_then_converges_without_orphans(
     dep.operators[0].stop(signal.SIGKILL)
     rng = random.Random(int(time.time()))
     seed_note = []
-    replicas, agent, image = 3, True, IMAGES[0]
-    k.apply([CLUSTER, region_obj(replicas, agent), FEDERATION], ns)
+    replicas, retain, image = 3, True, IMAGES[0]
+    k.apply([CLUSTER, region_obj(replicas, retain), FEDERATION], ns)
     for i in range(20):
         failpoint = FAILPOINTS[i % len(FAILPOINTS)] if i % 2 else None
         # same identity as a restarted pod would have: it takes its own Lease back at once
         op = dep.new_operator("chaos", {"NOVACRON_FAILPOINT": failpoint} if failpoint else None)
-        replicas, agent = rng.choice([(1, True), (3, True), (5, False), (3, False)])
+        replicas, retain = rng.choice([(1, True), (3, True), (5, False), (3, False)])
         image = rng.choice(IMAGES)  # a new image rolls the pods: the partition moves
-        k.apply(region_obj(replicas, agent, image), ns)
+        k.apply(region_obj(replicas, retain, image), ns)
         seed_note.append(f"image={image}")
         if rng.random() < 0.5:
             k.run("delete", "configmap", "eu-west-config", "-n", ns, "--wait=false", check=False)
         delay = rng.uniform(0.0, 2.0)
-        seed_note.append(f"{i}:{failpoint or 'kill'}@{delay:.2f}s r={replicas} a={agent}")
+        seed_note.append(f"{i}:{failpoint or 'kill'}@{delay:.2f}s r={replicas} retain={retain}")
         time.sleep(delay)
         op.stop(signal.SIGKILL)  # no-op if a failpoint already crashed it
         dep.operators.remove(op)

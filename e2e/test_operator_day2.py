@@ -35,8 +35,6 @@ def region(replicas: int, image: str | None = None) -> dict[str, Any]:
         "regionName": "us-east",
         "zones": ["us-east-a", "us-east-b"],
         "replicas": replicas,
-        "agent": {"enabled": False},
-        "gateway": {"minReplicas": 1, "maxReplicas": 1},
     }
     if image:
         spec["image"] = image

@@ -13,11 +13,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+# Dependencies first, in a layer that changes only with pyproject.toml/constraints.txt, so a
+# rebuild after a code change reinstalls just the package.
+COPY pyproject.toml constraints.txt ./
+RUN python -m venv --without-pip /opt/novacron \
+ && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
+ && python -m pip --python /opt/novacron/bin/python install -c constraints.txt -r /tmp/requirements.txt
+COPY README.md ./
 COPY src ./src
 COPY operator/novacron_operator ./operator/novacron_operator
-RUN python -m venv --without-pip /opt/novacron \
- && python -m pip --python /opt/novacron/bin/python install -c constraints.txt . \
+RUN python -m pip --python /opt/novacron/bin/python install --no-deps -c constraints.txt . \
  && /opt/novacron/bin/python -m compileall -q /opt/novacron/lib
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Builds the upstream Kubernetes control plane (plus etcd, kwok, helm) from the Go module
-# proxy into a cache outside the repo, keyed by version, so later runs reuse it.
+# Builds the upstream Kubernetes control plane (plus etcd, kwok, helm) and what a real node
+# needs (kubelet, kube-proxy, CoreDNS, kube-router's NetworkPolicy controller, the
+# local-path provisioner, a pause binary) from the Go module proxy into a cache outside the
+# repo, keyed by version, so later runs reuse it. containerd, runc and the CNI plugins come
+# from Debian (.ci/run installs them).
 # Why a throwaway consumer module: `go install pkg@version` refuses modules with replace
 # directives (k8s.io/kubernetes replaces its staging modules with ./staging/...), so we
 # require the module and replace each staging module with its published version instead.
@@ -12,6 +15,11 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 ETCD_BENCH_VERSION=${ETCD_BENCH_VERSION:-v3.6.8}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.21.4}
+# real-node add-ons: named with their version inside the same directory, so bumping one
+# rebuilds only that one
+COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
+KUBE_ROUTER_VERSION=${KUBE_ROUTER_VERSION:-v2.1.0}  # the only v2 release the proxy serves
+LOCAL_PATH_VERSION=${LOCAL_PATH_VERSION:-v0.0.30}
 CACHE=${NOVACRON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/novacron}
 OUT=${K8S_BIN_DIR:-$CACHE/k8s-bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION}
 
@@ -20,7 +28,9 @@ mkdir -p "$OUT"
 log() { printf '[k8s-bin %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 need=()
-for b in etcd etcd-benchmark kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
+ADDONS=("coredns-$COREDNS_VERSION" "kube-router-$KUBE_ROUTER_VERSION" "local-path-provisioner-$LOCAL_PATH_VERSION" pause)
+for b in etcd etcd-benchmark kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm \
+         kubelet kube-proxy "${ADDONS[@]}"; do
   [ -x "$OUT/$b" ] || need+=("$b")
 done
 if [ ${#need[@]} -eq 0 ]; then
@@ -86,9 +96,12 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	_ "k8s.io/kubectl/pkg/cmd"
+	_ "k8s.io/kubernetes/cmd/kubelet/app"
+	_ "k8s.io/kubernetes/cmd/kube-proxy/app"
 )
 GO
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  # the control plane first: kubelet and kube-proxy reuse most of its compiled packages
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     build "$work/k8s" "$b" "k8s.io/kubernetes/cmd/$b" "$kver"
   done
 fi
@@ -116,6 +129,81 @@ fi
 if [[ " ${need[*]} " == *" helm "* ]]; then
   consumer "$work/helm" helm.sh/helm/v3 "$HELM_VERSION"
   build "$work/helm" helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+fi
+if [[ " ${need[*]} " == *" coredns-"* ]]; then
+  # CoreDNS with only the plugins cluster DNS uses (its own main registers every plugin,
+  # pulling in three clouds' SDKs); the directive order is upstream's, filtered.
+  consumer "$work/coredns" github.com/coredns/coredns "$COREDNS_VERSION"
+  cat > "$work/coredns/main.go" <<'GO'
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/reload"
+)
+
+func init() {
+	dnsserver.Directives = []string{
+		"reload", "ready", "health", "errors", "log", "loadbalance", "cache", "kubernetes",
+	}
+}
+
+func main() { coremain.Run() }
+GO
+  build "$work/coredns" "coredns-$COREDNS_VERSION" .
+fi
+if [[ " ${need[*]} " == *" kube-router-"* ]]; then
+  # only its NetworkPolicy controller runs (--run-firewall); routing and proxying stay off
+  consumer "$work/kube-router" github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION"
+  build "$work/kube-router" "kube-router-$KUBE_ROUTER_VERSION" \
+    github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+fi
+if [[ " ${need[*]} " == *" local-path-provisioner-"* ]]; then
+  # what kind uses for PersistentVolumeClaims: a directory per volume on the node
+  consumer "$work/local-path" github.com/rancher/local-path-provisioner "$LOCAL_PATH_VERSION"
+  build "$work/local-path" "local-path-provisioner-$LOCAL_PATH_VERSION" \
+    github.com/rancher/local-path-provisioner
+fi
+if [[ " ${need[*]} " == *" pause "* ]]; then
+  # the pod sandbox's process (Docker Hub, home of registry.k8s.io/pause's mirror, is out of
+  # reach): sleeps, reaps orphans, exits on SIGINT/SIGTERM like upstream's pause.c
+  mkdir -p "$work/pause" && (cd "$work/pause" && go mod init novacron.local/pause >/dev/null 2>&1)
+  cat > "$work/pause/main.go" <<'GO'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	sig := make(chan os.Signal, 8)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	for s := range sig {
+		if s == syscall.SIGCHLD {
+			for {
+				var ws syscall.WaitStatus
+				if pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 || err != nil {
+					break
+				}
+			}
+			continue
+		}
+		os.Exit(0)
+	}
+}
+GO
+  build "$work/pause" pause .
 fi
 log "done in $(( $(date +%s) - start ))s"
 echo "$OUT"

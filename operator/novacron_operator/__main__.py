@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -21,10 +20,11 @@ import kopf
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from novacron_operator.handlers import PARENTS, register
+from novacron_operator.handlers import PARENTS, register, resync
 from novacron_operator.kube import Kube, load_config
 from novacron_operator.leader import LeaderElector
-from novacron_operator.reconcile import RECONCILERS, Follow, Key, Options
+from novacron_operator.reconcile import Follow, Key, Options
+from novacron_operator.reconcilers import RECONCILERS
 from novacron_operator.worker import WorkQueue
 
 LEADER = Gauge("novacron_operator_leader", "1 while this replica holds the Lease")
@@ -62,7 +62,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="privileged namespace for DWCP agents (hostNetwork + NET_ADMIN)",
     )
-    p.add_argument("--resync", type=float, default=30.0, help="timer period per resource")
+    p.add_argument(
+        "--resync",
+        type=float,
+        default=30.0,
+        help="seconds between passes of every resource (the safety net for missed events)",
+    )
     p.add_argument("--workers", type=int, default=4)
     p.add_argument(
         "--coalesce",
@@ -107,10 +112,18 @@ async def run(args: argparse.Namespace) -> None:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
     namespaces: list[str] = args.namespace or ["default"]
     kube = Kube(load_config(args.kubeconfig))
+    # stop: SIGTERM/SIGINT (or kopf ending on its own). kopf gets its own flag, raised only
+    # once our tasks have ended: kopf awaits every task created after it started for 5 s
+    # before cancelling it, so ours must be gone by then, and its watches go last
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    kopf_stop = asyncio.Event()
+
+    def take_signals() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+    take_signals()
 
     async def reconcile(key: Key) -> Follow:
         await kube.wait_synced()  # passes read children from the informers
@@ -136,16 +149,19 @@ async def run(args: argparse.Namespace) -> None:
 
     elector.on_elected = elected
     registry = kopf.OperatorRegistry()
-    register(registry, queue, args.resync, kube, tuple(namespaces), args.coalesce)
+    register(registry, queue, kube, tuple(namespaces), args.coalesce)
 
     @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # we post our own Events, on transitions only
         # fixed namespaces, CRDs installed beforehand: no cluster-wide namespace/CRD watches,
         # so the operator's RBAC stays namespaced
         settings.scanning.disabled = True
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
+        # kopf replaced our SIGTERM/SIGINT handlers as it started: take them back, so a
+        # signal stops our work first and kopf after it
+        take_signals()
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -164,39 +180,49 @@ async def run(args: argparse.Namespace) -> None:
     kopf_ready = asyncio.Event()
     runner = await serve_health(args.health_host, args.health_port, ready)
     log.info("starting", extra={"identity": args.identity})
-    async with asyncio.TaskGroup() as tg:
-        kopf_task = tg.create_task(
-            kopf.operator(
-                registry=registry,
-                standalone=True,  # no kopf peering: the Lease decides who acts
-                namespaces=namespaces,
-                stop_flag=stop,
-                ready_flag=kopf_ready,
+    try:
+        async with asyncio.TaskGroup() as tg:
+            kopf_task = tg.create_task(
+                kopf.operator(
+                    registry=registry,
+                    standalone=True,  # no kopf peering: the Lease decides who acts
+                    namespaces=namespaces,
+                    stop_flag=kopf_stop,
+                    ready_flag=kopf_ready,
+                )
             )
-        )
-        # kopf installs its own SIGTERM/SIGINT handlers (replacing ours): when it stops, we stop
-        kopf_task.add_done_callback(lambda _: stop.set())
-        worker_task = tg.create_task(queue.run())
-        informers = tg.create_task(kube.run_informers())
-        tg.create_task(elector.run(stop))
+            kopf_task.add_done_callback(lambda _: stop.set())
+            worker_task = tg.create_task(queue.run())
+            informers = tg.create_task(kube.run_informers())
+            elector_task = tg.create_task(elector.run(stop))
+            resync_task = tg.create_task(resync(kube, queue, tuple(namespaces), args.resync))
 
-        async def mark_ready() -> None:
-            await kopf_ready.wait()
-            ready.set()
+            async def mark_ready() -> None:
+                await kopf_ready.wait()
+                ready.set()
 
-        marker = tg.create_task(mark_ready())
-        await stop.wait()
-        marker.cancel()
-        queue.enabled = False
-        LEADER.set(0)
-        worker_task.cancel()
-        informers.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(kopf_task), 20)
-        kopf_task.cancel()
-    await runner.cleanup()
-    await opts.nodes.close()
-    await kube.close()
+            marker = tg.create_task(mark_ready())
+            await stop.wait()
+            log.info("stopping", extra={"identity": args.identity})
+            ready.clear()
+            marker.cancel()
+            # no new pass starts; the ones running are cancelled (every pass is idempotent:
+            # the next leader repeats whatever one left half done)
+            queue.enabled = False
+            LEADER.set(0)
+            worker_task.cancel()
+            informers.cancel()
+            resync_task.cancel()
+            # the elector hands the Lease back as it ends, so a standby takes over at once
+            await asyncio.wait([worker_task, informers, elector_task], timeout=10)
+            kopf_stop.set()
+            _, pending = await asyncio.wait([kopf_task], timeout=10)
+            for task in pending:
+                task.cancel()
+    finally:
+        await runner.cleanup()
+        await opts.nodes.close()
+        await kube.close()
     log.info("stopped", extra={"identity": args.identity})
 
 
@@ -209,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
         asyncio.run(run(args))
-    except* asyncio.CancelledError:
-        pass
+    except Exception:  # a crash, not a shutdown: say so in the log's own format
+        log.exception("operator failed")
+        return 1
     return 0
 
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel
 
 from novacron_operator import GROUP, VERSION, models
+from novacron_operator.capabilities import available
 
 Json = dict[str, Any]
 
@@ -47,6 +48,9 @@ KINDS: list[Json] = [
         "doc": "One region hosted in this Kubernetes cluster: a consensus group of nodes, "
         "DWCP agents on the region's nodes and an autoscaled gateway.",
         "scale": True,
+        # {name}-peers is a Service (RFC 1035: a letter first, 63 at most) and pods carry
+        # controller-revision-hash: {name}-{10 characters}, a label value (63 at most)
+        "name": (models.RFC1035_LABEL, models.REGION_NAME_MAX),
         "columns": [
             {"name": "Ready", "type": "string", "jsonPath": READY},
             {"name": "Region", "type": "string", "jsonPath": ".spec.regionName"},
@@ -54,7 +58,7 @@ KINDS: list[Json] = [
             {"name": "Available", "type": "integer", "jsonPath": ".status.readyReplicas"},
             {"name": "Leader", "type": "string", "jsonPath": ".status.leader"},
             {"name": "Term", "type": "integer", "jsonPath": ".status.term"},
-            {"name": "Protocol", "type": "string", "jsonPath": ".spec.protocol"},
+            {"name": "Protocol", "type": "string", "jsonPath": ".status.protocol"},
             AGE,
         ],
     },
@@ -97,19 +101,43 @@ def structural(node: Any, defs: Json) -> Any:
         if node.get("default", 0) is None:
             del node["default"]
         return structural(node, defs)
-    for key in ("title", "$defs"):
+    for key in ("title", "$defs", CAPABILITY):
         node.pop(key, None)
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
     out: Json = {}
     for key, value in node.items():
         if key == "properties":
-            out[key] = {k: structural(v, defs) for k, v in value.items()}
+            out[key] = {
+                k: structural(v, defs)
+                for k, v in value.items()
+                if CAPABILITY not in v or available(v[CAPABILITY])
+            }
         elif key in ("items", "additionalProperties"):
             out[key] = structural(value, defs)
         else:
             out[key] = value
     return out
+
+
+CAPABILITY = "x-novacron-capability"
+
+
+def name_rules(pattern: str, limit: int) -> list[Json]:
+    """CEL on metadata.name: names the operator could not turn into valid child names are
+    refused by the API server, not retried by the operator."""
+    return [
+        {
+            "rule": f"size(self.metadata.name) <= {limit}",
+            "message": f"metadata.name must be at most {limit} characters (the names of the "
+            "objects the operator derives from it must stay valid)",
+        },
+        {
+            "rule": f"self.metadata.name.matches('{pattern}')",
+            "message": f"metadata.name must match {pattern} (lower-case letters, digits and "
+            "'-'; no dots: it becomes part of Service, pod and label names)",
+        },
+    ]
 
 
 def schema_of(model: type[BaseModel]) -> Json:
@@ -157,6 +185,9 @@ def crd(entry: Json) -> Json:
                         "openAPIV3Schema": {
                             "type": "object",
                             "description": entry["doc"],
+                            "x-kubernetes-validations": name_rules(
+                                *entry.get("name", (models.DNS_LABEL, models.OBJECT_NAME_MAX))
+                            ),
                             "required": ["spec"],
                             "properties": {
                                 "apiVersion": {"type": "string"},

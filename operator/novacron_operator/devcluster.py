@@ -3,9 +3,11 @@
 etcd + kube-apiserver (own CA, serving cert, service-account keys, admin client cert,
 PodSecurity admission) + controller-manager + scheduler + kwok playing kubelet for six
 fake nodes across three regions and two zones each. Binaries come from e2e/k8s/build.sh.
+With ``--real-node``, one real node (kubelet, containerd, CNI, kube-proxy, CoreDNS) runs
+the pods instead of kwok (realnode/, docs/real-node.md); kwok stays for scale runs.
 
-    python -m novacron_operator.devcluster up     # prints KUBECONFIG path, keeps running
-    python -m novacron_operator.devcluster down   # stops it and removes its directory
+    python -m novacron_operator.devcluster up [--real-node [--nodes=3]]  # prints KUBECONFIG
+    python -m novacron_operator.devcluster down   # stops it and removes everything it made
 """
 
 from __future__ import annotations
@@ -23,17 +25,24 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+if TYPE_CHECKING:
+    from novacron_operator.realnode import RealNode
+
 REGIONS = {"us-east": ("a", "b"), "eu-west": ("a", "b"), "ap-south": ("a", "b")}
 BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "e2e" / "k8s" / "build.sh"
 STATE_FILE = Path(tempfile.gettempdir()) / "novacron-devcluster.json"
+REAL_STATE_FILE = Path(tempfile.gettempdir()) / "novacron-devcluster-realnode.json"
+SERVICE_CIDR = "10.96.0.0/16"
 KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -57,9 +66,9 @@ def bin_dir() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         port: int = s.getsockname()[1]
         return port
 
@@ -103,7 +112,7 @@ def _cert(
     return b.sign(issuer_key, hashes.SHA256())
 
 
-def write_pki(d: Path) -> None:
+def write_pki(d: Path, extra_ips: Sequence[str] = ()) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "novacron-dev-ca")])
     ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
@@ -114,6 +123,7 @@ def write_pki(d: Path) -> None:
         x509.DNSName("kubernetes.default.svc"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
     ]
     srv = _cert(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
@@ -154,7 +164,37 @@ def write_pki(d: Path) -> None:
         (d / name).chmod(0o600)
 
 
-def kubeconfig(d: Path, server: str) -> str:
+def issue_cert(
+    d: Path,
+    out: Path,
+    cn: str,
+    orgs: Sequence[str],
+    *,
+    client: bool = False,
+    ips: Sequence[str] = (),
+) -> None:
+    """``out``.crt/.key signed by the cluster CA in ``d`` (for a kubelet's identities)."""
+    ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    cert = _cert(
+        x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, cn)]),
+        key,
+        ca.subject,
+        ca_key,
+        client=client,
+        sans=sans or None,
+    )
+    out.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    out.with_suffix(".key").write_bytes(_pem_key(key))
+    out.with_suffix(".key").chmod(0o600)
+
+
+def kubeconfig(d: Path, server: str, cert: Path | None = None, user: str = "admin") -> str:
+    cert = cert or d / "admin"
     return json.dumps(
         {
             "apiVersion": "v1",
@@ -168,15 +208,15 @@ def kubeconfig(d: Path, server: str) -> str:
             ],
             "users": [
                 {
-                    "name": "admin",
+                    "name": user,
                     "user": {
-                        "client-certificate": str(d / "admin.crt"),
-                        "client-key": str(d / "admin.key"),
+                        "client-certificate": str(cert.with_suffix(".crt")),
+                        "client-key": str(cert.with_suffix(".key")),
                     },
                 }
             ],
             "contexts": [
-                {"name": "novacron-dev", "context": {"cluster": "novacron-dev", "user": "admin"}}
+                {"name": "novacron-dev", "context": {"cluster": "novacron-dev", "user": user}}
             ],
         }
     )
@@ -211,14 +251,21 @@ class DevCluster:
     bins: Path
     pids: dict[str, int] = field(default_factory=dict)
     api_port: int = 0
+    node: RealNode | None = None  # None: kwok plays the kubelet
 
     @property
     def kubeconfig(self) -> Path:
         return self.dir / "kubeconfig"
 
     @property
+    def address(self) -> str:
+        """Where the API server listens: pods of a real node must reach it (and the
+        ``kubernetes`` Service's endpoint must not be loopback), kwok's need not."""
+        return self.node.address if self.node else "127.0.0.1"
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.address}:{self.api_port}"
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - child owns it
@@ -232,6 +279,8 @@ class DevCluster:
         )
         log.close()
         self.pids[name] = proc.pid
+        if self.node is not None:
+            self.node.track(name, proc.pid, str(self.bins / args[0]))
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         out = subprocess.run(
@@ -277,9 +326,14 @@ class DevCluster:
             return bool(r.status == 200)
 
     def start(self) -> None:
-        write_pki(self.dir)
+        from novacron_operator.realnode import host
+
+        service_cidr = str(host.SERVICE_CIDR) if self.node else SERVICE_CIDR
+        write_pki(self.dir, [self.address, host.KUBERNETES_SERVICE_IP] if self.node else [])
         etcd_port, peer_port = free_port(), free_port()
-        self.api_port = free_port()
+        # a real node's pods reach the API server through the kubernetes Service, and
+        # NetworkPolicies (the chart's among them) allow egress to it by its usual port
+        self.api_port = 6443 if self.node else free_port(self.address)
         self.kubeconfig.write_text(kubeconfig(self.dir, self.server))
         self.kubeconfig.chmod(0o600)
         d = self.dir
@@ -311,8 +365,8 @@ class DevCluster:
             [
                 "kube-apiserver",
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={self.api_port}",
                 f"--cert-dir={d}",
                 f"--tls-cert-file={d / 'apiserver.crt'}",
@@ -321,7 +375,13 @@ class DevCluster:
                 f"--service-account-key-file={d / 'sa.pub'}",
                 f"--service-account-signing-key-file={d / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc",
-                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--service-cluster-ip-range={service_cidr}",
+                # logs/exec/port-forward through a real kubelet (it checks the CA)
+                f"--kubelet-client-certificate={d / 'admin.crt'}",
+                f"--kubelet-client-key={d / 'admin.key'}",
+                f"--kubelet-certificate-authority={d / 'ca.crt'}",
+                # by address: the node's name resolves nowhere
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=PodSecurity,NodeRestriction",
                 "--profiling=false",
@@ -370,6 +430,20 @@ class DevCluster:
                 "--v=0",
             ],
         )
+        if self.node is not None:
+            self.node.start(self)
+        else:
+            self._start_kwok()
+        self._wait(
+            "default ServiceAccount",
+            lambda: bool(
+                self.kubectl("get", "serviceaccount", "default", "-n", "default", "-o", "name")
+            ),
+            60,
+        )
+
+    def _start_kwok(self) -> None:
+        d, kc = self.dir, str(self.kubeconfig)
         stages = self.bins / "kwok-stages"
         (d / "kwok.yaml").write_text("\n---\n".join((stages / s).read_text() for s in KWOK_STAGES))
         self._spawn(
@@ -405,15 +479,10 @@ class DevCluster:
             ),
             60,
         )
-        self._wait(
-            "default ServiceAccount",
-            lambda: bool(
-                self.kubectl("get", "serviceaccount", "default", "-n", "default", "-o", "name")
-            ),
-            60,
-        )
 
     def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()  # kubelet and pods first, and every host change they made
         for name in reversed(list(self.pids)):
             pid = self.pids[name]
             try:
@@ -450,9 +519,25 @@ def _reap(pid: int) -> None:
         pass
 
 
-def up() -> DevCluster:
+def up(
+    real_node: bool = False,
+    owner_pid: int | None = None,
+    images: Sequence[Path] = (),
+    nodes: int = 1,
+) -> DevCluster:
+    """Start a control plane (kwok nodes, or ``nodes`` real ones: node i serves region
+    us-east, eu-west, ap-south in turn). ``owner_pid``: the process whose death abandons a
+    real node (the next start then cleans up after it)."""
     bins = bin_dir()
-    cluster = DevCluster(dir=Path(tempfile.mkdtemp(prefix="novacron-k8s-")), bins=bins)
+    node = None
+    if real_node:
+        from novacron_operator.realnode import RealNode, project_images
+
+        node = RealNode(
+            bins, owner_pid=owner_pid, images=list(images) or project_images(), nodes=nodes
+        )
+        node.claim()  # before the API server: it binds the node IP this adds
+    cluster = DevCluster(dir=Path(tempfile.mkdtemp(prefix="novacron-k8s-")), bins=bins, node=node)
     try:
         cluster.start()
     except BaseException:
@@ -463,33 +548,47 @@ def up() -> DevCluster:
 
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "up"
-    if cmd == "up":
-        if STATE_FILE.exists():
-            print(f"already up: {json.loads(STATE_FILE.read_text())['kubeconfig']}")
+    flags = set(argv[2:])
+    counts = {f for f in flags if f.startswith("--nodes=") and f[8:].isdigit()}
+    if cmd == "up" and flags - counts <= {"--real-node"}:
+        real = "--real-node" in flags
+        nodes = int(max(counts)[8:]) if counts else 1
+        state = REAL_STATE_FILE if real else STATE_FILE
+        if state.exists():
+            print(f"already up: {json.loads(state.read_text())['kubeconfig']}")
             return 1
         start = time.monotonic()
-        c = up()
-        STATE_FILE.write_text(
+        c = up(real_node=real, nodes=nodes)
+        state.write_text(
             json.dumps(
                 {
                     "dir": str(c.dir),
                     "bins": str(c.bins),
                     "pids": c.pids,
                     "kubeconfig": str(c.kubeconfig),
+                    "real_node": real,
                 }
             )
         )
         print(f"ready in {time.monotonic() - start:.1f}s; export KUBECONFIG={c.kubeconfig}")
         return 0
-    if cmd == "down":
-        if not STATE_FILE.exists():
-            return 0
-        s = json.loads(STATE_FILE.read_text())
-        DevCluster(dir=Path(s["dir"]), bins=Path(s["bins"]), pids=s["pids"]).stop()
-        STATE_FILE.unlink()
+    if cmd == "down" and not flags:
+        for state in (STATE_FILE, REAL_STATE_FILE):
+            if state.exists():
+                _down(json.loads(state.read_text()))
+                state.unlink()
         return 0
     print(__doc__)
     return 2
+
+
+def _down(s: dict[str, Any]) -> None:
+    node = None
+    if s.get("real_node"):
+        from novacron_operator.realnode import RealNode
+
+        node = RealNode(Path(s["bins"]))
+    DevCluster(dir=Path(s["dir"]), bins=Path(s["bins"]), pids=s["pids"], node=node).stop()
 
 
 if __name__ == "__main__":

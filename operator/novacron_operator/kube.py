@@ -40,6 +40,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("v1", "services"),
     "ServiceAccount": ("v1", "serviceaccounts"),
     "Pod": ("v1", "pods"),
+    "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
     "Event": ("v1", "events"),
     "StatefulSet": ("apps/v1", "statefulsets"),
     "DaemonSet": ("apps/v1", "daemonsets"),
@@ -548,10 +549,14 @@ class Kube:
             "PUT", path(obj["kind"], meta.get("namespace"), meta["name"]), obj
         )
 
-    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+    async def delete(
+        self, kind: str, namespace: str, name: str, propagation: str = "Background"
+    ) -> bool:
+        """Delete; ``propagation="Orphan"`` leaves the object's dependents (a StatefulSet's
+        pods) in place."""
         try:
             await self.request(
-                "DELETE", path(kind, namespace, name), {"propagationPolicy": "Background"}
+                "DELETE", path(kind, namespace, name), {"propagationPolicy": propagation}
             )
             return True
         except ApiError as e:

@@ -16,29 +16,39 @@ from pydantic import ValidationError
 
 from novacron_operator import API_VERSION
 from novacron_operator.admin import ClusterInfo, NodeClients
-from novacron_operator.builders import Owner, build_ca_secret, build_cluster, build_federation
-from novacron_operator.builders.cluster import ca_secret_name
+from novacron_operator.builders import Owner
 from novacron_operator.builders.common import selector_labels
+from novacron_operator.builders.federation import federation_of
 from novacron_operator.builders.region import (
     BOOTSTRAP_ANNOTATION,
     FORMED_ANNOTATION,
     TEMPLATE_HASH,
     RegionContext,
     agent_names,
+    agents_deployed,
     build_region,
 )
+from novacron_operator.capabilities import available
 from novacron_operator.failpoints import failpoint
 from novacron_operator.kube import OPTIONAL_OWNED, OWNED, ApiError, Kube, path
-from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.models import (
+    DWCPFederationSpec,
+    NovaCronClusterSpec,
+    NovaCronRegionSpec,
+)
 from novacron_operator.sequencer import Pod, Step, World, plan
 from novacron_operator.status import (
-    Group,
+    Cond,
     Health,
     conditions,
+    events,
+    no,
     now_rfc3339,
-    ready_of,
+    ok,
+    progressing_health,
     workload_health,
 )
+from novacron_operator.volumes import resize
 
 Obj = dict[str, Any]
 log = logging.getLogger("novacron.operator")
@@ -107,6 +117,23 @@ async def set_finalizer(kube: Kube, body: Obj, present: bool) -> None:
     )
 
 
+class Rejected(Exception):
+    """The API server refused some children (4xx other than a conflict or throttling): the
+    pass reports it (Degraded, a Warning Event) and fails, so the work queue retries it
+    with exponential backoff instead of at once, forever."""
+
+    def __init__(self, failures: list[tuple[str, str, ApiError]]) -> None:
+        self.failures = failures
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        return "; ".join(f"{kind} {name}: {e}" for kind, name, e in self.failures)[:900]
+
+
+def refused(e: BaseException) -> bool:
+    return isinstance(e, ApiError) and 400 <= e.status < 500 and e.status not in (409, 429)
+
+
 async def apply_and_prune(
     kube: Kube, owner: Owner, desired: list[Obj], keep: frozenset[tuple[str, str]] = frozenset()
 ) -> None:
@@ -121,7 +148,15 @@ async def apply_and_prune(
         if done == half:
             failpoint("mid-apply")  # some children applied, the others not (or in flight)
 
-    await asyncio.gather(*(one(o) for o in desired))
+    results = await asyncio.gather(*(one(o) for o in desired), return_exceptions=True)
+    failures = [
+        (o["kind"], o["metadata"]["name"], r)
+        for o, r in zip(desired, results, strict=True)
+        if isinstance(r, ApiError) and refused(r)
+    ]
+    for r in results:  # anything else (a timeout, a 5xx) fails the pass as it is
+        if isinstance(r, BaseException) and not refused(r):
+            raise r
     failpoint("after-apply")
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | keep
     kinds = list(OWNED)
@@ -137,29 +172,39 @@ async def apply_and_prune(
                 log.info("pruning %s/%s of %s/%s", kind, name, owner.kind, owner.name)
                 await kube.delete(kind, owner.namespace, name)
                 failpoint("after-prune-delete")
+    if failures:
+        raise Rejected(failures)
 
 
 async def write_status(kube: Kube, body: Obj, health: Health, extra: Obj) -> bool:
-    """Patch status only when it changes (a no-op write would wake every watcher). Emits an
-    Event when Ready flips. Returns whether Ready changed."""
+    """Patch status only when it changes (a no-op write would wake every watcher). Posts
+    an Event for each condition that turns bad (Warning) and when Ready turns True.
+    Returns whether Ready changed."""
     meta, old = body["metadata"], body.get("status") or {}
-    conds = conditions(old.get("conditions") or [], health, meta["generation"], now_rfc3339())
+    old_conds = old.get("conditions") or []
+    conds = conditions(old_conds, health, meta["generation"], now_rfc3339())
     new = {**extra, "observedGeneration": meta["generation"], "conditions": conds}
     if all(old.get(k) == v for k, v in new.items()):
         return False
     failpoint("before-status")
-    await kube.patch_status(body["kind"], meta["namespace"], meta["name"], new)
-    was, now = ready_of(body), health.ready
-    if was != now and (was is not None or now):  # no warning for a brand-new resource
-        reason = "Ready" if now else health.reason
+    try:
+        await kube.patch_status(body["kind"], meta["namespace"], meta["name"], new)
+    except ApiError as e:
+        if e.status == 404:  # deleted since our copy was taken: nothing left to report on
+            return False
+        raise
+    for type_, reason, message in events(old_conds, health):
         # best effort, as client-go's recorder: the pass does not wait for it
-        kube.event_soon(body, "Normal" if now else "Warning", reason, health.message)
-        return True
-    return False
+        kube.event_soon(body, type_, reason, message)
+    was = next((c.get("status") for c in old_conds if c.get("type") == "Ready"), None)
+    return was != ("True" if health.is_ready else "False")
 
 
 async def invalid(kube: Kube, body: Obj, err: Exception) -> None:
-    await write_status(kube, body, Health(False, False, True, "InvalidSpec", str(err)[:500]), {})
+    msg = str(err)[:500]
+    await write_status(
+        kube, body, Health(no("Ready", "InvalidSpec", msg)).degrade("InvalidSpec", msg), {}
+    )
 
 
 def _recorded(obj: Obj | None) -> int | None:
@@ -169,7 +214,7 @@ def _recorded(obj: Obj | None) -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-def bootstrap_replicas(body: Obj, spec: NovaCronRegionSpec, sts: Obj | None) -> tuple[int, bool]:
+def bootstrap_replicas(body: Obj, replicas: int, sts: Obj | None) -> tuple[int, bool]:
     """The members the group was created with: recorded on the region and its StatefulSet
     (either one is enough: should a crash or a replace lose the region's annotation, the
     StatefulSet's is read) by the first pass, which creates the group with spec.replicas;
@@ -179,7 +224,7 @@ def bootstrap_replicas(body: Obj, spec: NovaCronRegionSpec, sts: Obj | None) -> 
     recorded = _recorded(body)
     if recorded is not None:
         return recorded, False
-    return _recorded(sts) or spec.replicas, True
+    return _recorded(sts) or replicas, True
 
 
 def cluster_state(body: Obj, step: Step) -> tuple[Literal["new", "existing"], bool]:
@@ -220,7 +265,7 @@ def ordinal_of(pod: Obj) -> int:
 
 def world_of(
     owner: Owner,
-    spec: NovaCronRegionSpec,
+    desired: int,
     sts: Obj | None,
     template_hash: str,
     pods: list[Obj],
@@ -228,13 +273,13 @@ def world_of(
     manage: bool,
 ) -> World:
     if sts is None:
-        return World(owner.name, spec.replicas, None, manage=manage)
+        return World(owner.name, desired, None, manage=manage)
     st = sts.get("status") or {}
     revision = st.get("updateRevision")
     rolling = (sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}
     return World(
         name=owner.name,
-        desired=spec.replicas,
+        desired=desired,
         sts_replicas=int(sts["spec"].get("replicas", 1)),
         partition=int(rolling.get("partition", 0)),
         template_current=(sts["metadata"].get("annotations") or {}).get(TEMPLATE_HASH)
@@ -318,6 +363,48 @@ def _meta(owner: Owner) -> Obj:
     return {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid}
 
 
+def duplicate_of(body: Obj, spec: NovaCronRegionSpec, regions: list[Obj]) -> str | None:
+    """An earlier NovaCronRegion of the namespace with the same regionName (two groups must
+    not claim one region: the later one is refused)."""
+
+    def order(r: Obj) -> tuple[str, str]:
+        meta = r["metadata"]
+        return (str(meta.get("creationTimestamp") or ""), str(meta["name"]))
+
+    mine = order(body)
+    for other in regions:
+        if other["metadata"]["name"] == body["metadata"]["name"]:
+            continue
+        if other["metadata"].get("deletionTimestamp"):
+            continue
+        if (other.get("spec") or {}).get("regionName") == spec.region_name and order(other) < mine:
+            return str(other["metadata"]["name"])
+    return None
+
+
+def protocol_condition(protocol: str) -> Cond:
+    if protocol == "raft":
+        return ok("ProtocolSupported", "Raft", "the nodes run raft, as asked")
+    return no(
+        "ProtocolSupported",
+        "NotImplemented",
+        f"spec.protocol {protocol}: the nodes run raft only (multi-paxos, epaxos and adaptive "
+        "are not implemented yet); status.protocol says what runs",
+    )
+
+
+async def federations_of(kube: Kube, namespace: str) -> dict[str, DWCPFederationSpec]:
+    out: dict[str, DWCPFederationSpec] = {}
+    for f in await kube.cached_list("DWCPFederation", namespace):
+        if f["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            out[f["metadata"]["name"]] = DWCPFederationSpec.model_validate(f.get("spec") or {})
+        except ValidationError:
+            continue  # its own pass reports it
+    return out
+
+
 async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     body = await kube.cached_get("NovaCronRegion", key.namespace, key.name)
     if body is None:  # gone: whoever counted it looks again
@@ -328,6 +415,8 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         ]
     owner = Owner.of(body)
     agent_ns = opts.agent_namespace if opts.agent_namespace != key.namespace else None
+    if not available("agent"):
+        agent_ns = None  # no agents deployed, so none to clean up behind a finalizer
     if body["metadata"].get("deletionTimestamp"):
         # owner references let the garbage collector take the local children; agents in
         # another namespace are ours to remove before the finalizer lets the region go
@@ -335,33 +424,55 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
             await cleanup_agents(kube, owner, agent_ns, set())
         await set_finalizer(kube, body, False)
         return []
-    if agent_ns:
-        await set_finalizer(kube, body, True)
     try:
         spec = NovaCronRegionSpec.model_validate(body["spec"])
     except ValidationError as e:
         await invalid(kube, body, e)
         return []
+    if agent_ns and agents_deployed(spec):
+        await set_finalizer(kube, body, True)
     cluster = await kube.cached_get("NovaCronCluster", key.namespace, spec.cluster_ref.name)
     if cluster is None:
-        health = Health(False, False, True, "ClusterNotFound", f"{spec.cluster_ref.name} missing")
+        msg = f"NovaCronCluster {spec.cluster_ref.name} does not exist in {key.namespace}"
+        health = Health(no("Ready", "ClusterNotFound", msg)).degrade("ClusterNotFound", msg)
         await write_status(kube, body, health, {})
         return []
     cspec = NovaCronClusterSpec.model_validate(cluster["spec"])
+    eff = RegionContext(cspec, spec.cluster_ref.name).eff(spec)
+    protocol = protocol_condition(eff.protocol)
     monitor = await kube.api_exists(OPTIONAL_OWNED["ServiceMonitor"])
     node_labels = selector_labels(owner, "node")
     selector = ",".join(f"{k}={v}" for k, v in node_labels.items())
-    live, children = await asyncio.gather(
+    live, children, regions, feds = await asyncio.gather(
         kube.cached_get("StatefulSet", key.namespace, owner.name),
         kube.owned("Pod", key.namespace, owner.uid),
+        kube.cached_list("NovaCronRegion", key.namespace),
+        federations_of(kube, key.namespace),
     )
+    base = {"selector": selector, "protocol": "raft"}
+    duplicate = duplicate_of(body, spec, regions)
+    if duplicate is not None and live is None:
+        msg = (
+            f"regionName {spec.region_name} is already used by NovaCronRegion {duplicate}: "
+            "nothing is deployed for this one; give it another regionName or delete it"
+        )
+        health = Health(no("Ready", "DuplicateRegionName", msg)).degrade("DuplicateRegionName", msg)
+        await write_status(kube, body, health.with_extra(protocol), base)
+        return []
     pods = [
         p
         for p in children
         if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in node_labels.items())
     ]
-    bootstrap, record = bootstrap_replicas(body, spec, live)
-    ctx = RegionContext(cspec, spec.cluster_ref.name, monitor, agent_ns, bootstrap)
+    bootstrap, record = bootstrap_replicas(body, eff.replicas, live)
+    ctx = RegionContext(
+        cspec,
+        spec.cluster_ref.name,
+        monitor,
+        agent_ns,
+        bootstrap,
+        federation=federation_of(owner.name, feds),
+    )
     (template,) = [o for o in build_region(owner, spec, ctx) if o["kind"] == "StatefulSet"]
     manage = opts.manage_members
     names = [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]
@@ -370,22 +481,39 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         if manage and names
         else {}
     )
-    world = world_of(
-        owner, spec, live, template["metadata"]["annotations"][TEMPLATE_HASH], pods, nodes, manage
-    )
+    template_hash = template["metadata"]["annotations"][TEMPLATE_HASH]
+    world = world_of(owner, eff.replicas, live, template_hash, pods, nodes, manage)
     step = plan(world)
+    steady = world.template_current and world.sts_replicas == eff.replicas and step.partition == 0
+    sized = await resize(kube, owner, live, eff.size, steady)
     state, record_state = cluster_state(body, step)
     desired = build_region(
         owner,
         spec,
-        replace(ctx, replicas=step.replicas, partition=step.partition, cluster_state=state),
-    )
-    await asyncio.gather(
-        apply_and_prune(
-            kube, owner, [o for o in desired if o["metadata"]["namespace"] == key.namespace]
+        replace(
+            ctx,
+            replicas=step.replicas,
+            partition=step.partition,
+            cluster_state=state,
+            claim_size=sized.keep,
         ),
-        *([record_bootstrap(kube, body, bootstrap)] if record else []),
     )
+    if sized.skip_statefulset:
+        desired = [o for o in desired if o["kind"] != "StatefulSet"]
+    keep = frozenset({("StatefulSet", owner.name)} if sized.skip_statefulset else ())
+    rejected: Rejected | None = None
+    try:
+        await asyncio.gather(
+            apply_and_prune(
+                kube,
+                owner,
+                [o for o in desired if o["metadata"]["namespace"] == key.namespace],
+                keep,
+            ),
+            *([record_bootstrap(kube, body, bootstrap)] if record else []),
+        )
+    except Rejected as e:
+        rejected = e
     if record_state:  # after the ConfigMap says so, and in order with the bootstrap patch
         await record_formed(kube, body)
     if agent_ns:
@@ -395,38 +523,52 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         await cleanup_agents(
             kube, owner, agent_ns, {(o["kind"], o["metadata"]["name"]) for o in remote}
         )
-    if step.released:
-        failpoint("after-release")
-        await kube.event(
-            _region_ref(owner),
-            "Normal",
-            "RollingPod",
-            f"replacing {step.released} (partition {step.partition})",
-        )
-    acted = await execute(kube, owner, opts, step)
+    acted = False
+    if rejected is None and not sized.skip_statefulset:
+        if step.released:
+            failpoint("after-release")
+            await kube.event(
+                _region_ref(owner),
+                "Normal",
+                "RollingPod",
+                f"replacing {step.released} (partition {step.partition})",
+            )
+        acted = await execute(kube, owner, opts, step)
     ds_ns, ds_name = agent_names(owner, ctx)
     sts, ds, deploy = await asyncio.gather(
         kube.cached_get("StatefulSet", key.namespace, owner.name),
         kube.cached_get("DaemonSet", ds_ns, ds_name),
         kube.cached_get("Deployment", key.namespace, f"{owner.name}-gateway"),
     )
-    health = region_health(
-        workload_health(spec.replicas, sts, ds, deploy, spec.agent.enabled), step, world
+    workloads = workload_health(
+        eff.replicas, sts, ds, deploy, agents_deployed(spec), available("gateway")
     )
+    health = region_health(workloads, step, world).with_extra(sized.condition, protocol)
+    if duplicate is not None:
+        msg = (
+            f"regionName {spec.region_name} is also used by NovaCronRegion {duplicate}, "
+            "created earlier: two groups claim one region; give this one another regionName"
+        )
+        health = health.degrade("DuplicateRegionName", msg)
+    if rejected is not None:
+        health = health.degrade("ChildApplyFailed", rejected.message())
     st = (sts or {}).get("status") or {}
     leader = step.leader
     extra = {
+        **base,
         "replicas": st.get("replicas", 0),
         "readyReplicas": st.get("readyReplicas", 0),
-        "selector": selector,
-        "protocol": spec.protocol,
         "leader": leader.node if leader else None,
         "term": leader.term if leader else None,
         "commitIndex": leader.commit_index if leader else None,
         "members": sorted(leader.voters) if leader else None,
     }
     changed = await write_status(kube, body, health, extra)
+    if rejected is not None:
+        raise rejected
     follow: Follow = []
+    if sized.again:
+        follow.append(Later(key, 1.0))
     if manage and not step.done:
         # the nodes' progress (a learner catching up, a new leader) raises no Kubernetes
         # event: look again soon, sooner right after acting, slowly while nobody answers
@@ -434,105 +576,36 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         follow.append(Later(key, soon if world.nodes else 5.0))
     if not changed:
         return follow
-    feds = await kube.cached_list("DWCPFederation", key.namespace)
-    parents = [Key("DWCPFederation", key.namespace, f["metadata"]["name"]) for f in feds]
+    parents = [Key("DWCPFederation", key.namespace, f) for f in feds]
     return [*follow, *parents, Key("NovaCronCluster", key.namespace, spec.cluster_ref.name)]
 
 
 def region_health(workloads: Health, step: Step, world: World) -> Health:
-    """With members managed, Ready also needs the group to have a leader and exactly the
-    members the spec asks for. A group the operator cannot reach keeps the pods' verdict
-    (their readiness probe is the node's own /readyz: a caught-up member) and says so in
-    GroupReachable=False: the operator, not the region, has lost its way to the nodes, and
-    membership changes and rollouts wait until it finds it again."""
+    """With members managed, Ready also needs the group to answer with a leader and have
+    exactly the members the spec asks for: a region whose nodes the operator cannot reach
+    is not Ready (GroupReachable=False says so), whatever its pods' probes say. Without
+    member management (pods that run no node, kwok) the pods' readiness is all there is."""
     if not world.manage or world.sts_replicas is None:
         return workloads
     if not world.nodes:
         msg = "no node answers its admin API: membership changes and rollouts wait"
-        return replace(workloads, group=Group(False, "GroupUnreachable", msg))
+        unreachable = no("GroupReachable", "GroupUnreachable", msg)
+        ready = no("Ready", "GroupUnreachable", "the operator reaches no node of the group")
+        return replace(workloads, ready=ready).with_extra(unreachable)
     leader = step.leader
-    group = Group(
-        True,
+    reach = ok(
+        "GroupReachable",
         "Answering",
-        f"{len(world.nodes)} nodes answer; leader {leader.node}, term {leader.term}"
-        if leader
-        else f"{len(world.nodes)} nodes answer; no leader",
+        f"{len(world.nodes)} nodes answer their admin API",
     )
-    if leader is None and workloads.ready:
-        return Health(False, True, True, "NoLeader", "the group has no leader", group)
-    if workloads.ready and not step.done:
-        return Health(False, True, False, "Reconfiguring", step.waiting, group)
-    return replace(workloads, group=group)
-
-
-async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> Follow:
-    body = await kube.cached_get("NovaCronCluster", key.namespace, key.name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return []
-    owner = Owner.of(body)
-    try:
-        spec = NovaCronClusterSpec.model_validate(body["spec"])
-    except ValidationError as e:
-        await invalid(kube, body, e)
-        return []
-    desired = build_cluster(owner, spec)
-    ca = await kube.get("Secret", key.namespace, ca_secret_name(owner))
-    if spec.tls.mode == "generated" and ca is None:
-        try:  # create, never apply: a CA must not be regenerated on every pass
-            ca = await kube.create(build_ca_secret(owner, spec))
-        except ApiError as e:
-            if e.status != 409:
-                raise
-    keep = frozenset({("Secret", ca_secret_name(owner))} if spec.tls.mode == "generated" else ())
-    await apply_and_prune(kube, owner, desired, keep)
-    regions = [
-        r
-        for r in await kube.cached_list("NovaCronRegion", key.namespace)
-        if (r.get("spec") or {}).get("clusterRef", {}).get("name") == key.name
-    ]
-    ready = sum(1 for r in regions if ready_of(r))
-    all_ready = ready == len(regions)
-    health = (
-        Health(True, False, False, "AllReady", f"{ready}/{len(regions)} regions ready")
-        if all_ready
-        else Health(False, True, False, "RegionsProgressing", f"{ready}/{len(regions)} ready")
-    )
-    extra = {"caSecretName": ca_secret_name(owner), "regions": len(regions), "readyRegions": ready}
-    await write_status(kube, body, health, extra)
-    return []
-
-
-async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
-    body = await kube.cached_get("DWCPFederation", key.namespace, key.name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return []
-    owner = Owner.of(body)
-    try:
-        spec = DWCPFederationSpec.model_validate(body["spec"])
-    except ValidationError as e:
-        await invalid(kube, body, e)
-        return []
-    await apply_and_prune(kube, owner, build_federation(owner, spec))
-    members: list[Obj] = []
-    for m in spec.members:
-        if m.region_ref is None:
-            members.append({"name": m.name, "local": False, "ready": True})
-            continue
-        region = await kube.cached_get("NovaCronRegion", key.namespace, m.region_ref.name)
-        members.append({"name": m.name, "local": True, "ready": bool(ready_of(region))})
-    ready = sum(1 for m in members if m["ready"])
-    waiting = [m["name"] for m in members if not m["ready"]]
-    health = (
-        Health(True, False, False, "AllMembersReady", f"{ready}/{len(members)} members ready")
-        if not waiting
-        else Health(False, True, False, "MembersProgressing", "waiting for " + ", ".join(waiting))
-    )
-    await write_status(kube, body, health, {"members": members, "readyMembers": ready})
-    return []
-
-
-RECONCILERS = {
-    "NovaCronRegion": reconcile_region,
-    "NovaCronCluster": reconcile_cluster,
-    "DWCPFederation": reconcile_federation,
-}
+    if leader is None:
+        msg = f"{len(world.nodes)} nodes answer, none leads: the group cannot serve writes"
+        return workloads.degrade("NoLeader", msg).with_extra(reach)
+    if workloads.is_ready and not step.done:
+        return progressing_health(
+            "Reconfiguring", step.waiting, f"serving (leader {leader.node}), changing members"
+        ).with_extra(reach)
+    if workloads.is_ready:
+        msg = f"leader {leader.node} (term {leader.term}), {len(leader.voters)} voters, serving"
+        return replace(workloads, ready=ok("Ready", "Serving", msg)).with_extra(reach)
+    return workloads.with_extra(reach)

@@ -22,6 +22,7 @@ from novacron_operator.builders import (
     build_federation,
     build_region,
 )
+from novacron_operator.builders.federation import LocalRegion, federation_of
 from novacron_operator.builders.region import RegionContext
 from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
 
@@ -69,6 +70,9 @@ def render(
             out += build_cluster(owner, spec)
             if with_ca:
                 out.append(build_ca_secret(owner, spec))
+    regions: list[tuple[Owner, NovaCronRegionSpec, NovaCronClusterSpec]] = []
+    feds: dict[str, dict[str, DWCPFederationSpec]] = {}  # namespace -> name -> spec
+    fed_owners: list[Owner] = []
     for doc in ours:
         owner = _owner(doc, namespace)
         if doc["kind"] == "NovaCronRegion":
@@ -79,9 +83,24 @@ def render(
                     f"NovaCronRegion {owner.name} refers to NovaCronCluster "
                     f"{rspec.cluster_ref.name!r}, which is not in the input: add it to the file"
                 )
-            out += build_region(owner, rspec, RegionContext(cluster, rspec.cluster_ref.name))
+            regions.append((owner, rspec, cluster))
         elif doc["kind"] == "DWCPFederation":
-            out += build_federation(owner, _spec(DWCPFederationSpec, doc, owner))
+            feds.setdefault(owner.namespace, {})[owner.name] = _spec(DWCPFederationSpec, doc, owner)
+            fed_owners.append(owner)
+    local: dict[str, dict[str, LocalRegion]] = {}
+    for owner, rspec, cluster in regions:
+        ctx = RegionContext(
+            cluster,
+            rspec.cluster_ref.name,
+            federation=federation_of(owner.name, feds.get(owner.namespace, {})),
+        )
+        out += build_region(owner, rspec, ctx)
+        local.setdefault(owner.namespace, {})[owner.name] = LocalRegion(
+            rspec.region_name, ctx.eff(rspec).replicas
+        )
+    for owner in fed_owners:
+        spec = feds[owner.namespace][owner.name]
+        out += build_federation(owner, spec, local.get(owner.namespace, {}))
     return out
 
 

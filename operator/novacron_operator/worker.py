@@ -26,6 +26,11 @@ Reconciler = Callable[[Key], Awaitable[Follow]]
 
 
 class WorkQueue:
+    # a failing pass is retried after 1, 2, 4 ... seconds, at most MAX_BACKOFF apart (as
+    # client-go's rate-limited queue); events and the resync timer still ask for passes
+    BASE_BACKOFF = 1.0
+    MAX_BACKOFF = 60.0
+
     def __init__(self, reconcile: Reconciler, workers: int = 4) -> None:
         self.reconcile = reconcile
         self.workers = workers
@@ -36,6 +41,7 @@ class WorkQueue:
         self.soon: set[Key] = set()  # add_soon keys waiting for their delay
         self.enabled = False  # only the leader works; followers drop triggers
         self.durations: list[float] = []
+        self.failures: dict[Key, int] = {}  # consecutive failed passes, per key
 
     def add(self, key: Key) -> None:
         if not self.enabled:
@@ -77,11 +83,20 @@ class WorkQueue:
             try:
                 follow = await self.reconcile(key)
                 RECONCILES.labels(key.kind, "ok").inc()
+                self.failures.pop(key, None)
             except Exception as e:
                 RECONCILES.labels(key.kind, "error").inc()
-                log.warning("reconcile %s/%s/%s failed: %s", key.kind, key.namespace, key.name, e)
+                delay = self.backoff(key)
+                log.warning(
+                    "reconcile %s/%s/%s failed (retry in %.0fs): %s",
+                    key.kind,
+                    key.namespace,
+                    key.name,
+                    delay,
+                    e,
+                )
                 follow = []
-                asyncio.get_running_loop().call_later(2.0, self.add, key)  # retry with backoff
+                asyncio.get_running_loop().call_later(delay, self.add, key)
             finally:
                 elapsed = time.perf_counter() - start
                 DURATION.labels(key.kind).observe(elapsed)
@@ -96,6 +111,11 @@ class WorkQueue:
             if key in self.dirty:
                 self.dirty.discard(key)
                 self.add(key)
+
+    def backoff(self, key: Key) -> float:
+        n = self.failures.get(key, 0)
+        self.failures[key] = n + 1
+        return float(min(self.BASE_BACKOFF * 2 ** min(n, 16), self.MAX_BACKOFF))
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:

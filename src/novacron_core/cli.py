@@ -13,10 +13,15 @@ from novacron_core import __version__
 # is not importable (e.g. its optional dependency is missing) is left out, never faked.
 _SUBCOMMANDS = [
     ("novacron_core.runtime.node_cli", "node_command"),
+    ("novacron_core.runtime.gateway.cli", "gateway_command"),
+    ("novacron_core.runtime.agent.cli", "agent_command"),
     ("novacron_core.demo.cli", "demo_command"),
     ("novacron_core.client_cli", "status_command"),
     ("novacron_core.client_cli", "vms_group"),
     ("novacron_operator.render", "render_command"),
+    ("novacron_core.observe.cli", "health_command"),
+    ("novacron_core.observe.cli", "forecast_command"),
+    ("novacron_core.observe.cli", "debug_group"),
 ]
 
 

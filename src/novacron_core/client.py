@@ -1,17 +1,25 @@
 """A small synchronous client for the node HTTP API (the CLI and the demo use it).
 
-It tries each given node URL in turn, follows a non-leader's redirect, and turns transport
-failures into :class:`NodeUnreachable` with a message that says what to check.
+It tries each given node URL in turn and follows a non-leader's redirect. Every failure
+says whether the request certainly did not take effect (safe to retry) or may have:
+
+- :class:`NodeUnreachable`: no node accepted a connection, so nothing was sent;
+- :class:`OutcomeUnknown`: a write was sent and the connection broke (or timed out) before
+  an answer: it is *not* sent again to the next node on its own, since it may have applied;
+- :class:`ClientError`: the node answered with an error, an RFC 9457 problem whose
+  ``outcome`` (:attr:`ClientError.applied`) says which (docs/api.md).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+SAFE_METHODS = ("GET", "HEAD")
 
 
 class ClientError(Exception):
@@ -19,12 +27,34 @@ class ClientError(Exception):
 
     def __init__(self, status: int, body: Any, url: str) -> None:
         self.status, self.body, self.url = status, body, url
-        detail = body.get("error", body) if isinstance(body, dict) else body
-        super().__init__(f"{url}: HTTP {status}: {detail}")
+        detail = body
+        if isinstance(body, dict):
+            detail = body.get("detail") or body.get("error") or body
+        super().__init__(f"{url}: HTTP {status}: {detail} ({self.what_happened()})")
+
+    @property
+    def applied(self) -> bool | None:
+        """False: certainly not applied (safe to retry); None: may or may not have been."""
+        outcome = self.body.get("outcome") if isinstance(self.body, dict) else None
+        if outcome == "not_applied":
+            return False
+        if outcome == "unknown" or self.status in (500, 504):
+            return None
+        return False if 400 <= self.status < 500 or self.status == 503 else None
+
+    def what_happened(self) -> str:
+        if self.applied is False:
+            retry = self.status in (429, 503)
+            return "not applied" + (": safe to retry" if retry else "")
+        return "outcome unknown: it may have been applied; read it back before retrying"
 
 
 class NodeUnreachable(Exception):
-    pass
+    """No node accepted a connection: nothing was sent."""
+
+
+class OutcomeUnknown(Exception):
+    """A write reached a node and no answer came back: it may or may not have applied."""
 
 
 @dataclass
@@ -35,12 +65,12 @@ class Response:
     headers: dict[str, str]
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # we follow redirects ourselves, keeping method and body
+class _NotSent(Exception):
+    pass
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+class _Lost(Exception):
+    pass
 
 
 class NodeClient:
@@ -58,34 +88,59 @@ class NodeClient:
             for _ in range(max_hops):
                 try:
                     resp = self._once(method, url, body)
-                except (urllib.error.URLError, OSError, TimeoutError) as e:
-                    errors.append(f"{url}: {getattr(e, 'reason', e)}")
-                    break
+                except _NotSent as e:
+                    errors.append(f"{url}: {e}")
+                    break  # never sent: the next node may take it
+                except _Lost as e:
+                    if method in SAFE_METHODS:
+                        errors.append(f"{url}: {e}")
+                        break  # a read: ask the next node
+                    raise OutcomeUnknown(
+                        f"{method} {url}: the connection broke after the request was sent "
+                        f"({e}): it may or may not have been applied; read it back (e.g. "
+                        "`novacron vms get ID`) before retrying"
+                    ) from None
                 location = resp.headers.get("Location") or resp.headers.get("location")
                 if resp.status in (307, 308) and location:
                     url = location if "://" in location else base + location
                     continue
                 return resp
         raise NodeUnreachable(
-            "no node answered (" + "; ".join(errors) + "). Is the federation running? "
-            "Start one with `novacron demo --interactive`, or pass --url with a node's address."
+            "no node answered (" + "; ".join(errors) + "); nothing was applied. Is the "
+            "federation running? Start one with `novacron demo --interactive`, or pass --url "
+            "with a node's address."
         )
 
     def _once(self, method: str, url: str, body: Any) -> Response:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _NotSent(f"not an http(s) URL: {url!r}")
+        conn = (
+            http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout)
+            if parts.scheme == "https"
+            else http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+        )
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            with _opener.open(req, timeout=self.timeout) as r:
-                raw, status, headers = r.read(), r.status, dict(r.headers)
-        except urllib.error.HTTPError as e:
-            raw, status, headers = e.read(), e.code, dict(e.headers or {})
+            try:
+                conn.connect()
+            except OSError as e:
+                raise _NotSent(str(getattr(e, "strerror", None) or e)) from None
+            try:
+                conn.request(method, target, body=data, headers=headers)
+                r = conn.getresponse()
+                raw, status, got = r.read(), r.status, dict(r.getheaders())
+            except (OSError, http.client.HTTPException) as e:
+                raise _Lost(f"{type(e).__name__}: {e}".rstrip(": ")) from None
+        finally:
+            conn.close()
         try:
             parsed: Any = json.loads(raw) if raw else None
         except ValueError:
             parsed = raw.decode(errors="replace")
-        return Response(status, parsed, url, headers)
+        return Response(status, parsed, url, got)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         resp = self.request(method, path, body)

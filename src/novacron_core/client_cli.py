@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from novacron_core.client import ClientError, NodeClient, NodeUnreachable
+from novacron_core.client import ClientError, NodeClient, NodeUnreachable, OutcomeUnknown
 
 DEFAULT_URL = "http://127.0.1.1:8080"
 _url_option = click.option(
@@ -38,9 +38,8 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON,
 def _run(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except NodeUnreachable as e:
-        raise click.ClickException(str(e)) from None
-    except ClientError as e:
+    except (NodeUnreachable, OutcomeUnknown, ClientError) as e:
+        # each says whether the request was applied (docs/api.md, the error contract)
         raise click.ClickException(str(e)) from None
 
 
@@ -68,8 +67,15 @@ def _cell(v: Any) -> str:
 @click.command("status")
 @_url_option
 @_json_option
-def status_command(urls: tuple[str, ...], as_json: bool) -> None:
-    """Show each node's view of its cluster: leader, term, commit index, members."""
+@click.option(
+    "--prometheus",
+    envvar="NOVACRON_PROMETHEUS_URL",
+    help="also show every region's health score and SLO burn rates from this Prometheus "
+    "[NOVACRON_PROMETHEUS_URL]",
+)
+def status_command(urls: tuple[str, ...], as_json: bool, prometheus: str | None) -> None:
+    """Show each node's view of its cluster: leader, term, commit index, members; with
+    --prometheus, the regions' health scores and SLO burn rates too."""
     rows = []
     for url in urls:
         try:
@@ -83,6 +89,10 @@ def status_command(urls: tuple[str, ...], as_json: bool) -> None:
         raise click.ClickException(rows[0]["error"] if len(rows) == 1 else "no node answered")
     cols = ["url", "id", "role", "leader", "term", "commit", "applied", "voters", "error"]
     _print(rows, as_json, cols, "NovaCron nodes")
+    if prometheus:
+        from novacron_core.observe.cli import print_federation
+
+        print_federation(prometheus, as_json)
 
 
 @click.group("vms")

@@ -242,7 +242,10 @@ class CausalContext:
         return out
 
     def to_wire(self) -> list[object]:
-        return [self.vv.to_wire(), sorted([d.replica, d.counter] for d in self.cloud)]
+        # sorted: CRDT encodings must be canonical (equal contexts, equal bytes, whatever order
+        # the replicas learnt the entries in), or Merkle hashes of equal states differ
+        vv = self.vv.counters
+        return [{r: vv[r] for r in sorted(vv)}, sorted([d.replica, d.counter] for d in self.cloud)]
 
     @classmethod
     def from_wire(cls, raw: object) -> CausalContext:

@@ -124,3 +124,20 @@ def test_region_lag_is_the_age_of_the_newest_heartbeat_from_each_other_region() 
     lags = vmflow.region_lags(store, 10_500, "europe-west1")
     assert lags == {"us-east1": 0.1, "us-west1": 1.5}
     assert vmflow.records(store) == []  # heartbeats are not VM records
+
+
+def test_a_value_under_vm_that_is_not_a_record_is_never_published_and_is_removed() -> None:
+    store, hlc = Store("a"), HLC("us-east1-n1")
+    good = _rec("a", "us-east1")
+    # bytes a raw KV write (before the VM key space was refused) or a bug could leave there
+    committed = {"vm/a": good, "vm/garbage": b"\xff not json", "vm/b": _rec("other", "us-east1")}
+    assert vmflow.changes(committed, store, "us-east1") == [vmflow.Publish("vm/a", good)]
+    # one an older node did publish: the next leader of a region not holding it deletes it,
+    # and the federation's readers skip it meanwhile
+    remote = Store("b")
+    remote.update("vm/garbage", *_mutation("vm/garbage", b"[1, 2]", HLC("us-west1-n1"), 1000))
+    store.merge("vm/garbage", remote.get("vm/garbage"))  # type: ignore[arg-type]
+    assert vmflow.records(store) == []
+    assert vmflow.changes({}, store, "europe-west1") == [vmflow.Publish("vm/garbage", None)]
+    assert _publish(store, {}, "europe-west1", hlc, 1001) == 1
+    assert store.value("vm/garbage") is None

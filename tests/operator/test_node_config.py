@@ -113,11 +113,9 @@ def test_a_pod_beyond_the_bootstrap_members_is_not_among_its_peers(
     assert "us-east-4" not in settings.peer_map()  # a joiner: the operator adds it
 
 
-def test_region_json_keeps_topology_for_agents_and_gateways() -> None:
+def test_node_json_holds_only_node_settings_and_region_json_waits_for_agents() -> None:
     data, _ = rendered()
-    info = json.loads(data["region.json"])
-    assert info["zones"] == ["a", "b"]
-    assert info["protocol"] == "raft"
+    assert "region.json" not in data  # for agents and gateways, which are not deployed yet
     assert set(json.loads(data["node.json"])) == {
         "region",
         "peers",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,16 @@ import kubernetes_validate
 import pytest
 import yaml
 from cryptography import x509
+from novacron_operator import capabilities
 from novacron_operator.builders import Owner, build_ca_secret, build_federation, build_region
+from novacron_operator.builders.federation import LocalRegion
 from novacron_operator.builders.region import RegionContext
-from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.models import (
+    DWCPFederationSpec,
+    NovaCronClusterSpec,
+    NovaCronRegionSpec,
+    effective,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 K8S = "1.36.0"
@@ -34,6 +42,15 @@ FEDERATION = DWCPFederationSpec.model_validate(
 )
 
 
+@pytest.fixture
+def all_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if `novacron agent` and `novacron gateway` existed: their builders stay tested."""
+    monkeypatch.setattr(
+        capabilities, "cli_commands", lambda: frozenset({"node", "agent", "gateway"})
+    )
+    monkeypatch.setattr(capabilities, "RENDERED", frozenset({"node", "agent", "gateway"}))
+
+
 def region(**changes: Any) -> list[dict[str, Any]]:
     spec = REGION.model_copy(update=changes)
     return build_region(OWNER, spec, RegionContext(CLUSTER, "fleet"))
@@ -52,17 +69,24 @@ def check_golden(name: str, objs: list[dict[str, Any]]) -> None:
     assert text == path.read_text(), f"{path} differs: rerun with UPDATE_GOLDEN=1 and review"
 
 
+LOCAL = {"us-east": LocalRegion("us-east", 3)}
+
+
+def federated_region() -> list[dict[str, Any]]:
+    return build_region(OWNER, REGION, RegionContext(CLUSTER, "fleet", federation="global"))
+
+
 def test_region_manifests_match_golden() -> None:
-    check_golden("region", region())
+    check_golden("region", federated_region())
 
 
 def test_federation_manifests_match_golden() -> None:
-    check_golden("federation", build_federation(FED_OWNER, FEDERATION))
+    check_golden("federation", build_federation(FED_OWNER, FEDERATION, LOCAL))
 
 
 @pytest.mark.parametrize(
     "obj",
-    region() + build_federation(FED_OWNER, FEDERATION),
+    federated_region() + build_federation(FED_OWNER, FEDERATION, LOCAL),
     ids=lambda o: f"{o['kind']}/{o['metadata']['name']}",
 )
 def test_every_builtin_manifest_valid_for_pinned_kubernetes(obj: dict[str, Any]) -> None:
@@ -76,7 +100,7 @@ def test_every_child_owned_by_its_resource_and_labelled_for_pruning() -> None:
         assert meta["labels"]["novacron.io/owner"] == OWNER.uid
 
 
-def test_region_produces_all_children_once() -> None:
+def test_region_produces_all_children_once(all_commands: None) -> None:
     kinds = sorted(o["kind"] for o in region())
     assert kinds == sorted(
         ["ServiceAccount"] * 3
@@ -86,6 +110,138 @@ def test_region_produces_all_children_once() -> None:
     )
     names = [(o["kind"], o["metadata"]["name"]) for o in region()]
     assert len(names) == len(set(names))
+
+
+def test_agents_and_gateways_are_not_deployed_until_their_workloads_are_rendered_for_them() -> None:
+    """Agents and gateways are not deployed until their builders render what the
+    commands need: no DaemonSet, Deployment, HPA, gateway Service/ServiceAccount/NetworkPolicy
+    (they would crash-loop)."""
+    assert not capabilities.available("agent")
+    assert not capabilities.available("gateway")
+    objs = region()
+    kinds = sorted(o["kind"] for o in objs)
+    assert kinds == sorted(
+        [
+            *["ServiceAccount", "ConfigMap", "Service", "Service", "StatefulSet"],
+            *["PodDisruptionBudget", "NetworkPolicy"],
+        ]
+    )
+    assert not [o for o in objs if "gateway" in o["metadata"]["name"]]
+    (cm,) = by_kind(objs, "ConfigMap")
+    assert "region.json" not in cm["data"]  # read by agents and gateways only
+
+
+def test_volume_claims_are_kept_when_the_region_is_deleted_unless_asked() -> None:
+    (sts,) = by_kind(region(), "StatefulSet")
+    policy = sts["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert policy == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    storage = REGION.storage.model_copy(update={"when_deleted": "Delete"})
+    (sts,) = by_kind(region(storage=storage), "StatefulSet")
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+
+
+def test_region_defaults_fill_what_the_region_leaves_unset() -> None:
+    cluster = NovaCronClusterSpec.model_validate(
+        {
+            "version": "0.1.0",
+            "regionDefaults": {
+                "replicas": 5,
+                "protocol": "epaxos",
+                "storage": {"size": "20Gi", "storageClassName": "fast", "whenDeleted": "Delete"},
+            },
+        }
+    )
+
+    def built(**changes: Any) -> dict[str, Any]:
+        spec = REGION.model_copy(update=changes)
+        (sts,) = by_kind(build_region(OWNER, spec, RegionContext(cluster, "fleet")), "StatefulSet")
+        return sts
+
+    sts = built()
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert sts["spec"]["replicas"] == 5
+    assert claim["resources"]["requests"]["storage"] == "20Gi"
+    assert claim["storageClassName"] == "fast"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+    # what the region sets wins, field by field
+    own = REGION.storage.model_copy(update={"size": "30Gi"})
+    sts = built(replicas=3, storage=own)
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert sts["spec"]["replicas"] == 3
+    assert (claim["resources"]["requests"]["storage"], claim["storageClassName"]) == (
+        "30Gi",
+        "fast",
+    )
+    assert effective(REGION, cluster.region_defaults).protocol == "epaxos"
+    assert (
+        effective(REGION.model_copy(update={"protocol": "raft"}), cluster.region_defaults).protocol
+        == "raft"
+    )
+
+
+def test_a_federation_member_mounts_the_topology_whole_outside_the_config_hash() -> None:
+    plain = region()
+    objs = federated_region()
+    (sts,) = by_kind(objs, "StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "federation"]
+    assert mount == {
+        "name": "federation",
+        "mountPath": "/etc/novacron/federation",
+        "readOnly": True,
+    }
+    assert "subPath" not in mount  # the kubelet updates the file in place
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "federation"]
+    assert vol["configMap"] == {"name": "global-topology"}
+    (cm,) = by_kind(objs, "ConfigMap")
+    node = json.loads(cm["data"]["node.json"])
+    assert node["federation_file"] == "/etc/novacron/federation/topology.json"
+    (plain_cm,) = by_kind(plain, "ConfigMap")
+    assert "federation_file" not in json.loads(plain_cm["data"]["node.json"])
+    # the federation's content is in another ConfigMap: changing it changes no pod template
+    fed_a = build_federation(FED_OWNER, FEDERATION, LOCAL)
+    fed_b = build_federation(
+        FED_OWNER,
+        FEDERATION.model_copy(
+            update={"gossip": FEDERATION.gossip.model_copy(update={"fanout": 5})}
+        ),
+        LOCAL,
+    )
+    assert fed_a != fed_b
+    assert by_kind(federated_region(), "StatefulSet") == [sts]
+
+
+def test_topology_lists_each_members_region_and_every_node_peer_address() -> None:
+    spec = DWCPFederationSpec.model_validate(
+        {
+            "clusterRef": {"name": "fleet"},
+            "members": [
+                {"name": "east", "regionRef": {"name": "us-east"}},
+                {"name": "eu-west", "endpoints": [{"host": "eu.example.net", "port": 7000}]},
+                {"name": "mars", "regionRef": {"name": "mars"}},
+            ],
+        }
+    )
+    (cm,) = build_federation(FED_OWNER, spec, {"us-east": LocalRegion("us-east-1", 5)})
+    topo = json.loads(cm["data"]["topology.json"])
+    assert set(topo) == {
+        "federation", "members", "gossip", "antiEntropy", "replication", "conflictPolicies",
+        "failover",
+    }  # fmt: skip
+    east, eu, mars = topo["members"]
+    assert east == {
+        "name": "east",
+        "region": "us-east-1",
+        "local": True,
+        "endpoints": [f"us-east-{i}.us-east-peers.prod.svc:7000" for i in range(5)],
+    }
+    assert eu == {
+        "name": "eu-west",
+        "region": "eu-west",
+        "local": False,
+        "endpoints": ["eu.example.net:7000"],
+    }
+    assert mars["endpoints"] == []  # not a region here: nobody to reach
 
 
 @pytest.mark.parametrize(("replicas", "quorum"), [(1, 1), (3, 2), (5, 3), (7, 4)])
@@ -99,7 +255,7 @@ def test_config_change_changes_pod_template_hash_but_image_alone_does_not() -> N
         (sts,) = by_kind(objs, "StatefulSet")
         return str(sts["spec"]["template"]["metadata"]["annotations"]["novacron.io/config-hash"])
 
-    assert digest(region(protocol="multi-paxos")) != digest(region())
+    assert digest(federated_region()) != digest(region())  # node.json gains federation_file
     assert digest(region(image="x/y:2")) == digest(region())
     # scaling keeps the bootstrap peers (the sequencer adds members): no pod rolls
     scaled = REGION.model_copy(update={"replicas": 5})
@@ -107,7 +263,9 @@ def test_config_change_changes_pod_template_hash_but_image_alone_does_not() -> N
     assert digest(build_region(OWNER, scaled, ctx)) == digest(region())
 
 
-def test_node_and_gateway_pods_meet_restricted_and_agent_gets_only_net_admin() -> None:
+def test_node_and_gateway_pods_meet_restricted_and_agent_gets_only_net_admin(
+    all_commands: None,
+) -> None:
     objs = region()
     for kind in ("StatefulSet", "Deployment"):
         (w,) = by_kind(objs, kind)
@@ -152,7 +310,7 @@ def test_statefulset_uses_a_partitioned_rollout_probes_and_zone_spread() -> None
     }
 
 
-def test_agent_disabled_drops_daemonset_and_its_account() -> None:
+def test_agent_disabled_drops_daemonset_and_its_account(all_commands: None) -> None:
     objs = region(agent=REGION.agent.model_copy(update={"enabled": False}))
     assert not by_kind(objs, "DaemonSet")
     assert all(o["metadata"]["name"] != "us-east-agent" for o in objs)
@@ -173,7 +331,7 @@ def test_ca_secret_holds_a_ca_certificate_valid_for_configured_days() -> None:
     assert days == CLUSTER.tls.ca_validity_days
 
 
-def test_agent_in_privileged_namespace_is_unowned_but_labelled() -> None:
+def test_agent_in_privileged_namespace_is_unowned_but_labelled(all_commands: None) -> None:
     ctx = RegionContext(CLUSTER, "fleet", agent_namespace="novacron-agents")
     objs = build_region(OWNER, REGION, ctx)
     moved = [o for o in objs if o["metadata"]["namespace"] == "novacron-agents"]
@@ -187,7 +345,7 @@ def test_agent_in_privileged_namespace_is_unowned_but_labelled() -> None:
     assert volume["configMap"]["name"] == "prod-us-east-agent"
 
 
-def test_gateway_hpa_scales_on_request_rate_when_a_target_is_set() -> None:
+def test_gateway_hpa_scales_on_request_rate_when_a_target_is_set(all_commands: None) -> None:
     gateway = REGION.gateway.model_copy(update={"target_requests_per_second": 500})
     (hpa,) = [o for o in region(gateway=gateway) if o["kind"] == "HorizontalPodAutoscaler"]
     kinds = [m["type"] for m in hpa["spec"]["metrics"]]
@@ -198,6 +356,6 @@ def test_gateway_hpa_scales_on_request_rate_when_a_target_is_set() -> None:
     kubernetes_validate.validate(hpa, "1.36", strict=True)
 
 
-def test_gateway_hpa_uses_cpu_only_without_a_request_rate_target() -> None:
+def test_gateway_hpa_uses_cpu_only_without_a_request_rate_target(all_commands: None) -> None:
     (hpa,) = [o for o in region() if o["kind"] == "HorizontalPodAutoscaler"]
     assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource"]

@@ -82,8 +82,15 @@ def test_examples_parse_into_models() -> None:
     assert seen >= 12
 
 
-def test_region_defaults_fill_nested_objects() -> None:
+def test_a_region_leaves_unset_what_the_clusters_region_defaults_fill() -> None:
     spec = models.NovaCronRegionSpec.model_validate(
         {"clusterRef": {"name": "c"}, "regionName": "r", "zones": ["z"]}
     )
-    assert (spec.replicas, spec.gateway.min_replicas, spec.storage.size) == (3, 2, "10Gi")
+    assert (spec.replicas, spec.protocol, spec.storage.size) == (None, None, None)
+    eff = models.effective(spec, models.RegionDefaults())
+    assert (eff.replicas, eff.protocol, eff.size, eff.when_deleted) == (3, "raft", "10Gi", "Retain")
+    crd = next(c for c in crdgen.all_crds() if c["spec"]["names"]["kind"] == "NovaCronRegion")
+    props = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for field in ("replicas", "protocol"):  # a CRD default would hide the cluster's
+        assert "default" not in props["properties"][field]
+    assert props["properties"]["storage"]["default"] == {}

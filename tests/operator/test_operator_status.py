@@ -1,10 +1,22 @@
-"""Status conditions derive from children and keep lastTransitionTime stable."""
+"""Status conditions derive from children, say distinct things, keep lastTransitionTime
+stable, and turn into Events: a Warning for each failure, Normal when Ready."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from novacron_operator.status import Health, conditions, workload_health
+from novacron_operator.admin import ClusterInfo
+from novacron_operator.reconcile import region_health
+from novacron_operator.sequencer import Step, World
+from novacron_operator.status import (
+    Health,
+    conditions,
+    events,
+    no,
+    progressing_health,
+    ready_health,
+    workload_health,
+)
 
 
 def sts(ready: int, replicas: int = 3, gen: int = 1, observed: int = 1) -> dict[str, Any]:
@@ -25,66 +37,106 @@ DS = {"status": {"desiredNumberScheduled": 2, "numberReady": 2}}
 DEPLOY = {"spec": {"replicas": 1}, "status": {"availableReplicas": 1}}
 
 
+def flags(h: Health) -> tuple[bool, bool, bool]:
+    return (h.ready.status, h.progressing.status, h.degraded.status)
+
+
 def test_all_children_ready_gives_ready() -> None:
-    h = workload_health(3, sts(3), DS, DEPLOY, agent=True)
-    assert (h.ready, h.progressing, h.degraded) == (True, False, False)
+    assert flags(workload_health(3, sts(3))) == (True, False, False)
+    assert flags(workload_health(3, sts(3), DS, DEPLOY, agent=True, gateway=True)) == (
+        True,
+        False,
+        False,
+    )
 
 
 def test_missing_children_are_progressing_not_ready() -> None:
-    h = workload_health(3, None, DS, DEPLOY, agent=True)
-    assert (h.ready, h.progressing, h.reason) == (False, True, "Creating")
+    h = workload_health(3, None)
+    assert flags(h) == (False, True, False)
+    assert h.progressing.reason == "Creating"
 
 
-def test_losing_majority_is_degraded() -> None:
-    h = workload_health(3, sts(1), DS, DEPLOY, agent=True)
-    assert h.degraded
-    assert "1/3 nodes ready" in h.message
+def test_losing_majority_is_degraded_and_each_condition_says_its_own_thing() -> None:
+    h = workload_health(3, sts(1))
+    assert flags(h) == (False, True, True)
+    assert h.degraded.reason == "QuorumAtRisk"
+    assert "2 needed for a majority" in h.degraded.message
+    assert "1/3 nodes ready" in h.progressing.message
+    assert len({h.ready.message, h.progressing.message, h.degraded.message}) == 3
 
 
 def test_pending_revision_is_progressing() -> None:
     s = sts(3)
     s["status"]["updateRevision"] = "b"
     s["status"]["updatedReplicas"] = 2
-    h = workload_health(3, s, DS, DEPLOY, agent=True)
-    assert (h.ready, h.progressing) == (False, True)
+    assert flags(workload_health(3, s)) == (False, True, False)
 
 
 def test_transition_time_moves_only_on_status_change() -> None:
-    ready = Health(True, False, False, "AllReady", "ok")
+    ready = ready_health("NodesReady", "ok")
     first = conditions([], ready, 1, "t1")
     again = conditions(first, ready, 2, "t2")
     assert [c["lastTransitionTime"] for c in again] == ["t1", "t1", "t1"]
     assert all(c["observedGeneration"] == 2 for c in again)
-    flipped = conditions(again, Health(False, True, False, "RollingOut", "x"), 3, "t3")
+    flipped = conditions(again, progressing_health("RollingOut", "x"), 3, "t3")
     by_type = {c["type"]: c for c in flipped}
     assert by_type["Ready"]["lastTransitionTime"] == "t3"
     assert by_type["Degraded"]["lastTransitionTime"] == "t1"
 
 
-def test_region_health_needs_an_answering_group_with_a_leader_and_the_right_members() -> None:
-    from novacron_operator.admin import ClusterInfo
-    from novacron_operator.reconcile import region_health
-    from novacron_operator.sequencer import Step, World
+def test_failures_post_warning_events_once_and_ready_a_normal_one() -> None:
+    new = conditions([], progressing_health("Creating", "children are being created"), 1, "t")
+    # a brand-new resource that is not Ready yet is no failure
+    assert events([], progressing_health("Creating", "x")) == []
+    ready = ready_health("Serving", "leader r-0")
+    assert events(new, ready) == [("Normal", "Serving", "leader r-0")]
+    served = conditions(new, ready, 1, "t")
+    broken = ready_health("Serving", "x").degrade("ChildApplyFailed", "StatefulSet r: 422")
+    posted = events(served, broken)
+    assert [(t, r) for t, r, _ in posted] == [
+        ("Warning", "ChildApplyFailed"),
+        ("Warning", "ChildApplyFailed"),
+    ]
+    assert "Degraded=True: StatefulSet r: 422" in [m for _, _, m in posted]
+    # the same failure on the next pass posts nothing again
+    assert events(conditions(served, broken, 1, "t"), broken) == []
+    # a rollout (not Ready, Progressing, nothing degraded) is no failure either
+    assert events(served, progressing_health("RollingOut", "1/3 nodes updated")) == []
+    # a failure reported by its own condition on a brand-new resource is posted at once
+    unsupported = progressing_health("Creating", "x").with_extra(
+        no("ProtocolSupported", "NotImplemented", "spec.protocol epaxos")
+    )
+    assert events([], unsupported) == [
+        ("Warning", "NotImplemented", "ProtocolSupported=False: spec.protocol epaxos")
+    ]
 
-    ok = Health(True, False, False, "AllReady", "all ready")
-    rolling = Health(False, True, False, "RollingOut", "1/3 nodes ready")
-    lead = ClusterInfo("r-0", "leader", 2, "r-0", 9, 9, ("r-0",), ())
-    w = World("r", 1, 1, nodes={"r-0": lead})
-    done = region_health(ok, Step(1, 0, done=True, leader=lead), w)
-    assert done.ready
-    assert done.group is not None
-    assert done.group.reachable
-    # unreachable: the pods' verdict stands, GroupReachable=False says the operator is blind
-    unreachable = region_health(ok, Step(1, 0, waiting="x"), World("r", 1, 1))
-    assert unreachable.ready
-    assert unreachable.group is not None
-    assert (unreachable.group.reachable, unreachable.group.reason) == (False, "GroupUnreachable")
-    no_leader = {"r-0": ClusterInfo("r-0", "follower", 2, None, 9, 9, ("r-0",), ())}
-    lost = region_health(ok, Step(1, 0, waiting="x"), World("r", 1, 1, nodes=no_leader))
-    assert (lost.reason, lost.ready, lost.degraded) == ("NoLeader", False, True)
-    busy = region_health(ok, Step(3, 0, waiting="promote r-1", leader=lead), w)
-    assert (busy.reason, busy.message, busy.ready) == ("Reconfiguring", "promote r-1", False)
-    assert region_health(ok, Step(1, 0), World("r", 1, 1, manage=False)) == ok
-    assert region_health(rolling, Step(1, 0), World("r", 1, 1, manage=False)) == rolling
-    types = [c["type"] for c in conditions([], unreachable, 1, "t")]
+
+LEAD = ClusterInfo("r-0", "leader", 2, "r-0", 9, 9, ("r-0",), ())
+
+
+def by_type(h: Health) -> dict[str, Any]:
+    return {c.type: c for c in h.all()}
+
+
+def test_ready_means_the_group_answers_with_a_leader() -> None:
+    pods_ready = ready_health("NodesReady", "1/1 nodes ready and updated")
+    w = World("r", 1, 1, nodes={"r-0": LEAD})
+    done = region_health(pods_ready, Step(1, 0, done=True, leader=LEAD), w)
+    assert (done.ready.status, done.ready.reason) == (True, "Serving")
+    assert "leader r-0" in done.ready.message
+    assert by_type(done)["GroupReachable"].status
+    # ready pods, but no node answers the operator: not Ready, and GroupReachable says why
+    blind = region_health(pods_ready, Step(1, 0, waiting="x"), World("r", 1, 1))
+    assert (blind.ready.status, blind.ready.reason) == (False, "GroupUnreachable")
+    assert by_type(blind)["GroupReachable"].reason == "GroupUnreachable"
+    follower = {"r-0": ClusterInfo("r-0", "follower", 2, None, 9, 9, ("r-0",), ())}
+    lost = region_health(pods_ready, Step(1, 0, waiting="x"), World("r", 1, 1, nodes=follower))
+    assert flags(lost) == (False, False, True)
+    assert lost.degraded.reason == "NoLeader"
+    busy = region_health(pods_ready, Step(3, 0, waiting="promote r-1", leader=LEAD), w)
+    assert (busy.progressing.reason, busy.progressing.message) == ("Reconfiguring", "promote r-1")
+    assert not busy.ready.status
+    # without member management the pods' readiness is all there is
+    assert region_health(pods_ready, Step(1, 0), World("r", 1, 1, manage=False)) == pods_ready
+    types = [c["type"] for c in conditions([], blind, 1, "t")]
     assert types == ["Ready", "Progressing", "Degraded", "GroupReachable"]

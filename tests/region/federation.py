@@ -171,8 +171,16 @@ class Workload:
         vm = key[len(vmflow.PREFIX) :]
         ver = 1 if current is None else int(json.loads(current)["version"]) + 1
         power = self.rng.choice(["on", "off"])
+        spec = {"cpus": 1, "memory_mib": 512, "image": "alpine", "disk_gib": 10}
         new = json.dumps(
-            {"id": vm, "name": vm, "home_region": c.region, "power": power, "version": ver}
+            {
+                "id": vm,
+                "name": vm,
+                "home_region": c.region,
+                "spec": spec,
+                "power": power,
+                "version": ver,
+            }
         ).encode()
         c.seq += 1
         cmd = KVCommand(CAS, key, new, current, client=f"{c.region}-c{c.n}", seq=c.seq)

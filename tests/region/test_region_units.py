@@ -46,7 +46,9 @@ class E:
 
 
 def _record(vm: str, version: int, region: str = "r1") -> bytes:
-    return json.dumps({"id": vm, "home_region": region, "version": version}).encode()
+    spec = {"cpus": 1, "memory_mib": 512, "image": "alpine"}
+    rec = {"id": vm, "name": vm, "home_region": region, "spec": spec, "version": version}
+    return json.dumps(rec).encode()
 
 
 def _put(index: int, term: int, key: str) -> E:

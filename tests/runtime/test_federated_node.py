@@ -221,7 +221,7 @@ async def test_a_vm_committed_in_one_region_is_read_in_the_other_and_file_change
         on = {"state": "on"}
         status, body = await call(http, "POST", fed.url("east") + "/v1/vms/web-1/power", json=on)
         assert status == 504, body
-        assert b"outcome unknown" in body
+        assert json.loads(body)["outcome"] == "unknown"
         st = await _status(http, fed.url("east"))
         assert st["sync_replication"]["timed_out"] >= 1
 
@@ -238,7 +238,7 @@ async def test_a_missing_file_at_start_leaves_the_region_serving_until_a_good_on
         assert "no such federation file" in st["error"]
         async with http.get(fed.url("east") + "/v1/federation/vms") as r:
             assert r.status == 404
-            assert "not federated" in (await r.json())["error"]
+            assert "not federated" in (await r.json())["detail"]
         fed.write(fed.doc())
 
         async def configured() -> bool:

@@ -79,7 +79,7 @@ async def test_admin_reports_cluster_and_transfers_leadership(cluster: ProcClust
         async with http.get(cluster.url(target) + "/readyz") as r:
             assert r.status == 200
         async with http.get(cluster.url(target) + "/metrics") as r:
-            assert "novacron_raft_is_leader 1.0" in await r.text()
+            assert 'novacron_raft_is_leader{region="local"} 1.0' in await r.text()
 
 
 async def test_no_quorum_answers_503_with_retry_after(cluster: ProcCluster) -> None:

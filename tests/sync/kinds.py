@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from novacron_core.sync.crdt import Crdt
 from novacron_core.sync.kinds import KINDS as TABLE
 
-elems = st.sampled_from(["a", "b", "c", "d", 1, 2, b"x"])
+# 1, True and 1.0 are three elements (equal in Python, not on the wire)
+elems = st.sampled_from(["a", "b", "c", "d", 1, 2, b"x", True, 1.0, "1"])
 _add_or_remove = st.tuples(st.booleans(), elems)
 _ormap_ops = st.tuples(
     st.sampled_from(["c1", "c2", "s1"]),

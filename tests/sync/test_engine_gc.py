@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.sync_scenarios import cluster
 from novacron_core.sim import Topology, World, check_convergence, replay_hint, sim_seeds
-from novacron_core.sync.crdt import MVRegister, ORMap, ORSet, PNCounter
+from novacron_core.sync.crdt import RGA, MVRegister, ORMap, ORSet, PNCounter
 from novacron_core.sync.engine import Mutate, SyncConfig, SyncNode
 
 
@@ -19,10 +19,26 @@ def _view(node: SyncNode | None) -> Any:
     return {k: v.value() for k, v in node.store}
 
 
+def _edit(rng: random.Random) -> Mutate:
+    """Text churn: paste a few words somewhere, or delete a stretch (kept near 300 chars)."""
+    coin, at, size = rng.random(), rng.random(), rng.randint(1, 40)
+
+    def mutate(doc: RGA) -> RGA:
+        n = len(doc)
+        if n > 300 or (n > 40 and coin < 0.45):
+            k = min(size, n)
+            return doc.delete(int(at * (n - k + 1)) % (n - k + 1), k)
+        return doc.insert(int(at * (n + 1)) % (n + 1), "edit " * (1 + size // 10))
+
+    return Mutate("doc", RGA, mutate)
+
+
 def _churn(rng: random.Random) -> Mutate:
     """Add/remove churn over a few elements: the history grows, the values do not."""
     n = rng.randrange(8)
-    pick = rng.randrange(6)
+    pick = rng.randrange(7)
+    if pick == 6:
+        return _edit(rng)  # text: tombstones to collect (refused while catching up)
     if pick < 3:
         key = f"set{pick}"
         if rng.random() < 0.5:
@@ -98,10 +114,13 @@ def _add(world: World, node: str, key: str, x: Any) -> None:
 def _dots_of(world: World, node: str, key: str, x: Any) -> int:
     value = world.machine(node).store.get(key)
     assert isinstance(value, ORSet)
-    return len(value.entries[x])
+    return len(value.dots(x))
 
 
-def test_concurrent_adds_collapse_when_stable_and_crashed_or_partitioned_peers_block_it() -> None:
+def test_a_remove_after_gc_removes_concurrent_adds_on_every_replica() -> None:
+    """Concurrent adds of x become stable and are garbage-collected; a remove issued after that
+    (on a writer, and on the replica that was partitioned or crashed meanwhile) must remove x
+    on every replica, including those that collected at other times (issue 14, item 3)."""
     world = World(11, Topology.three_regions())
     names = cluster(world, 2, SyncConfig())
     world.run_until(1.0)
@@ -112,27 +131,29 @@ def test_concurrent_adds_collapse_when_stable_and_crashed_or_partitioned_peers_b
     world.run_until(1.5)
     world.partition([{victim}, set(writers)])
     world.run_until(4.0)
-    # every writer has seen all five dots, but the victim has not: nothing collapses
     assert all(_dots_of(world, n, "s", "x") == len(writers) for n in writers)
     world.heal()
     world.run_until(7.0)
-    assert all(_dots_of(world, n, "s", "x") == 1 for n in names)  # stable: one dot left
+    assert all(world.machine(n).gc_keys for n in names)
+    world.request(writers[0], Mutate("s", ORSet, lambda s: s.remove("x")))
+    world.run_until(9.0)
+    assert all(world.machine(n).store.value("s") == frozenset() for n in names)
 
-    # the same with a crashed peer instead of a partitioned one
+    # the same with a crashed peer, and the remove issued by it once it is back
     world.crash(victim, lose_unsynced=False)
     world.partition([{n} for n in writers])
     for n in writers:
         _add(world, n, "t", "y")
-    world.run_until(7.5)
+    world.run_until(9.5)
     world.heal()
-    world.run_until(10.0)
-    assert all(_dots_of(world, n, "t", "y") == len(writers) for n in writers)
+    world.run_until(12.0)
     world.restart(victim)
-    world.run_until(14.0)
-    assert all(_dots_of(world, n, "t", "y") == 1 for n in names)
+    world.run_until(16.0)
+    world.request(victim, Mutate("t", ORSet, lambda s: s.remove("y")))
+    world.run_until(19.0)
     result = check_convergence({n: world.machine(n) for n in names}, _view)
     assert result, result.explanation
-    assert world.machine(names[0]).store.value("s") == frozenset({"x"})
+    assert all(world.machine(n).store.value("t") == frozenset() for n in names)
 
 
 def test_without_gc_the_engine_keeps_concurrent_dots() -> None:
@@ -161,3 +182,47 @@ def test_churn_converges_with_gc_under_random_fault_schedules(seed: int) -> None
     result = check_convergence({n: world.machine(n) for n in names}, _view)
     assert result, f"{result.explanation}\n{replay_hint(seed, 'churn_converges_with_gc')}"
     assert sum(world.machine(n).gc_keys for n in names) > 0
+
+
+def _tombstones(world: World, names: list[str]) -> int:
+    out = 0
+    for n in names:
+        if n in world.alive() and world.machine(n).store.get("doc") is not None:
+            out += world.machine(n).store.get("doc").stats()["tombstones"]  # type: ignore[union-attr]
+    return out
+
+
+def test_rga_tombstones_are_collected_once_settled_and_a_partitioned_replica_holds_it() -> None:
+    world = World(13, Topology.three_regions())
+    names = cluster(world, 2, SyncConfig())
+    rng = random.Random(13)
+
+    def churn(until: float) -> list[int]:
+        out = []
+        while world.now < until - 1e-9:
+            t = world.now
+            for k in range(100):  # 100 edits a second
+                world.schedule(
+                    t + k * 0.01,
+                    lambda: world.request(rng.choice(sorted(world.alive())), _edit(rng)),
+                )
+            world.run_until(t + 1.0)
+            out.append(_tombstones(world, names))
+        return out
+
+    up = churn(8.0)
+    victim = names[-1]
+    world.partition([{victim}, set(names) - {victim}])
+    cut = churn(14.0)
+    world.heal()
+    healed = churn(20.0)
+    world.run_until(26.0)  # quiet: every delete settles
+    result = check_convergence({n: world.machine(n) for n in names}, _view)
+    assert result, result.explanation
+    texts = {world.machine(n).store.get("doc").text() for n in names}  # type: ignore[union-attr]
+    assert len(texts) == 1
+    print("RGA tombstones over 6 replicas, all up:", up, "partitioned:", cut, "healed:", healed)
+    assert max(up[3:]) < 3 * max(up[:3]) + 500, up  # bounded while all are up
+    assert cut[-1] > 2 * max(up), (up, cut)  # the victim has not seen them: nothing goes
+    assert healed[-1] < max(up) * 2 + 500, (up, healed)
+    assert _tombstones(world, names) < 50  # settled: (nearly) every tombstone collected

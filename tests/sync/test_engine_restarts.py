@@ -14,7 +14,7 @@ import pytest
 from benchmarks.sync_scenarios import cluster
 from novacron_core.clocks import CausalContext, Dot
 from novacron_core.sim import Topology, World, check_convergence, replay_hint, sim_seeds
-from novacron_core.sync.crdt import ORSet
+from novacron_core.sync.crdt import RGA, ORSet
 from novacron_core.sync.engine import Mutate, SyncConfig, SyncNode
 from novacron_core.sync.persist import MemoryDurable
 
@@ -37,9 +37,10 @@ def _freeze(durable: MemoryDurable) -> tuple[bytes | None, list[Any]]:
 
 @pytest.mark.parametrize("how", ["lose_unsynced", "old_snapshot"])
 def test_a_replica_that_comes_back_with_less_cannot_make_gc_lose_an_observed_add(how: str) -> None:
-    """Two concurrent adds of x (dots d1 < d2) reach every replica; the others collapse them
-    into d2 once stable. The victim comes back holding d2 but not d1 and removes x at once:
-    its remove observed d2 only, so d1's add must win (it did before GC); x stays."""
+    """Two concurrent adds of x (dots d1 < d2) reach every replica and become stable there
+    (GC runs). The victim comes back holding d2 but not d1 and removes x at once: its remove
+    observed d2 only, so d1's add must win; x stays. (When OR-Set GC collapsed stable dots
+    into d2, this was how a restarted replica could make GC lose an add.)"""
     world = World(21, Topology.three_regions())
     cfg = SyncConfig(gc_every=2, sync_writes=True, ae_interval=0.5)
     names = cluster(world, 1, cfg)
@@ -69,8 +70,10 @@ def test_a_replica_that_comes_back_with_less_cannot_make_gc_lose_an_observed_add
         world.run_until(4.0)
         world.crash(victim, lose_unsynced=True)
         assert world.nodes[victim].durable.journal  # (nothing else was synced since)
-    # stable everywhere before the crash or with the victim's last acknowledgement: collapsed
-    assert all(len(_dots(world, n, "s", "x")) == 1 for n in (lo_w, hi_w))
+    # stable everywhere before the crash or with the victim's last acknowledgement: GC ran,
+    # and it keeps both dots (see ORSet.gc)
+    assert all(world.machine(n).gc_keys for n in (lo_w, hi_w))
+    assert all(len(_dots(world, n, "s", "x")) == 2 for n in (lo_w, hi_w))
     world.restart(victim)
     assert len(_dots(world, victim, "s", "x")) == 1  # it lost lo_w's dot
     replies: list[Any] = []
@@ -335,11 +338,12 @@ def test_dead_epochs_leave_the_engine_vectors_so_restarts_do_not_grow_them() -> 
 
 def test_after_a_whole_cluster_restart_replicas_catch_up_from_each_other() -> None:
     """No peer is caught up after everyone restarted: each replica merges every peer's state
-    instead, then accepts OR-Set mutations again (refusing them meanwhile)."""
+    instead, then accepts mutations of types whose GC drops what replicas hold (the RGA's
+    tombstones) again, refusing them meanwhile."""
     world = World(9, Topology.three_regions())
     names = cluster(world, 1, SyncConfig(ae_interval=0.5))
     for i, n in enumerate(names):
-        world.request(n, Mutate("s", ORSet, lambda s, i=i: s.add(i)))
+        world.request(n, Mutate("doc", RGA, lambda r, i=i: r.insert(0, str(i))))
     world.run_until(2.0)
     for n in names:
         world.crash(n, lose_unsynced=False)
@@ -348,17 +352,19 @@ def test_after_a_whole_cluster_restart_replicas_catch_up_from_each_other() -> No
     assert not any(world.machine(n).caught_up for n in names)
     replies: list[Any] = []
     world.request(
-        names[0], Mutate("s", ORSet, lambda s: s.remove(0)), lambda t, r: replies.append(r)
+        names[0], Mutate("doc", RGA, lambda r: r.delete(0)), lambda t, r: replies.append(r)
     )
     world.run_until(4.0)
     assert isinstance(replies[0], Exception)
     assert all(world.machine(n).caught_up for n in names)
     world.request(
-        names[0], Mutate("s", ORSet, lambda s: s.remove(0)), lambda t, r: replies.append(r)
+        names[0], Mutate("doc", RGA, lambda r: r.delete(0)), lambda t, r: replies.append(r)
     )
     world.run_until(6.0)
     assert not isinstance(replies[1], Exception)
-    assert all(world.machine(n).store.value("s") == frozenset({1, 2}) for n in names)
+    texts = {world.machine(n).store.get("doc").text() for n in names}  # type: ignore[union-attr]
+    assert len(texts) == 1
+    assert len(texts.pop()) == 2
 
 
 def test_restart_fields_round_trip_and_older_messages_decode_without_them() -> None:

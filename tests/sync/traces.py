@@ -1,16 +1,9 @@
-"""Loading the real editing traces (``<repo>/../shared/data/editing-traces``)."""
+"""Loading the real editing traces (see ``benchmarks.editing_traces``)."""
 
 from __future__ import annotations
 
-import gzip
-import json
-from pathlib import Path
-from typing import Any
+from benchmarks.editing_traces import load, traces_dir
 
-TRACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "editing-traces"
+TRACES = traces_dir()
 
-
-def load(name: str) -> dict[str, Any]:
-    with gzip.open(TRACES / f"{name}.json.gz") as f:
-        data: dict[str, Any] = json.load(f)
-    return data
+__all__ = ["TRACES", "load"]

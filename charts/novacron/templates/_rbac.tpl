@@ -6,7 +6,8 @@
   workloads and the CA Secret back (get), patch status and finalizers, post Events, and
   follow the node pods (list + watch: the day-2 sequencer reads their readiness and
   revision; rollouts move the StatefulSet's partition, so no pod is ever deleted by the
-  operator). tests/deploy/test_e2e_operator_rbac.py
+  operator), and expand the node pods' PersistentVolumeClaims on a volume resize.
+  tests/deploy/test_e2e_operator_rbac.py
   runs the operator under exactly these rules and fails on any 403.
 */}}
 {{- define "novacron.operatorRules" -}}
@@ -47,6 +48,10 @@
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+{{- /* volume resize: the claims are expanded in place (volumes.py) */}}
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["list", "patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

@@ -1,4 +1,5 @@
-"""NovaCronRegion -> everything one region runs: nodes, agents, gateway, and their plumbing."""
+"""NovaCronRegion -> everything one region runs: nodes (and, once their commands exist,
+agents and gateway), and their plumbing."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from novacron_operator.builders.common import (
     restricted_pod_security,
     selector_labels,
 )
-from novacron_operator.models import NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.capabilities import available
+from novacron_operator.models import Effective, NovaCronClusterSpec, NovaCronRegionSpec, effective
 
 TEMPLATE_HASH = "novacron.io/template-hash"
 BOOTSTRAP_ANNOTATION = "novacron.io/bootstrap-replicas"
@@ -53,6 +55,14 @@ class RegionContext:
     # waits to be replaced instead of bootstrapping again (the ConfigMap's cluster-state,
     # outside the config hash: flipping it rolls no pod)
     cluster_state: Literal["new", "existing"] = "new"
+    # the DWCPFederation this region is a member of: its nodes mount {federation}-topology
+    federation: str | None = None
+    # the volumeClaimTemplates size to keep while a resize cannot (yet) be applied: the live
+    # StatefulSet's (the API server refuses any change to it); None: the spec's
+    claim_size: str | None = None
+
+    def eff(self, spec: NovaCronRegionSpec) -> Effective:
+        return effective(spec, self.cluster.region_defaults)
 
 
 def agent_names(owner: Owner, ctx: RegionContext) -> tuple[str, str]:
@@ -69,6 +79,10 @@ def image_of(spec: NovaCronRegionSpec, ctx: RegionContext) -> str:
 DATA_DIR = "/var/lib/novacron"
 CONFIG_DIR = "/etc/novacron"
 CLUSTER_STATE_KEY = "cluster-state"
+# the federation's topology ConfigMap, mounted whole (no subPath, so the kubelet updates
+# the file in place and a federation change rolls no pod)
+FEDERATION_DIR = f"{CONFIG_DIR}/federation"
+FEDERATION_FILE = f"{FEDERATION_DIR}/topology.json"
 
 
 def node_address(owner: Owner, ordinal: int, port: int) -> str:
@@ -88,8 +102,8 @@ def node_config(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> M
     """``node.json``: exactly what ``novacron node --config`` loads (NodeSettings). The node
     id comes from the pod name (NOVACRON_NODE_ID); a pod whose id is not among the
     bootstrap peers starts as an empty joiner until the operator adds it."""
-    bootstrap = ctx.bootstrap_replicas or spec.replicas
-    return {
+    bootstrap = ctx.bootstrap_replicas or ctx.eff(spec).replicas
+    out: Manifest = {
         "region": spec.region_name,
         "peers": bootstrap_peers(owner, bootstrap),
         "peer_listen": f"0.0.0.0:{PEER_PORT}",
@@ -97,6 +111,9 @@ def node_config(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> M
         "data_dir": DATA_DIR,
         "initial_cluster_state_file": f"{CONFIG_DIR}/{CLUSTER_STATE_KEY}",
     }
+    if ctx.federation:
+        out["federation_file"] = FEDERATION_FILE
+    return out
 
 
 def region_info(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> Manifest:
@@ -105,7 +122,7 @@ def region_info(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> M
         "cluster": ctx.cluster_name,
         "region": spec.region_name,
         "zones": spec.zones,
-        "protocol": spec.protocol,
+        "protocol": ctx.eff(spec).protocol,
         "nodes": f"{owner.name}.{owner.namespace}.svc:{API_PORT}",
         "ports": {"api": API_PORT, "peer": PEER_PORT, "metrics": METRICS_PORT},
         "tls": {"mode": ctx.cluster.tls.mode, "caSecret": f"{ctx.cluster_name}-ca"},
@@ -165,12 +182,23 @@ def statefulset(
         {"name": "tls", "mountPath": "/etc/novacron/tls", "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    volumes: list[Manifest] = [
+        {"name": "config", "configMap": {"name": f"{owner.name}-config"}},
+        {"name": "tls", "secret": {"secretName": f"{ctx.cluster_name}-ca", "optional": True}},
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+    ]
+    if ctx.federation:
+        node["volumeMounts"].append(
+            {"name": "federation", "mountPath": FEDERATION_DIR, "readOnly": True}
+        )
+        volumes.append({"name": "federation", "configMap": {"name": f"{ctx.federation}-topology"}})
+    eff = ctx.eff(spec)
     pvc_spec: Manifest = {
         "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": spec.storage.size}},
+        "resources": {"requests": {"storage": ctx.claim_size or eff.size}},
     }
-    if spec.storage.storage_class_name:
-        pvc_spec["storageClassName"] = spec.storage.storage_class_name
+    if eff.storage_class_name:
+        pvc_spec["storageClassName"] = eff.storage_class_name
     pod_spec: Manifest = {
         "serviceAccountName": f"{owner.name}-node",
         "automountServiceAccountToken": False,
@@ -178,11 +206,7 @@ def statefulset(
         "nodeSelector": region_selector(spec),
         "terminationGracePeriodSeconds": 30,
         "containers": [node],
-        "volumes": [
-            {"name": "config", "configMap": {"name": f"{owner.name}-config"}},
-            {"name": "tls", "secret": {"secretName": f"{ctx.cluster_name}-ca", "optional": True}},
-            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-        ],
+        "volumes": volumes,
         "topologySpreadConstraints": [
             {
                 "maxSkew": 1,
@@ -236,11 +260,11 @@ def statefulset(
             annotations={
                 # the sequencer holds the partition when this differs from the live object's
                 TEMPLATE_HASH: config_hash(template),
-                BOOTSTRAP_ANNOTATION: str(ctx.bootstrap_replicas or spec.replicas),
+                BOOTSTRAP_ANNOTATION: str(ctx.bootstrap_replicas or eff.replicas),
             },
         ),
         "spec": {
-            "replicas": spec.replicas if ctx.replicas is None else ctx.replicas,
+            "replicas": eff.replicas if ctx.replicas is None else ctx.replicas,
             "serviceName": f"{owner.name}-peers",
             "podManagementPolicy": "Parallel",
             # the day-2 sequencer lowers the partition one ordinal at a time (highest first),
@@ -250,8 +274,10 @@ def statefulset(
                 "rollingUpdate": {"partition": ctx.partition},
             },
             "selector": {"matchLabels": sel},
+            # the claims hold the Raft logs: an accidental delete or a GitOps prune of the
+            # region keeps them unless storage.whenDeleted says Delete
             "persistentVolumeClaimRetentionPolicy": {
-                "whenDeleted": "Delete",
+                "whenDeleted": eff.when_deleted,
                 "whenScaled": "Retain",
             },
             "template": template,
@@ -295,13 +321,13 @@ def services(owner: Owner) -> list[Manifest]:
     return [headless, client]
 
 
-def pdb(owner: Owner, spec: NovaCronRegionSpec) -> Manifest:
+def pdb(owner: Owner, replicas: int) -> Manifest:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": meta(owner, owner.name, "node"),
         "spec": {
-            "minAvailable": spec.replicas // 2 + 1,  # a majority: voluntary evictions keep quorum
+            "minAvailable": replicas // 2 + 1,  # a majority: voluntary evictions keep quorum
             "selector": {"matchLabels": selector_labels(owner, "node")},
         },
     }
@@ -471,7 +497,7 @@ def _request_rate_metric(spec: NovaCronRegionSpec) -> list[Manifest]:
 
 
 def service_accounts(owner: Owner, spec: NovaCronRegionSpec) -> list[Manifest]:
-    comps = ["node", "gateway"]
+    comps = ["node", *(["gateway"] if available("gateway") else [])]
     return [
         {
             "apiVersion": "v1",
@@ -528,7 +554,7 @@ def network_policies(owner: Owner) -> list[Manifest]:
             "ingress": [{"ports": [{"port": GATEWAY_PORT}, {"port": METRICS_PORT}]}],
         },
     }
-    return [node_policy, gateway_policy]
+    return [node_policy, *([gateway_policy] if available("gateway") else [])]
 
 
 def service_monitor(owner: Owner) -> Manifest:
@@ -538,16 +564,20 @@ def service_monitor(owner: Owner) -> Manifest:
         "metadata": meta(owner, owner.name, "node"),
         "spec": {
             "selector": {"matchLabels": {**selector_labels(owner, "node"), OWNER_LABEL: owner.uid}},
-            "endpoints": [{"port": "metrics", "interval": "30s"}],
+            # the node serves /metrics on its API port (no separate metrics listener)
+            "endpoints": [{"port": "api", "path": "/metrics", "interval": "30s"}],
         },
     }
 
 
+def agents_deployed(spec: NovaCronRegionSpec) -> bool:
+    return available("agent") and spec.agent.enabled
+
+
 def build_region(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> list[Manifest]:
-    data = {
-        "node.json": json.dumps(node_config(owner, spec, ctx), indent=2, sort_keys=True),
-        "region.json": json.dumps(region_info(owner, spec, ctx), indent=2, sort_keys=True),
-    }
+    data = {"node.json": json.dumps(node_config(owner, spec, ctx), indent=2, sort_keys=True)}
+    if available("agent") or available("gateway"):  # their config; the nodes never read it
+        data["region.json"] = json.dumps(region_info(owner, spec, ctx), indent=2, sort_keys=True)
     digest = config_hash(data)
     data[CLUSTER_STATE_KEY] = ctx.cluster_state  # read at a node's start: not hashed
     cm = {
@@ -561,11 +591,14 @@ def build_region(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> 
         cm,
         *services(owner),
         statefulset(owner, spec, ctx, digest),
-        pdb(owner, spec),
-        *gateway(owner, spec, ctx, digest),
+        pdb(owner, ctx.eff(spec).replicas),
         *network_policies(owner),
     ]
-    if spec.agent.enabled:
+    # agents and gateways run `novacron agent` / `novacron gateway`: deployed only once the
+    # CLI has them (capabilities.py), never as pods that crash-loop on an unknown command
+    if available("gateway"):
+        out.extend(gateway(owner, spec, ctx, digest))
+    if agents_deployed(spec):
         out.extend(agent(owner, spec, ctx, digest, cm))
     if ctx.service_monitor_crd and ctx.cluster.monitoring.service_monitor:
         out.append(service_monitor(owner))

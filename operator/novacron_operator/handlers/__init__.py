@@ -7,6 +7,7 @@ it says, just asks for one fresh level-based pass of the owning resource.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -14,7 +15,8 @@ import kopf
 from novacron_operator import GROUP, VERSION
 from novacron_operator.builders.common import OWNER_LABEL
 from novacron_operator.kube import KINDS, OWNED, Kube
-from novacron_operator.reconcile import RECONCILERS, Key
+from novacron_operator.reconcile import Key
+from novacron_operator.reconcilers import RECONCILERS
 from novacron_operator.worker import WorkQueue
 
 PARENTS = {kind: KINDS[kind][1] for kind in RECONCILERS}
@@ -23,7 +25,6 @@ PARENTS = {kind: KINDS[kind][1] for kind in RECONCILERS}
 def register(
     registry: kopf.OperatorRegistry,
     queue: WorkQueue,
-    resync: float,
     kube: Kube | None = None,
     namespaces: tuple[str, ...] = (),
     coalesce: float = 0.0,
@@ -36,8 +37,10 @@ def register(
                 queue.add(Key(_kind, meta["namespace"], meta["name"]))
 
         kopf.on.event(GROUP, VERSION, plural, registry=registry)(poke)
-        # the timer is the level-based safety net: it repairs drift no event told us about
-        kopf.timer(GROUP, VERSION, plural, interval=resync, registry=registry)(poke)
+        # no kopf.timer for the periodic resync (``resync`` below): kopf puts a finalizer on
+        # every resource a timer follows, so with the operator stopped (uninstalled, or
+        # scaled to 0) a delete or a GitOps prune would hang; kopf removes that finalizer
+        # from resources an older operator marked
 
     def parent(type_: str, body: Any) -> None:
         meta = body.get("metadata", {})
@@ -66,3 +69,15 @@ def register(
         # the region's node pods, for the day-2 sequencer (their events need no pass:
         # the StatefulSet's status follows them)
         kube.inform("Pod", ns, OWNER_LABEL)
+
+
+async def resync(kube: Kube, queue: WorkQueue, namespaces: tuple[str, ...], period: float) -> None:
+    """The level-based safety net: every ``period`` seconds, a pass of every resource (from
+    the informers' memory), repairing drift no event told us about. Followers' queues drop
+    the keys."""
+    while True:
+        await asyncio.sleep(period)
+        for ns in namespaces:
+            for kind in PARENTS:
+                for obj in await kube.cached_list(kind, ns):
+                    queue.add(Key(kind, ns, obj["metadata"]["name"]))

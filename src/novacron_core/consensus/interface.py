@@ -193,6 +193,31 @@ class PeerAddresses(BaseModel):
     http: str
 
 
+class RecoveredSummary(BaseModel):
+    """What a member read back from its data dir at start, before any catch-up: the last
+    log index and term it holds (entries or snapshot), its snapshot index, the term it had
+    voted in, and how many entries it read. A check that a restarted node kept its log reads
+    this, not where the log is now (a node caught up from scratch would pass that)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    last_index: int = 0
+    last_term: int = 0
+    snapshot_index: int = 0
+    term: int = 0
+    entries: int = 0
+
+
+class FollowerStatus(BaseModel):
+    """A leader's view of one other member: the highest log index known to be held there,
+    and whether entries stream to it (false: probing, or sending it a snapshot)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    match: int = 0
+    streaming: bool = False
+
+
 class GroupStatus(BaseModel):
     """The status document of one member: ``GET /v1/cluster``, parsed by the operator's
     admin client (``operator/novacron_operator/admin.py``) with this same model.
@@ -217,6 +242,9 @@ class GroupStatus(BaseModel):
     elections: int = 0  # elections this member started
     rejoining: bool = False  # lost its state; waits to be removed and re-added as a learner
     peers: dict[str, PeerAddresses] = {}
+    recovered: RecoveredSummary | None = None
+    # the leader's view of every other member (empty on a non-leader)
+    followers: dict[str, FollowerStatus] = {}
 
     @property
     def member(self) -> bool:
@@ -246,6 +274,10 @@ class GroupTuning:
     heartbeat_interval: float = 0.1
     snapshot_entries: int = 10_000
     read_mode: str = "read_index"  # or "lease" (bounded clock drift; see docs/raft.md)
+    # An input this much later than the member's own deadline means the process was not
+    # running (CPU starvation): for one election timeout it judges nobody by the silence it
+    # could not hear (docs/raft.md). None: off (simulated time never lags).
+    lag_tolerance: float | None = None
 
 
 class GroupMember(Protocol):

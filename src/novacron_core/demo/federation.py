@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from novacron_core.client import ClientError, NodeClient, NodeUnreachable
+from novacron_core.client import ClientError, NodeClient, NodeUnreachable, OutcomeUnknown
 from novacron_core.federation.netem import demo_regions
 
 PEER_PORT, HTTP_PORT = 7000, 8080  # the group's and the federation's messages; every API
@@ -189,7 +189,9 @@ def write(
                     raise
                 uncertain = uncertain or e.status == 504
                 last = e
-            except NodeUnreachable as e:
+            except NodeUnreachable as e:  # nothing sent
+                last = e
+            except OutcomeUnknown as e:  # sent, no answer: it may have been applied
                 uncertain = True
                 last = e
         if time.monotonic() > deadline:

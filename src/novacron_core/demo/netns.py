@@ -437,23 +437,27 @@ def _watchdog(prefix: str) -> None:
 # ---------------------------------------------------------------- measuring
 
 _CONNECT_RTT = """
-import socket, statistics, sys, time
-for target in sys.argv[1:]:
+import socket, sys, time
+count = int(sys.argv[1])
+for target in sys.argv[2:]:
     host, port = target.rsplit(":", 1)
     samples = []
-    for _ in range(5):
+    for _ in range(count):
         t = time.perf_counter()
         with socket.create_connection((host, int(port)), timeout=5):
             samples.append(1000 * (time.perf_counter() - t))
-    print(target, statistics.median(samples))
+    print(target, *samples)
 """
 
 
-def connect_rtt_ms(exec_prefix: Sequence[str], targets: Sequence[str]) -> dict[str, float]:
-    """Median TCP connect time (one SYN/SYN-ACK round trip) from inside a namespace to each
-    ``host:port``."""
-    out = _run([*exec_prefix, sys.executable, "-c", _CONNECT_RTT, *targets])
-    return {t: float(ms) for t, ms in (line.split() for line in out.splitlines() if line)}
+def connect_rtt_samples(
+    exec_prefix: Sequence[str], targets: Sequence[str], count: int = 5
+) -> dict[str, list[float]]:
+    """``count`` TCP connect times (ms; each one SYN/SYN-ACK round trip) from inside a
+    namespace to each ``host:port``."""
+    out = _run([*exec_prefix, sys.executable, "-c", _CONNECT_RTT, str(count), *targets])
+    rows = (line.split() for line in out.splitlines() if line)
+    return {row[0]: [float(x) for x in row[1:]] for row in rows}
 
 
 if __name__ == "__main__":

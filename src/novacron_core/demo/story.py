@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from novacron_core.demo import propagation
+from novacron_core.demo.checks import kept_log, rtt_misses
 from novacron_core.demo.federation import (
     ANTI_ENTROPY_S,
     GOSSIP_MS,
@@ -23,9 +24,11 @@ from novacron_core.demo.federation import (
     post_json,
     write,
 )
-from novacron_core.demo.netns import RegionNetwork, connect_rtt_ms
+from novacron_core.demo.netns import RegionNetwork, connect_rtt_samples
 from novacron_core.demo.procs import Supervisor
 from novacron_core.federation.netem import demo_rtt
+
+RTT_SAMPLES, RTT_ROUNDS = 5, 4  # per pair: 5 connects a round, more rounds while off
 
 
 class Story:
@@ -121,24 +124,39 @@ class Story:
 
     def measure_rtt(self, pairs: dict[tuple[str, str], float]) -> None:
         """TCP connect time (one round trip) from inside each region's namespace to a node of
-        every other region: the matrix when the network delays, ~0 when the nodes do."""
+        every other region: the matrix when the network delays, ~0 when the nodes do. Load
+        only adds time to a sample, so the check judges the fastest of several, and pairs
+        still off get more samples (up to ``RTT_ROUNDS`` x ``RTT_SAMPLES``); a missing delay
+        stays far below the matrix however many (demo/checks.py)."""
         net, lay = self.net, self.layout
         assert net is not None
         delays = net.delays  # the network delays (netem or the userspace WAN)
-        measured: dict[tuple[str, str], float] = {}
-        for i, a in enumerate(lay.regions):
-            targets = {f"{lay.in_region(b)[0].host}:{PEER_PORT}": b for b in lay.regions[i + 1 :]}
-            if targets:
-                got = connect_rtt_ms(net.exec_argv(a, []), list(targets))
-                measured.update({(a, targets[t]): ms for t, ms in got.items()})
-        if not measured:
+        samples: dict[tuple[str, str], list[float]] = {}
+        for _ in range(RTT_ROUNDS):
+            wanted = set(rtt_misses(samples, pairs)) if samples else set(pairs)
+            for i, a in enumerate(lay.regions):
+                targets = {
+                    f"{lay.in_region(b)[0].host}:{PEER_PORT}": b
+                    for b in lay.regions[i + 1 :]
+                    if (a, b) in wanted
+                }
+                if targets:
+                    got = connect_rtt_samples(net.exec_argv(a, []), list(targets), RTT_SAMPLES)
+                    for t, ms in got.items():
+                        samples.setdefault((a, targets[t]), []).extend(ms)
+            if not delays or not rtt_misses(samples, pairs):
+                break
+        if not samples:
             return
+        measured = {ab: min(ms) for ab, ms in samples.items()}
         if delays:
             self.figures["rtt_error_ms_max"] = max(
                 abs(ms - pairs[ab]) for ab, ms in measured.items()
             )
+        counts = sorted({len(ms) for ms in samples.values()})
+        how_many = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
         self.say(
-            "   RTT measured between the namespaces (TCP connect, median of 5): "
+            f"   RTT measured between the namespaces (TCP connect, fastest of {how_many}): "
             + ", ".join(
                 f"{a}↔{b} {ms:.1f} ms" + (f" (matrix {pairs[(a, b)]:.0f})" if delays else "")
                 for (a, b), ms in measured.items()
@@ -146,9 +164,7 @@ class Story:
         )
         if delays:
             self.expect(
-                all(
-                    abs(ms - pairs[ab]) <= max(5.0, 0.1 * pairs[ab]) for ab, ms in measured.items()
-                ),
+                not rtt_misses(samples, pairs),
                 "RTT within 10% (or 5 ms) of the matrix",
             )
         else:
@@ -252,18 +268,21 @@ class Story:
         )
         total = time.monotonic() - t0
         self.figures["restart_catchup_s"] = total
+        recovered = first.get("recovered") or {}
         self.say(
             f"   before the crash: commit {before.get('commit')}; 20 VMs written meanwhile "
             f"(leader commit {target})"
         )
         self.say(
-            f"   restarted: durable log read back to index {first.get('last_index')} "
-            f"(first answer after {1000 * (total - took):.0f} ms), commit caught up to ≥ {target} "
+            f"   restarted: read back from disk at start: log to index "
+            f"{recovered.get('last_index')} (term {recovered.get('last_term')}, snapshot at "
+            f"{recovered.get('snapshot_index')}); first answer after "
+            f"{1000 * (total - took):.0f} ms; commit caught up to ≥ {target} "
             f"{1000 * total:.0f} ms after restart"
         )
         self.expect(
-            int(first.get("last_index", 0)) >= int(before.get("commit", 0)),
-            "the restarted node kept its log (recovered from disk, not from scratch)",
+            kept_log(before, first),
+            "the restarted node kept its log (read back from disk at start, before catch-up)",
         )
 
     def partition(self) -> None:

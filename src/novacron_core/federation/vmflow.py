@@ -22,6 +22,7 @@ from novacron_core.clocks import HLC, HLCTimestamp
 from novacron_core.sync.crdt import LWWRegister
 from novacron_core.sync.engine import Mutate, SyncConfig
 from novacron_core.sync.store import Store
+from novacron_core.vm import CorruptRecordError, parse_record
 
 PREFIX = "vm/"
 # What a node's federation replica runs with unless the federation file says otherwise:
@@ -33,6 +34,18 @@ FEDERATION_SYNC = SyncConfig(interval=0.1, fanout=3, cross_region=1, ae_interval
 class Publish:
     key: str
     value: bytes | None  # None: the VM was deleted at home
+
+
+def is_record(key: str, raw: Any) -> bool:
+    """Whether ``raw`` is the VM record of ``key`` (``vm/{id}``). Anything else found there
+    is never published, and any leader not holding the key removes it from the federation."""
+    if not isinstance(raw, bytes):
+        return False
+    try:
+        parse_record(key[len(PREFIX) :], raw)
+    except CorruptRecordError:
+        return False
+    return True
 
 
 def home_region_of(raw: Any) -> str | None:
@@ -53,7 +66,9 @@ def changes(
     keys: Iterable[str] | None = None,
 ) -> list[Publish]:
     """What differs between the group's committed VM records and the federation store:
-    new or changed records, and records of this region the group no longer holds.
+    new or changed records, and records of this region the group no longer holds. A value
+    that is not a VM record is never published; one the federation holds (an older node
+    published it) is deleted by whichever region's leader does not hold the key.
     ``keys`` limits the comparison to those keys (the ones just applied); None compares
     everything, as a new leader must (it does not know what its predecessor published)."""
     if keys is None:
@@ -65,9 +80,11 @@ def changes(
         raw = committed.get(key)
         current = store.value(key)
         if raw is not None:
-            if current != raw:
+            if current != raw and is_record(key, raw):
                 out.append(Publish(key, raw))
-        elif current is not None and home_region_of(current) == region:
+        elif current is not None and (
+            home_region_of(current) == region or not is_record(key, current)
+        ):
             out.append(Publish(key, None))
     return out
 
@@ -82,17 +99,13 @@ def as_mutation(change: Publish, ts: HLCTimestamp) -> Mutate:
 
 
 def records(store: Store) -> list[dict[str, Any]]:
-    """Every VM record the federation store holds (all regions), sorted by id."""
+    """Every VM record the federation store holds (all regions), sorted by id; values
+    there that are not VM records are skipped."""
     out = []
     for key in sorted(store.keys()):
         raw = store.value(key) if key.startswith(PREFIX) else None
-        if isinstance(raw, bytes):
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
+        if isinstance(raw, bytes) and is_record(key, raw):
+            out.append(json.loads(raw))
     return out
 
 

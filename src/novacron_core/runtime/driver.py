@@ -106,9 +106,9 @@ class Driver:
             self._event.clear()
             batch = Ready()
             now = self.loop.time()
-            if self._wake_at is not None and now >= self._wake_at:
-                self._wake_at = None
-                batch.extend(self.machine.on_tick(now))
+            # Queued input first, then the timer: what arrived before the timer fired
+            # (a heartbeat, the answers CheckQuorum counts) is older news than the timer,
+            # and after a stretch of event-loop lag both are due at once.
             n = 0
             while self._inbox and n < self.max_batch:
                 kind, a, b = self._inbox.popleft()
@@ -119,6 +119,9 @@ class Driver:
                     batch.extend(self.machine.on_request(now, a, b))
                 else:
                     batch.extend(a(now))
+            if self._wake_at is not None and now >= self._wake_at:
+                self._wake_at = None
+                batch.extend(self.machine.on_tick(now))
             await self._carry_out(batch)
 
     async def _carry_out(self, ready: Ready) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import time
@@ -26,7 +25,6 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import Gauge
 
 from novacron_core.federation import vmflow
 from novacron_core.federation.config import (
@@ -37,8 +35,12 @@ from novacron_core.federation.config import (
     plan,
 )
 from novacron_core.federation.netem import LinkRules, demo_rtt
+from novacron_core.runtime.api_models import NetemRequest
+from novacron_core.runtime.problems import Problem
 from novacron_core.runtime.transport import Addr, split_host_port
+from novacron_core.runtime.validation import validated
 from novacron_core.sync.engine import SyncNode
+from novacron_core.vm import CorruptRecordError, parse_record
 
 if TYPE_CHECKING:
     from novacron_core.runtime.node import NodeServer
@@ -196,12 +198,19 @@ class FederationService:
         return self.node.machine.replica
 
     async def replicated_vm(self, vm_id: str) -> dict[str, Any] | None:
-        """This replica's copy of a VM record, from whichever region homes it."""
+        """This replica's copy of a VM record, from whichever region homes it; a value
+        there that is not a VM record is reported (409 corrupt-record), never a 500."""
         raw = self.replica.store.value(vmflow.PREFIX + vm_id) if self.replica else None
         if not isinstance(raw, bytes):
             return None
-        rec = json.loads(raw)
-        return rec if isinstance(rec, dict) else None
+        try:
+            return parse_record(vm_id, raw).model_dump(mode="json")
+        except CorruptRecordError as e:
+            raise Problem(
+                "corrupt-record",
+                f"the federation's value for VM {vm_id!r} is not a VM record ({e})",
+                id=vm_id,
+            ) from None
 
     def oldest_unacked(self, now: float, heard_within: float = 2.0) -> float:
         """Age of the oldest update here that a live peer (heard from lately) has not
@@ -261,38 +270,34 @@ class FederationService:
     # ------------------------------------------------------------ metrics
 
     def _metrics(self, node: NodeServer) -> None:
-        r = node.metrics.registry
-        self.region_lag = Gauge(
+        # in the node's metric set: every sample carries this node's region (so the
+        # region a lag is measured from is ``from_region``)
+        m = node.metrics.set
+        self.region_lag = m.gauge(
             "novacron_sync_region_lag_seconds",
             "Age of the newest heartbeat held from each other region (replication lag bound)",
-            ["region"],
-            registry=r,
+            {"from_region": None},
         )
         self.gauges = {
-            "keys": Gauge("novacron_sync_keys", "Keys in the federation replica", registry=r),
-            "published": Gauge(
-                "novacron_sync_published", "VM record changes published here", registry=r
-            ),
-            "dropped": Gauge(
+            "keys": m.gauge("novacron_sync_keys", "Keys in the federation replica"),
+            "published": m.gauge("novacron_sync_published", "VM record changes published here"),
+            "dropped": m.gauge(
                 "novacron_sync_link_dropped",
                 "Federation messages dropped (the demo's partitions, full link queues)",
-                registry=r,
             ),
-            "unacked": Gauge(
+            "unacked": m.gauge(
                 "novacron_sync_oldest_unacked_seconds",
                 "Age of the oldest update a live peer has not acknowledged",
-                registry=r,
             ),
-            "concurrent": Gauge(
-                "novacron_sync_concurrent_updates", "Concurrent updates detected", registry=r
+            "concurrent": m.gauge(
+                "novacron_sync_concurrent_updates", "Concurrent updates detected"
             ),
-            "partitioned": Gauge(
-                "novacron_sync_partitioned", "1 while this region is cut off (demo)", registry=r
+            "partitioned": m.gauge(
+                "novacron_sync_partitioned", "1 while this region is cut off (demo)"
             ),
-            "config_error": Gauge(
+            "config_error": m.gauge(
                 "novacron_federation_config_error",
                 "1 while the federation file has a problem (the last good one is used)",
-                registry=r,
             ),
         }
 
@@ -321,15 +326,15 @@ class FederationService:
 
     async def _vms(self, request: web.Request) -> web.Response:
         if self.replica is None:
-            return _not_federated(self)
+            raise _not_federated(self)
         return web.json_response({"region": self.region, "vms": vmflow.records(self.replica.store)})
 
     async def _vm(self, request: web.Request) -> web.Response:
         if self.replica is None:
-            return _not_federated(self)
+            raise _not_federated(self)
         record = await self.replicated_vm(request.match_info["id"])
         if record is None:
-            return web.json_response({"error": "no such VM in the federation"}, status=404)
+            raise Problem("not-found", "no such VM in the federation")
         return web.json_response(record)
 
     async def _status(self, request: web.Request) -> web.Response:
@@ -337,26 +342,18 @@ class FederationService:
 
     async def _netem(self, request: web.Request) -> web.Response:
         if self.rules is None:
-            return web.json_response(
-                {"error": "link rules are the demo's (novacron node --demo-link-rules)"},
-                status=404,
+            raise Problem(
+                "not-found",
+                "link rules are the demo's (novacron node --demo-link-rules): not applied",
             )
-        try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "body is not valid JSON"}, status=400)
-        parts = body.get("partitioned", []) if isinstance(body, dict) else None
-        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
-            return web.json_response(
-                {"error": "partitioned: a list of regions", "field": "partitioned"}, status=422
-            )
-        self.rules.set_partitioned(parts)
+        body = await validated(request, NetemRequest)
+        self.rules.set_partitioned(body.partitioned)
         return web.json_response({"partitioned": sorted(self.rules.partitioned)})
 
 
-def _not_federated(svc: FederationService) -> web.Response:
+def _not_federated(svc: FederationService) -> Problem:
     why = svc.error or "no federation file (--federation-file)"
-    return web.json_response({"error": f"this node is not federated: {why}"}, status=404)
+    return Problem("not-found", f"this node is not federated: {why}")
 
 
 def _syncwait(w: Any) -> dict[str, Any]:

@@ -1,21 +1,23 @@
-"""The node's HTTP API (aiohttp): KV, VM records, admin, metrics.
+"""The node's HTTP API (aiohttp): KV, VM records, admin, metrics, its OpenAPI document.
 
-Status codes: 200/201 done; 400 malformed body; 422 invalid field (named); 404 absent;
-409 conflict (VM exists / compare failed); 429 too many requests in flight (Retry-After);
-503 no leader / no quorum (Retry-After); 504 outcome unknown (retry with the same
-``X-Client-Id``/``X-Request-Seq`` to get exactly-once). A non-leader proxies to the leader.
+Status codes: 200/201 done; 400 malformed body or header; 403 a raw KV write into the VM
+key space; 404 absent; 409 conflict (VM exists, corrupt record); 412 If-Match failed; 413
+too large; 422 invalid field (named); 429 too many requests in flight; 503 no leader can
+take it now. All of those mean *not applied*. 504 means *outcome unknown*: retry with the
+same ``X-Client-Id``/``X-Request-Seq`` to get exactly-once (KV), or read to find out.
+Every error is an RFC 9457 problem saying which (``runtime/problems.py``, docs/api.md).
+A non-leader forwards to the leader (``runtime/forward.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import random
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
 
 from novacron_core.codec import decode, encode
 from novacron_core.consensus.interface import (
@@ -30,36 +32,63 @@ from novacron_core.consensus.interface import (
     TransferLeader,
 )
 from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
+from novacron_core.runtime.api_models import CasRequest, MemberChange, TransferRequest
+from novacron_core.runtime.etags import check_version, if_match, vm_response
+from novacron_core.runtime.forward import Attempt
+from novacron_core.runtime.keyed_lock import KeyedLock, QueueFull
 from novacron_core.runtime.node_view import NodeView
-from novacron_core.vm import PowerChange, VMCreate, VMRecord, VMSpec, vm_key
+from novacron_core.runtime.problems import Problem, from_http_exception, problem_middleware
+from novacron_core.runtime.validation import validated
+from novacron_core.vm import (
+    CorruptRecordError,
+    PowerChange,
+    VMCreate,
+    VMRecord,
+    VMSpec,
+    parse_record,
+    vm_key,
+)
 
-M = TypeVar("M", bound=BaseModel)
 FORWARDED = "X-Novacron-Forwarded"
 NODE_KEY = web.AppKey("node", object)
+MAX_BODY = 4 << 20
+MAX_KEY_CHARS = 1024
+MAX_CLIENT_ID = 128
+SEQ_LIMIT = 1 << 64  # sessions store the seq as a msgpack unsigned 64-bit integer
+VM_PREFIX = "vm/"  # the VM API's key space: raw KV writes there are refused
+# Concurrent updates of one VM queue on the leader instead of racing each other's
+# compare-and-swap; beyond this many waiting, the next one is refused (429).
+MAX_VM_WAITERS = 256
+# Response headers a follower passes back from the leader.
+PASSED_HEADERS = ("Content-Type", "Retry-After", "ETag", "Allow")
 
 
 class Unavailable(Exception):
-    """Answer now with this response (raised from deep inside a handler)."""
+    """Answer now with this response (raised from deep inside a handler: the leader's own
+    answer to a forwarded request)."""
 
     def __init__(self, response: web.Response) -> None:
         self.response = response
 
 
-def _err(status: int, message: str, retry: float | None = None, **extra: Any) -> web.Response:
-    headers = {"Retry-After": str(max(1, int(retry)))} if retry is not None else None
-    return web.json_response({"error": message, **extra}, status=status, headers=headers)
-
-
 def build_app(
     node: NodeView, more_routes: Callable[[web.Application], None] | None = None
 ) -> web.Application:
-    app = web.Application(client_max_size=4 << 20, middlewares=[_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[problem_middleware, _admission],
+        # aiohttp answers a request line or header over its limits (8 KiB) itself, in plain
+        # text, before any middleware: with 64 KiB every URL a key fits in reaches a handler
+        # and gets a problem.
+        handler_args={"max_line_size": 1 << 16, "max_field_size": 1 << 16},
+    )
     app[NODE_KEY] = node
     api = Api(node)
     r = app.router
     r.add_get("/healthz", api.healthz)
     r.add_get("/readyz", api.readyz)
     r.add_get("/metrics", api.metrics)
+    r.add_get("/openapi.json", api.openapi)
     r.add_get("/v1/cluster", api.cluster)
     r.add_post("/v1/cluster/members", api.members)
     r.add_post("/v1/cluster/transfer", api.transfer)
@@ -75,57 +104,85 @@ def build_app(
     r.add_delete("/v1/vms/{id}", api.vm_delete)
     if more_routes is not None:
         more_routes(app)  # the federation's (runtime/federation.py)
+    # observability (observe/node.py): request metrics and spans, health, forecasts, /debug
+    from novacron_core.observe.node import attach
+
+    attach(app, node)
     return app
 
 
 @web.middleware
-async def _middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _admission(request: web.Request, handler: Any) -> web.StreamResponse:
     node: NodeView = request.app[NODE_KEY]  # type: ignore[assignment]
     driver = node.driver
     busy = driver is not None and driver.pending >= node.settings.max_inflight_requests
-    if busy and request.path.startswith("/v1/"):
-        resp: web.StreamResponse = _err(429, "too many requests in flight", retry=1)
-        node.metrics.http.labels("429").inc()
-        return resp
     try:
+        if busy and request.path.startswith("/v1/"):
+            raise Problem("busy", "too many requests in flight: not applied", retry_after=1)
         resp = await handler(request)
     except Unavailable as u:
         resp = u.response
+    except Problem as p:
+        resp = p.response()
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        resp = from_http_exception(e, request)
     node.metrics.http.labels(str(resp.status)).inc()
-    return resp
+    return resp  # type: ignore[no-any-return]
 
 
 class Api:
     def __init__(self, node: NodeView) -> None:
         self.node = node
+        self._vm_queue = KeyedLock(MAX_VM_WAITERS)
+        self._openapi: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ consensus plumbing
 
     async def _call(self, request: web.Request, req: Any) -> Reply:
-        """Run ``req`` on the group; on a follower, raise a proxied leader response."""
+        """Run ``req`` on the group; on a follower, raise the leader's answer to it."""
         reply = await self.node.submit(req)
         if reply.status == OK:
             return reply
         if reply.status == NOT_LEADER:
             raise Unavailable(await self._proxy(request))
         if reply.status == BUSY:
-            raise Unavailable(_err(429, reply.detail or "busy", retry=1))
+            raise Problem("busy", f"{reply.detail or 'busy'}: not applied", retry_after=1)
         if reply.status == UNKNOWN:
-            raise Unavailable(
-                _err(504, "outcome unknown: retry with the same X-Client-Id/X-Request-Seq")
+            if isinstance(req, Read):  # a read changes nothing: simply not answered
+                raise Problem("unavailable", f"read not answered: {reply.detail}", retry_after=1)
+            raise Problem(
+                "outcome-unknown",
+                f"{reply.detail or 'the leader lost its term'}: the write may or may not "
+                "have been applied; retry with the same X-Client-Id/X-Request-Seq, or read",
             )
-        raise Unavailable(_err(409, reply.detail or reply.status))
+        raise Problem("conflict", reply.detail or reply.status)
 
     async def _proxy(self, request: web.Request) -> web.Response:
         """Forward to the leader we know. Should we learn of another leader (or lose ours)
         before it answers, stop waiting: a hung or partitioned leader would otherwise hold
         the client for the whole request timeout. A read then goes to the new leader; a
-        write may or may not have reached the old one, so its outcome is unknown (504)."""
+        write that may have reached the old one has an unknown outcome (504)."""
         leader = self.node.leader
-        if self.node.leader_http() is None or request.headers.get(FORWARDED):
-            return _err(503, "no leader known", retry=1, leader=leader)
+        if request.headers.get(FORWARDED):
+            raise Problem(
+                "unavailable",
+                f"{self.node.id} is not the leader any more (forwarded by "
+                f"{request.headers[FORWARDED]}): not applied",
+                retry_after=1,
+                leader=leader,
+            )
+        if self.node.leader_http() is None:
+            raise Problem(
+                "unavailable",
+                "no leader known (an election may be running): not applied",
+                retry_after=1,
+                leader=leader,
+            )
         changed = self.node.leader_change()
-        upstream = asyncio.ensure_future(self._forward(request))
+        attempt = Attempt()
+        upstream = asyncio.ensure_future(self._forward(request, attempt))
         try:
             pending: set[asyncio.Future[Any]] = {upstream, changed}
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -136,43 +193,85 @@ class Api:
         upstream.cancel()
         if request.method in ("GET", "HEAD"):
             return await self._proxy(request)
-        return _err(
-            504,
-            f"leader {leader} stopped answering; outcome unknown: retry with the same "
-            "X-Client-Id/X-Request-Seq",
+        if not attempt.connected:
+            raise Problem(
+                "unavailable",
+                f"the leader changed from {leader} before the request was sent: not applied",
+                retry_after=1,
+            )
+        raise Problem(
+            "outcome-unknown",
+            f"leader {leader} was replaced while it held the request: the write may or may "
+            "not have been applied; retry with the same X-Client-Id/X-Request-Seq, or read",
         )
 
-    async def _forward(self, request: web.Request) -> web.Response:
+    async def _forward(self, request: web.Request, attempt: Attempt) -> web.Response:
         target = self.node.leader_http()
         if target is None:
-            return _err(503, "no leader known", retry=1)
+            raise Problem("unavailable", "no leader known: not applied", retry_after=1)
         assert self.node.http is not None
         url = f"http://{target[0]}:{target[1]}{request.rel_url}"
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-")}
         headers[FORWARDED] = self.node.id
-        if request.content_type:
-            headers["Content-Type"] = request.content_type
+        for name in ("Content-Type", "If-Match"):
+            if name in request.headers:
+                headers[name] = request.headers[name]
+        body = await request.read()
+        leader = self.node.leader
         try:
-            body = await request.read()
             async with self.node.http.request(
-                request.method, url, data=body, headers=headers
+                request.method, url, data=body, headers=headers, trace_request_ctx=attempt
             ) as resp:
                 data = await resp.read()
                 out_headers = {
                     k: v
                     for k, v in resp.headers.items()
-                    if k in ("Content-Type", "Retry-After") or k.lower().startswith("x-novacron-")
+                    if k in PASSED_HEADERS or k.lower().startswith("x-novacron-")
                 }
                 return web.Response(status=resp.status, body=data, headers=out_headers)
-        except Exception:
-            return _err(503, "leader unreachable", retry=1)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            why = f"{type(e).__name__}: {e}".rstrip(": ")
+            if not attempt.connected:
+                raise Problem(
+                    "unavailable",
+                    f"leader {leader} unreachable ({why}): the request was not sent, not applied",
+                    retry_after=1,
+                ) from None
+            if request.method in ("GET", "HEAD"):
+                raise Problem(
+                    "unavailable", f"leader {leader} did not answer ({why})", retry_after=1
+                ) from None
+            raise Problem(
+                "outcome-unknown",
+                f"the connection to leader {leader} broke after the request was sent ({why}): "
+                "the write may or may not have been applied; retry with the same "
+                "X-Client-Id/X-Request-Seq, or read",
+            ) from None
 
     def _session(self, request: web.Request) -> tuple[str, int]:
         client = request.headers.get("X-Client-Id", "")
-        try:
-            seq = int(request.headers.get("X-Request-Seq", "0"))
-        except ValueError:
-            raise Unavailable(_err(400, "X-Request-Seq must be an integer")) from None
+        raw = request.headers.get("X-Request-Seq")
+        seq = 0
+        if raw is not None:
+            try:
+                seq = int(raw.strip())
+            except ValueError:
+                seq = -1
+            if not 0 <= seq < SEQ_LIMIT:
+                raise Problem(
+                    "invalid-header",
+                    f"X-Request-Seq: an integer from 0 to {SEQ_LIMIT - 1} is required, "
+                    f"not {raw[:40]!r}",
+                    header="X-Request-Seq",
+                )
+        if len(client) > MAX_CLIENT_ID:
+            raise Problem(
+                "invalid-header",
+                f"X-Client-Id: at most {MAX_CLIENT_ID} characters",
+                header="X-Client-Id",
+            )
         return (client, seq) if client else ("", 0)
 
     async def _write(self, request: web.Request, cmd: KVCommand) -> KVResult:
@@ -185,39 +284,46 @@ class Api:
 
     # ------------------------------------------------------------ KV
 
+    def _key(self, request: web.Request, write: bool) -> str:
+        key = request.match_info["key"]
+        if len(key) > MAX_KEY_CHARS:
+            raise Problem("invalid-field", f"key: at most {MAX_KEY_CHARS} characters", field="key")
+        if write and key.startswith(VM_PREFIX):
+            raise Problem(
+                "reserved-key",
+                f"keys under {VM_PREFIX} belong to the VM API: write VM records through "
+                "/v1/vms (a raw value there would not be a VM record): not applied",
+                key=key,
+            )
+        return key
+
     async def kv_put(self, request: web.Request) -> web.Response:
+        key = self._key(request, write=True)
         client, seq = self._session(request)
         value = await request.read()
-        await self._write(
-            request, KVCommand(PUT, request.match_info["key"], value, None, client, seq)
-        )
+        await self._write(request, KVCommand(PUT, key, value, None, client, seq))
         return web.json_response({"ok": True})
 
     async def kv_get(self, request: web.Request) -> web.Response:
-        res = await self._read(request, KVQuery(request.match_info["key"]))
+        res = await self._read(request, KVQuery(self._key(request, write=False)))
         if res.value is None:
-            return _err(404, "no such key")
+            raise Problem("not-found", "no such key")
         return web.Response(body=res.value, content_type="application/octet-stream")
 
     async def kv_delete(self, request: web.Request) -> web.Response:
+        key = self._key(request, write=True)
         client, seq = self._session(request)
-        res = await self._write(
-            request, KVCommand(DELETE, request.match_info["key"], None, None, client, seq)
-        )
+        res = await self._write(request, KVCommand(DELETE, key, None, None, client, seq))
         return web.json_response({"ok": True, "existed": res.value is not None})
 
     async def kv_cas(self, request: web.Request) -> web.Response:
         """Body: {"expected": str | null, "value": str | null} (null = absent / delete)."""
+        key = self._key(request, write=True)
         client, seq = self._session(request)
-        body = await _json(request)
-        for field in ("expected", "value"):
-            if field not in body or not (body[field] is None or isinstance(body[field], str)):
-                return _err(422, f"{field}: a string or null is required", field=field)
-        exp = None if body["expected"] is None else body["expected"].encode()
-        new = None if body["value"] is None else body["value"].encode()
-        res = await self._write(
-            request, KVCommand(CAS, request.match_info["key"], new, exp, client, seq)
-        )
+        body = await validated(request, CasRequest)
+        exp = None if body.expected is None else body.expected.encode()
+        new = None if body.value is None else body.value.encode()
+        res = await self._write(request, KVCommand(CAS, key, new, exp, client, seq))
         current = res.value.decode(errors="replace") if res.value is not None else None
         return web.json_response({"swapped": res.ok, "current": current})
 
@@ -226,22 +332,58 @@ class Api:
     async def _load_vm(self, request: web.Request, vm_id: str) -> tuple[VMRecord, bytes]:
         res = await self._read(request, KVQuery(vm_key(vm_id)))
         if res.value is None:
-            raise Unavailable(_err(404, f"no VM {vm_id!r}"))
-        return VMRecord.model_validate_json(res.value), res.value
+            raise Problem("not-found", f"no VM {vm_id!r}")
+        try:
+            return parse_record(vm_id, res.value), res.value
+        except CorruptRecordError as e:
+            raise _corrupt(vm_id, e) from None
 
-    async def _update_vm(self, request: web.Request, vm_id: str, change: Any) -> web.Response:
-        # Optimistic concurrency: read, modify, CAS on the exact bytes read; retry on conflict.
-        for _ in range(8):
+    async def _update_vm(
+        self, request: web.Request, vm_id: str, change: Callable[[VMRecord], VMRecord]
+    ) -> web.Response:
+        """Read, modify, compare-and-swap on the exact bytes read. Updates of one VM queue
+        here (on the leader: a follower forwards the whole request) so they do not spend
+        their attempts racing each other; a CAS still lost (to a write under another
+        leader, say) is retried until the request deadline. With If-Match the version must
+        match, else 412 and nothing is written."""
+        wanted = if_match(request)
+        try:
+            async with self._vm_queue.hold(vm_id):
+                return await self._update_locked(request, vm_id, change, wanted)
+        except QueueFull:
+            raise Problem(
+                "busy", f"too many updates of VM {vm_id!r} waiting: not applied", retry_after=1
+            ) from None
+
+    async def _update_locked(
+        self,
+        request: web.Request,
+        vm_id: str,
+        change: Callable[[VMRecord], VMRecord],
+        wanted: set[int] | None,
+    ) -> web.Response:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.node.settings.request_timeout_s
+        attempt = 0
+        while True:
             rec, raw = await self._load_vm(request, vm_id)
+            check_version(wanted, rec)
             new = change(rec).model_copy(update={"version": rec.version + 1})
             payload = new.model_dump_json().encode()
             res = await self._write(request, KVCommand(CAS, vm_key(vm_id), payload, raw))
             if res.ok:
-                return web.json_response(json.loads(payload))
-        return _err(409, "too many concurrent updates, retry", retry=1)
+                return vm_response(new)
+            attempt += 1
+            if loop.time() >= deadline:
+                raise Problem(
+                    "conflict",
+                    f"VM {vm_id!r} kept changing under {attempt} attempts: not applied, retry",
+                    retry_after=1,
+                )
+            await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
 
     async def vm_create(self, request: web.Request) -> web.Response:
-        body = await _validated(request, VMCreate)
+        body = await validated(request, VMCreate)
         rec = VMRecord(
             id=body.id,
             name=body.name,
@@ -252,45 +394,65 @@ class Api:
         payload = rec.model_dump_json().encode()
         res = await self._write(request, KVCommand(CAS, rec.key(), payload, None))
         if not res.ok:
-            return _err(409, f"VM {body.id!r} exists")
-        return web.json_response(json.loads(payload), status=201)
+            raise Problem("conflict", f"VM {body.id!r} exists: not applied", id=body.id)
+        return vm_response(rec, status=201)
 
     async def vm_get(self, request: web.Request) -> web.Response:
         vm_id = request.match_info["id"]
         try:
             rec, _ = await self._load_vm(request, vm_id)
-        except Unavailable as missing:
+        except Problem as missing:
             # Not homed here: answer from the federation's replica when this process has one.
             # That copy is as fresh as replication (eventually consistent), and says so.
-            if missing.response.status != 404 or self.node.replicated_vm is None:
+            if missing.status != 404 or self.node.replicated_vm is None:
                 raise
             remote = await self.node.replicated_vm(vm_id)
             if remote is None:
                 raise
             return web.json_response(remote, headers={"X-Novacron-Source": "federation-replica"})
-        return web.json_response(rec.model_dump(mode="json"))
+        return vm_response(rec)
 
     async def vm_list(self, request: web.Request) -> web.Response:
-        res = await self._read(request, KVQuery(prefix="vm/", limit=10_000))
-        return web.json_response({"vms": [json.loads(v) for _, v in res.items]})
+        res = await self._read(request, KVQuery(prefix=VM_PREFIX, limit=10_000))
+        vms: list[dict[str, Any]] = []
+        corrupt: list[dict[str, str]] = []
+        for key, raw in res.items:
+            vm_id = key[len(VM_PREFIX) :]
+            try:
+                vms.append(parse_record(vm_id, raw).model_dump(mode="json"))
+            except CorruptRecordError as e:
+                corrupt.append({"id": vm_id, "error": str(e)})
+        return web.json_response({"vms": vms, "corrupt": corrupt})
 
     async def vm_spec(self, request: web.Request) -> web.Response:
-        spec = await _validated(request, VMSpec)
+        spec = await validated(request, VMSpec)
         return await self._update_vm(
             request, request.match_info["id"], lambda r: r.model_copy(update={"spec": spec})
         )
 
     async def vm_power(self, request: web.Request) -> web.Response:
-        p = await _validated(request, PowerChange)
+        p = await validated(request, PowerChange)
         return await self._update_vm(
             request, request.match_info["id"], lambda r: r.model_copy(update={"power": p.state})
         )
 
     async def vm_delete(self, request: web.Request) -> web.Response:
-        res = await self._write(request, KVCommand(DELETE, vm_key(request.match_info["id"])))
-        if res.value is None:
-            return _err(404, "no such VM")
-        return web.json_response({"deleted": request.match_info["id"]})
+        vm_id = request.match_info["id"]
+        wanted = if_match(request)
+        if wanted is None:  # unconditional: also removes a corrupt record
+            res = await self._write(request, KVCommand(DELETE, vm_key(vm_id)))
+            if res.value is None:
+                raise Problem("not-found", f"no VM {vm_id!r}")
+        else:
+            rec, raw = await self._load_vm(request, vm_id)
+            check_version(wanted, rec)
+            res = await self._write(request, KVCommand(CAS, vm_key(vm_id), None, raw))
+            if not res.ok:
+                raise Problem(
+                    "precondition-failed",
+                    f"VM {vm_id!r} changed meanwhile: not deleted",
+                )
+        return web.json_response({"deleted": vm_id})
 
     # ------------------------------------------------------------ admin
 
@@ -321,43 +483,32 @@ class Api:
         """Body ``{"action", "node", "peer"?, "http"?}``. add_learner/add_voter record the
         node's addresses (``host:port``) in the replicated configuration; they may be left
         out only when this node already knows them. promote/remove ignore them."""
-        body = await _json(request)
-        action, node = body.get("action"), body.get("node")
-        if action not in ("add_learner", "promote", "add_voter", "remove"):
-            return _err(
-                422, "action: one of add_learner, promote, add_voter, remove", field="action"
-            )
-        if not isinstance(node, str) or not node:
-            return _err(422, "node: a node id is required", field="node")
+        body = await validated(request, MemberChange)
+        action, node = body.action, body.node
         peer = http = ""
         if action in ("add_learner", "add_voter"):
             known = self.node.peers.get(node) or self.node.static_peers.get(node)
             given: dict[str, str] = {}
             for field in ("peer", "http"):
-                value = body.get(field)
+                value: str | None = getattr(body, field)
                 if value is None:
                     if known is None:
-                        return _err(
-                            422,
+                        raise Problem(
+                            "invalid-field",
                             f"{field}: the node's {field} address (host:port) is required: "
                             f"{node} is not a known member",
                             field=field,
                         )
                     addr = known[0] if field == "peer" else known[1]
                     value = f"{addr[0]}:{addr[1]}"
-                if not isinstance(value, str) or not _is_host_port(value):
-                    return _err(422, f"{field}: host:port expected", field=field)
                 given[field] = value
             peer, http = given["peer"], given["http"]
         await self._call(request, ChangeMember(action, node, peer, http))
         return web.json_response(self._status())
 
     async def transfer(self, request: web.Request) -> web.Response:
-        body = await _json(request)
-        target = body.get("target")
-        if not isinstance(target, str):
-            return _err(422, "target: a node id is required", field="target")
-        reply = await self._call(request, TransferLeader(target))
+        body = await validated(request, TransferRequest)
+        reply = await self._call(request, TransferLeader(body.target))
         return web.json_response({"ok": True, "detail": reply.detail})
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -365,32 +516,18 @@ class Api:
         body = generate_latest(self.node.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def openapi(self, request: web.Request) -> web.Response:
+        if self._openapi is None:
+            from novacron_core.runtime.openapi import node_document
 
-def _is_host_port(value: str) -> bool:
-    host, sep, port = value.rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
-
-
-async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise Unavailable(_err(400, "body is not valid JSON")) from None
-    if not isinstance(body, dict):
-        raise Unavailable(_err(400, "body must be a JSON object"))
-    return body
+            self._openapi = node_document()
+        return web.json_response(self._openapi)
 
 
-async def _validated(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as e:
-        errors = e.errors()
-        if any(err["type"] == "json_invalid" for err in errors):
-            raise Unavailable(_err(400, "body is not valid JSON")) from None
-        fields = [
-            {"field": ".".join(str(x) for x in err["loc"]), "message": err["msg"]} for err in errors
-        ]
-        first = fields[0]["field"] if fields else ""
-        raise Unavailable(_err(422, f"invalid field {first}", errors=fields)) from None
+def _corrupt(vm_id: str, e: CorruptRecordError) -> Problem:
+    return Problem(
+        "corrupt-record",
+        f"the value stored for VM {vm_id!r} is not a VM record ({e}); "
+        f"DELETE /v1/vms/{vm_id} removes it",
+        id=vm_id,
+    )

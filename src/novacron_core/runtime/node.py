@@ -40,9 +40,11 @@ from novacron_core.consensus.interface import (
 )
 from novacron_core.consensus.registry import UnknownProtocol, protocol
 from novacron_core.machine import Ready
+from novacron_core.observe.http import client_trace_configs
 from novacron_core.region.machine import SYNC_MESSAGES, RegionNode, RegionSpec
 from novacron_core.runtime.driver import Driver
 from novacron_core.runtime.federation import FederationService
+from novacron_core.runtime.forward import forward_session
 from novacron_core.runtime.http_api import build_app
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.region_storage import RegionStorage
@@ -60,7 +62,7 @@ class NodeServer:
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
         self.static_peers = settings.peer_map()  # the bootstrap members, from --peers
-        self.metrics = NodeMetrics()
+        self.metrics = NodeMetrics(settings.region, settings.metrics)
         self.protocol = protocol(settings.protocol)
         self.storage = RegionStorage(
             settings.data_dir, self.protocol.name, self.protocol.log_format, settings.fsync
@@ -113,6 +115,8 @@ class NodeServer:
                     heartbeat_interval=settings.heartbeat_ms / 1000,
                     snapshot_entries=settings.snapshot_entries,
                     read_mode=settings.read_mode,
+                    # a tick a heartbeat late: this process was starved (docs/raft.md)
+                    lag_tolerance=settings.heartbeat_ms / 1000,
                 ),
                 voters=voters,
                 addresses=seed_addresses,
@@ -125,6 +129,9 @@ class NodeServer:
         )
         self.member = self.machine.group
         self.kv = self.machine.kv
+        # What the data dir held at start, before any catch-up from a leader: /v1/cluster
+        # reports it ("recovered"), so a check that the node kept its log can fail.
+        log.info("recovered from %s: %s", settings.data_dir, self.member.status().recovered)
         self.driver: Driver | None = None
         self.transport: Transport | None = None
         self.peers: dict[str, tuple[Addr, Addr]] = {}
@@ -303,7 +310,7 @@ class NodeServer:
         m.commit.set(st.commit)
         m.applied.set(st.applied)
         m.is_leader.set(1 if st.role == LEADER else 0)
-        m.elections.set(st.elections)
+        m.count_elections(st.elections)
         self.federation.refresh_metrics()
 
     # ------------------------------------------------------------ running
@@ -342,7 +349,8 @@ class NodeServer:
         )
         self.driver.after_persist = self._after_persist
         await self.transport.start(*peer_listen)
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.request_timeout_s))
+        # no automatic re-send (runtime/forward.py); spans + traceparent on proxied requests
+        self.http = forward_session(s.request_timeout_s, trace_configs=client_trace_configs())
         runner = web.AppRunner(build_app(self, self.federation.routes), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, http_listen[0], http_listen[1])
@@ -350,7 +358,15 @@ class NodeServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
-        log.info("node %s: peers on %s, http on %s", self.id, peer_listen, http_listen)
+        # monotonic time, as on role changes: benchmarks/raft.py times restart-to-leader from
+        # the last member listening
+        log.info(
+            "node %s: peers on %s, http on %s; listening at %.6f",
+            self.id,
+            peer_listen,
+            http_listen,
+            time.monotonic(),
+        )
         driver_task = asyncio.create_task(self.driver.run())
         watch_task = asyncio.create_task(self.federation.watch())
         stop_task = asyncio.create_task(self.stopping.wait())

@@ -72,17 +72,44 @@ from novacron_core.runtime.settings import load_settings
 @click.option("--tls-cert", type=click.Path(exists=True))
 @click.option("--tls-key", type=click.Path(exists=True))
 @click.option("--tls-ca", type=click.Path(exists=True))
-def node_command(config_file: str | None, **flags: Any) -> None:
+@click.option(
+    "--metrics/--no-metrics",
+    default=None,
+    help="Prometheus metrics on /metrics (default on) [NOVACRON_METRICS]",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    envvar="NOVACRON_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    help="json: one object per line with trace ids [NOVACRON_LOG_FORMAT]",
+)
+def node_command(config_file: str | None, log_format: str, **flags: Any) -> None:
     """Run a NovaCron region node: a member of its region's consensus group (the VM/KV
     store), a replica of the federation's state (with --federation-file), and the client,
-    admin and federation HTTP API on one port."""
+    admin and federation HTTP API on one port.
+
+    Tracing is off unless the standard OpenTelemetry variables ask for it, e.g.
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 with OTEL_TRACES_SAMPLER=
+    parentbased_traceidratio and OTEL_TRACES_SAMPLER_ARG=0.01 (docs/observability.md).
+    """
+    from novacron_core.observe.logs import setup_logging
+    from novacron_core.observe.tracing import setup_tracing, shutdown_tracing
+
     try:
         settings = load_settings(config_file, **flags)
     except ValidationError as e:
         raise click.UsageError(
             "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
         ) from None
-    run_node(settings)
+    setup_logging(log_format)
+    attrs = {"novacron.region": settings.region, "service.instance.id": settings.node_id}
+    setup_tracing("novacron-node", attrs)
+    try:
+        run_node(settings)
+    finally:
+        shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from novacron_core.consensus.interface import GroupStatus, Reply
+from novacron_core.consensus.kv import KVStore
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.settings import NodeSettings
 
@@ -29,6 +30,7 @@ class NodeView(Protocol):
     rejoining: bool
     peers: dict[str, tuple[Addr, Addr]]
     static_peers: dict[str, tuple[Addr, Addr]]
+    kv: KVStore  # the group's state machine (the observer counts its keys)
     # how to read a VM homed in another region (this node's federation replica), if any
     replicated_vm: Callable[[str], Awaitable[dict[str, Any] | None]] | None
 

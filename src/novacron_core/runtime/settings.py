@@ -57,6 +57,8 @@ class NodeSettings(BaseSettings):
     # and drop it across a partition set through POST /v1/federation/netem. Never in
     # production (the network delays there).
     demo_link_rules: bool = False
+    # Prometheus metrics (observe.metrics conventions); off, every update is a no-op.
+    metrics: bool = True
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None

@@ -139,6 +139,8 @@ class SyncNode(GossipRounds):
         self._crdt_top: dict[Dot, tuple[str, int]] = {}
         # key -> CRDT-level dots (the key's own dot space) every replica has seen
         self.key_stable: dict[str, VersionVector] = {}
+        # safe mappings of SETTLES keys, waiting for the vectors of their round to be safe
+        self._settling: list[tuple[VersionVector, list[tuple[Dot, str, int]]]] = []
         self.stable = VersionVector()  # update dots every replica (this one too) has applied
         # update dots every replica reported stable (and so has applied *and* knows that all
         # others have): what the CRDTs may be garbage-collected with (see ``_collect``)

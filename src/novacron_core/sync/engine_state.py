@@ -65,6 +65,7 @@ class EngineState:
     seen: CausalContext
     buffer: dict[Dot, tuple[Update, float]]
     _crdt_top: dict[Dot, tuple[str, int]]
+    _settling: list[tuple[VersionVector, list[tuple[Dot, str, int]]]]
     key_stable: dict[str, VersionVector]
     stable: VersionVector
     safe: VersionVector

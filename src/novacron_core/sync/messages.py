@@ -1,4 +1,10 @@
-"""Wire records of the sync engine (codec type ids 300-399)."""
+"""Wire records of the sync engine (codec type ids 300-399).
+
+Version 2 of the records that carry CRDT encodings (``Update``, ``Gossip``, ``AeStates``):
+their RGA bodies may use the RGA's version-2 encoding (runs, stamped deletes, GC floor; see
+``crdt/rga_wire.py``), which version-1 receivers cannot decode (they drop such an update or
+state as garbage; every other type encodes as before). Version-2 receivers decode both.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from dataclasses import dataclass, field
 from novacron_core.codec import record
 
 
-@record(300)
+@record(300, version=2)
 @dataclass(frozen=True, slots=True)
 class Update:
     """One local mutation: the delta of ``key`` as the origin produced it.
@@ -28,7 +34,7 @@ class Update:
     deps: dict[str, int] = field(default_factory=dict)
 
 
-@record(301)
+@record(301, version=2)
 @dataclass(frozen=True, slots=True)
 class Gossip:
     """Push-pull: the sender's version vector (its vector clock) and updates for the peer.
@@ -142,7 +148,7 @@ class AeLeaves:
     partial: bool = False  # the sender is catching up itself (see ``SyncNode._catchup_done``)
 
 
-@record(304)
+@record(304, version=2)
 @dataclass(frozen=True, slots=True)
 class AeStates:
     """Rounds 3 and 4: full states of the keys in differing leaves."""

@@ -19,16 +19,10 @@ class Stability(Epochs):
         dots in seq order, so once update ``(origin, s)`` is stable, every dot of ``origin`` in
         the key up to the highest one in that update's delta is stable too.
         """
-        if not self.config.gc:
-            return
-        ctx = getattr(delta, "ctx", None)
-        if not isinstance(ctx, CausalContext) or type(self.store.get(key)) is not type(delta):
+        if not self.config.gc or type(self.store.get(key)) is not delta.state_class():
             # (a delta the store refused because the key holds another type maps to nothing)
-            return  # counters, LWW registers, G/2P-sets, RGA: nothing dot-based to collect
-        top = ctx.vv.get(dot.replica)
-        for d in ctx.cloud:
-            if d.replica == dot.replica and d.counter > top:
-                top = d.counter
+            return
+        top = delta.top(dot.replica)  # 0: counters, LWW registers, G/2P-sets
         if top:
             self._crdt_top[dot] = (key, top)
 
@@ -42,10 +36,11 @@ class Stability(Epochs):
 
         ``safe``: the meet of our ``stable`` and every peer's last report: updates every replica
         knows every replica has applied. Only ``safe`` updates let a key be garbage-collected
-        in its own dot space, because GC may drop dots (an OR-Set collapses stable dots) and a
-        replica that comes back with less than it acknowledged must not be able to observe
-        the kept dot without the dropped ones. A restarted replica merges the full state of a
-        caught-up peer that already forgot its predecessor before it may issue such ops; any
+        in its own dot space, because GC may drop what replicas hold (the RGA's tombstones,
+        ``Crdt.COLLAPSES``) and a replica that comes back with less than it acknowledged must
+        not be able to act on what it still holds without what was dropped. A restarted
+        replica merges the full state of a caught-up peer that already forgot its
+        predecessor before it may issue such ops; any
         report that peer gave before covered only dots it held (and still holds), any report
         it gives after counts the successor's own vector. A crashed or partitioned peer
         reports nothing new, so both points stay put until it is back.
@@ -62,13 +57,30 @@ class Stability(Epochs):
                 del flying[dot]
         if self.config.gc:
             self._retire()
-        if not self._crdt_top:
+        if not self._crdt_top and not self._settling:
             return
         advanced: set[str] = set()
         # (``safe`` is a contiguous prefix of our own vector: we applied every earlier update
         # of the origin, so our copy of the key has seen every CRDT dot the mapping names)
+        ready: list[tuple[Dot, str, int]] = []
+        settling: list[tuple[Dot, str, int]] = []
         for dot in [d for d in self._crdt_top if safe.contains(d)]:
             key, top = self._crdt_top.pop(dot)
+            settles = getattr(self.store.get(key), "SETTLES", False)
+            (settling if settles else ready).append((dot, key, top))
+        # a key whose type SETTLES advances only once this round's vectors are safe as well:
+        # every update any replica made before it applied this round's safe ones is then
+        # applied everywhere (an RGA tombstone may go once no insert naming it can arrive)
+        if settling:
+            frontier = self.seen.vv.copy()
+            for row in self.known.values():
+                frontier.merge_in_place(row)
+            self._settling.append((frontier, settling))
+        while self._settling and all(
+            safe.get(r) >= c or self._retired(r) for r, c in self._settling[0][0].counters.items()
+        ):
+            ready += self._settling.pop(0)[1]
+        for dot, key, top in ready:
             ks = self.key_stable.setdefault(key, VersionVector())
             if top > ks.get(dot.replica):
                 ks.counters[dot.replica] = top
@@ -113,7 +125,7 @@ class Stability(Epochs):
         return {
             "buffer": len(self.buffer),
             "inflight": sum(len(f) for f in self.inflight.values()),
-            "crdt_tops": len(self._crdt_top),
+            "crdt_tops": len(self._crdt_top) + sum(len(w) for _, w in self._settling),
             "dots": dots,
             "cloud": cloud,
             "vv": vv,

@@ -14,7 +14,19 @@ class RaftConfig:
     election_timeout: float = 1.0
     heartbeat_interval: float = 0.1
     pre_vote: bool = True
+    # A leader steps down once a majority of voters (itself included) has not answered for
+    # ``check_quorum_window`` (None: 2 x election_timeout, the longest randomized follower
+    # timeout: by then the others can have elected a replacement; a shorter window lets one
+    # stretch of event-loop lag at two followers depose a healthy leader).
     check_quorum: bool = True
+    check_quorum_window: float | None = None
+    # An input that comes more than ``lag_tolerance`` after this node's own deadline means
+    # the process was not running (CPU starvation, a blocked loop): what the others sent
+    # meanwhile may still wait unread, so for one election timeout it judges nobody by that
+    # silence (see RaftNode._starved). For real-time drivers (the runtime sets one heartbeat
+    # interval); None (off) where ticks always come on time or time jumps on purpose (the
+    # simulator, scenario scripts).
+    lag_tolerance: float | None = None
     # Campaign soon (PreVote first) when the runtime reports the leader's connection
     # refused or closed, instead of waiting out the election timeout: see on_peer_unreachable.
     leader_loss_campaign: bool = True
@@ -41,6 +53,7 @@ def from_tuning(t: GroupTuning) -> RaftConfig:
         heartbeat_interval=t.heartbeat_interval,
         snapshot_entries=t.snapshot_entries,
         read_mode=t.read_mode,
+        lag_tolerance=t.lag_tolerance,
     )
 
 

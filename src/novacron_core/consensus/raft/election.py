@@ -91,7 +91,7 @@ class Election(RaftState):
         self.progress = {}
         self._sync_progress()
         self.heartbeat_due = self.now + self.cfg.heartbeat_interval
-        self.quorum_due = self.now + self.cfg.election_timeout
+        self.grace_used, self.grace_until = False, 0.0
         # A no-op of our own term: until it commits we cannot know the true commit index
         # (figure 8), so reads and config changes wait for it.
         self.term_start = self.log.last_index + 1
@@ -121,3 +121,4 @@ class Election(RaftState):
         self.leader = src
         self.leader_contact = self.now
         self._reset_election_timer()
+        self.grace_used = False

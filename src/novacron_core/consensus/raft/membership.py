@@ -55,7 +55,8 @@ class Membership(Election):
                 del self.progress[p]
         for p in members:
             if p not in self.progress:
-                self.progress[p] = Progress(next=self.log.last_index + 1)
+                # counted as heard now: it just voted for us, or was just added
+                self.progress[p] = Progress(next=self.log.last_index + 1, heard_at=self.now)
 
     def _change_member(self, rid: Any, req: ChangeMember) -> None:
         if self._not_leader(rid):

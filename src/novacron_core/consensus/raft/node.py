@@ -21,7 +21,9 @@ from novacron_core.consensus.interface import (
     FOLLOWER,
     LEADER,
     PRE_CANDIDATE,
+    FollowerStatus,
     GroupStatus,
+    RecoveredSummary,
 )
 from novacron_core.consensus.raft.config import RaftConfig, StateMachine
 from novacron_core.consensus.raft.log import RaftLog
@@ -45,7 +47,7 @@ from novacron_core.consensus.raft.messages import (
     Vote,
     VoteResp,
 )
-from novacron_core.consensus.raft.progress import Progress
+from novacron_core.consensus.raft.progress import REPLICATE, Progress
 from novacron_core.consensus.raft.reads import ReadQueue
 from novacron_core.consensus.raft.replication import Replication
 from novacron_core.consensus.raft.snapshots import Incoming
@@ -74,6 +76,7 @@ class RaftNode(Replication):
         self.sm = sm
         self.term = recovered.hard.term
         self.vote = recovered.hard.vote
+        self.recovered = recovered_summary(recovered)
         snap = recovered.snap
         if snap.index == 0 and not snap.config.voters:
             # Bootstrap: every founding member starts from the same implicit config at index 0.
@@ -102,7 +105,12 @@ class RaftNode(Replication):
         self.reads = ReadQueue()
         self.term_start = 0  # index of the leader's first entry in its term
         self.heartbeat_due = 0.0
-        self.quorum_due = 0.0
+        # Starvation (see RaftConfig.lag_tolerance): until ``grace_until`` this node does not
+        # act on others' silence it could not hear; one grace until it hears its leader
+        # again (a follower) or ticks on time again (a leader).
+        self.started = False
+        self.grace_until = 0.0
+        self.grace_used = False
         self.transferee: NodeId | None = None
         self.transfer_deadline = 0.0
         self.now = 0.0
@@ -128,6 +136,7 @@ class RaftNode(Replication):
     def on_start(self, now: float) -> Ready:
         self._begin(now)
         self._reset_election_timer()
+        self.started = True
         return self._finish()
 
     def on_tick(self, now: float) -> Ready:
@@ -270,6 +279,13 @@ class RaftNode(Replication):
             voters=list(self.conf.voters),
             learners=list(self.conf.learners),
             elections=self.stats["elections"],
+            recovered=self.recovered,
+            followers={
+                p: FollowerStatus(match=pr.match, streaming=pr.state == REPLICATE)
+                for p, pr in sorted(self.progress.items())
+            }
+            if self.role == LEADER
+            else {},
         )
 
     def readded(self) -> bool:
@@ -284,6 +300,18 @@ class RaftNode(Replication):
             and self.leader_commit > 0
             and self.applied >= self.leader_commit
         )
+
+
+def recovered_summary(state: Recovered) -> RecoveredSummary:
+    """What this member read back from its durable state (see RecoveredSummary)."""
+    last = state.entries[-1] if state.entries else None
+    return RecoveredSummary(
+        last_index=last.index if last else state.snap.index,
+        last_term=last.term if last else state.snap.term,
+        snapshot_index=state.snap.index,
+        term=state.hard.term,
+        entries=len(state.entries),
+    )
 
 
 def _node(a: MemberAddress) -> str:

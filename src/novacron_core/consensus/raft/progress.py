@@ -30,7 +30,7 @@ class Progress:
     snap_offset: int = 0
     snap_acked: int = 0
     snap_rewound: int = -1  # the offset last resent from after a loss
-    active: bool = False  # heard from since the last CheckQuorum round
+    heard_at: float = 0.0  # when it last answered (CheckQuorum)
     acked_ctx: int = 0  # highest ReadIndex round this follower acknowledged
 
     def become_probe(self) -> None:

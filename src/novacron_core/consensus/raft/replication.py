@@ -140,7 +140,7 @@ class Replication(SnapshotTransfer):
         pr = self.progress.get(src)
         if pr is None:
             return
-        pr.active = True
+        pr.heard_at = self.now
         if m.ctx > pr.acked_ctx:
             pr.acked_ctx = m.ctx
             self._confirm_reads()
@@ -195,21 +195,41 @@ class Replication(SnapshotTransfer):
 
     def _leader_tick(self) -> None:
         now = self.now
-        if now >= self.quorum_due:
-            self.quorum_due = now + self.cfg.election_timeout
-            active = 1 + sum(
-                1 for v in self.conf.voters if v in self.progress and self.progress[v].active
-            )
-            for pr in self.progress.values():
-                pr.active = False
-            if self.cfg.check_quorum and self.id in self.conf.voters and active < self._quorum():
-                self._become_follower(self.term, None)
-                return
+        if self._overdue() <= self._lag_tolerance() and now >= self.grace_until:
+            self.grace_used = False  # on time again: a later starvation gets its grace
+        # CheckQuorum, every tick: step down once a majority has been silent for the window
+        # (not while starved: the answers may be queued, unread).
+        if (
+            self.cfg.check_quorum
+            and self.id in self.conf.voters
+            and now >= self.grace_until
+            and now - self._quorum_heard() > self._quorum_window()
+        ):
+            self._become_follower(self.term, None)
+            return
         if self.transferee is not None and now >= self.transfer_deadline:
             self.transferee = None
         if now >= self.heartbeat_due:
             self.heartbeat_due = now + self.cfg.heartbeat_interval
             self._heartbeat()
+
+    def _quorum_window(self) -> float:
+        w = self.cfg.check_quorum_window
+        return 2 * self.cfg.election_timeout if w is None else w
+
+    def _quorum_heard(self) -> float:
+        """The latest time by which a majority of voters (this leader counts as now) had
+        answered: the quorum-th most recent answer."""
+        heard = sorted(
+            (
+                self.now if v == self.id else self.progress[v].heard_at
+                for v in self.conf.voters
+                if v == self.id or v in self.progress
+            ),
+            reverse=True,
+        )
+        q = self._quorum()
+        return heard[q - 1] if len(heard) >= q else float("-inf")
 
     def _heartbeat(self) -> None:
         round_ = self.reads.open(self.commit, self.now)

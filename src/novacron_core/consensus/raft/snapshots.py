@@ -149,7 +149,7 @@ class SnapshotTransfer(Membership):
         pr = self.progress.get(src)
         if pr is None:
             return
-        pr.active = True
+        pr.heard_at = self.now
         meta = pr.snap_meta
         same = meta is not None and (m.index, m.snap_term) == (meta.index, meta.term)
         if pr.state != SNAPSHOT or not same:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from novacron_core.consensus.interface import (
     LEADER,
+    RecoveredSummary,
     SoftState,
 )
 from novacron_core.consensus.raft.config import RaftConfig, StateMachine
@@ -45,6 +46,7 @@ class RaftState:
     sm: StateMachine
     term: int
     vote: str | None
+    recovered: RecoveredSummary
     log: RaftLog
     snap_data: bytes
     role: str
@@ -63,7 +65,9 @@ class RaftState:
     reads: ReadQueue
     term_start: int
     heartbeat_due: float
-    quorum_due: float
+    started: bool
+    grace_until: float
+    grace_used: bool
     transferee: NodeId | None
     transfer_deadline: float
     now: float
@@ -91,6 +95,8 @@ class RaftState:
     def _begin(self, now: float) -> None:
         self.now = now
         self.out = Ready()
+        if self.started and not self.grace_used and self._overdue() > self._lag_tolerance():
+            self._starved()
 
     def _finish(self) -> Ready:
         out = self.out
@@ -98,12 +104,35 @@ class RaftState:
         if now != self._reported:
             self._reported = now
             out.soft_state = self.soft_state()
-        if self.role == LEADER:
-            out.wake(min(self.heartbeat_due, self.quorum_due))
-        else:
-            out.wake(self.election_deadline)
+        out.wake(self.heartbeat_due if self.role == LEADER else self.election_deadline)
         self.out = Ready()
         return out
+
+    def _lag_tolerance(self) -> float:
+        tol = self.cfg.lag_tolerance
+        return float("inf") if tol is None else tol
+
+    def _overdue(self) -> float:
+        """How long ago our own next deadline passed (heartbeat or election timeout)."""
+        return self.now - (self.heartbeat_due if self.role == LEADER else self.election_deadline)
+
+    def _starved(self) -> None:
+        """Our deadline passed more than ``lag_tolerance`` ago: this process was not
+        running, and what the others sent meanwhile may still wait unread. For one election
+        timeout, judge nobody by a silence we could not hear: a leader skips CheckQuorum; a
+        follower re-arms its election timer (randomized: the others starved with it must
+        not all campaign at once) and counts its leader as just heard, so it also refuses
+        PreVotes meanwhile (only ever more conservative for leases). A follower gets this
+        once until it hears its leader again, a leader once until it ticks on time again:
+        a process late every time still campaigns, or steps down, one grace later."""
+        t = self.cfg.election_timeout
+        self.grace_used = True
+        self.grace_until = self.now + t
+        if self.role == LEADER:
+            return
+        if self.leader is not None:
+            self.leader_contact = self.now
+        self.election_deadline = self.now + t + self.rng.random() * t
 
     def _send(self, dst: NodeId, msg: Any) -> None:
         self.out.send(dst, msg)

@@ -11,7 +11,9 @@ into :class:`~novacron_core.codec.CodecError`, because the bytes come from peers
 
 from __future__ import annotations
 
+import struct
 from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import msgpack
@@ -30,9 +32,14 @@ class Crdt(ABC):
     """A join-semilattice value. Subclasses register a stable ``KIND`` (wire tag)."""
 
     KIND: ClassVar[int]
-    # True if ``gc`` drops dots a replica holds (not just metadata every replica has): then a
-    # replica holding less than it acknowledged must not mutate it until caught up (engine)
+    # True if ``gc`` drops what a replica holds (the RGA's tombstones), not just metadata every
+    # replica has: then a replica holding less than it acknowledged must not mutate it until
+    # caught up (engine)
     COLLAPSES: ClassVar[bool] = False
+    # True if ``gc(stable)`` needs ``stable`` to cover only events whose *concurrent* events
+    # every replica has applied too (an RGA tombstone may go only once no insert naming it can
+    # still arrive): the engine then holds the key's stable point back one report round
+    SETTLES: ClassVar[bool] = False
     replica: str  # who mutates this copy ("" for deltas and decoded values)
     __slots__ = ("replica",)
 
@@ -68,6 +75,18 @@ class Crdt(ABC):
         """The type a replica holds once it merged this value (deltas may differ: RGA)."""
         return type(self)
 
+    def top(self, replica: str) -> int:
+        """The highest CRDT-level counter of ``replica``'s own events this value (a delta)
+        carries, in the space ``gc(stable)`` reads (0: none, or nothing to collect)."""
+        ctx = getattr(self, "ctx", None)
+        if not isinstance(ctx, CausalContext):
+            return 0
+        top = ctx.vv.get(replica)
+        for d in ctx.cloud:
+            if d.replica == replica and d.counter > top:
+                top = d.counter
+        return top
+
     def gc(self, stable: VersionVector) -> None:  # noqa: B027 - most types have nothing to drop
         """Drop metadata about events every replica has seen (``stable`` = meet of all VVs)."""
 
@@ -80,7 +99,9 @@ class Crdt(ABC):
         return cls().to_wire()
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.to_wire() == other.to_wire()
+        # equal encodings, not equal Python values: ``[1] == [True]`` in Python, and two states
+        # whose bytes differ would keep anti-entropy's Merkle hashes apart for good
+        return type(other) is type(self) and encode_crdt(self) == encode_crdt(other)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -165,3 +186,36 @@ def sorted_atoms(items: Any) -> list[Any]:
 def _atom_key(v: Any) -> bytes:
     out: bytes = msgpack.packb(v, use_bin_type=True)
     return out
+
+
+# ---------------------------------------------------------------- element identity
+# Sets and map keys hold atoms by their *typed* identity, as the wire does: Python's
+# ``1 == True == 1.0`` (one hash) would merge three elements that encode differently, and the
+# replicas that stored different ones would keep different bytes for equal-looking states.
+# Strings, bytes, ints and None are their own key (they never compare equal across those
+# types); a bool or float is wrapped in a tuple (never an atom) tagged with its type, floats by
+# their IEEE bits so that -0.0 and 0.0 differ and NaN equals itself, exactly as encoded.
+
+Key = Hashable
+_F64 = struct.Struct(">d")
+
+
+def key_of(x: Atom) -> Key:
+    t = type(x)
+    if t is bool:
+        return ("b", x)
+    if t is float:
+        return ("f", _F64.pack(x))
+    return x
+
+
+def atom_of(k: Key) -> Atom:
+    if type(k) is tuple:
+        tag, raw = k
+        return bool(raw) if tag == "b" else float(_F64.unpack(raw)[0])
+    return k  # type: ignore[return-value]
+
+
+def sorted_keys(keys: Iterable[Key]) -> list[Key]:
+    """Element keys in the canonical (wire) order of their atoms."""
+    return sorted(keys, key=lambda k: _atom_key(atom_of(k)))

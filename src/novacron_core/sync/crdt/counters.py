@@ -57,6 +57,9 @@ class PNCounter(Crdt):
         self.pos.replica = self.neg.replica = replica
 
     def increment(self, n: int = 1) -> PNCounter:
+        # whoever set ``replica`` (an OR-Map hands its id to the nested value it mutates) is
+        # who counts, not the id the halves were built with
+        self.pos.replica = self.neg.replica = self.replica
         if n >= 0:
             return PNCounter(pos=self.pos.increment(n))
         return PNCounter(neg=self.neg.increment(-n))

@@ -45,16 +45,3 @@ def compact_stable(ctx: CausalContext, stable: VersionVector) -> None:
         if c > counters.get(r, 0):
             counters[r] = c
     ctx.compact()
-
-
-def collapse_stable(dots: dict[Dot, V], stable: VersionVector) -> None:
-    """Keep one of several causally stable dots for the same payload.
-
-    Every replica has seen all of them, so any later remove observes whichever one survives;
-    a peer still holding the others drops them on the next join (our context covers them).
-    """
-    if len(dots) < 2:
-        return
-    old = sorted(d for d in dots if stable.contains(d))
-    for d in old[:-1]:
-        del dots[d]

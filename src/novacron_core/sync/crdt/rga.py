@@ -3,137 +3,108 @@
 Every element has a unique id ``(lamport, replica)`` and remembers its *origin*, the element
 it was inserted after. A replica integrates a remote insert right after its origin, skipping
 the elements with larger ids: those were inserted later at the same spot (or descend from such
-an insert), so every replica orders concurrent inserts identically. Deletes leave tombstones,
-needed to place concurrent inserts; they are not garbage collected (see docs/sync.md).
+an insert), so every replica orders concurrent inserts identically. Ids order after
+everything their replica had seen (a Lamport clock), which is what makes the skip rule right.
 
-Local index: the document is a list of chunks (at most ``_MAX`` elements each, tombstones
-included) that know their visible length, plus a cursor (chunk index, visible offset) kept at
-the last edit. Editing is local, so finding a position walks a few chunks from the cursor
-instead of scanning the document; finding an id goes through ``id -> chunk``.
+Deletes leave tombstones, needed to place concurrent inserts, and carry a *stamp*: the
+deleting replica's next Lamport value. :meth:`RGA.gc` drops a tombstone once its delete and
+its insert are causally stable *and settled*: every replica applied the delete, and every
+insert any replica made before applying it (the only inserts that can name the tombstone as
+origin) is applied here too. The engine provides that point (``Crdt.SETTLES``: stability one
+report round later, see ``SyncNode._collect``). A collected tombstone's only child takes its
+place and its *rank* (the id it sorts by among siblings), so the document and every insert
+that can still arrive read the same (``rga_gc.py``); a tombstone with several children stays.
+The *GC floor* ``replica -> lamport`` records that every insert of that replica up to that
+lamport is integrated here: an insert it covers that is not here was collected (a late
+duplicate is ignored), and a peer's state whose floor covers an element it lacks collected it
+(the element goes here too). Memory after GC is that of the live text plus the few tombstones
+still needed (figures in docs/sync.md).
 
-Out-of-order deltas are fine: an insert whose origin is unknown waits in a buffer until the
-origin arrives, a delete of an unknown id is remembered until the element arrives.
+Local index: the document is a doubly linked list of chunks of at most ``MAX`` elements
+(tombstones included) that know their visible length, plus a cursor (chunk, visible elements
+before it) left at the last local edit: a position lookup walks from the cursor, the head or
+the tail, whichever is nearest, then scans within one chunk if it holds tombstones. Chunks
+carry order labels, so a remote edit tells whether it lands before the cursor without an index
+into the chunk list; an id lookup goes through ``id -> chunk`` (built on the first remote
+edit: a replica that only edits locally never pays for it). A multi-element insert is spliced
+with list slices and re-cut into chunks of ``PIECE``; a range delete walks the chunks it
+touches. Remote inserts arrive as runs (a whole paste at once) and are placed in one splice.
+
+Out-of-order deltas are fine: an insert whose origin is unknown waits until the origin
+arrives, a delete of an unknown id is remembered until the element arrives.
+
+Modules: ``rga_chunks`` (the chunk list), ``rga_delta`` (``RgaDelta``), ``rga_remote`` (remote
+edits), ``rga_state`` (whole states as runs), ``rga_gc`` (removing tombstones), ``rga_wire``
+(the encoding, both versions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from novacron_core.sync.crdt.base import Atom, Crdt, atom, replica_id
+from novacron_core.clocks import VersionVector
+from novacron_core.sync.crdt import rga_wire
+from novacron_core.sync.crdt.base import Atom, Crdt, atom
+from novacron_core.sync.crdt.rga_chunks import (
+    GAP,
+    GONE,
+    MASK,
+    MAX,
+    PIECE,
+    SHIFT,
+    STEP,
+    Chunk,
+    nth_visible,
+)
+from novacron_core.sync.crdt.rga_delta import Insert, RgaDelta, Stamp
+from novacron_core.sync.crdt.rga_gc import Picker, purge, settled_picker
+from novacron_core.sync.crdt.rga_remote import delete_id, delete_range, integrate
+from novacron_core.sync.crdt.rga_state import build, merge_state, runs
+from novacron_core.sync.crdt.rga_wire import Id, Run
 
-Id = tuple[int, str]
-Origin = Id | None
-Insert = tuple[Id, Origin, Atom]
-
-_MAX = 128  # elements per chunk before it splits in two
-# Inside a replica an id is one int, ``lamport << _SHIFT | replica#`` (replica# indexes the
-# replica's own name table): a third of the memory of a tuple, and cheap to hash. Ids are
-# ``(lamport, replica name)`` tuples everywhere else (deltas, wire, API).
-_SHIFT = 20
-_MASK = (1 << _SHIFT) - 1
-
-
-class _Gone:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<deleted>"
-
-
-GONE: Any = _Gone()  # tombstone marker in a chunk's values
-
-
-class _Chunk:
-    __slots__ = ("ids", "origins", "vals", "vis")
-
-    def __init__(self, ids: list[int], origins: list[int | None], vals: list[Any]) -> None:
-        self.ids = ids
-        self.origins = origins
-        self.vals = vals
-        self.vis = len(vals) - vals.count(GONE)
-
-
-def _nth_visible(vals: list[Any], k: int) -> int:
-    """Physical index of the k-th (0-based) visible value of a chunk."""
-    for j, v in enumerate(vals):
-        if v is not GONE:
-            if not k:
-                return j
-            k -= 1
-    raise IndexError(k)
-
-
-class RgaDelta(Crdt):
-    """What RGA mutators return: inserted elements and deleted ids (a join of such)."""
-
-    KIND = 10
-    __slots__ = ("deletes", "inserts")
-
-    def __init__(
-        self,
-        inserts: dict[Id, tuple[Origin, Atom]] | None = None,
-        deletes: set[Id] | None = None,
-    ) -> None:
-        self.replica = ""
-        self.inserts: dict[Id, tuple[Origin, Atom]] = inserts if inserts is not None else {}
-        self.deletes: set[Id] = deletes if deletes is not None else set()
-
-    def merge(self, other: Any) -> None:
-        if isinstance(other, RGA):
-            other = other.as_delta()
-        for i, rest in other.inserts.items():
-            if i not in self.inserts:
-                self.inserts[i] = rest
-        self.deletes |= other.deletes
-
-    def value(self) -> Any:
-        return RGA.from_delta(self).value()
-
-    def state_class(self) -> type[Crdt]:
-        return RGA
-
-    def to_wire(self) -> list[Any]:
-        dels = self.deletes
-        ins = [(i, o, None if i in dels else v) for i, (o, v) in sorted(self.inserts.items())]
-        return _wire(ins, sorted(dels))
-
-    @classmethod
-    def from_wire(cls, raw: Any) -> RgaDelta:
-        ins, dels = _unwire(raw)
-        # a value-less element is a deleted one: never let None become visible
-        return cls({i: (o, v) for i, o, v in ins}, set(dels) | {i for i, _, v in ins if v is None})
+__all__ = ["GONE", "RGA", "Insert", "RgaDelta"]
 
 
 class RGA(Crdt):
     KIND = 9
+    COLLAPSES = True  # gc drops tombstones a replica that restarted with less may still need
+    SETTLES = True  # ... and only once every insert that could name them has arrived
     __slots__ = (
-        "_chunks",
         "_clock",
         "_cstart",
         "_cur",
+        "_floor",
+        "_head",
+        "_hint",
         "_idx",
         "_len",
         "_names",
         "_pending",
         "_pending_del",
+        "_rank",
+        "_tail",
         "_where",
     )
 
     def __init__(self, replica: str = "") -> None:
         self.replica = replica
-        self._chunks: list[_Chunk] = [_Chunk([], [], [])]
-        # id -> chunk, built on the first remote edit: a replica that only edits locally
-        # (and ships deltas) never needs it, which halves its memory and speeds it up
-        self._where: dict[int, _Chunk] | None = None
+        self._head = self._tail = Chunk([], [], [])
+        self._where: dict[int, Chunk] | None = None
         self._names: list[str] = []  # replica# -> name
         self._idx: dict[str, int] = {}  # name -> replica#
         self._clock = 0
         self._len = 0
-        self._cur = 0  # cursor: chunk index ...
+        self._cur = self._head  # cursor: a chunk ...
         self._cstart = 0  # ... and the number of visible elements before it
-        self._pending: dict[Id, list[Insert]] = {}  # origin -> inserts waiting for it
-        self._pending_del: set[Id] = set()
+        self._pending: dict[Id, list[Run]] = {}  # origin -> runs waiting for it
+        self._pending_del: dict[Id, Stamp] = {}
+        self._floor: dict[int, int] = {}  # replica# -> lamport: the GC floor
+        # element -> the id it sorts by among its siblings, if not its own (re-anchored by GC)
+        self._rank: dict[int, int] = {}
+        # (chunk, k, j): the chunk's first j elements hold k visible ones; left by the last
+        # local edit, so that typing on in a chunk holding tombstones finds its spot at once
+        self._hint: tuple[Chunk, int, int] | None = None
 
     # ------------------------------------------------------------ ids
 
@@ -141,44 +112,184 @@ class RGA(Crdt):
         i = self._idx.get(name)
         if i is None:
             i = self._idx[name] = len(self._names)
-            if i > _MASK:
+            if i > MASK:
                 raise ValueError("too many replicas edited this sequence")
             self._names.append(name)
         return i
 
     def _iid(self, t: Id) -> int:
-        return t[0] << _SHIFT | self._intern(t[1])
+        return t[0] << SHIFT | self._intern(t[1])
 
     def _tid(self, x: int) -> Id:
-        return (x >> _SHIFT, self._names[x & _MASK])
+        return (x >> SHIFT, self._names[x & MASK])
 
-    def _has(self, t: Id) -> bool:
-        i = self._idx.get(t[1])
-        return i is not None and (t[0] << _SHIFT | i) in self._index()
+    def _stamp(self, s: Stamp) -> int:
+        return -1 if s is None else 0 if not s[0] else self._iid(s)
+
+    def _tstamp(self, s: int) -> Stamp:
+        return None if s < 0 else self._tid(s) if s else (0, "")
+
+    def _index(self) -> dict[int, Chunk]:
+        if self._where is None:
+            self._where = {i: c for c in self._chunks() for i in c.ids}
+        return self._where
+
+    def _collected(self, t: Id) -> bool:
+        """An insert the floor covers that is not here was garbage-collected here."""
+        r = self._idx.get(t[1])
+        return r is not None and t[0] <= self._floor.get(r, 0)
 
     # ------------------------------------------------------------ reading
+
+    def _chunks(self) -> Iterator[Chunk]:
+        c: Chunk | None = self._head
+        while c is not None:
+            yield c
+            c = c.next
 
     def __len__(self) -> int:
         return self._len
 
     def value(self) -> list[Atom]:
-        return [v for c in self._chunks for v in c.vals if v is not GONE]
+        return [v for c in self._chunks() for v in c.vals if v is not GONE]
 
     def text(self) -> str:
-        return "".join([v for c in self._chunks for v in c.vals if v is not GONE])
+        return "".join([v for c in self._chunks() for v in c.vals if v is not GONE])
 
-    def _seek(self, q: int) -> tuple[int, int]:
-        """(chunk index, visible elements before it) of the chunk holding visible index q."""
-        chunks = self._chunks
-        ci, start = self._cur, self._cstart
+    def items(self) -> Iterator[Insert]:
+        """Every element in document order, tombstones as ``GONE``."""
+        tid = self._tid
+        for c in self._chunks():
+            for i, o, v in zip(c.ids, c.origins, c.vals, strict=True):
+                yield tid(i), None if o is None else tid(o), v
+
+    def stats(self) -> dict[str, int]:
+        """Elements kept, by kind: what GC bounds (tombstones, pending) beside the text."""
+        chunks = list(self._chunks())
+        kept = sum(len(c.ids) for c in chunks)
+        return {
+            "live": self._len,
+            "tombstones": kept - self._len,
+            "chunks": len(chunks),
+            "pending": sum(len(r[3]) for w in self._pending.values() for r in w),
+            "pending_deletes": len(self._pending_del),
+        }
+
+    def _seek(self, q: int) -> tuple[Chunk, int]:
+        """(chunk, visible elements before it) of the chunk holding visible index q."""
+        c, start = self._cur, self._cstart
+        if q < start - q:  # nearer the head than the cursor
+            c, start = self._head, 0
+        elif self._len - q < abs(q - start):
+            c, start = self._tail, self._len - self._tail.vis
         while q < start:
-            ci -= 1
-            start -= chunks[ci].vis
-        while q >= start + chunks[ci].vis:
-            start += chunks[ci].vis
-            ci += 1
-        self._cur, self._cstart = ci, start
-        return ci, start
+            c = c.prev  # type: ignore[assignment]
+            start -= c.vis
+        while q >= start + c.vis:
+            start += c.vis
+            c = c.next  # type: ignore[assignment]
+        self._cur, self._cstart = c, start
+        return c, start
+
+    # ------------------------------------------------------------ chunks
+
+    def _link_after(self, c: Chunk, new: list[Chunk]) -> None:
+        """Link the chunks ``new`` (in order) after ``c``, labels spread over the gap."""
+        nxt = c.next
+        prev = c
+        for x in new:
+            x.prev, prev.next = prev, x
+            prev = x
+        prev.next = nxt
+        if nxt is None:
+            self._tail = prev
+            for k, x in enumerate(new, 1):
+                x.label = c.label + k * GAP
+            return
+        nxt.prev = prev
+        step = (nxt.label - c.label) // (len(new) + 1)
+        if step < 1:  # no labels left in between: spread them all out again
+            for k, x in enumerate(self._chunks()):
+                x.label = k * GAP
+            return
+        for k, x in enumerate(new, 1):
+            x.label = c.label + k * step
+
+    def _unlink(self, c: Chunk) -> None:
+        if c.prev is None:
+            if c.next is None:
+                return  # (the document keeps one chunk)
+            self._head = c.next
+        else:
+            c.prev.next = c.next
+        if c.next is None:
+            self._tail = c.prev  # type: ignore[assignment]
+        else:
+            c.next.prev = c.prev
+
+    def _splice(
+        self,
+        c: Chunk,
+        j: int,
+        ids: list[int],
+        origins: list[int | None],
+        vals: list[Any],
+        stamps: list[int | None],
+    ) -> None:
+        """Insert the elements at ``c[j]``, cutting ``c`` into several if it overflows."""
+        where = self._where
+        if len(c.ids) + len(ids) <= MAX:
+            c.ids[j:j] = ids
+            c.origins[j:j] = origins
+            c.vals[j:j] = vals
+            c.stamps[j:j] = stamps
+            c.vis = len(c.vals) - c.vals.count(GONE)
+            if where is not None:
+                where.update(dict.fromkeys(ids, c))
+            return
+        all_ids = c.ids[:j] + ids + c.ids[j:]
+        all_origins = c.origins[:j] + origins + c.origins[j:]
+        all_vals = c.vals[:j] + vals + c.vals[j:]
+        all_stamps = c.stamps[:j] + stamps + c.stamps[j:]
+        total = len(all_ids)
+        size = -(-total // -(-total // PIECE))  # near-equal pieces of at most PIECE
+        c.ids, c.origins, c.vals = all_ids[:size], all_origins[:size], all_vals[:size]
+        c.stamps = all_stamps[:size]
+        c.vis = len(c.vals) - c.vals.count(GONE)
+        if where is not None:
+            where.update(dict.fromkeys(ids, c))
+        new = []
+        for s in range(size, total, size):
+            e = s + size
+            x = Chunk(all_ids[s:e], all_origins[s:e], all_vals[s:e], all_stamps[s:e])
+            new.append(x)
+            if where is not None:
+                where.update(dict.fromkeys(x.ids, x))
+        self._link_after(c, new)
+
+    def _phys(self, c: Chunk, k: int) -> int:
+        """Physical index in ``c`` (which holds tombstones) of its k-th visible element."""
+        h = self._hint
+        if h is None or h[0] is not c:
+            return nth_visible(c.vals, k)
+        _, hk, j = h
+        vals = c.vals
+        if k >= hk:
+            while True:
+                if vals[j] is not GONE:
+                    if hk == k:
+                        return j
+                    hk += 1
+                j += 1
+        while True:
+            j -= 1
+            if vals[j] is not GONE:
+                hk -= 1
+                if hk == k:
+                    return j
+
+    def _before_cursor(self, c: Chunk) -> bool:
+        return c is not self._cur and c.label < self._cur.label
 
     # ------------------------------------------------------------ local edits
 
@@ -189,189 +300,144 @@ class RGA(Crdt):
             raise IndexError(f"insert at {pos} in a sequence of {self._len}")
         if not self.replica:
             raise ValueError("a mutating replica needs an id")
-        if type(items) is not str and None in items:
-            raise ValueError("None cannot be an RGA element (it marks tombstones on the wire)")
+        if type(items) is not str:
+            if any(v is None for v in items):
+                raise ValueError("None cannot be an RGA element (it marks deleted ones)")
+            items = [atom(v) for v in items]
+        if not n:
+            return RgaDelta()
         if pos == 0:
-            ci, chunk, j, origin = 0, self._chunks[0], 0, None
-            if self._cur > 0:
-                self._cstart += n
+            c, start, j, origin = self._head, 0, 0, None
         else:
-            ci, start = self._seek(pos - 1)
-            chunk = self._chunks[ci]
+            c, start = self._seek(pos - 1)
             k = pos - 1 - start
-            j = k if chunk.vis == len(chunk.vals) else _nth_visible(chunk.vals, k)
-            origin = chunk.ids[j]
+            j = k if c.vis == len(c.ids) else self._phys(c, k)
+            origin = c.ids[j]
             j += 1
-        clock, name, where = self._clock, self.replica, self._where
-        me = self._idx.get(name)
+        me = self._idx.get(self.replica)
         if me is None:
-            me = self._intern(name)
-        tid_origin = None if origin is None else self._tid(origin)
-        if n == 1:
-            val = items[0]
-            nid = (clock + 1) << _SHIFT | me
-            chunk.ids.insert(j, nid)
-            chunk.origins.insert(j, origin)
-            chunk.vals.insert(j, val)
-            if where is not None:
-                where[nid] = chunk
-            delta: dict[Id, tuple[Origin, Atom]] = {(clock + 1, name): (tid_origin, val)}
+            me = self._intern(self.replica)
+        base = self._clock + 1
+        self._clock += n
+        if n == 1 and len(c.ids) < MAX:
+            nid = base << SHIFT | me
+            c.ids.insert(j, nid)
+            c.origins.insert(j, origin)
+            c.vals.insert(j, items[0])
+            c.stamps.insert(j, None)
+            c.vis += 1
+            if self._where is not None:
+                self._where[nid] = c
+            self._hint = (c, pos - start + 1, j + 1)
         else:
-            ids = [(clock + i) << _SHIFT | me for i in range(1, n + 1)]
-            vals = list(items)
-            chunk.ids[j:j] = ids
-            chunk.origins[j:j] = [origin, *ids[:-1]]
-            chunk.vals[j:j] = vals
-            if where is not None:
-                for i in ids:
-                    where[i] = chunk
-            tids = [(clock + i, name) for i in range(1, n + 1)]
-            origins: list[Origin] = [tid_origin, *tids[:-1]]
-            delta = dict(zip(tids, zip(origins, vals, strict=True), strict=True))
-        self._clock = clock + n
-        chunk.vis += n
+            ids = list(range(base << SHIFT | me, (base + n) << SHIFT | me, STEP))
+            origins: list[int | None] = [origin]
+            origins += ids[:-1]
+            fits = len(c.ids) + n <= MAX
+            self._splice(c, j, ids, origins, list(items), [None] * n)
+            self._hint = (c, pos - start + n, j + n) if fits else None
         self._len += n
-        if len(chunk.ids) > _MAX:
-            self._split(ci)
-        return RgaDelta(delta)
+        self._cur, self._cstart = c, start
+        vals = items if type(items) is str else list(items)
+        first = None if origin is None else (origin >> SHIFT, self._names[origin & MASK])
+        return RgaDelta([(self.replica, base, first, vals, None, None)])
 
     def delete(self, pos: int, n: int = 1) -> RgaDelta:
         """Delete ``n`` visible elements starting at visible index ``pos``."""
         if n < 0 or pos < 0 or pos + n > self._len:
             raise IndexError(f"delete {n} at {pos} in a sequence of {self._len}")
-        gone: set[Id] = set()
-        for _ in range(n):
-            ci, start = self._seek(pos)
-            chunk = self._chunks[ci]
-            k = pos - start
-            vals = chunk.vals
-            j = k if chunk.vis == len(vals) else _nth_visible(vals, k)
-            vals[j] = GONE
-            chunk.vis -= 1
-            gone.add(self._tid(chunk.ids[j]))
+        if not self.replica:
+            raise ValueError("a mutating replica needs an id")
+        if not n:
+            return RgaDelta()
+        me = self._intern(self.replica)
+        self._clock += 1
+        stamp = self._clock << SHIFT | me
+        c: Chunk | None
+        c, start = self._seek(pos)
+        k = pos - start
+        left = n
+        gone: list[int] = []
+        while left:
+            assert c is not None
+            if k >= c.vis:
+                c, k = c.next, 0
+                continue
+            vals = c.vals
+            take = min(left, c.vis - k)
+            if c.vis == len(vals):
+                gone += c.ids[k : k + take]
+                vals[k : k + take] = [GONE] * take
+                c.stamps[k : k + take] = [stamp] * take
+                j = k
+            else:
+                j = self._phys(c, k)
+                ids, stamps, p, marked = c.ids, c.stamps, j, 0
+                while marked < take:
+                    if vals[p] is not GONE:
+                        gone.append(ids[p])
+                        vals[p] = GONE
+                        stamps[p] = stamp
+                        marked += 1
+                    p += 1
+            if left == n:
+                self._hint = (c, k, j)  # (the deletes are all at or after j)
+            c.vis -= take
+            left -= take
+            c, k = c.next, 0
         self._len -= n
-        return RgaDelta(None, gone)
-
-    def _split(self, ci: int) -> None:
-        chunk = self._chunks[ci]
-        half = len(chunk.ids) // 2
-        new = _Chunk(chunk.ids[half:], chunk.origins[half:], chunk.vals[half:])
-        del chunk.ids[half:], chunk.origins[half:], chunk.vals[half:]
-        chunk.vis -= new.vis
-        where = self._where
-        if where is not None:
-            for i in new.ids:
-                where[i] = new
-        self._chunks.insert(ci + 1, new)
-        if self._cur > ci:
-            self._cur += 1
+        return RgaDelta(lazy=(self._names, gone, (self._clock, self.replica)))
 
     # ------------------------------------------------------------ remote edits
 
     def merge(self, other: Any) -> None:
-        if isinstance(other, RGA):
-            other = other.as_delta()
-        for i, (origin, val) in other.inserts.items():
-            if not self._has(i):
-                self._integrate(i, origin, val)
-        for i in other.deletes:
-            self._delete_id(i)
-
-    def _index(self) -> dict[int, _Chunk]:
-        if self._where is None:
-            self._where = {i: c for c in self._chunks for i in c.ids}
-        return self._where
-
-    def _integrate(self, nid: Id, origin: Origin, val: Atom) -> None:
-        if origin is not None and not self._has(origin):
-            waiting = self._pending.setdefault(origin, [])
-            if all(w[0] != nid for w in waiting):
-                waiting.append((nid, origin, val))
+        self._hint = None
+        if type(other) is not RgaDelta:
+            self._merge_state(other)
             return
-        # a loop, not recursion: a long run delivered backwards releases a long chain
-        todo = [(nid, origin, val)]
-        while todo:
-            item = todo.pop()
-            if not self._has(item[0]):
-                self._place(*item)
-                todo.extend(self._pending.pop(item[0], ()))
-
-    def _place(self, tnid: Id, torigin: Origin, val: Atom) -> None:
-        where, chunks, names = self._index(), self._chunks, self._names
-        nid = self._iid(tnid)
-        origin = None if torigin is None else self._iid(torigin)
-        lam, name = tnid
-
-        def later(x: int) -> bool:  # orders after the new element: (lamport, name) greater
-            xl = x >> _SHIFT
-            return xl > lam or (xl == lam and names[x & _MASK] > name)
-
-        if origin is None:
-            ci, chunk, j = 0, chunks[0], 0
-        else:
-            chunk = where[origin]
-            ci = chunks.index(chunk)
-            j = chunk.ids.index(origin) + 1
-        while True:  # skip later inserts at the same spot (and their descendants)
-            ids = chunk.ids
-            while j < len(ids) and later(ids[j]):
-                j += 1
-            if j < len(ids) or ci + 1 == len(chunks) or not later(chunks[ci + 1].ids[0]):
-                break
-            ci, chunk, j = ci + 1, chunks[ci + 1], 0
-        if tnid in self._pending_del:
-            self._pending_del.discard(tnid)
-            val = GONE
-        chunk.ids.insert(j, nid)
-        chunk.origins.insert(j, origin)
-        chunk.vals.insert(j, val)
-        where[nid] = chunk
-        if val is not GONE:
-            chunk.vis += 1
-            self._len += 1
-            if ci < self._cur:
-                self._cstart += 1
-        if lam > self._clock:
-            self._clock = lam
-        if len(chunk.ids) > _MAX:
-            self._split(ci)
-
-    def _delete_id(self, t: Id) -> None:
-        k = self._idx.get(t[1])
-        x = -1 if k is None else t[0] << _SHIFT | k
-        chunk = self._index().get(x)
-        if chunk is None:
-            self._pending_del.add(t)
+        for run in other.runs:
+            self._integrate(run)
+        if other._lazy is None and not other._dels:
             return
-        j = chunk.ids.index(x)
-        if chunk.vals[j] is GONE:
-            return
-        chunk.vals[j] = GONE
-        chunk.vis -= 1
-        self._len -= 1
-        if self._chunks.index(chunk) < self._cur:
-            self._cstart -= 1
+        for name, lam, m, s in other.del_runs():
+            if m == 1:
+                self._delete_id((lam, name), s)
+            else:
+                self._delete_range(name, lam, m, s)
 
-    # ------------------------------------------------------------ state as data
+    def _integrate(self, run: Run) -> None:
+        integrate(self, run)  # (rga_remote.py)
 
-    def items(self) -> Iterator[Insert]:
-        """Every element in document order, tombstones as ``GONE``."""
-        tid = self._tid
-        for c in self._chunks:
-            for i, o, v in zip(c.ids, c.origins, c.vals, strict=True):
-                yield tid(i), None if o is None else tid(o), v
+    def _delete_range(self, name: str, lam: int, m: int, stamp: Stamp) -> None:
+        delete_range(self, name, lam, m, stamp)
+
+    def _delete_id(self, t: Id, stamp: Stamp) -> None:
+        delete_id(self, t, stamp)
+
+    # ------------------------------------------------------------ states
+
+    def _runs(self) -> Iterator[Run]:
+        return runs(self)  # (rga_state.py)
+
+    def _merge_state(self, other: RGA) -> None:
+        merge_state(self, other)
+
+    def _build(self, runs: list[Run]) -> None:
+        build(self, runs)
+
+    def _waiting(self) -> list[Run]:
+        def key(run: Run) -> tuple[str, int, int]:
+            return run[0], run[1], len(run[3])
+
+        return [run for o in sorted(self._pending) for run in sorted(self._pending[o], key=key)]
 
     def as_delta(self) -> RgaDelta:
-        ins: dict[Id, tuple[Origin, Atom]] = {}
-        dels = set(self._pending_del)
-        for i, o, v in self.items():
-            ins[i] = (o, None if v is GONE else v)
-            if v is GONE:
-                dels.add(i)
-        for waiting in self._pending.values():
-            for i, o, v in waiting:
-                ins[i] = (o, v)
-        return RgaDelta(ins, dels)
+        dels: dict[Id, Stamp] = dict(self._pending_del)
+        runs = list(self._runs())
+        for name, lam, _, vals, stamp, _ in runs:
+            if vals[0] is None:
+                dels.update(dict.fromkeys([(lam + k, name) for k in range(len(vals))], stamp))
+        return RgaDelta(runs + self._waiting(), dels)
 
     @classmethod
     def from_delta(cls, delta: RgaDelta, replica: str = "") -> RGA:
@@ -379,59 +445,47 @@ class RGA(Crdt):
         out.merge(delta)
         return out
 
+    # ------------------------------------------------------------ garbage collection
+
+    def gc(self, stable: VersionVector) -> None:
+        """Drop the tombstones whose delete and insert ``stable`` covers (see ``rga_gc`` for
+        how). ``stable``: replica -> the highest lamport (insert, or delete stamp) of that
+        replica such that every replica applied all its ops up to it, and every op any replica
+        made before applying those is applied here too (the module docstring says why)."""
+        points: dict[int, int] = {}
+        for name, lam in stable.counters.items():
+            r = self._idx.get(name)
+            if r is not None:
+                points[r] = lam
+                if lam > self._floor.get(r, 0):
+                    self._floor[r] = lam
+        self._purge(settled_picker(len(self._names), points))
+
+    def _purge(self, pick: Picker) -> None:
+        self._hint = None
+        purge(self, pick)  # (rga_gc.py)
+
+    # ------------------------------------------------------------ wire
+
     def to_wire(self) -> list[Any]:
-        ins = [(i, o, None if v is GONE else v) for i, o, v in self.items()]
-        for origin in sorted(self._pending):
-            ins.extend(sorted(self._pending[origin]))
-        return _wire(ins, sorted(self._pending_del))
+        waiting = self._waiting()
+        runs = [*self._runs(), *waiting]
+        floor = sorted((self._names[r], lam) for r, lam in self._floor.items())
+        return rga_wire.encode(runs, sorted(self._pending_del.items()), floor, len(waiting))
 
     @classmethod
     def from_wire(cls, raw: Any) -> RGA:
-        ins, dels = _unwire(raw)
+        runs, deletes, floor, pending = rga_wire.decode(raw)
         out = cls()
-        out.merge(RgaDelta({i: (o, v) for i, o, v in ins}, set(dels)))
-        for i, _, v in ins:
-            if v is None:  # a tombstone on the wire
-                out._delete_id(i)
-        return out
-
-
-# ---------------------------------------------------------------- wire format
-# [replicas, [lamport, replica#, origin lamport (0 = head), origin replica#] * n, values, dels]
-# Values of tombstones are dropped (None). Replica names are listed once.
-
-
-def _wire(ins: Iterable[Insert], dels: list[Id]) -> list[Any]:
-    names: dict[str, int] = {}
-    flat: list[int] = []
-    vals: list[Any] = []
-    for (lam, r), origin, v in ins:
-        ri = names.setdefault(r, len(names))
-        if origin is None:
-            flat += (lam, ri, 0, 0)
+        for name, lam in floor.items():
+            out._floor[out._intern(name)] = lam
+        if pending is None:  # (version 1, or a delta's body: integrate one by one)
+            for run in runs:
+                out._integrate(run)
         else:
-            flat += (lam, ri, origin[0], names.setdefault(origin[1], len(names)))
-        vals.append(v)
-    flat_dels: list[int] = []
-    for lam, r in dels:
-        flat_dels += (lam, names.setdefault(r, len(names)))
-    return [list(names), flat, vals, flat_dels]
-
-
-def _unwire(raw: Any) -> tuple[list[Insert], list[Id]]:
-    if not isinstance(raw, list) or len(raw) != 4 or not all(isinstance(x, list) for x in raw):
-        raise TypeError("an RGA is [replicas, ids, values, deletes]")
-    names = [replica_id(r) for r in raw[0]]
-    flat, vals, flat_dels = raw[1], raw[2], raw[3]
-    if len(flat) != 4 * len(vals) or len(flat_dels) % 2:
-        raise ValueError("RGA columns disagree in length")
-    if not all(type(x) is int and x >= 0 for x in flat + flat_dels):
-        raise ValueError("RGA ids are non-negative integers")
-    ins: list[Insert] = []
-    for n, v in enumerate(vals):
-        lam, ri, olam, ori = flat[4 * n : 4 * n + 4]
-        if lam == 0:
-            raise ValueError("lamport clocks start at 1")
-        ins.append(((lam, names[ri]), None if olam == 0 else (olam, names[ori]), atom(v)))
-    dels = [(flat_dels[k], names[flat_dels[k + 1]]) for k in range(0, len(flat_dels), 2)]
-    return ins, dels
+            out._build(runs[: len(runs) - pending])
+            for run in runs[len(runs) - pending :]:
+                out._integrate(run)
+        for i, s in deletes:
+            out._delete_id(i, s)
+        return out

@@ -1,0 +1,428 @@
+"""NovaCron on real pods: `helm install` on a control plane with a real node (kubelet,
+containerd, CNI, kube-proxy, CoreDNS, kube-router), the images built without Docker.
+
+The operator runs as a pod under its ServiceAccount; a region's nodes find each other
+through the headless Service's DNS names, elect a leader and serve writes; a leader pod
+killed with --force is replaced by an election; default-deny NetworkPolicies are enforced;
+`kubectl novacron` drives the region."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT, wait_for
+from realcluster import Real
+
+from novacron_core.cli import main as novacron_cli
+
+pytestmark = pytest.mark.e2e
+NS = "novacron-real"
+# not "novacron": the Argo CD test installs that release (cluster-scoped names differ)
+RELEASE = "novacron-e2e"
+REGION = "us-east"
+PODS = [f"{REGION}-{i}" for i in range(3)]
+VALUES = {
+    "operator": {
+        "replicas": 1,
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "64Mi"},
+            "limits": {"cpu": "1", "memory": "256Mi"},
+        },
+    },
+    "networkPolicy": {"enabled": True},
+    "cluster": {"create": True, "name": "real", "spec": {}},
+    "regions": [
+        {
+            "name": REGION,
+            "spec": {
+                "zones": ["us-east-a"],
+                "replicas": 3,
+                "agent": {"enabled": False},
+                "resources": {"cpu": "20m", "memory": "256Mi"},
+                "storage": {"size": "64Mi"},
+                "gateway": {"minReplicas": 1, "maxReplicas": 1},
+            },
+        }
+    ],
+}
+
+
+@dataclass
+class Install:
+    real: Real
+    helm_seconds: float  # helm install -> the region served its first write
+    first_key: str
+
+
+def namespace(real: Real, name: str) -> None:
+    real.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        "pod-security.kubernetes.io/enforce": "restricted",
+                        "pod-security.kubernetes.io/enforce-version": "latest",
+                    },
+                },
+            }
+        ]
+    )
+
+
+def cluster_view(real: Real, pod: str) -> dict[str, Any] | None:
+    try:
+        out = real.node_http(NS, pod, "GET", "/v1/cluster")
+    except (AssertionError, ValueError, IndexError):
+        return None
+    body = out["body"]
+    return body if out["status"] == 200 and isinstance(body, dict) else None
+
+
+def leader_of(real: Real, pods: list[str]) -> tuple[str, int] | None:
+    """(leader, term) that every answering pod agrees on, else None."""
+    seen = [v for v in (cluster_view(real, p) for p in pods) if v is not None]
+    leaders = {(v.get("leader"), v.get("term")) for v in seen}
+    if len(seen) >= 2 and len(leaders) == 1:
+        leader, term = leaders.pop()
+        if leader in pods:
+            return str(leader), int(term)
+    return None
+
+
+def put(real: Real, pod: str, key: str, value: str) -> dict[str, Any]:
+    out: dict[str, Any] = real.node_http(NS, pod, "PUT", f"/v1/kv/{key}", value)
+    return out
+
+
+@pytest.fixture(scope="module")
+def install(real: Real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
+    namespace(real, NS)
+    values = tmp_path_factory.mktemp("helm") / "values.yaml"
+    values.write_text(yaml.safe_dump(VALUES))
+    start = time.monotonic()
+    real.helm("install", RELEASE, str(ROOT / "charts" / "novacron"), "-n", NS, "-f", str(values))
+    try:
+        wait_for(
+            "3 node pods Ready",
+            lambda: (
+                real.run(
+                    "wait",
+                    "-n",
+                    NS,
+                    "--for=condition=Ready",
+                    "--timeout=5s",
+                    *[f"pod/{p}" for p in PODS],
+                    check=False,
+                ).returncode
+                == 0
+            ),
+            timeout=240,
+            every=2,
+        )
+        leader = wait_for("a leader", lambda: leader_of(real, PODS), timeout=60)
+        key = f"e2e-{uuid.uuid4().hex[:8]}"
+        wait_for(
+            "the first write",
+            lambda: put(real, PODS[0], key, "v1")["status"] == 200,
+            timeout=60,
+        )
+        took = time.monotonic() - start
+        print(f"\nhelm install -> region {REGION} served a write: {took:.1f}s (leader {leader[0]})")
+        print(real.run("get", "pods", "-A", "-o", "wide").stdout)
+        yield Install(real, took, key)
+    finally:
+        # the NovaCron objects first, while their operator runs (regions hold a finalizer)
+        real.run("delete", "novacron", "--all", "-n", NS, "--timeout=90s", check=False)
+        real.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout=120s")
+        real.run("delete", "namespace", NS, "--wait=false", check=False)
+
+
+def test_operator_runs_as_a_pod_under_its_service_account(install: Install) -> None:
+    pods = install.real.json("get", "pods", "-n", NS, "-l", "app.kubernetes.io/component=operator")[
+        "items"
+    ]
+    assert len(pods) == 1
+    pod = pods[0]
+    assert pod["spec"]["serviceAccountName"] == f"{RELEASE}-operator"
+    assert pod["spec"]["nodeName"] == "novacron-node-0"
+    assert pod["status"]["phase"] == "Running"
+    c = pod["spec"]["containers"][0]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    # the image's non-root user, checked by the kubelet (runAsNonRoot) and seen from inside
+    uid = install.real.run("exec", "-n", NS, pod["metadata"]["name"], "--", "id", "-u").stdout
+    assert uid.strip() != "0"
+    denied = install.real.run(
+        "exec", "-n", NS, pod["metadata"]["name"], "--", "touch", "/opt/x", check=False
+    )
+    assert denied.returncode != 0
+    assert "Read-only file system" in denied.stderr
+
+
+def test_region_pods_find_each_other_by_dns_and_elect_a_leader(install: Install) -> None:
+    real = install.real
+    resolved = real.exec_python(
+        NS,
+        PODS[0],
+        "import socket; print(socket.gethostbyname("
+        f"'{PODS[2]}.{REGION}-peers.{NS}.svc.cluster.local'))",
+    ).strip()
+    pod_ip = real.json("get", "pod", PODS[2], "-n", NS)["status"]["podIP"]
+    assert resolved == pod_ip
+    views = [cluster_view(real, p) for p in PODS]
+    assert all(v is not None for v in views)
+    assert {tuple(v["voters"]) for v in views if v} == {tuple(PODS)}
+    for p in PODS:
+        pod = real.json("get", "pod", p, "-n", NS)
+        assert pod["spec"]["nodeName"] == "novacron-node-0"
+        sc = pod["spec"]["containers"][0]["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["runAsNonRoot"] is True
+    # the data directory is a real volume from the local-path provisioner
+    pvcs = real.json("get", "pvc", "-n", NS)["items"]
+    assert {p["metadata"]["name"] for p in pvcs} >= {f"data-{p}" for p in PODS}
+    assert all(p["status"]["phase"] == "Bound" for p in pvcs)
+
+
+def test_gateway_pods_run_when_the_image_has_the_command(install: Install) -> None:
+    pods = install.real.json("get", "pods", "-n", NS, "-l", "app.kubernetes.io/component=gateway")[
+        "items"
+    ]
+    assert pods, "the operator created the gateway Deployment's pod"
+    if "gateway" not in novacron_cli.commands:
+        state = pods[0]["status"].get("containerStatuses", [{}])[0].get("state", {})
+        pytest.xfail(f"`novacron gateway` is not in this build; its pod: {json.dumps(state)}")
+    assert all(p["status"]["phase"] == "Running" for p in pods)
+
+
+def test_force_killed_leader_is_replaced_and_writes_continue(install: Install) -> None:
+    real = install.real
+    leader, term = wait_for("a leader", lambda: leader_of(real, PODS), timeout=60)
+    uid = real.json("get", "pod", leader, "-n", NS)["metadata"]["uid"]
+    start = time.monotonic()
+    real.run("delete", "pod", leader, "-n", NS, "--grace-period=0", "--force")
+    survivors = [p for p in PODS if p != leader]
+    new_leader, new_term = wait_for(
+        "a new leader among the survivors",
+        lambda: (lt := leader_of(real, survivors)) and lt[0] != leader and lt,
+        timeout=60,
+    )
+    elected = time.monotonic() - start
+    assert new_term > term
+    key = f"after-kill-{uuid.uuid4().hex[:8]}"
+    wait_for(
+        "a write after the kill", lambda: put(real, new_leader, key, "v2")["status"] == 200, 30
+    )
+    print(f"\nleader {leader} killed: {new_leader} leads term {new_term} after {elected:.1f}s")
+    # the killed pod comes back (same name, new uid), rejoins and has both writes
+    wait_for(
+        f"{leader} back and Ready",
+        lambda: (
+            (p := real.json("get", "pod", leader, "-n", NS))["metadata"]["uid"] != uid
+            and all(c["ready"] for c in p["status"].get("containerStatuses", [{"ready": False}]))
+        ),
+        timeout=180,
+        every=2,
+    )
+    for k, v in ((install.first_key, "v1"), (key, "v2")):
+        got = wait_for(
+            f"{k} read on {leader}",
+            lambda k=k: (
+                (r := real.node_http(NS, leader, "GET", f"/v1/kv/{k}"))["status"] == 200 and r
+            ),
+            timeout=30,
+        )
+        assert v in json.dumps(got["body"])
+
+
+def probe_pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"e2e": "probe", **labels}},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "node",  # so Real.exec_python finds it
+                    "image": "ghcr.io/novacron/novacron:0.1.0",
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python", "-c", "import time; time.sleep(900)"],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+
+
+CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n"
+    "    print('open')\n"
+    "except OSError as e:\n"
+    "    print('blocked', type(e).__name__)\n"
+)
+
+
+def connect(real: Real, pod: str, host: str, port: int, ns: str = NS) -> str:
+    return real.run(
+        "exec", "-n", ns, pod, "--", "python", "-c", CONNECT, host, str(port), timeout=30
+    ).stdout.strip()
+
+
+def test_default_deny_network_policies_are_enforced(install: Install) -> None:
+    """kube-router's policy controller enforces the chart's and the operator's policies. A
+    pod of another namespace reaches no node port (the region's ingress policy), while the
+    same pod reaches an unprotected kube-system pod (so its network works); a pod without
+    NovaCron's labels inside the namespace resolves names (allow-dns) but reaches neither
+    the API server nor anything else outside NovaCron (default-deny egress); a pod with the
+    region's labels reaches the node."""
+    real = install.real
+    outside = f"{NS}-outside"
+    namespace(real, outside)
+    stranger_outside = probe_pod("probe-outside", {})
+    stranger_outside["metadata"]["namespace"] = outside
+    peer = {"app.kubernetes.io/name": "novacron", "app.kubernetes.io/instance": REGION}
+    real.apply([probe_pod("probe-stranger", {}), probe_pod("probe-peer", peer), stranger_outside])
+    try:
+        real.run(
+            "wait",
+            "-n",
+            NS,
+            "--for=condition=Ready",
+            "--timeout=90s",
+            "pod/probe-stranger",
+            "pod/probe-peer",
+        )
+        real.run(
+            "wait", "-n", outside, "--for=condition=Ready", "--timeout=90s", "pod/probe-outside"
+        )
+        target = real.json("get", "pod", PODS[1], "-n", NS)["status"]["podIP"]
+        dns = real.json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")
+        dns_ip = dns["items"][0]["status"]["podIP"]
+        policies = real.run("get", "networkpolicy", "-n", NS, "-o", "name").stdout.split()
+        print(f"\nNetworkPolicies in {NS}, enforced by kube-router: {' '.join(policies)}")
+        assert any(p.endswith("-default-deny") for p in policies)
+        # DNS is allowed to every pod; the answer is the pod's real address
+        name = f"{PODS[1]}.{REGION}-peers.{NS}.svc.cluster.local"
+        resolved = real.exec_python(
+            NS, "probe-stranger", f"import socket; print(socket.gethostbyname({name!r}))"
+        )
+        assert resolved.strip() == target
+        assert connect(real, "probe-peer", target, 8080) == "open"
+        assert connect(real, "probe-outside", dns_ip, 8080, outside) == "open"
+        # the controller programs a new pod's chains shortly after it appears
+        wait_for(
+            "the region's ingress policy to stop the other namespace's pod",
+            lambda: connect(real, "probe-outside", target, 8080, outside).startswith("blocked"),
+            timeout=60,
+            every=1,
+        )
+        assert connect(real, "probe-outside", target, 7000, outside).startswith("blocked")
+        assert connect(real, "probe-stranger", "kubernetes.default.svc", 443).startswith("blocked")
+        assert connect(real, "probe-stranger", dns_ip, 8080).startswith("blocked")
+        assert connect(real, "probe-peer", target, 8080) == "open"
+    finally:
+        real.run("delete", "pod", "-n", NS, "-l", "e2e=probe", "--wait=false", check=False)
+        real.run("delete", "namespace", outside, "--wait=false", check=False)
+
+
+def test_kubectl_novacron_status_prints_leaders_terms_and_lag(install: Install) -> None:
+    real = install.real
+    leader, term = wait_for("a leader", lambda: leader_of(real, PODS), timeout=60)
+    # the table's region row is what the operator last wrote: let it catch up
+    wait_for(
+        "the operator to report the leader",
+        lambda: (
+            real.json("get", "novacronregion", REGION, "-n", NS).get("status", {}).get("leader")
+            == leader
+        ),
+        timeout=90,
+        every=2,
+    )
+    out = real.plugin("status", "-n", NS).stdout
+    print("\n" + out)
+    lines = out.splitlines()
+    region_row = next(line for line in lines if line.split()[:1] == [REGION])
+    assert "3/3" in region_row
+    assert leader in region_row
+    for p in PODS:
+        row = next(line for line in lines if line.split()[:1] == [p]).split()
+        assert row[1] == "yes"
+        assert row[2] == "Running"
+        assert row[3] == ("leader" if p == leader else "follower")
+        assert int(row[4]) == term
+        assert row[5] == leader
+        assert row[8].isdigit()  # lag behind the leader's commit index
+    one = real.plugin("status", REGION, "-n", NS, "--no-pods").stdout
+    assert REGION in one
+    assert "POD" not in one
+    missing = real.plugin("status", "nope", "-n", NS, check=False)
+    assert missing.returncode == 1
+    assert "no NovaCronRegion 'nope'" in missing.stderr
+
+
+def test_kubectl_novacron_transfer_leader_moves_leadership(install: Install) -> None:
+    real = install.real
+    leader, term = wait_for("a leader", lambda: leader_of(real, PODS), timeout=60)
+    target = next(p for p in reversed(PODS) if p != leader)
+    out = real.plugin("transfer-leader", REGION, "--to", target, "-n", NS).stdout
+    assert f"{leader} -> {target}" in out
+    now = wait_for("the new leader", lambda: leader_of(real, PODS), timeout=30)
+    assert now[0] == target
+    assert now[1] > term
+    bad = real.plugin("transfer-leader", REGION, "--to", "us-east-9", "-n", NS, check=False)
+    assert bad.returncode == 1
+    assert "not a node pod" in bad.stderr
+
+
+def test_kubectl_novacron_restart_replaces_a_pod_and_keeps_the_group(install: Install) -> None:
+    real = install.real
+    leader, _ = wait_for("a leader", lambda: leader_of(real, PODS), timeout=60)
+    uid = real.json("get", "pod", leader, "-n", NS)["metadata"]["uid"]
+    out = real.plugin("restart", REGION, leader, "-n", NS).stdout
+    print("\n" + out)
+    assert f"{leader}: back and Ready" in out
+    assert "leadership moved" in out  # it was the leader: leadership left it first
+    assert real.json("get", "pod", leader, "-n", NS)["metadata"]["uid"] != uid
+    key = f"after-restart-{uuid.uuid4().hex[:8]}"
+    assert put(real, leader, key, "v3")["status"] == 200
+
+
+def test_kubectl_novacron_logs_by_region(install: Install) -> None:
+    out = install.real.plugin("logs", "--region", REGION, "--tail", "3", "-n", NS).stdout
+    prefixes = {line.split("]")[0] + "]" for line in out.splitlines() if line.startswith("[")}
+    assert prefixes == {f"[{p}]" for p in PODS}
+
+
+def test_kubectl_novacron_fence_says_it_is_not_available_and_changes_nothing(
+    install: Install,
+) -> None:
+    real = install.real
+    before = real.json("get", "novacronregion", REGION, "-n", NS)["metadata"]["resourceVersion"]
+    for cmd in ("fence", "unfence"):
+        out = real.plugin(cmd, REGION, "-n", NS, check=False)
+        assert out.returncode == 2
+        assert "not available yet" in out.stderr
+        assert "Nothing was changed" in out.stderr
+    after = real.json("get", "novacronregion", REGION, "-n", NS)["metadata"]["resourceVersion"]
+    assert after == before

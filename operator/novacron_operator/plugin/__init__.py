@@ -1,0 +1,1 @@
+"""``kubectl novacron``: the kubectl plugin (console script ``kubectl-novacron``)."""

@@ -1,0 +1,1 @@
+"""The DWCP agent process (``novacron agent``)."""
