@@ -3,7 +3,7 @@
 Prints one row per workload: exact final text, our ops/s and pycrdt's (CPU time, same run),
 the ratio against its target (2.5x on typing-heavy traces, 1.0x otherwise), our tracemalloc
 peak and what stays held per live character, and both encoded sizes; then the per-type
-throughput table. See novacron_core.sync.rga_bench for how each replay runs.
+throughput table. See benchmarks.rga_bench for how each replay runs.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 from typing import Any
 
 from benchmarks.common import result
-from novacron_core.sync.bench import rga_figures
-from novacron_core.sync.rga_bench import table_lines
-from novacron_core.sync.traces import traces_dir
+from benchmarks.editing_traces import traces_dir
+from benchmarks.rga_bench import table_lines
+from benchmarks.sync_figures import rga_figures
 
 
 def run(quick: bool = False) -> dict[str, Any]:

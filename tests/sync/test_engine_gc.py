@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from benchmarks.sync_scenarios import cluster
 from novacron_core.sim import Topology, World, check_convergence, replay_hint, sim_seeds
 from novacron_core.sync.crdt import RGA, MVRegister, ORMap, ORSet, PNCounter
 from novacron_core.sync.engine import Mutate, SyncConfig, SyncNode
-from novacron_core.sync.scenarios import cluster
 
 
 def _view(node: SyncNode | None) -> Any:

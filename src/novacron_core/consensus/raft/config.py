@@ -1,9 +1,11 @@
-"""Raft tuning knobs and the state machine a Raft group replicates."""
+"""Raft tuning knobs (the state machine a group replicates is the interface's
+:class:`~novacron_core.consensus.interface.StateMachine`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+
+from novacron_core.consensus.interface import GroupTuning, StateMachine
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +47,14 @@ class RaftConfig:
     lease_drift: float = 0.2
 
 
-class StateMachine(Protocol):
-    """What a Raft group replicates. Deterministic: same commands, same state."""
+def from_tuning(t: GroupTuning) -> RaftConfig:
+    return RaftConfig(
+        election_timeout=t.election_timeout,
+        heartbeat_interval=t.heartbeat_interval,
+        snapshot_entries=t.snapshot_entries,
+        read_mode=t.read_mode,
+        lag_tolerance=t.lag_tolerance,
+    )
 
-    def apply(self, index: int, data: bytes) -> bytes | None: ...
 
-    def query(self, data: bytes) -> bytes | None: ...
-
-    def snapshot(self) -> bytes: ...
-
-    def restore(self, data: bytes) -> None: ...
+__all__ = ["RaftConfig", "StateMachine", "from_tuning"]

@@ -6,12 +6,13 @@ other jobs disturbs far less than wall time, best of ``REPEATS`` replays for bot
 wall time (of the same replay) and every replay's CPU time are recorded beside it.
 
 Each (implementation, workload) replay runs in its own process, so that memory is its own:
-``python -m novacron_core.sync.rga_bench <ours|pycrdt> <workload> <limit>`` prints one JSON
-line. Both replay one patch at a time (pycrdt: each its own transaction, as ours is driven);
-the concurrent trace runs one replica per agent on both sides, each merging the others'
-changes (our deltas, pycrdt's updates) where the trace says its edits follow theirs. Ours
-collects tombstones every 10,000 patches of a sequential trace (a lone replica's deletes are
-settled at once; pycrdt collects its own deleted content as it goes).
+``python -m benchmarks.rga_bench <ours|pycrdt> <workload> <limit>`` (from the repository
+root) prints one JSON line. Both replay one patch at a time (pycrdt: each its own
+transaction, as ours is driven); the concurrent trace runs one replica per agent on both
+sides, each merging the others' changes (our deltas, pycrdt's updates) where the trace says
+its edits follow theirs. Ours collects tombstones every 10,000 patches of a sequential trace
+(a lone replica's deletes are settled at once; pycrdt collects its own deleted content as
+it goes).
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
+from benchmarks.editing_traces import Patch, generated, load, patches, trace_names
 from novacron_core.clocks import VersionVector
 from novacron_core.sync.crdt import RGA, RgaDelta, encode_crdt
-from novacron_core.sync.traces import Patch, generated, load, patches, trace_names
+
+REPO = Path(__file__).resolve().parents[1]
 
 GC_EVERY = 10_000
 GENERATED = "generated"
@@ -236,8 +240,8 @@ def replay(impl: str, name: str, limit: int | None) -> dict[str, Any]:
 
 
 def _replay_subprocess(impl: str, name: str, limit: int | None) -> dict[str, Any]:
-    args = [sys.executable, "-m", "novacron_core.sync.rga_bench", impl, name, str(limit or 0)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+    args = [sys.executable, "-m", "benchmarks.rga_bench", impl, name, str(limit or 0)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=1800, cwd=REPO)
     if done.returncode:
         return {"impl": impl, "workload": name, "error": done.stderr.strip()[-400:]}
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
