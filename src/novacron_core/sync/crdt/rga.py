@@ -59,11 +59,13 @@ from novacron_core.sync.crdt.rga_chunks import (
 )
 from novacron_core.sync.crdt.rga_delta import Insert, RgaDelta, Stamp
 from novacron_core.sync.crdt.rga_gc import Picker, purge, settled_picker
-from novacron_core.sync.crdt.rga_remote import delete_id, delete_range, integrate
+from novacron_core.sync.crdt.rga_remote import delete_id, delete_range, integrate, typed
 from novacron_core.sync.crdt.rga_state import build, merge_state, runs
 from novacron_core.sync.crdt.rga_wire import Id, Run
 
 __all__ = ["GONE", "RGA", "Insert", "RgaDelta"]
+
+_one = RgaDelta.one
 
 
 class RGA(Crdt):
@@ -296,6 +298,46 @@ class RGA(Crdt):
     def insert(self, pos: int, items: Sequence[Atom]) -> RgaDelta:
         """Insert ``items`` (a string inserts its characters) before visible index ``pos``."""
         n = len(items)
+        if n == 1 and type(items) is str and pos > 0:  # typing: one character, mostly inline
+            c, start = self._cur, self._cstart
+            k = pos - 1 - start
+            if 0 <= k < c.vis and len(c.ids) < MAX and self.replica:
+                ids = c.ids
+                if c.vis == len(ids):
+                    j = k
+                else:  # (the hint of the last local edit, or a scan of the chunk)
+                    h = self._hint
+                    hit = h is not None and h[0] is c and h[1] == k + 1
+                    if hit and h is not None and c.vals[h[2] - 1] is not GONE:
+                        j = h[2] - 1
+                    else:
+                        j = self._phys(c, k)
+                left = ids[j]
+                j += 1
+                me = self._idx.get(self.replica)
+                if me is None:
+                    me = self._intern(self.replica)
+                base = self._clock = self._clock + 1
+                nid = base << SHIFT | me
+                ids.insert(j, nid)
+                c.origins.insert(j, left)
+                c.vals.insert(j, items)
+                c.stamps.insert(j, None)
+                c.vis += 1
+                if self._where is not None:
+                    self._where[nid] = c
+                self._hint = (c, k + 2, j + 1)
+                self._len += 1
+                return _one(
+                    (
+                        self.replica,
+                        base,
+                        (left >> SHIFT, self._names[left & MASK]),
+                        items,
+                        None,
+                        None,
+                    )
+                )
         if not 0 <= pos <= self._len:
             raise IndexError(f"insert at {pos} in a sequence of {self._len}")
         if not self.replica:
@@ -340,7 +382,7 @@ class RGA(Crdt):
         self._cur, self._cstart = c, start
         vals = items if type(items) is str else list(items)
         first = None if origin is None else (origin >> SHIFT, self._names[origin & MASK])
-        return RgaDelta([(self.replica, base, first, vals, None, None)])
+        return _one((self.replica, base, first, vals, None, None))
 
     def delete(self, pos: int, n: int = 1) -> RgaDelta:
         """Delete ``n`` visible elements starting at visible index ``pos``."""
@@ -395,10 +437,17 @@ class RGA(Crdt):
         if type(other) is not RgaDelta:
             self._merge_state(other)
             return
-        for run in other.runs:
-            self._integrate(run)
+        runs = other.runs
         if other._lazy is None and not other._dels:
+            if len(runs) == 1:
+                if not typed(self, runs[0]):
+                    integrate(self, runs[0])
+                return
+            for run in runs:
+                integrate(self, run)
             return
+        for run in runs:
+            integrate(self, run)
         for name, lam, m, s in other.del_runs():
             if m == 1:
                 self._delete_id((lam, name), s)

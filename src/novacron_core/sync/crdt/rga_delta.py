@@ -12,6 +12,7 @@ from novacron_core.sync.crdt.rga_wire import Id, Origin, Run
 
 Stamp = Id | None
 Insert = tuple[Id, Origin, Atom]
+_new = object.__new__
 
 
 def earlier(a: Stamp, b: Stamp) -> bool:
@@ -38,7 +39,7 @@ class RgaDelta(Crdt):
     ) -> None:
         self.replica = ""
         self.runs: list[Run] = runs if runs is not None else []
-        self._dels: dict[Id, Stamp] = dels if dels is not None else {}
+        self._dels: dict[Id, Stamp] | None = dels  # (None: no deletes yet; made when needed)
         # a local delete's ids as its replica holds them (ints over its name table, which only
         # grows), turned into ids when first read: a block delete costs no tuple per element
         # unless the delta is shipped or merged
@@ -47,11 +48,23 @@ class RgaDelta(Crdt):
     @property
     def dels(self) -> dict[Id, Stamp]:
         """Deleted id -> its delete's stamp."""
+        if self._dels is None:
+            self._dels = {}
         if self._lazy is not None:
             names, ids, stamp = self._lazy
             self._lazy = None
             self._dels.update(dict.fromkeys([(x >> SHIFT, names[x & MASK]) for x in ids], stamp))
         return self._dels
+
+    @classmethod
+    def one(cls, run: Run) -> RgaDelta:
+        """A delta of one run and no deletes (what typing makes: one per keystroke, so it is
+        built without ``__init__``'s work)."""
+        out = _new(cls)
+        out.replica = ""
+        out.runs = [run]
+        out._dels = out._lazy = None
+        return out
 
     def merge(self, other: Any) -> None:
         if type(other) is not RgaDelta:  # (a whole state)

@@ -19,6 +19,60 @@ def integrate(doc: RGA, run: Run) -> None:
         todo.extend(_integrate_one(doc, todo.pop()))
 
 
+def typed(doc: RGA, run: Run) -> bool:
+    """The common case of ``integrate`` on its own (a remote keystroke): one visible element,
+    new here, whose origin is here, nothing pending, landing inside a chunk with room.
+    False, having changed nothing, for anything else."""
+    name, lam, origin, vals, stamp, rank = run
+    if len(vals) != 1 or origin is None or stamp is not None or rank is not None:
+        return False
+    v = vals[0]
+    idx, where = doc._idx, doc._where
+    r = idx.get(name)
+    ro = idx.get(origin[1])
+    if v is None or r is None or ro is None or where is None or doc._pending or doc._pending_del:
+        return False
+    x = lam << SHIFT | r
+    c = where.get(origin[0] << SHIFT | ro)
+    if c is None or x in where or doc._floor.get(r, 0) >= lam:
+        return False
+    ids = c.ids
+    end = len(ids)
+    j = ids.index(origin[0] << SHIFT | ro) + 1
+    if end >= MAX:
+        return False
+    if j < end:  # skip the elements that order after this one (later inserts at this spot)
+        names, ranks = doc._names, doc._rank
+        while j < end:
+            y = ids[j]
+            if ranks:
+                y = ranks.get(y, y)
+            yl = y >> SHIFT
+            if yl > lam or (yl == lam and names[y & MASK] > name):
+                j += 1
+            else:
+                break
+        else:
+            return False  # (it may go on in the next chunk)
+    else:
+        nxt = c.next
+        if nxt is not None and nxt.ids:
+            return False  # (whether it goes past the next chunk's first element: integrate)
+    if lam > doc._clock:
+        doc._clock = lam
+    ids.insert(j, x)
+    c.origins.insert(j, origin[0] << SHIFT | ro)
+    c.vals.insert(j, v)
+    c.stamps.insert(j, None)
+    c.vis += 1
+    where[x] = c
+    doc._len += 1
+    cur = doc._cur
+    if c is not cur and c.label < cur.label:  # (landed before the cursor)
+        doc._cstart += 1
+    return True
+
+
 def _integrate_one(doc: RGA, run: Run) -> list[Run]:
     name, lam, origin, vals, stamp, rank = run
     n = len(vals)
