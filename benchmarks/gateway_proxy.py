@@ -337,7 +337,11 @@ def failover(quick: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any
     first_b_streak = next(
         (t for t, s, b in after if b.startswith("us-west1/") and t > last_a), t_region
     )
-    q = statistics.quantiles(cutoffs, n=100) if len(cutoffs) > 1 else cutoffs * 99
+    q = (
+        statistics.quantiles(cutoffs, n=100, method="inclusive")
+        if len(cutoffs) > 1
+        else cutoffs * 99
+    )
     figures = {
         "failover.kills": kills,
         "failover.last_sent_after_kill_p50_ms": round(statistics.median(cutoffs) * 1000, 2),

@@ -2,7 +2,8 @@
 
 No peer system runs here: the targets are the published Gossip Glomers 3d/3e thresholds
 (median < 400 ms, max < 600 ms, < 20 messages per update at 100 ms links), printed beside
-our figures.
+our figures (``propagation``: gossip rounds only). ``propagation_eager`` is the same run with
+eager push, as federation replicas run: informational, n - 1 pushes per update by design.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.common import result
-from novacron_core.sync.bench import gossip_figures
+from benchmarks.sync_figures import gossip_figures
 
 
 def _flat(prefix: str, d: dict[str, Any], out: dict[str, Any]) -> None:
@@ -24,7 +25,8 @@ def _flat(prefix: str, d: dict[str, Any], out: dict[str, Any]) -> None:
 def run(quick: bool = False) -> dict[str, Any]:
     f = gossip_figures(quick)
     figures: dict[str, Any] = {}
-    for section in ("propagation", "bytes", "bytes_with_per_key_vector_clocks"):
+    sections = ("propagation", "propagation_eager", "bytes", "bytes_with_per_key_vector_clocks")
+    for section in sections:
         _flat(f"{section}.", f[section], figures)
     targets: dict[str, Any] = {}
     _flat("target.", f["targets"], targets)

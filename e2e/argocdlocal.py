@@ -129,9 +129,25 @@ class ArgoCD:
     work: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    def _tools(self) -> Path:
+        """`kustomize` for the repo server (the CRDs Application is a kustomization): the
+        kustomize built into our kubectl, behind the command line Argo CD calls."""
+        tools = self.work / "bin"
+        tools.mkdir(exist_ok=True)
+        wrapper = tools / "kustomize"
+        kubectl = self.real.bins / "kubectl"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f'if [ "$1" = build ]; then shift; exec {kubectl} kustomize "$@"; fi\n'
+            'if [ "$1" = version ]; then echo v5.7.1; exit 0; fi\n'
+            'echo "kustomize: only build and version are provided" >&2; exit 2\n'
+        )
+        wrapper.chmod(0o755)
+        return tools
+
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
-        path = f"{self.bin_dir}:{self.real.bins}:{os.environ.get('PATH', '')}"
+        path = f"{self._tools()}:{self.bin_dir}:{self.real.bins}:{os.environ.get('PATH', '')}"
         full_env = {
             **os.environ,
             "PATH": path,
@@ -160,12 +176,17 @@ class ArgoCD:
         for the dev ApplicationSet's cluster generator)."""
         r = self.real
         r.run("apply", "--server-side", "--force-conflicts", "-k", str(self.bin_dir / "crds"))
-        r.run(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *(f"crd/{k}.argoproj.io" for k in ("applications", "applicationsets", "appprojects")),
-        )
+        crds = [f"crd/{k}.argoproj.io" for k in ("applications", "applicationsets", "appprojects")]
+        deadline = time.monotonic() + 60
+        while (
+            r.run(
+                "wait", "--for=condition=Established", "--timeout=5s", *crds, check=False
+            ).returncode
+            != 0
+        ):
+            # right after creation a CRD has no conditions yet, and `kubectl wait` errors
+            assert time.monotonic() < deadline, "Argo CD's CRDs not Established in 60s"
+            time.sleep(1)
         part_of = {"app.kubernetes.io/part-of": "argocd"}
         r.apply(
             [
@@ -264,6 +285,9 @@ class ArgoCD:
             redis,
             "--metrics-port",
             str(free_port()),
+            # each resource's health in the Application's status, as before v3 (the test
+            # reads the NovaCronRegion's, computed by our Lua check)
+            "--persist-resource-health=true",
             "--status-processors",
             "4",
             "--operation-processors",
@@ -279,7 +303,6 @@ class ArgoCD:
             "--argocd-repo-server",
             repo,
             "--repo-server-plaintext",
-            "--enable-progressive-syncs",
             "--metrics-addr",
             f"127.0.0.1:{free_port()}",
             "--probe-addr",

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from novacron_core.consensus.interface import GroupStatus
 from novacron_operator.builders.common import API_PORT, PEER_PORT
 
 # test hook: a JSON file {"pod": {"peer": "h:p", "http": "h:p"}} overriding pod DNS names,
@@ -37,19 +38,26 @@ class ClusterInfo:
     # the node lost its state and waits to be replaced (removed, re-added as a learner)
     rejoining: bool = False
 
+    # the group's consensus protocol, as the node reports it
+    protocol: str = "raft"
+
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ClusterInfo:
+        """Parse ``/v1/cluster`` with the node's own model of it (``GroupStatus``); raises
+        ValueError (pydantic's ValidationError) on a document it cannot read."""
+        st = GroupStatus.model_validate(doc)
         return cls(
-            node=str(doc["id"]),
-            role=str(doc["role"]),
-            term=int(doc["term"]),
-            leader=doc.get("leader"),
-            commit_index=int(doc["commit"]),
-            applied_index=int(doc.get("applied", 0)),
-            voters=tuple(sorted(doc.get("voters", []))),
-            learners=tuple(sorted(doc.get("learners", []))),
-            peers=dict(doc.get("peers") or {}),
-            rejoining=bool(doc.get("rejoining", False)),
+            node=st.id,
+            role=st.role,
+            term=st.term,
+            leader=st.leader,
+            commit_index=st.commit,
+            applied_index=st.applied,
+            voters=tuple(sorted(st.voters)),
+            learners=tuple(sorted(st.learners)),
+            peers={n: a.model_dump() for n, a in st.peers.items()},
+            rejoining=st.rejoining,
+            protocol=st.protocol,
         )
 
 

@@ -28,8 +28,9 @@ VM_COLUMNS = ["id", "name", "home_region", "power", "spec", "version"]
 _federation_option = click.option(
     "--federation",
     is_flag=True,
-    help="Read the node's federation replica (all regions); --url is then its federation "
-    "API, e.g. http://127.0.3.1:8180 in `novacron demo`.",
+    help="Read the node's federation replica (every region's VMs, as replicated to this "
+    "node) instead of its own region's group; the same --url, e.g. http://127.0.3.1:8080 "
+    "in `novacron demo`.",
 )
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
 

@@ -12,6 +12,14 @@ it inputs and carries out the :class:`Ready` it returns, in this order (etcd-io/
 4. arm a wake-up for ``wake_at`` (the earliest virtual/monotonic time, in seconds, at which
    the machine wants :meth:`Machine.on_tick`; ``None`` = no timer needed).
 
+Two more fields are for whoever *owns* the machine rather than for the driver (etcd-io/raft's
+``CommittedEntries`` and ``SoftState``): ``committed``, what the machine committed and
+applied since its last Ready, in order, and ``soft_state``, set when volatile facts its owner
+reacts to changed (for a consensus member: role, leader, term, membership; see
+:mod:`novacron_core.consensus.interface`). A composite machine reads them from the Readys
+of the machines it is made of; a driver may look at them (to log a new leader, to re-dial
+changed members) and otherwise ignores them.
+
 ``writes`` are opaque to the driver: each protocol supplies a :class:`Durable` that knows how
 to apply them and how to hand its contents back to a restarting machine. This is what lets the
 simulator crash a node and restart it with exactly what it had persisted, losing unsynced
@@ -35,6 +43,8 @@ class Ready:
     sync: bool = False
     replies: list[tuple[Any, Any]] = field(default_factory=list)
     wake_at: float | None = None
+    committed: list[Any] = field(default_factory=list)
+    soft_state: Any = None
 
     def send(self, dst: NodeId, msg: Any) -> None:
         self.messages.append((dst, msg))
@@ -48,13 +58,18 @@ class Ready:
             self.wake_at = at
 
     def extend(self, other: Ready) -> None:
-        """Fold ``other`` into this one (writes keep their order; sync is sticky)."""
+        """Fold ``other`` (a later Ready) into this one: writes and committed entries keep
+        their order, sync is sticky, the later soft state wins."""
         self.messages.extend(other.messages)
         self.writes.extend(other.writes)
         self.sync = self.sync or other.sync
         self.replies.extend(other.replies)
         if other.wake_at is not None:
             self.wake(other.wake_at)
+        if other.committed:
+            self.committed.extend(other.committed)
+        if other.soft_state is not None:
+            self.soft_state = other.soft_state
 
 
 class Machine(Protocol):

@@ -196,11 +196,8 @@ class SimCluster:
     def signal_unreachable(self, observer: str, peer: str) -> None:
         """What the runtime's transport does when ``observer``'s connection to ``peer`` is
         refused or closed: feed ``on_peer_unreachable`` and carry out its Ready like any
-        other input (the simulator has no public hook for inputs other than messages)."""
-        node = self.world.nodes[observer]
-        m = node.machine
-        if isinstance(m, RaftNode):
-            self.world._carry_out(node, m.on_peer_unreachable(self.world.now, peer))
+        other input."""
+        self.world.inject(observer, lambda m: m.on_peer_unreachable(self.world.now, peer))
 
     def signal_crashes(self, after: float = 0.001) -> None:
         """From now on a crash is seen by every live node ``after`` seconds later, as a

@@ -114,7 +114,13 @@ class Scenario:
         if cmd == "config":
             kv = dict(a.split("=") for a in args)
             kinds = {f.name: f.type for f in fields(RaftConfig)}
-            conv = {"float": float, "int": int, "bool": lambda s: s == "true", "str": str}
+            conv = {
+                "float": float,
+                "float | None": float,
+                "int": int,
+                "bool": lambda s: s == "true",
+                "str": str,
+            }
             params = {k: conv[str(kinds[k])](v) for k, v in kv.items()}
             self.config = replace(self.config, **params)
         elif cmd in ("nodes", "spares"):

@@ -4,13 +4,16 @@ loss, drops, duplicates, reordering, membership changes during faults)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from novacron_core.codec import decode, encode
+from novacron_core.consensus.interface import Restored, SoftState
 from novacron_core.consensus.kv import KVQuery, KVResult
 from novacron_core.consensus.raft import (
     LEADER,
@@ -18,10 +21,11 @@ from novacron_core.consensus.raft import (
     Entry,
     RaftConfig,
     RaftNode,
-    SnapshotMeta,
 )
+from novacron_core.machine import Ready
 from novacron_core.sim import (
     KVModel,
+    World,
     apply_faults,
     check_linearizable,
     random_faults,
@@ -168,9 +172,18 @@ def test_member_addresses_reach_every_member_through_log_and_snapshot() -> None:
     assert c.node("n4").conf.address("n4") == address_of("n4")
 
 
-def test_applied_entries_and_installed_snapshots_are_reported_in_order() -> None:
+def test_ready_reports_applied_entries_installed_snapshots_and_soft_state_in_order() -> None:
     c = SimCluster(seed=11, spares=("n4",))
-    c.node("n4").record_applied = True
+    events: list[Any] = []
+    softs: dict[str, list[SoftState]] = {}
+
+    def follow(world: World, name: str, ready: Ready) -> None:
+        if name == "n4":
+            events.extend(ready.committed)
+        if ready.soft_state is not None:
+            softs.setdefault(name, []).append(ready.soft_state)
+
+    c.world.ready_observers.append(follow)
     for i in range(50):
         c.put(f"k{i}", b"v")
     c.change("add_learner", "n4")
@@ -178,13 +191,18 @@ def test_applied_entries_and_installed_snapshots_are_reported_in_order() -> None
     c.put("last", b"v")
     c.world.run_for(0.5)
     n4 = c.node("n4")
-    events = n4.take_applied()
-    snaps = [e for e in events if isinstance(e, SnapshotMeta)]
+    snaps = [e for e in events if isinstance(e, Restored)]
     assert len(snaps) == 1  # its state came from the leader's snapshot first...
     after = [e.index for e in events[events.index(snaps[0]) + 1 :] if isinstance(e, Entry)]
     # ... then every later entry, once, in order, up to what it applied
     assert after == list(range(snaps[0].index + 1, n4.applied + 1))
-    assert n4.take_applied() == []
+    # every member's last reported soft state is what it is now: no change goes unreported
+    for name in c.names:
+        m = c.node(name)
+        assert softs[name][-1] == SoftState(m.role, m.leader, m.term, m.conf), name
+    lead = c.wait_leader()
+    assert [s.role for s in softs[lead]].count("leader") >= 1
+    assert all(a != b for a, b in itertools.pairwise(softs["n4"]))  # only changes are reported
 
 
 def _big_state(c: SimCluster, keys: int = 120) -> None:

@@ -70,12 +70,19 @@ def test_vms_create_power_list_get_delete_round_trip_through_a_follower(
 
 
 def test_status_shows_role_term_and_commit_of_each_node(group: ProcCluster) -> None:
-    code, out = _cli("status", "--url", group.url("n1"), "--url", group.url("n2"), "--json")
-    assert code == 0, out
-    rows = json.loads(out)
-    assert {r["id"] for r in rows} == {"n1", "n2"}
-    assert all(r["role"] in ("leader", "follower") and r["commit"] >= 1 for r in rows)
-    assert len({r["leader"] for r in rows}) == 1
+    urls = ("--url", group.url("n1"), "--url", group.url("n2"))
+    deadline = time.monotonic() + 10
+    while True:  # (a follower learns the leader's commit index on its next heartbeat)
+        code, out = _cli("status", *urls, "--json")
+        assert code == 0, out
+        rows = json.loads(out)
+        settled = all("error" not in r and r["commit"] >= 1 for r in rows)
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert {r.get("id") for r in rows} == {"n1", "n2"}, rows
+    assert all(r["role"] in ("leader", "follower") and r["commit"] >= 1 for r in rows), rows
+    assert len({r["leader"] for r in rows}) == 1, rows
 
 
 def test_an_unreachable_node_is_a_clear_error() -> None:

@@ -35,7 +35,7 @@ def _node_pids(where: int | Path) -> list[int]:
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"federation_host" in cmd and needle in cmd:
+        if b"novacron_core.cli\x00node\x00" in cmd and needle in cmd:
             pids.append(int(entry.name))
     return pids
 
@@ -141,7 +141,7 @@ def test_the_story_meets_every_expectation_and_leaves_nothing_behind(
 def test_the_story_with_in_transport_delay(tmp_path: Path, no_netns_leftovers: list[int]) -> None:
     out = _story(tmp_path, 79, no_netns_leftovers, "--network", "transport")
     assert "network: in-transport delay (--network transport)" in out, out
-    assert "(sync link drops)" in out, out
+    assert "(the nodes' link rules drop)" in out, out
 
 
 @pytest.mark.skipif(not NETNS.ok, reason=f"--network netns is not possible here: {NETNS.why}")
@@ -221,10 +221,10 @@ def _explore_then_ctrl_c(proc: subprocess.Popen[str], tmp_path: Path) -> None:
     assert len(_node_pids(78)) == 6
     with urllib.request.urlopen("http://127.78.1.1:8080/metrics", timeout=5) as r:
         assert b"novacron_raft_commit_index" in r.read()
-    with urllib.request.urlopen("http://127.78.2.1:8180/metrics", timeout=5) as r:
-        assert b"novacron_sync_keys" in r.read()
+    with urllib.request.urlopen("http://127.78.2.1:8080/metrics", timeout=5) as r:
+        assert b"novacron_sync_keys" in r.read()  # one port: the node's and the federation's
     listed = CliRunner().invoke(
-        main, ["vms", "list", "--federation", "--url", "http://127.78.2.1:8180", "--json"]
+        main, ["vms", "list", "--federation", "--url", "http://127.78.2.1:8080", "--json"]
     )
     assert listed.exit_code == 0, listed.output
     assert {vm["home_region"] for vm in json.loads(listed.output)} == {"us-east1", "us-west1"}

@@ -140,7 +140,7 @@ def test_a_prefix_never_matches_a_longer_pid() -> None:
             netns.Probe(True, False, "no netem; no TUN device either: y"),
             "netns",
             "transport",
-            "partitions by tc; delay = RTT/2 in each node's sync link (no netem; no TUN",
+            "partitions by tc; delay = RTT/2 on each node's federation messages (no netem; no TUN",
         ),
         (
             netns.Probe(False, False, "not root"),

@@ -19,7 +19,7 @@ def _rec(vm: str, region: str, power: str = "off", version: int = 1) -> bytes:
 def _publish(store: Store, committed: dict[str, bytes], region: str, hlc: HLC, now: int) -> int:
     changes = vmflow.changes(committed, store, region)
     for c in changes:
-        m = vmflow.as_mutation(c, hlc, now)
+        m = vmflow.as_mutation(c, hlc.now(now))
         store.update(m.key, m.kind, m.mutate)
     return len(changes)
 
@@ -60,7 +60,7 @@ def test_only_the_keys_just_applied_are_compared_when_keys_are_given() -> None:
 
 
 def _mutation(key: str, raw: bytes, hlc: HLC, now: int) -> tuple[type, object]:
-    m = vmflow.as_mutation(vmflow.Publish(key, raw), hlc, now)
+    m = vmflow.as_mutation(vmflow.Publish(key, raw), hlc.now(now))
     return m.kind, m.mutate
 
 
@@ -70,7 +70,7 @@ def test_replicas_that_merge_in_any_order_agree_on_the_latest_record() -> None:
     deltas = []
     for version in range(1, 4):
         raw = _rec("a", "us-east1", "on" if version % 2 else "off", version)
-        m = vmflow.as_mutation(vmflow.Publish("vm/a", raw), hlc, 1000)
+        m = vmflow.as_mutation(vmflow.Publish("vm/a", raw), hlc.now(1000))
         deltas.append(home.update(m.key, m.kind, m.mutate))
     forward, backward = Store("f"), Store("b")
     for d in deltas:
@@ -79,6 +79,21 @@ def test_replicas_that_merge_in_any_order_agree_on_the_latest_record() -> None:
         backward.merge("vm/a", d)
     assert vmflow.records(forward) == vmflow.records(backward) == vmflow.records(home)
     assert vmflow.records(home)[0]["version"] == 3
+
+
+def test_a_record_read_at_a_later_log_index_wins_whatever_arrives_last() -> None:
+    """A new leader publishes v2 (read at index 12) before an old leader's v1 (read at
+    index 9, its clock far ahead) reaches a replica: the replica keeps v2."""
+    new = vmflow.as_mutation(
+        vmflow.Publish("vm/a", _rec("a", "r1", "on", 2)), vmflow.stamp(12, "r1")
+    )
+    old = vmflow.as_mutation(
+        vmflow.Publish("vm/a", _rec("a", "r1", "off", 1)), vmflow.stamp(9, "r1")
+    )
+    source_new, source_old, replica = Store("n"), Store("o"), Store("x")
+    replica.merge("vm/a", source_new.update(new.key, new.kind, new.mutate))
+    replica.merge("vm/a", source_old.update(old.key, old.kind, old.mutate))
+    assert [r["version"] for r in vmflow.records(replica)] == [2]
 
 
 def test_links_carry_half_the_rtt_and_drop_across_a_partition() -> None:

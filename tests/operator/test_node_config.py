@@ -88,7 +88,7 @@ def test_node_json_loads_with_the_pod_name_as_node_id_and_bootstrap_peers(
     )
     server = NodeServer(settings)  # would start: storage opened, Raft configured
     try:
-        assert server.raft.conf.voters == ("us-east-0", "us-east-1", "us-east-2")
+        assert server.soft.config.voters == ("us-east-0", "us-east-1", "us-east-2")
         assert server.id == "us-east-1"
     finally:
         server.storage.close()
@@ -133,8 +133,8 @@ def test_a_pod_beyond_the_bootstrap_members_starts_as_an_empty_joiner(
     settings = load_as_pod(tmp_path, monkeypatch, data, sts, "us-east-3")
     server = NodeServer(settings)
     try:
-        assert server.raft.conf.voters == ()
-        assert server.raft.conf.learners == ()
+        assert server.soft.config.voters == ()
+        assert server.soft.config.learners == ()
     finally:
         server.storage.close()
 
@@ -167,10 +167,10 @@ def test_a_bootstrap_pod_on_an_empty_volume_rejoins_once_the_group_formed(
     server = NodeServer(settings)
     try:
         assert server.rejoining is rejoining
-        assert server.raft.abstain is rejoining
+        assert server.member.abstain is rejoining
         assert (settings.data_dir / REJOINING_MARKER).exists() is rejoining
         voters = () if rejoining else ("us-east-0", "us-east-1", "us-east-2")
-        assert server.raft.conf.voters == voters
+        assert server.soft.config.voters == voters
     finally:
         server.storage.close()
 

@@ -1,19 +1,20 @@
 """A real one-member node (Raft, fsync'd storage, HTTP on a port) run in the test's own event
-loop, for tests that also reach inside it: store bytes no API would, run a federation
-sidecar beside it."""
+loop, for tests that also reach inside it: store bytes no API would, put bytes into its
+federation replica."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from novacron_core.codec import encode
+from novacron_core.consensus.interface import LEADER, OK, Propose
 from novacron_core.consensus.kv import PUT, KVCommand
-from novacron_core.consensus.raft import OK, Propose
 from novacron_core.runtime.node import NodeServer
 from novacron_core.runtime.settings import NodeSettings
 from tests.runtime.procs import free_ports
@@ -27,8 +28,20 @@ async def running_node(root: Path, region: str = "r1", **settings: Any) -> Async
         yield url
 
 
-def make_node(root: Path, region: str = "r1", **settings: Any) -> tuple[NodeServer, str]:
+def make_node(
+    root: Path, region: str = "r1", federated: bool = False, **settings: Any
+) -> tuple[NodeServer, str]:
+    """``federated``: with a federation file naming this node's region alone (its replica
+    runs, the federation API answers)."""
     peer, api = free_ports(2)
+    if federated:
+        root.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "federation": "solo",
+            "members": [{"name": region, "region": region, "endpoints": [f"127.0.0.1:{peer}"]}],
+        }
+        (root / "federation.json").write_text(json.dumps(doc))
+        settings["federation_file"] = str(root / "federation.json")
     s = NodeSettings(
         node_id="n1",
         data_dir=root / "n1",
@@ -44,7 +57,8 @@ async def serving(node: NodeServer) -> AsyncIterator[NodeServer]:
     task = asyncio.create_task(node.run())
     try:
         for _ in range(200):
-            if node.is_leader() and node.raft.commit >= node.raft.term_start > 0:
+            st = node.status()  # leading, and its term's first entry committed
+            if st.role == LEADER and st.commit >= st.last_index > 0:
                 break
             assert not task.done(), task
             await asyncio.sleep(0.02)

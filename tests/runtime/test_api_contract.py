@@ -12,10 +12,8 @@ from typing import Any
 import aiohttp
 
 from novacron_core.federation import vmflow
-from novacron_core.federation.netem import LinkRules
-from novacron_core.runtime.federation_host import FederationSidecar
+from novacron_core.machine import Ready
 from tests.runtime.inproc import make_node, running_node, serving, store_raw
-from tests.runtime.procs import free_ports
 
 VM = {"id": "web-1", "name": "web", "spec": {"cpus": 2, "memory_mib": 2048, "image": "u"}}
 PROBLEM = "application/problem+json"
@@ -151,53 +149,66 @@ async def test_vm_readers_survive_any_stored_bytes(tmp_path: Path) -> None:
 
 
 async def test_the_federation_readers_survive_a_corrupt_record(tmp_path: Path) -> None:
-    """A value under vm/ that an older node published to the federation: the replica's API
+    """A value under vm/ that an older node published to the federation: the federation API
     and the node API (which answers foreign VMs from the replica) report it, never a 500,
     and this region's leader, which does not hold the key, deletes it federation-wide."""
-    node, url = make_node(tmp_path, region="r1", fsync=False)
-    sync_port, fed_port = free_ports(2)
-    sidecar = FederationSidecar(
-        node,
-        {"r1-n1": ("r1", ("127.0.0.1", sync_port))},
-        ("127.0.0.1", fed_port),
-        LinkRules(),
-    )
-    fed = f"http://127.0.0.1:{fed_port}"
+    node, url = make_node(tmp_path, region="r1", federated=True, fsync=False)
+    machine = node.machine
+
+    def garbage(now: float) -> Ready:
+        out = Ready()
+        change = vmflow.Publish("vm/ghost", b"\x00 garbage from elsewhere")
+        machine._local_update(now, vmflow.as_mutation(change, vmflow.stamp(1, "r0")), out)
+        return machine._finish(out)
+
+    def republish(now: float) -> Ready:
+        machine.publisher.republish()  # the next committed batch compares every key
+        return Ready()
+
     async with serving(node), aiohttp.ClientSession() as http:
-        side = asyncio.create_task(sidecar.run())
-        try:
-            for _ in range(100):
-                if hasattr(sidecar, "driver"):
-                    break
-                await asyncio.sleep(0.02)
-            change = vmflow.Publish("vm/ghost", b"\x00 garbage from elsewhere")
-            await sidecar.driver.request(vmflow.as_mutation(change, sidecar.sync.hlc, 1))
-            status, body, _ = await _req(http, "GET", fed + "/v1/federation/vms/ghost")
-            assert status in (404, 409), body  # reported, or already deleted
-            status, body, _ = await _req(http, "GET", url + "/v1/vms/ghost")
-            assert status in (404, 409), body
-            status, body, _ = await _req(http, "GET", fed + "/v1/federation/vms")
-            assert (status, body["vms"]) == (200, [])
-            # the leader's next full comparison removes it
-            sidecar._full = True
-            sidecar._wake.set()
-            for _ in range(100):
-                if sidecar.sync.store.value("vm/ghost") is None:
-                    break
-                await asyncio.sleep(0.02)
-            assert sidecar.sync.store.value("vm/ghost") is None
-            status, body, _ = await _req(http, "GET", fed + "/v1/federation/vms/ghost")
-            assert status == 404
-            for bad in ([], {"partitioned": "r1"}, {"partitioned": [1]}, {"x": []}):
-                status, body, _ = await _req(http, "POST", fed + "/v1/federation/netem", json=bad)
-                assert status in (400, 422), (bad, body)
-            status, body, _ = await _req(
-                http, "POST", fed + "/v1/federation/netem", data=b"{broken"
-            )
-            assert status == 400
-        finally:
-            node.stopping.set()
-            await asyncio.wait_for(side, 10)
+        assert node.driver is not None
+        assert machine.replica is not None
+        store = machine.replica.store
+        node.driver.inject(garbage)
+        for _ in range(100):
+            if store.value("vm/ghost") is not None:
+                break
+            await asyncio.sleep(0.02)
+        status, body, _ = await _req(http, "GET", url + "/v1/federation/vms/ghost")
+        assert (status, body.get("type")) == (409, "urn:novacron:problem:corrupt-record"), body
+        status, body, _ = await _req(http, "GET", url + "/v1/vms/ghost")
+        assert status == 409, body  # not homed here: answered from the replica, reported
+        status, body, _ = await _req(http, "GET", url + "/v1/federation/vms")
+        assert (status, body["vms"]) == (200, [])
+        # the leader's next full comparison removes it
+        node.driver.inject(republish)
+        assert (await _req(http, "PUT", url + "/v1/kv/poke", data=b"x"))[0] == 200
+        for _ in range(100):
+            if store.value("vm/ghost") is None:
+                break
+            await asyncio.sleep(0.02)
+        assert store.value("vm/ghost") is None
+        status, body, _ = await _req(http, "GET", url + "/v1/federation/vms/ghost")
+        assert status == 404
+        # the demo's link rules are off: netem is not there, whatever the body
+        status, body, _ = await _req(
+            http, "POST", url + "/v1/federation/netem", json={"partitioned": []}
+        )
+        assert status == 404, body
+        assert "demo" in body["detail"], body
+
+
+async def test_netem_refuses_bad_bodies_naming_the_field(tmp_path: Path) -> None:
+    node, url = make_node(tmp_path, federated=True, fsync=False, demo_link_rules=True)
+    async with serving(node), aiohttp.ClientSession() as http:
+        net = url + "/v1/federation/netem"
+        for bad in ([], {"partitioned": "r1"}, {"partitioned": [1]}, {"x": []}):
+            status, body, _ = await _req(http, "POST", net, json=bad)
+            assert status in (400, 422), (bad, body)
+        status, body, _ = await _req(http, "POST", net, data=b"{broken")
+        assert status == 400
+        status, body, _ = await _req(http, "POST", net, json={"partitioned": ["r2"]})
+        assert (status, body) == (200, {"partitioned": ["r2"]})
 
 
 async def test_vm_reads_carry_an_etag_and_writes_honour_if_match(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""When a rejoining node (state lost, abstaining) counts as replaced: only when the config
-it applied lists it as a learner at or past a commit index a leader announced after the
-loss, never on an old learner config met while replaying history."""
+"""When a rejoining node (state lost, abstaining) counts as replaced (``readded``): only when
+the config it applied lists it as a learner at or past a commit index a leader announced
+after the loss, never on an old learner config met while replaying history."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from novacron_core.codec import encode
 from novacron_core.consensus.kv import KVStore
 from novacron_core.consensus.raft import ConfigState, Entry, RaftConfig, RaftNode, Recovered
 from novacron_core.consensus.raft.messages import CONFIG, Append, InstallSnapshot, SnapshotMeta
-from novacron_core.runtime.node import replaced
 
 ABC, AB = ConfigState(("a", "b", "c"), ()), ConfigState(("a", "b"), ())
 AB_C = ConfigState(("a", "b"), ("c",))
@@ -36,27 +35,27 @@ def test_an_old_learner_config_replayed_from_history_does_not_count() -> None:
     n = _rejoining()
     n.on_message(0.1, "a", Append(1, 0, 0, HISTORY[:3], 6))  # leader's commit: 6
     assert n.applied_conf == AB_C  # the *old* learner config
-    assert not replaced(n)
+    assert not n.readded()
     n.on_message(0.2, "a", Append(1, 3, 1, HISTORY[3:5], 6))
-    assert not replaced(n)  # removed again: not a member
+    assert not n.readded()  # removed again: not a member
     n.on_message(0.3, "a", Append(1, 5, 1, HISTORY[5:], 6))
     assert (n.applied, n.applied_conf) == (6, AB_C)
-    assert replaced(n)
+    assert n.readded()
 
 
 def test_an_old_snapshot_listing_it_as_a_learner_does_not_count() -> None:
     n = _rejoining()
     n.on_message(0.1, "a", InstallSnapshot(1, SnapshotMeta(3, 1, AB_C), KVStore().snapshot(), 6))
     assert n.applied_conf == AB_C
-    assert not replaced(n)  # no commit index heard from a leader yet
+    assert not n.readded()  # no commit index heard from a leader yet
     n.on_message(0.2, "a", Append(1, 3, 1, HISTORY[3:5], 6))
-    assert not replaced(n)
+    assert not n.readded()
     n.on_message(0.3, "a", Append(1, 5, 1, HISTORY[5:], 6))
-    assert replaced(n)
+    assert n.readded()
 
 
 def test_still_a_voter_in_the_current_config_does_not_count() -> None:
     n = _rejoining()
     n.on_message(0.1, "a", Append(1, 0, 0, HISTORY[:4], 4))
     assert (n.applied, n.applied_conf) == (4, ABC)
-    assert not replaced(n)
+    assert not n.readded()

@@ -68,3 +68,16 @@ def test_initial_cluster_state_from_flag_environment_or_file(
     f.write_text("bogus")
     with pytest.raises(ValueError, match="'new' or 'existing'"):
         s.cluster_state()
+
+
+def test_the_federation_file_comes_from_node_json_the_environment_or_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "node.json"
+    f.write_text(json.dumps({"node_id": "a-0", "data_dir": "/d", "federation_file": "/f/a"}))
+    assert load_settings(str(f)).federation_file == "/f/a"
+    monkeypatch.setenv("NOVACRON_FEDERATION_FILE", "/f/env")
+    assert load_settings(str(f)).federation_file == "/f/env"  # the environment beats the file
+    assert load_settings(str(f), federation_file="/f/flag").federation_file == "/f/flag"
+    monkeypatch.delenv("NOVACRON_FEDERATION_FILE")
+    assert load_settings(node_id="a-0", data_dir="/d").federation_file is None  # single region

@@ -14,11 +14,12 @@ from novacron_core.consensus.raft import (
     SaveSnapshot,
     SnapshotMeta,
 )
+from novacron_core.consensus.raft.storage import RaftLogFormat
 from novacron_core.runtime.storage import CorruptLogError, FileStorage
 
 
 def _fill(path: Path, n: int = 10) -> None:
-    s = FileStorage(path)
+    s = FileStorage(path, RaftLogFormat())
     s.apply([HardState(2, "n1")])
     for i in range(1, n + 1):
         s.apply([AppendEntries([Entry(2, i, 0, f"cmd{i}".encode())])])
@@ -32,7 +33,7 @@ def _segment(path: Path) -> Path:
 
 def test_synced_writes_survive_a_restart(tmp_path: Path) -> None:
     _fill(tmp_path)
-    got = FileStorage(tmp_path).load()
+    got = FileStorage(tmp_path, RaftLogFormat()).load()
     assert got.hard == HardState(2, "n1")
     assert [e.index for e in got.entries] == list(range(1, 11))
     assert got.entries[-1].data == b"cmd10"
@@ -44,12 +45,12 @@ def test_torn_tail_is_truncated_and_reported(tmp_path: Path) -> None:
     size = seg.stat().st_size
     with open(seg, "r+b") as f:
         f.truncate(size - 3)  # the process died halfway through the last append
-    s = FileStorage(tmp_path)
+    s = FileStorage(tmp_path, RaftLogFormat())
     assert s.torn_bytes > 0
     assert [e.index for e in s.load().entries] == list(range(1, 10))
     s.apply([AppendEntries([Entry(3, 10, 0, b"again")])])
     s.close()
-    assert FileStorage(tmp_path).load().entries[-1].data == b"again"
+    assert FileStorage(tmp_path, RaftLogFormat()).load().entries[-1].data == b"again"
 
 
 def test_corruption_in_the_middle_stops_the_node(tmp_path: Path) -> None:
@@ -59,16 +60,16 @@ def test_corruption_in_the_middle_stops_the_node(tmp_path: Path) -> None:
     data[len(data) // 2] ^= 0xFF
     seg.write_bytes(bytes(data))
     with pytest.raises(CorruptLogError, match="corrupt"):
-        FileStorage(tmp_path)
+        FileStorage(tmp_path, RaftLogFormat())
 
 
 def test_snapshot_compacts_old_segments_and_keeps_the_tail(tmp_path: Path) -> None:
     _fill(tmp_path)
-    s = FileStorage(tmp_path)
+    s = FileStorage(tmp_path, RaftLogFormat())
     s.apply([SaveSnapshot(SnapshotMeta(7, 2, ConfigState(("n1",))), b"state@7")])
     s.close()
     assert len(list(tmp_path.glob("log-*.seg"))) == 1
-    got = FileStorage(tmp_path).load()
+    got = FileStorage(tmp_path, RaftLogFormat()).load()
     assert (got.snap.index, got.snap_data) == (7, b"state@7")
     assert [e.index for e in got.entries] == [8, 9, 10]
     assert got.hard == HardState(2, "n1")
@@ -76,9 +77,9 @@ def test_snapshot_compacts_old_segments_and_keeps_the_tail(tmp_path: Path) -> No
 
 def test_suffix_truncation_is_replayed(tmp_path: Path) -> None:
     _fill(tmp_path)
-    s = FileStorage(tmp_path)
+    s = FileStorage(tmp_path, RaftLogFormat())
     s.apply([AppendEntries([Entry(5, 4, 0, b"new leader")])])
     s.close()
-    got = FileStorage(tmp_path).load()
+    got = FileStorage(tmp_path, RaftLogFormat()).load()
     assert [e.index for e in got.entries] == [1, 2, 3, 4]
     assert got.entries[-1].term == 5

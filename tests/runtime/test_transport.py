@@ -13,9 +13,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from novacron_core.consensus.raft.messages import Vote
-from novacron_core.runtime.transport import Transport, tls_contexts
+from novacron_core.consensus.raft.messages import PEER_MESSAGES, Vote
+from novacron_core.runtime.transport import Addr, Hello, Transport, tls_contexts
+from novacron_core.sync.messages import Push
 from tests.runtime.procs import free_ports
+
+ACCEPT = (*PEER_MESSAGES, Push)  # a node accepts its group's and its federation's messages
 
 
 def _cert(
@@ -59,13 +62,15 @@ def _pki(tmp: Path, ca_name: str = "ca") -> tuple[str, str, str]:
 async def _pair(
     server: ssl.SSLContext | None,
     client: ssl.SSLContext | None,
-) -> tuple[Transport, Transport, list[tuple[str, Any]]]:
+) -> tuple[Transport, Transport, list[tuple[str, Any]], Addr]:
     got: list[tuple[str, Any]] = []
     pa, pb = free_ports(2)
-    a = Transport("a", {"b": ("127.0.0.1", pb)}, lambda s, m: None, client_ssl=client)
-    b = Transport("b", {"a": ("127.0.0.1", pa)}, lambda s, m: got.append((s, m)), server_ssl=server)
+    a = Transport(
+        "a", lambda h, m: None, client_ssl=client, accept=ACCEPT, advertise=f"127.0.0.1:{pa}"
+    )
+    b = Transport("b", lambda h, m: got.append((h.node, m)), server_ssl=server, accept=ACCEPT)
     await b.start("127.0.0.1", pb)
-    return a, b, got
+    return a, b, got, ("127.0.0.1", pb)
 
 
 async def _until(cond: Any, limit: float = 5.0) -> bool:
@@ -76,18 +81,20 @@ async def _until(cond: Any, limit: float = 5.0) -> bool:
     return False
 
 
-async def test_messages_arrive_and_the_link_survives_a_peer_restart() -> None:
-    a, b, got = await _pair(None, None)
+async def test_group_and_federation_messages_share_one_link_and_survive_a_peer_restart() -> None:
+    a, b, got, at_b = await _pair(None, None)
+    push = Push.of([], epoch=3, relay=True)
     try:
-        a.send("b", Vote(1, 0, 0))
-        assert await _until(lambda: got == [("a", Vote(1, 0, 0))])
-        port = a.peers["b"][1]
+        a.send(at_b, Vote(1, 0, 0))
+        a.send(at_b, push)
+        assert await _until(lambda: got == [("a", Vote(1, 0, 0)), ("a", push)])
+        assert a.links == [at_b]  # one link per peer address carries both
         await b.close()
         await asyncio.sleep(0.1)
-        b2 = Transport("b", {}, lambda s, m: got.append((s, m)))
-        await b2.start("127.0.0.1", port)
-        # Messages sent while the link is broken may be lost; Raft retransmits.
-        assert await _until(lambda: (a.send("b", Vote(2, 0, 0)), ("a", Vote(2, 0, 0)) in got)[1])
+        b2 = Transport("b", lambda h, m: got.append((h.node, m)), accept=ACCEPT)
+        await b2.start(*at_b)
+        # Messages sent while the link is broken may be lost; the protocols retransmit.
+        assert await _until(lambda: (a.send(at_b, Vote(2, 0, 0)), ("a", Vote(2, 0, 0)) in got)[1])
         await b2.close()
     finally:
         await a.close()
@@ -98,17 +105,16 @@ async def test_mutual_tls_accepts_our_ca_and_rejects_a_stranger(tmp_path: Path) 
     server, client = tls_contexts(*_pki(tmp_path, "ca"))
     _, stranger = tls_contexts(*_pki(tmp_path, "other"))
     assert server is not None
-    a, b, got = await _pair(server, client)
+    a, b, got, at_b = await _pair(server, client)
     try:
-        a.send("b", Vote(7, 0, 0))
+        a.send(at_b, Vote(7, 0, 0))
         assert await _until(lambda: ("a", Vote(7, 0, 0)) in got)
     finally:
         await a.close()
     # A peer with a certificate from another CA: the handshake fails, nothing is delivered.
-    port = a.peers["b"][1]
-    intruder = Transport("evil", {"b": ("127.0.0.1", port)}, lambda s, m: None, client_ssl=stranger)
+    intruder = Transport("evil", lambda h, m: None, client_ssl=stranger, accept=ACCEPT)
     try:
-        intruder.send("b", Vote(99, 0, 0))
+        intruder.send(at_b, Vote(99, 0, 0))
         assert not await _until(lambda: any(src == "evil" for src, _ in got), limit=1.0)
     finally:
         await intruder.close()
@@ -121,22 +127,25 @@ async def test_the_first_message_after_a_peer_restarted_is_not_lost_and_closes_a
     # b restarts while a has nothing to send it (followers do not talk to each other until
     # an election): a's link notices the close at once, so the first message after the
     # restart — in real life a PreVote — goes out on a fresh link, not into the dead one.
-    lost: list[str] = []
+    lost: list[Any] = []
     got: list[tuple[str, Any]] = []
-    pa, pb = free_ports(2)
-    a = Transport("a", {"b": ("127.0.0.1", pb)}, lambda s, m: None, on_unreachable=lost.append)
-    b = Transport("b", {"a": ("127.0.0.1", pa)}, lambda s, m: got.append((s, m)))
-    await b.start("127.0.0.1", pb)
+    (pb,) = free_ports(1)
+    at_b = ("127.0.0.1", pb)
+    a = Transport(
+        "a", lambda h, m: None, on_unreachable=lambda n, ad: lost.append(ad), accept=ACCEPT
+    )
+    b = Transport("b", lambda h, m: got.append((h.node, m)), accept=ACCEPT)
+    await b.start(*at_b)
     b2: Transport | None = None
     try:
-        a.send("b", Vote(1, 0, 0))
+        a.send(at_b, Vote(1, 0, 0))
         assert await _until(lambda: ("a", Vote(1, 0, 0)) in got)
         await b.close()
-        assert await _until(lambda: "b" in lost)  # reported without a.send
-        b2 = Transport("b", {}, lambda s, m: got.append((s, m)))
-        await b2.start("127.0.0.1", pb)
+        assert await _until(lambda: at_b in lost)  # reported without a.send
+        b2 = Transport("b", lambda h, m: got.append((h.node, m)), accept=ACCEPT)
+        await b2.start(*at_b)
         await asyncio.sleep(1.2)  # past a's longest reconnect backoff
-        a.send("b", Vote(2, 0, 0))
+        a.send(at_b, Vote(2, 0, 0))
         assert await _until(lambda: ("a", Vote(2, 0, 0)) in got, limit=1.0)
     finally:
         await a.close()
@@ -145,16 +154,45 @@ async def test_the_first_message_after_a_peer_restarted_is_not_lost_and_closes_a
 
 
 async def test_a_closed_inbound_link_is_reported_with_its_sender() -> None:
-    lost: list[str] = []
+    lost: list[Any] = []
     pa, pb = free_ports(2)
-    a = Transport("a", {"b": ("127.0.0.1", pb)}, lambda s, m: None)
-    b = Transport("b", {"a": ("127.0.0.1", pa)}, lambda s, m: None, on_unreachable=lost.append)
+    a = Transport("a", lambda h, m: None, accept=ACCEPT, advertise=f"127.0.0.1:{pa}")
+    b = Transport(
+        "b", lambda h, m: None, on_unreachable=lambda n, ad: lost.append((n, ad)), accept=ACCEPT
+    )
     await b.start("127.0.0.1", pb)
     try:
-        a.send("b", Vote(1, 0, 0))
+        a.send(("127.0.0.1", pb), Vote(1, 0, 0))
         await asyncio.sleep(0.2)
         assert lost == []
         await a.close()  # as kill -9 would: every socket of a closes
-        assert await _until(lambda: lost == ["a"])
+        assert await _until(lambda: lost == [("a", ("127.0.0.1", pa))])
     finally:
+        await b.close()
+
+
+async def test_a_full_queue_drops_the_newest_message_and_counts_it_and_links_can_be_closed() -> (
+    None
+):
+    (port,) = free_ports(1)  # nothing listens: the link backs off, the queue fills
+    a = Transport("a", lambda h, m: None, accept=ACCEPT, queue_limit=3)
+    try:
+        for i in range(5):
+            a.send(("127.0.0.1", port), Vote(i, 0, 0))
+        assert a.dropped == 2
+        a.keep_only([])
+        assert a.links == []
+    finally:
+        await a.close()
+
+
+async def test_a_record_of_a_type_the_node_does_not_accept_closes_that_connection() -> None:
+    a, b, got, at_b = await _pair(None, None)
+    try:
+        a.send(at_b, Hello("not-a-message"))  # a record, but not one peers may send
+        a.send(at_b, Vote(5, 0, 0))
+        assert await _until(lambda: b.bad_frames == 1)
+        assert ("a", Vote(5, 0, 0)) not in got  # the rest of that connection went with it
+    finally:
+        await a.close()
         await b.close()

@@ -8,7 +8,7 @@ replica whose history is causally closed must read what the model gives for that
 (not only agree with the others); in the end every replica merges every other's state and all
 must hold the same bytes and the model's value of all events.
 
-``make test`` runs ``NOVACRON_CRDT_CASES`` (default 150) derandomized cases per type; ``make
+``make test`` runs ``NOVACRON_CRDT_CASES`` (default 200) derandomized cases per type; ``make
 soak`` 20x that with fresh randomness (``NOVACRON_SOAK_CRDT_CASES``). A failure prints the
 shrunk steps and hypothesis' ``@reproduce_failure`` blob to replay it.
 """
@@ -411,12 +411,15 @@ class CrdtMachine(RuleBasedStateMachine):
         self._exchange()
 
     def _exchange(self) -> None:
-        for _ in range(2):  # (twice: the first pass gives the last replica everything)
-            for dst in self.reps:
-                for src in self.reps:
-                    if src is not dst:
-                        self.sent += 1
-                        dst.merge(_through_the_wire(src, self.sent))
+        """Everyone gets everything: the others' states into the first replica, then its state
+        into each of the others (all through the wire)."""
+        first, *others = self.reps
+        for src in others:
+            self.sent += 1
+            first.merge(_through_the_wire(src, self.sent))
+        for dst in others:
+            self.sent += 1
+            dst.merge(_through_the_wire(first, self.sent))
         everything = frozenset().union(*self.hist)
         self.hist = [everything for _ in self.reps]
 
@@ -467,7 +470,7 @@ class CrdtMachine(RuleBasedStateMachine):
             assert self.driver.read(rep) == want
 
 
-CASES = int(os.environ.get("NOVACRON_CRDT_CASES", "150"))
+CASES = int(os.environ.get("NOVACRON_CRDT_CASES", "200"))
 
 
 def _run(driver: Driver, cases: int, derandomize: bool = True) -> None:

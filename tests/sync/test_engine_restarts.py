@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from benchmarks.sync_scenarios import cluster
 from novacron_core.clocks import CausalContext, Dot
 from novacron_core.sim import Topology, World, check_convergence, replay_hint, sim_seeds
 from novacron_core.sync.crdt import RGA, ORSet
 from novacron_core.sync.engine import Mutate, SyncConfig, SyncNode
 from novacron_core.sync.persist import MemoryDurable
-from novacron_core.sync.scenarios import cluster
 
 
 def _view(node: SyncNode | None) -> Any:

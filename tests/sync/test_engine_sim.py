@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from benchmarks.sync_scenarios import bytes_run, cluster, latency_run
 from novacron_core.clocks import HLCTimestamp
 from novacron_core.sim import Topology, World, check_convergence, replay_hint, sim_seeds
 from novacron_core.sync.crdt import GCounter, LWWRegister, ORMap, ORSet, PNCounter
 from novacron_core.sync.engine import Mutate, SyncConfig, SyncNode
-from novacron_core.sync.scenarios import bytes_run, cluster, latency_run
 
 
 def _view(node: SyncNode | None) -> Any:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from novacron_core.runtime.sync_journal import DiskDurable
 from novacron_core.sync.crdt import RGA, Crdt, GCounter, ORSet
 from novacron_core.sync.engine import Mutate, Read, SyncConfig, SyncNode
 from novacron_core.sync.merkle import RANGES
-from novacron_core.sync.persist import DiskDurable
 from novacron_core.sync.store import Store
 
 

@@ -1,8 +1,8 @@
-"""Loading the real editing traces (see ``novacron_core.sync.traces``)."""
+"""Loading the real editing traces (see ``benchmarks.editing_traces``)."""
 
 from __future__ import annotations
 
-from novacron_core.sync.traces import load, traces_dir
+from benchmarks.editing_traces import load, traces_dir
 
 TRACES = traces_dir()
 

@@ -62,7 +62,7 @@ MAX_SESSIONS = 100_000
 
 
 class KVStore:
-    """A :class:`~novacron_core.consensus.raft.StateMachine`.
+    """A :class:`~novacron_core.consensus.interface.StateMachine`.
 
     Sessions are evicted least-recently-used beyond ``max_sessions``: by apply order, never
     by time, so every replica evicts the same ones. A client idle through that many other

@@ -1,8 +1,9 @@
 """``novacron demo``: a real multi-region federation on this machine, and a story told with it.
 
-Regions x nodes real processes on 127.0.x.y; each region is one Raft group; every node is also
-a replica of the federation's CRDT state (``runtime.federation_host``). Every step prints what
-it measured; ``--check`` turns failed expectations into a non-zero exit.
+Regions x nodes real ``novacron node`` processes (the command the operator's StatefulSet runs)
+on 127.0.x.y, each reading the same federation file the operator would render; each region is
+one Raft group, every node also a replica of the federation's CRDT state. Every step prints
+what it measured; ``--check`` turns failed expectations into a non-zero exit.
 """
 
 from __future__ import annotations
@@ -10,537 +11,21 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-import threading
-import time
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import click
-from rich import box
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
-from novacron_core.demo.checks import kept_log, rtt_misses
 from novacron_core.demo.federation import (
-    FED_PORT,
     Layout,
-    NodeSpec,
-    cluster,
-    fed_has,
-    fed_record,
-    get_json,
-    post_json,
-    write,
 )
-from novacron_core.demo.netns import RegionNetwork, connect_rtt_samples, probe
+from novacron_core.demo.live import LiveView, hand_over
+from novacron_core.demo.netns import RegionNetwork, probe
 from novacron_core.demo.procs import Supervisor
+from novacron_core.demo.story import Story
 from novacron_core.federation.netem import demo_rtt
-
-RTT_SAMPLES, RTT_ROUNDS = 5, 4  # per pair: 5 connects a round, more rounds while off
-
-
-class Story:
-    def __init__(
-        self,
-        sup: Supervisor,
-        layout: Layout,
-        out: Console,
-        election_ms: int,
-        network: str = "network: in-transport delay",
-        net: RegionNetwork | None = None,
-    ) -> None:
-        self.sup, self.layout, self.out, self.election_ms = sup, layout, out, election_ms
-        self.network, self.net = network, net
-        self.cut: list[str] = []  # the regions partitioned off now
-        self.failures: list[str] = []
-        self.figures: dict[str, float] = {}
-
-    # ------------------------------------------------------------ helpers
-
-    def say(self, text: str) -> None:
-        self.out.print(text, highlight=False)
-
-    def expect(self, ok: bool, what: str) -> None:
-        if ok:
-            self.say(f"   [green]✓[/green] {what}")
-        else:
-            self.say(f"   [red]✗ expected: {what}[/red]")
-            self.failures.append(what)
-
-    def live(self, region: str) -> list[NodeSpec]:
-        return [n for n in self.layout.in_region(region) if self.sup.procs[n.name].running]
-
-    def leader_of(self, region: str) -> tuple[NodeSpec, dict[str, Any]] | None:
-        for n in self.live(region):
-            st = cluster(n)
-            if st and st.get("role") == "leader":
-                return n, st
-        return None
-
-    def wait(self, what: str, cond: Callable[[], bool], timeout: float = 30.0) -> float:
-        def checked() -> bool:
-            if self.net is not None:
-                self.net.check()  # a dead WAN would look like a partition: fail, saying so
-            return cond()
-
-        return self.sup.wait_until(what, checked, timeout)
-
-    def _has_leader(self, region: str) -> bool:
-        return self.leader_of(region) is not None
-
-    def fed_node(self, region: str) -> NodeSpec:
-        return self.live(region)[0]
-
-    # ------------------------------------------------------------ steps
-
-    def start(self) -> None:
-        lay = self.layout
-        self.say(
-            f"[bold]Starting {len(lay.nodes)} nodes: {len(lay.regions)} regions x "
-            f"{len(lay.in_region(lay.regions[0]))}[/bold] (data in {self.sup.base})"
-        )
-        self.say(f"   {self.network}")
-        pairs = demo_rtt(lay.regions)
-        if pairs:
-            self.say(
-                "   RTT (cockroach demo --global matrix): "
-                + ", ".join(f"{a}↔{b} {ms:.0f} ms" for (a, b), ms in pairs.items())
-            )
-        t0 = time.monotonic()
-        for n in lay.nodes:
-            self.sup.start(n.name, lay.argv(n, str(self.sup.dir_for(n.name)), self.election_ms))
-        for r in lay.regions:
-            took = self.wait(f"a leader in {r}", partial(self._has_leader, r), 60)
-            found = self.leader_of(r)
-            assert found is not None
-            self.say(
-                f"   {r}: leader {found[0].name} (term {found[1]['term']}) "
-                f"after {time.monotonic() - t0:.1f}s (+{took:.1f}s)"
-            )
-        for n in lay.nodes:
-            self.wait(
-                f"{n.name} federation API",
-                partial(_answers, n.fed_url + "/v1/federation/status"),
-                30,
-            )
-        self.figures["startup_s"] = time.monotonic() - t0
-        self.say(f"   federation up in {self.figures['startup_s']:.1f}s")
-        if self.net is not None:
-            self.measure_rtt(pairs)
-
-    def measure_rtt(self, pairs: dict[tuple[str, str], float]) -> None:
-        """TCP connect time (one round trip) from inside each region's namespace to a node of
-        every other region: the matrix when the network delays, ~0 when the nodes do. Load
-        only adds time to a sample, so the check judges the fastest of several, and pairs
-        still off get more samples (up to ``RTT_ROUNDS`` x ``RTT_SAMPLES``); a missing delay
-        stays far below the matrix however many (demo/checks.py)."""
-        net, lay = self.net, self.layout
-        assert net is not None
-        delays = net.delays  # the network delays (netem or the userspace WAN)
-        samples: dict[tuple[str, str], list[float]] = {}
-        for _ in range(RTT_ROUNDS):
-            wanted = set(rtt_misses(samples, pairs)) if samples else set(pairs)
-            for i, a in enumerate(lay.regions):
-                targets = {
-                    f"{lay.in_region(b)[0].host}:{FED_PORT}": b
-                    for b in lay.regions[i + 1 :]
-                    if (a, b) in wanted
-                }
-                if targets:
-                    got = connect_rtt_samples(net.exec_argv(a, []), list(targets), RTT_SAMPLES)
-                    for t, ms in got.items():
-                        samples.setdefault((a, targets[t]), []).extend(ms)
-            if not delays or not rtt_misses(samples, pairs):
-                break
-        if not samples:
-            return
-        measured = {ab: min(ms) for ab, ms in samples.items()}
-        if delays:
-            self.figures["rtt_error_ms_max"] = max(
-                abs(ms - pairs[ab]) for ab, ms in measured.items()
-            )
-        counts = sorted({len(ms) for ms in samples.values()})
-        how_many = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-        self.say(
-            f"   RTT measured between the namespaces (TCP connect, fastest of {how_many}): "
-            + ", ".join(
-                f"{a}↔{b} {ms:.1f} ms" + (f" (matrix {pairs[(a, b)]:.0f})" if delays else "")
-                for (a, b), ms in measured.items()
-            )
-        )
-        if delays:
-            self.expect(
-                not rtt_misses(samples, pairs),
-                "RTT within 10% (or 5 ms) of the matrix",
-            )
-        else:
-            self.say("   (no delay in the network: the nodes add RTT/2 to each sync message)")
-
-    def create_vms(self) -> None:
-        self.say("\n[bold]1. Create and power on a VM in each region, at its home region[/bold]")
-        prop: list[float] = []
-        for r in self.layout.regions:
-            vm = f"web-{r}"
-            t0 = time.monotonic()
-            write(
-                self.live(r),
-                "POST",
-                "/v1/vms",
-                {
-                    "id": vm,
-                    "name": vm,
-                    "spec": {"cpus": 2, "memory_mib": 2048, "image": "debian-12"},
-                },
-            )
-            t1 = time.monotonic()
-            rec = write(self.live(r), "POST", f"/v1/vms/{vm}/power", {"state": "on"})
-            t2 = time.monotonic()
-            self.say(
-                f"   {vm}: created in {1000 * (t1 - t0):.0f} ms, powered on in "
-                f"{1000 * (t2 - t1):.0f} ms (Raft commit in {r}; home_region={rec['home_region']})"
-            )
-            self.expect(rec["power"] == "on" and rec["home_region"] == r, f"{vm} on, homed in {r}")
-            targets = {o: self.fed_node(o) for o in self.layout.regions if o != r}
-            seen: dict[str, float] = {}
-
-            def all_seen(
-                vm: str = vm,
-                targets: dict[str, NodeSpec] = targets,
-                seen: dict[str, float] = seen,
-                t2: float = t2,
-            ) -> bool:
-                for o, t in targets.items():
-                    if o not in seen and (fed_record(t, vm) or {}).get("power") == "on":
-                        seen[o] = time.monotonic() - t2
-                return len(seen) == len(targets)
-
-            self.wait(f"{vm} readable in every region", all_seen, 15)
-            prop.extend(seen.values())
-            self.say(
-                "     readable (powered on) "
-                + ", ".join(f"in {o} after {1000 * s:.0f} ms" for o, s in sorted(seen.items()))
-            )
-        if not prop:
-            return  # a single region: nowhere to propagate to
-        self.figures["propagation_ms_max"] = 1000 * max(prop)
-        self.say(
-            f"   cross-region propagation: median {1000 * sorted(prop)[len(prop) // 2]:.0f} ms, "
-            f"max {1000 * max(prop):.0f} ms (commit → gossip over the injected WAN latency)"
-        )
-
-    def kill_leader(self) -> None:
-        r = self.layout.regions[0]
-        found = self.leader_of(r)
-        assert found is not None
-        victim, st = found
-        self.say(f"\n[bold]2. kill -9 {r}'s leader {victim.name} (term {st['term']})[/bold]")
-        t0 = time.monotonic()
-        self.sup.kill(victim.name)
-        self.wait(f"a new leader in {r}", lambda: self.leader_of(r) is not None, 30)
-        t_lead = time.monotonic() - t0
-        new = self.leader_of(r)
-        assert new is not None
-        vm = f"web-{r}"
-        write(self.live(r), "POST", f"/v1/vms/{vm}/power", {"state": "off"})
-        t_commit = time.monotonic() - t0
-        self.figures["failover_leader_s"], self.figures["failover_commit_s"] = t_lead, t_commit
-        self.say(
-            f"   new leader {new[0].name} (term {new[1]['term']}) after {1000 * t_lead:.0f} ms; "
-            f"next commit (power off {vm}) after {1000 * t_commit:.0f} ms"
-        )
-        self.expect(
-            new[0].name != victim.name and new[1]["term"] > st["term"], "a new leader, higher term"
-        )
-        self.sup.restart(victim.name)
-        took = self.wait(
-            f"{victim.name} to rejoin",
-            lambda: (cluster(victim) or {}).get("commit", -1) >= new[1]["commit"],
-            30,
-        )
-        self.say(
-            f"   restarted {victim.name}: rejoined as follower, caught up in {1000 * took:.0f} ms"
-        )
-
-    def crash_restart(self) -> None:
-        r = self.layout.regions[1 % len(self.layout.regions)]
-        found = self.leader_of(r)
-        assert found is not None
-        victim = next(n for n in self.live(r) if n.name != found[0].name)
-        before = cluster(victim) or {}
-        self.say(
-            f"\n[bold]3. kill -9 {victim.name} (a follower), write while it is down, "
-            "restart it[/bold]"
-        )
-        self.sup.kill(victim.name)
-        for i in range(20):
-            vm = f"batch-{r}-{i}"
-            write(
-                self.live(r),
-                "POST",
-                "/v1/vms",
-                {"id": vm, "name": vm, "spec": {"cpus": 1, "memory_mib": 512, "image": "alpine"}},
-            )
-        lead = self.leader_of(r)
-        assert lead is not None
-        target = int(lead[1]["commit"])
-        t0 = time.monotonic()
-        self.sup.restart(victim.name)
-        self.wait(f"{victim.name} to answer", lambda: cluster(victim) is not None, 30)
-        first = cluster(victim) or {}
-        took = self.wait(
-            f"{victim.name} to catch up",
-            lambda: (cluster(victim) or {}).get("commit", -1) >= target,
-            30,
-        )
-        total = time.monotonic() - t0
-        self.figures["restart_catchup_s"] = total
-        recovered = first.get("recovered") or {}
-        self.say(
-            f"   before the crash: commit {before.get('commit')}; 20 VMs written meanwhile "
-            f"(leader commit {target})"
-        )
-        self.say(
-            f"   restarted: read back from disk at start: log to index "
-            f"{recovered.get('last_index')} (term {recovered.get('last_term')}, snapshot at "
-            f"{recovered.get('snapshot_index')}); first answer after "
-            f"{1000 * (total - took):.0f} ms; commit caught up to ≥ {target} "
-            f"{1000 * total:.0f} ms after restart"
-        )
-        self.expect(
-            kept_log(before, first),
-            "the restarted node kept its log (read back from disk at start, before catch-up)",
-        )
-
-    def partition(self) -> None:
-        lay = self.layout
-        cut = lay.regions[-1]
-        others = [r for r in lay.regions if r != cut]
-        how = (
-            "sync link drops"
-            if self.net is None
-            else "the WAN drops every packet between them"
-            if self.net.wan is not None
-            else "tc drops every packet between them"
-        )
-        self.say(f"\n[bold]4. Partition {cut} from {', '.join(others)} ({how})[/bold]")
-        self.set_partitioned([cut])
-        vm_cut, vm_other = f"islanded-{cut}", f"mainland-{others[0]}"
-        t0 = time.monotonic()
-        write(
-            self.live(cut),
-            "POST",
-            "/v1/vms",
-            {
-                "id": vm_cut,
-                "name": vm_cut,
-                "spec": {"cpus": 4, "memory_mib": 4096, "image": "debian-12"},
-            },
-        )
-        write(self.live(cut), "POST", f"/v1/vms/{vm_cut}/power", {"state": "on"})
-        t_w = time.monotonic() - t0
-        self.say(
-            f"   {cut} still writes its own VMs: {vm_cut} created and powered on "
-            f"in {1000 * t_w:.0f} ms"
-        )
-        write(
-            self.live(others[0]),
-            "POST",
-            "/v1/vms",
-            {
-                "id": vm_other,
-                "name": vm_other,
-                "spec": {"cpus": 1, "memory_mib": 1024, "image": "alpine"},
-            },
-        )
-        readable = fed_has(self.fed_node(cut), f"web-{others[0]}")
-        self.expect(
-            readable, f"{others[0]}'s VMs stay readable in {cut} (its last replicated state)"
-        )
-        time.sleep(1.0)
-        leaked = fed_has(self.fed_node(others[0]), vm_cut) or fed_has(self.fed_node(cut), vm_other)
-        self.expect(not leaked, "nothing crosses the partition (checked after 1 s)")
-        self.vm_cut, self.vm_other = vm_cut, vm_other
-
-    def set_partitioned(self, cut: list[str]) -> None:
-        self.cut = list(cut)
-        if self.net is not None:
-            self.net.set_partitioned(cut)  # in the network: tc filters in each namespace
-            return
-        for n in self.layout.nodes:
-            if self.sup.procs[n.name].running:
-                post_json(n.fed_url + "/v1/federation/netem", {"partitioned": cut})
-
-    def region_lag(self, reader: NodeSpec, region: str) -> float | None:
-        st = get_json(reader.fed_url + "/v1/federation/status")
-        lag = (st or {}).get("region_lag_s", {}).get(region)
-        return float(lag) if lag is not None else None
-
-    def heal(self) -> None:
-        lay = self.layout
-        cut, others = lay.regions[-1], lay.regions[:-1]
-        before = self.region_lag(self.fed_node(others[0]), cut)
-        if before is not None:
-            self.say(
-                f"   before healing, {others[0]} is {before:.1f} s behind {cut} "
-                "(age of the newest heartbeat it holds from there)"
-            )
-        self.say("\n[bold]5. Heal the partition: gossip and anti-entropy catch up[/bold]")
-        t0 = time.monotonic()
-        self.set_partitioned([])
-        nodes_cut = self.live(cut)
-        nodes_other = [n for r in others for n in self.live(r)]
-        self.wait(
-            "both sides to see each other's partition-time writes",
-            lambda: (
-                all(fed_has(n, self.vm_cut) for n in nodes_other)
-                and all(fed_has(n, self.vm_other) for n in nodes_cut)
-            ),
-            30,
-        )
-        took = time.monotonic() - t0
-        self.figures["heal_catchup_ms"] = 1000 * took
-        self.say(f"   every node of every region has both VMs {1000 * took:.0f} ms after healing")
-        if self.net is not None and self.net.wan is not None:
-            self.say(f"   the userspace WAN so far: {self.net.wan_stats()} packets")
-        counts = {
-            n.name: len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
-            for n in lay.nodes
-        }
-        self.wait(
-            "all replicas to converge",
-            lambda: (
-                len(
-                    {
-                        len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
-                        for n in lay.nodes
-                    }
-                )
-                == 1
-            ),
-            30,
-        )
-        counts = {
-            n.name: len((get_json(n.fed_url + "/v1/federation/vms") or {}).get("vms", []))
-            for n in lay.nodes
-        }
-        reader = self.fed_node(others[0])
-        self.wait(
-            f"{others[0]}'s lag behind {cut} to fall",
-            lambda: (self.region_lag(reader, cut) or 99.0) < 1.0,
-            15,
-        )
-        after = self.region_lag(reader, cut) or 0.0
-        self.say(f"   after healing: {others[0]} is {after:.2f} s behind {cut}")
-        self.expect(
-            len(set(counts.values())) == 1,
-            f"all {len(counts)} replicas hold the same {next(iter(counts.values()))} VM records",
-        )
-
-
-def _answers(url: str) -> bool:
-    return get_json(url) is not None
-
-
-class LiveView:
-    """A rich table of every node, refreshed from a background poller (TTY only)."""
-
-    def __init__(self, layout: Layout, sup: Supervisor, story: Story | None = None) -> None:
-        self.layout, self.sup, self.story = layout, sup, story
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.prev: dict[str, tuple[float, int]] = {}
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
-        while not self.stop.is_set():
-            self.poll_once()
-            self.stop.wait(0.5)
-
-    def poll_once(self) -> None:
-        with self.lock:
-            for n in self.layout.nodes:
-                p = self.sup.procs.get(n.name)
-                st = cluster(n) if p is not None and p.running else None
-                fed = get_json(n.fed_url + "/v1/federation/status") if st else None
-                row: dict[str, Any] = {"up": st is not None}
-                if st:
-                    now, commit = time.monotonic(), int(st["commit"])
-                    t, c = self.prev.get(n.name, (now, commit))
-                    row.update(st, rate=(commit - c) / (now - t) if now > t else 0.0)
-                    self.prev[n.name] = (now, commit)
-                if fed:
-                    parts = fed["partitioned"]
-                    if self.story is not None and self.story.net is not None:
-                        parts = self.story.cut  # in tc, not in the node's own switch
-                    cut = [r for r in parts if r != n.region] or (
-                        ["other regions"] if n.region in parts else []
-                    )
-                    lags = fed.get("region_lag_s") or {}
-                    row.update(vms=fed["vms"], cut=cut)
-                    if lags:
-                        row["lag"] = max(lags.values())
-                self.rows[n.name] = row
-
-    def __rich__(self) -> Table:
-        t = Table(title="NovaCron local federation", box=box.SIMPLE_HEAD, padding=(0, 1))
-        for c in ("node", "role", "term", "commit", "rate/s", "VMs", "lag", "cut off"):
-            t.add_column(c, no_wrap=True)
-        for n in self.layout.nodes:
-            row = self.rows.get(n.name, {})
-            if not row.get("up"):
-                t.add_row(n.name, "[red]down[/red]", *["-"] * 6)
-                continue
-            role = str(row.get("role", "?"))
-            t.add_row(
-                n.name,
-                f"[bold green]{role}[/bold green]" if role == "leader" else role,
-                str(row.get("term")),
-                str(row.get("commit")),
-                f"{max(0.0, row.get('rate', 0.0)):.1f}",
-                str(row.get("vms", "-")),
-                f"{row['lag']:.2f} s" if "lag" in row else "-",
-                ",".join(row.get("cut", [])) or "-",
-            )
-        return t
-
-
-def _interactive(
-    layout: Layout, out: Console, view: LiveView | None, net: RegionNetwork | None = None
-) -> None:
-    out.print("\n[bold]The federation keeps running. Explore it:[/bold]")
-    for r in layout.regions:
-        for n in layout.in_region(r):
-            out.print(
-                f"   {n.name:<18} {n.url}  (metrics {n.url}/metrics, "
-                f"federation {n.fed_url}/v1/federation/vms, {n.fed_url}/metrics)"
-            )
-    n0 = layout.nodes[0]
-    out.print("\n   Try:")
-    out.print(f"     curl {n0.url}/v1/cluster")
-    out.print(f"     novacron vms list --url {n0.url}")
-    out.print(f"     novacron vms create db-1 --url {n0.url}")
-    out.print(
-        f"     novacron vms get db-1 --federation --url {layout.nodes[-1].fed_url}"
-        f"   # read in {layout.nodes[-1].region}"
-    )
-    out.print(f"     curl {layout.nodes[-1].fed_url}/v1/federation/vms")
-    out.print(f"     novacron status --url {n0.url} --url {layout.nodes[1].url}")
-    if net is not None and net.plan is not None:
-        ns = net.plan.ns(0)
-        out.print(f"     ip netns exec {ns} ip addr show eth0   # {layout.regions[0]}'s network")
-        out.print(f"     tc -n {ns} -s qdisc show dev eth0       # its per-region classes")
-    out.print("\n   Ctrl-C stops every node and removes the temporary data.")
-    if view is None:
-        while True:
-            time.sleep(3600)
-    with Live(view, console=out, refresh_per_second=2, transient=True):
-        while True:
-            time.sleep(3600)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -571,7 +56,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     show_default=True,
     help="netns: a network namespace per region, delays and partitions in the network (tc "
     "netem, or a userspace WAN where the kernel has no netem; root); "
-    "transport: the nodes delay and drop in their sync link (unprivileged); "
+    "transport: the nodes delay and drop federation messages themselves (--demo-link-rules; "
+    "unprivileged); "
     "auto: netns when it works here",
 )
 @click.option(
@@ -655,7 +141,7 @@ def demo_command(
                     live = None
                 _summary(story, out)
                 if interactive:
-                    _interactive(layout, out, view, net)
+                    hand_over(layout, out, view, net)
             except KeyboardInterrupt:
                 out.print("\ninterrupted: stopping every node…")
             except Exception as e:  # a step that could not finish: say why, then clean up
@@ -681,8 +167,11 @@ def demo_command(
 
 def _network_mode(asked: str) -> tuple[str, str, str]:
     """(mode, who delays, the line the demo prints): netns when asked or when auto finds it
-    works here (tried on a scratch namespace), else the nodes' own sync link."""
-    transport = "network: in-transport delay ({}): one-way delay = RTT/2 in each node's sync link"
+    works here (tried on a scratch namespace), else the nodes' own link rules."""
+    transport = (
+        "network: in-transport delay ({}): one-way delay = RTT/2 on each node's federation "
+        "messages (--demo-link-rules)"
+    )
     if asked == "transport":
         return "transport", "transport", transport.format("--network transport")
     found = probe()
@@ -699,7 +188,8 @@ def _network_mode(asked: str) -> tuple[str, str, str]:
         )
     else:
         line = (
-            "network: netns (root), partitions by tc; delay = RTT/2 in each node's sync link "
+            "network: netns (root), partitions by tc; delay = RTT/2 on each node's federation "
+            "messages "
             f"({found.why})"
         )
     return "netns", found.delay, line
@@ -710,7 +200,11 @@ def _summary(story: Story, out: Console) -> None:
     out.print("\n[bold]Figures[/bold]")
     labels = {
         "startup_s": ("federation start-up", "s"),
+        "propagation_ms_p50": ("cross-region propagation (p50)", "ms"),
         "propagation_ms_max": ("cross-region propagation (max)", "ms"),
+        "propagation_over_one_way_ms_p50": ("  p50 above one-way, worst pair", "ms"),
+        "propagation_over_one_way_ms_max": ("  max above one-way, worst pair", "ms"),
+        "federation_messages_per_update": ("federation messages per update", ""),
         "failover_leader_s": ("leader killed → new leader", "s"),
         "failover_commit_s": ("leader killed → next commit", "s"),
         "restart_catchup_s": ("kill -9 + restart → caught up", "s"),

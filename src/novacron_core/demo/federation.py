@@ -10,13 +10,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from novacron_core.client import ClientError, NodeClient, NodeUnreachable, OutcomeUnknown
 from novacron_core.federation.netem import demo_regions
 
-FED_MODULE = "novacron_core.runtime.federation_host"
-RAFT_PORT, HTTP_PORT, SYNC_PORT, FED_PORT = 7000, 8080, 7100, 8180
+PEER_PORT, HTTP_PORT = 7000, 8080  # the group's and the federation's messages; every API
+GOSSIP_MS, ANTI_ENTROPY_S = 100, 1  # what the demo's federation file asks for
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,16 @@ class NodeSpec:
         return f"http://{self.host}:{HTTP_PORT}"
 
     @property
-    def fed_url(self) -> str:
-        return f"http://{self.host}:{FED_PORT}"
+    def peer(self) -> str:
+        return f"{self.host}:{PEER_PORT}"
 
 
 class Layout:
     """Regions, nodes and their addresses: 127.OCTET.region.node on loopback by default;
     ``addr(region_index, node_index)`` (network namespaces) otherwise. ``fed_delay`` says who
-    delays cross-region sync traffic (the nodes' link, or the network); ``wrap`` turns a node's
-    argv into the command that starts it (``ip netns exec …``)."""
+    delays cross-region federation traffic (the nodes' transport, under the demo's link
+    rules, or the network); ``wrap`` turns a node's argv into the command that starts it
+    (``ip netns exec …``)."""
 
     def __init__(
         self,
@@ -64,7 +66,7 @@ class Layout:
         """host:port of every address the federation needs that something already holds."""
         busy = []
         for n in self.nodes:
-            for port in (RAFT_PORT, HTTP_PORT, SYNC_PORT, FED_PORT):
+            for port in (PEER_PORT, HTTP_PORT):
                 with socket.socket() as s:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     try:
@@ -79,16 +81,40 @@ class Layout:
     def by_name(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)
 
-    def argv(self, n: NodeSpec, data_dir: str, election_ms: int) -> list[str]:
+    def federation_file(self) -> dict[str, Any]:
+        """The federation file every node reads: what the operator renders from a
+        DWCPFederation (``federation/config.py``), one member per region."""
+        return {
+            "federation": "demo",
+            "members": [
+                {
+                    "name": r,
+                    "region": r,
+                    "local": True,
+                    "endpoints": [m.peer for m in self.in_region(r)],
+                }
+                for r in self.regions
+            ],
+            "gossip": {"intervalMs": GOSSIP_MS, "fanout": 3},
+            "antiEntropy": {"intervalSeconds": ANTI_ENTROPY_S},
+            "replication": {"mode": "async", "syncFactor": 0},
+        }
+
+    def write_federation_file(self, path: Path) -> Path:
+        path.write_text(json.dumps(self.federation_file(), indent=2))
+        return path
+
+    def argv(self, n: NodeSpec, data_dir: str, election_ms: int, federation: Path) -> list[str]:
+        """``novacron node``, as the StatefulSet runs it, with the demo's federation file."""
         peers = ",".join(
-            f"{m.node_id}={m.host}:{RAFT_PORT}/{m.host}:{HTTP_PORT}"
+            f"{m.node_id}={m.host}:{PEER_PORT}/{m.host}:{HTTP_PORT}"
             for m in self.in_region(n.region)
         )
-        fed = ",".join(f"{m.name}={m.region}@{m.host}:{SYNC_PORT}" for m in self.nodes)
         argv = [
             sys.executable,
             "-m",
-            FED_MODULE,
+            "novacron_core.cli",
+            "node",
             "--node-id",
             n.node_id,
             "--region",
@@ -99,15 +125,11 @@ class Layout:
             peers,
             "--election-timeout-ms",
             str(election_ms),
-            "--fed-peers",
-            fed,
-            "--fed-http",
-            f"{n.host}:{FED_PORT}",
-            "--fed-regions",
-            ",".join(self.regions),
-            "--fed-delay",
-            self.fed_delay,
+            "--federation-file",
+            str(federation),
         ]
+        if self.fed_delay == "transport":
+            argv.append("--demo-link-rules")
         return self.wrap(n.region, argv) if self.wrap else argv
 
 
@@ -137,12 +159,12 @@ def cluster(n: NodeSpec) -> dict[str, Any] | None:
 
 
 def fed_has(n: NodeSpec, vm_id: str) -> bool:
-    body = get_json(f"{n.fed_url}/v1/federation/vms/{vm_id}")
+    body = get_json(f"{n.url}/v1/federation/vms/{vm_id}")
     return isinstance(body, dict) and body.get("id") == vm_id
 
 
 def fed_record(n: NodeSpec, vm_id: str) -> dict[str, Any] | None:
-    body = get_json(f"{n.fed_url}/v1/federation/vms/{vm_id}")
+    body = get_json(f"{n.url}/v1/federation/vms/{vm_id}")
     return body if isinstance(body, dict) and body.get("id") == vm_id else None
 
 

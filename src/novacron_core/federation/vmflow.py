@@ -1,9 +1,14 @@
 """Which committed VM records a region's leader must publish as CRDT deltas (sans-IO).
 
 Each VM record lives in the federation store under ``vm/{id}`` as an LWW register holding
-the record's JSON (``None`` once deleted), stamped with an HLC timestamp of the publishing
-node of the VM's home region. Only the home region's Raft leader publishes, and only what
-its group committed, so every other region sees a prefix of the home region's history.
+the record's JSON (``None`` once deleted). Only the home region's leader publishes, and only
+what its group committed, so every other region sees a prefix of the home region's history.
+
+The register's timestamp is :func:`stamp`: the home group's log index at which the
+publisher read the value (then the region's name), not a wall clock. Log indices only grow
+across leaders, so a record published by a new leader always wins over one an old leader
+published earlier, however the two machines' clocks disagree, and however late the old
+one's message arrives: a replica never sees a VM's record go back to an older version.
 """
 
 from __future__ import annotations
@@ -13,14 +18,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from novacron_core.clocks import HLC
+from novacron_core.clocks import HLC, HLCTimestamp
 from novacron_core.sync.crdt import LWWRegister
 from novacron_core.sync.engine import Mutate, SyncConfig
 from novacron_core.sync.store import Store
 from novacron_core.vm import CorruptRecordError, parse_record
 
 PREFIX = "vm/"
-# What every node's federation replica runs with (tests/federation simulates exactly this):
+# What a node's federation replica runs with unless the federation file says otherwise:
 # gossip every 100 ms to 3 peers, one of them in another region; anti-entropy every second.
 FEDERATION_SYNC = SyncConfig(interval=0.1, fanout=3, cross_region=1, ae_interval=1.0)
 
@@ -84,8 +89,12 @@ def changes(
     return out
 
 
-def as_mutation(change: Publish, hlc: HLC, now_ms: int) -> Mutate:
-    ts = hlc.now(now_ms)
+def stamp(index: int, region: str) -> HLCTimestamp:
+    """The LWW timestamp of a record its home group held at log ``index``."""
+    return HLCTimestamp(index, 0, region)
+
+
+def as_mutation(change: Publish, ts: HLCTimestamp) -> Mutate:
     return Mutate(change.key, LWWRegister, lambda reg: reg.assign(change.value, ts))
 
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from novacron_core.consensus.interface import LEADER, GroupStatus
 from novacron_core.observe import anomaly, forecast, profiling
 from novacron_core.observe.health import COMPONENTS, HealthWindow
 from novacron_core.observe.http import Stats, observe_middleware
@@ -44,11 +45,14 @@ OBSERVER_KEY = web.AppKey("novacron_observer", object)
 
 
 class NodeView(Protocol):
-    """What the observer reads from a node (runtime.node.NodeServer has all of it)."""
+    """What the observer reads from a node (runtime.node.NodeServer has all of it): the
+    group's status document, whatever the protocol, and the state machine's keys."""
 
     metrics: Any  # runtime.metrics.NodeMetrics
-    raft: Any  # consensus.raft.RaftNode
     settings: Any  # runtime.settings.NodeSettings
+    kv: Any  # consensus.kv.KVStore (its ``data``)
+
+    def status(self) -> GroupStatus: ...
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -90,30 +94,27 @@ class Observer:
 
     # ------------------------------------------------------------ sampling
 
-    def _lag_and_links(self) -> tuple[float | None, float | None]:
-        r = self.node.raft
-        if getattr(r, "role", None) == "leader":
-            progress = dict(getattr(r, "progress", {}))
-            others = [p for n, p in progress.items() if n != r.id]
+    @staticmethod
+    def _lag_and_links(st: GroupStatus) -> tuple[float | None, float | None]:
+        if st.role == LEADER:
+            others = [f for n, f in st.followers.items() if n != st.id]
             if not others:
                 return 0.0, None
-            last = r.log.last_index
-            lag = max(last - p.match for p in others)
-            down = sum(1 for p in others if p.state != "replicate") / len(others)
+            lag = max(st.last_index - f.match for f in others)
+            down = sum(1 for f in others if not f.streaming) / len(others)
             return float(lag), down
-        lag = max(0, int(getattr(r, "leader_commit", 0)) - int(r.applied))
-        return float(lag), (0.0 if r.leader is not None else 1.0)
+        return float(st.lag), (0.0 if st.leader is not None else 1.0)
 
     def sample(self, now: float) -> None:
-        r = self.node.raft
+        st = self.node.status()
         requests, errors, write_s, writes = self.stats.take()
         self.requests_total += requests
         self.errors_total += errors
-        lag, links_down = self._lag_and_links()
+        lag, links_down = self._lag_and_links(st)
         self.window.observe(
             now,
-            leader_present=r.leader is not None,
-            elections=float(r.stats.get("elections", 0)),
+            leader_present=st.leader is not None,
+            elections=float(st.elections),
             requests=float(self.requests_total),
             errors=float(self.errors_total),
             lag_entries=lag,
@@ -144,11 +145,10 @@ class Observer:
         if wall - self._last_history < HISTORY_EVERY_S:
             return
         self._last_history = wall
-        r = self.node.raft
         point = {
             "t": wall,
-            "log_index": r.log.last_index,
-            "keys": len(getattr(r.sm, "data", {}) or {}),
+            "log_index": self.node.status().last_index,
+            "keys": len(getattr(self.node.kv, "data", {}) or {}),
             "requests_total": self.requests_total,
         }
         path = Path(self.node.settings.data_dir) / HISTORY_FILE

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from novacron_core.consensus.interface import GroupStatus
 from novacron_core.vm import VMRecord
 
 HOST_PORT = r"^[^\s:]*[^\s]:[0-9]{1,5}$"
@@ -110,33 +111,10 @@ class VMDeleted(BaseModel):
     deleted: str
 
 
-class Recovered(BaseModel):
-    """What the node read back from its data dir when it started (before any catch-up)."""
-
-    last_index: int
-    last_term: int
-    snapshot_index: int
-    term: int
-    entries: int
-
-
-class ClusterStatus(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    role: str
-    term: int
-    leader: str | None
-    commit: int
-    applied: int
-    lag: int
-    last_index: int
-    snapshot_index: int
-    voters: list[str]
-    learners: list[str]
-    rejoining: bool
-    peers: dict[str, dict[str, str]]
-    recovered: Recovered
+# ``GET /v1/cluster``: the protocol-neutral group status document (consensus/interface.py),
+# the same model the operator's admin client parses; "recovered" is what the node read back
+# from its data dir at start.
+ClusterStatus = GroupStatus
 
 
 class Readiness(BaseModel):

@@ -1,9 +1,12 @@
 """Drives one sans-IO machine on asyncio: inputs in, Ready carried out with group commit.
 
-Inputs (peer messages, client requests, timer ticks) queue up while the previous batch is
-being fsynced; the next batch takes all of them, so one fsync covers many proposals and
-messages — the batching that makes a Python Raft fast enough (etcd does the same).
-Order per batch is the Ready contract: persist (+fsync), then send, then reply.
+Inputs (peer messages, client requests, timer ticks, other events) queue up while the
+previous batch is being fsynced; the next batch takes all of them, so one fsync covers many
+proposals and messages — the batching that makes a Python consensus group fast enough (etcd
+does the same). Order per batch is the Ready contract: persist (+fsync), then send, then
+reply. Nothing here knows which protocol runs: the machine's owner supplies the storage
+(what its writes mean), how a batch's messages may be coalesced, and what to do after a
+batch is durable.
 """
 
 from __future__ import annotations
@@ -13,63 +16,73 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from novacron_core.consensus.raft.messages import UNKNOWN, Reply
-from novacron_core.machine import Machine, Ready
-from novacron_core.runtime.coalesce import coalesce
+from novacron_core.machine import Machine, NodeId, Ready
 from novacron_core.runtime.metrics import NodeMetrics
-from novacron_core.runtime.storage import FileStorage
+
+Messages = list[tuple[NodeId, Any]]
+
+
+class Storage(Protocol):
+    """Where a machine's writes go: ``apply`` hands them to the OS, ``sync`` makes
+    everything applied so far durable."""
+
+    def apply(self, writes: list[Any]) -> None: ...
+
+    def sync(self) -> None: ...
 
 
 class Driver:
     def __init__(
         self,
         machine: Machine,
-        storage: FileStorage,
-        send: Callable[[str, Any], None],
+        storage: Storage,
+        send: Callable[[NodeId, Any], None],
         metrics: NodeMetrics,
         max_batch: int = 4096,
+        coalesce: Callable[[Messages], Messages] | None = None,
     ) -> None:
         self.machine = machine
         self.storage = storage
         self.send = send
         self.metrics = metrics
         self.max_batch = max_batch
+        self.coalesce = coalesce
         self._inbox: deque[tuple[int, Any, Any]] = deque()
         self._event = asyncio.Event()
-        self._futures: dict[int, asyncio.Future[Reply]] = {}
+        self._futures: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._wake_at: float | None = None
         self._stopped = False
         self.loop = asyncio.get_running_loop()
-        # Runs after a batch's writes are durable and before its messages and replies go
-        # out (the node refreshes peer addresses from the config here, so the first append
-        # to a member added in this batch finds its address, and tells apply subscribers).
-        self.after_persist: Callable[[], None] | None = None
+        # Runs with each batch's Ready after its writes are durable and before its messages
+        # and replies go out (the node re-dials changed members here, so the first message
+        # to a member added in this batch finds its address).
+        self.after_persist: Callable[[Ready], None] | None = None
 
     # ---------------------------------------------------------------- inputs
 
-    def deliver(self, src: str, msg: Any) -> None:
+    def deliver(self, src: NodeId, msg: Any) -> None:
         self._inbox.append((0, src, msg))
         self._event.set()
 
     def inject(self, event: Callable[[float], Ready]) -> None:
         """Queue any other input of the machine, run as ``event(now)`` in the next batch
-        (e.g. ``lambda now: raft.on_peer_unreachable(now, peer)``)."""
+        (e.g. ``lambda now: machine.on_peer_unreachable(now, peer)``)."""
         self._inbox.append((2, event, None))
         self._event.set()
 
-    async def request(self, req: Any, deadline_s: float = 5.0) -> Reply:
+    async def request(self, req: Any, deadline_s: float = 5.0) -> Any:
+        """The machine's reply to ``req``; TimeoutError when none came within the deadline
+        (the request may still take effect: its outcome is unknown)."""
         rid = next(self._ids)
-        fut: asyncio.Future[Reply] = self.loop.create_future()
+        fut: asyncio.Future[Any] = self.loop.create_future()
         self._futures[rid] = fut
         self._inbox.append((1, rid, req))
         self._event.set()
         try:
             return await asyncio.wait_for(fut, deadline_s)
-        except TimeoutError:
-            return Reply(UNKNOWN, detail="timed out waiting for the group")
         finally:
             self._futures.pop(rid, None)
 
@@ -119,8 +132,9 @@ class Driver:
             await self.loop.run_in_executor(None, self.storage.sync)
             self.metrics.fsync_seconds.observe(time.perf_counter() - t0)
         if self.after_persist is not None:
-            self.after_persist()
-        for dst, msg in coalesce(ready.messages):
+            self.after_persist(ready)
+        messages = self.coalesce(ready.messages) if self.coalesce else ready.messages
+        for dst, msg in messages:
             self.send(dst, msg)
         for rid, result in ready.replies:
             fut = self._futures.get(rid)

@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from novacron_core.codec import decode, encode
-from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
-from novacron_core.consensus.raft import (
+from novacron_core.consensus.interface import (
     BUSY,
     NOT_LEADER,
     OK,
@@ -32,10 +31,12 @@ from novacron_core.consensus.raft import (
     Reply,
     TransferLeader,
 )
+from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
 from novacron_core.runtime.api_models import CasRequest, MemberChange, TransferRequest
 from novacron_core.runtime.etags import check_version, if_match, vm_response
 from novacron_core.runtime.forward import Attempt
 from novacron_core.runtime.keyed_lock import KeyedLock, QueueFull
+from novacron_core.runtime.node_view import NodeView
 from novacron_core.runtime.problems import Problem, from_http_exception, problem_middleware
 from novacron_core.runtime.validation import validated
 from novacron_core.vm import (
@@ -47,9 +48,6 @@ from novacron_core.vm import (
     parse_record,
     vm_key,
 )
-
-if TYPE_CHECKING:
-    from novacron_core.runtime.node import NodeServer
 
 FORWARDED = "X-Novacron-Forwarded"
 NODE_KEY = web.AppKey("node", object)
@@ -73,7 +71,9 @@ class Unavailable(Exception):
         self.response = response
 
 
-def build_app(node: NodeServer) -> web.Application:
+def build_app(
+    node: NodeView, more_routes: Callable[[web.Application], None] | None = None
+) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[problem_middleware, _admission],
@@ -102,6 +102,8 @@ def build_app(node: NodeServer) -> web.Application:
     r.add_put("/v1/vms/{id}/spec", api.vm_spec)
     r.add_post("/v1/vms/{id}/power", api.vm_power)
     r.add_delete("/v1/vms/{id}", api.vm_delete)
+    if more_routes is not None:
+        more_routes(app)  # the federation's (runtime/federation.py)
     # observability (observe/node.py): request metrics and spans, health, forecasts, /debug
     from novacron_core.observe.node import attach
 
@@ -111,7 +113,7 @@ def build_app(node: NodeServer) -> web.Application:
 
 @web.middleware
 async def _admission(request: web.Request, handler: Any) -> web.StreamResponse:
-    node: NodeServer = request.app[NODE_KEY]  # type: ignore[assignment]
+    node: NodeView = request.app[NODE_KEY]  # type: ignore[assignment]
     driver = node.driver
     busy = driver is not None and driver.pending >= node.settings.max_inflight_requests
     try:
@@ -131,7 +133,7 @@ async def _admission(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 class Api:
-    def __init__(self, node: NodeServer) -> None:
+    def __init__(self, node: NodeView) -> None:
         self.node = node
         self._vm_queue = KeyedLock(MAX_VM_WAITERS)
         self._openapi: dict[str, Any] | None = None
@@ -162,7 +164,7 @@ class Api:
         before it answers, stop waiting: a hung or partitioned leader would otherwise hold
         the client for the whole request timeout. A read then goes to the new leader; a
         write that may have reached the old one has an unknown outcome (504)."""
-        leader = self.node.raft.leader
+        leader = self.node.leader
         if request.headers.get(FORWARDED):
             raise Problem(
                 "unavailable",
@@ -215,7 +217,7 @@ class Api:
             if name in request.headers:
                 headers[name] = request.headers[name]
         body = await request.read()
-        leader = self.node.raft.leader
+        leader = self.node.leader
         try:
             async with self.node.http.request(
                 request.method, url, data=body, headers=headers, trace_request_ctx=attempt
@@ -458,27 +460,21 @@ class Api:
         return web.json_response({"ok": True})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        r = self.node.raft
-        member = r.id in r.conf.members()
+        st = self.node.status()
+        member = st.member
         # Caught up: a leader is known and we are within one snapshot interval of its
         # commit index (the operator waits for this before moving on in a rolling change).
-        caught_up = r.leader is not None and r.lag() <= min(1000, r.cfg.snapshot_entries)
+        limit = min(1000, self.node.settings.snapshot_entries)
+        caught_up = st.leader is not None and st.lag <= limit
         # Rejoining (lost its state, waiting to be replaced): not ready until re-added.
         rejoining = self.node.rejoining
         if member and caught_up and not rejoining:
-            return web.json_response({"ready": True, "leader": r.leader})
-        body = {"ready": False, "leader": r.leader, "member": member, "rejoining": rejoining}
+            return web.json_response({"ready": True, "leader": st.leader})
+        body = {"ready": False, "leader": st.leader, "member": member, "rejoining": rejoining}
         return web.json_response(body, status=503)
 
     def _status(self) -> dict[str, Any]:
-        st = self.node.raft.status()
-        st["rejoining"] = self.node.rejoining
-        st["peers"] = {
-            n: {"peer": f"{a[0][0]}:{a[0][1]}", "http": f"{a[1][0]}:{a[1][1]}"}
-            for n, a in sorted(self.node.peers.items())
-        }
-        st["recovered"] = dict(self.node.recovered)
-        return st
+        return self.node.status().model_dump(mode="json")
 
     async def cluster(self, request: web.Request) -> web.Response:
         return web.json_response(self._status())

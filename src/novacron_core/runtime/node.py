@@ -1,75 +1,61 @@
-"""One ``novacron node`` process: Raft group member, KV/VM store, HTTP and admin API.
+"""One ``novacron node`` process: the region machine (consensus member, KV/VM store,
+federation replica, publisher; ``region/machine.py``) on the generic driver, the one peer
+transport, the HTTP API (client, admin, federation) and the federation file.
 
-Where the other members listen comes from the Raft configuration: the bootstrap members'
-addresses from ``peers``, every member added later from its membership change, replicated
-in the log and in snapshots. Whenever the configuration changes the node re-derives its
-``peers`` map (leader proxying, ``/v1/cluster``) and the transport's dial list from it.
+The group's protocol is the ``protocol`` setting (``consensus/registry.py``; Raft today);
+nothing here depends on which one it is. Where the other members listen comes from the
+group's configuration: the bootstrap members' addresses from ``peers``, every member added
+later from its membership change, replicated in the log and in snapshots. Whenever the
+member reports a new configuration (``Ready.soft_state``) the node re-derives its ``peers``
+map (leader proxying, ``/v1/cluster``) from it. Federation replicas are named by their peer
+address, so a federation message goes to the address its destination names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
-import random
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from novacron_core.codec import decode
-from novacron_core.consensus.kv import KVCommand, KVStore
-from novacron_core.consensus.raft import (
+from novacron_core.consensus.interface import (
     LEADER,
+    UNKNOWN,
     ConfigState,
-    Entry,
+    GroupStatus,
+    GroupTuning,
     MemberAddress,
-    RaftConfig,
-    RaftNode,
+    PeerAddresses,
     Reply,
-    SnapshotMeta,
+    SoftState,
 )
-from novacron_core.consensus.raft.messages import NORMAL
-from novacron_core.consensus.raft.storage import Recovered
+from novacron_core.consensus.registry import UnknownProtocol, protocol
+from novacron_core.machine import Ready
 from novacron_core.observe.http import client_trace_configs
+from novacron_core.region.machine import SYNC_MESSAGES, RegionNode, RegionSpec
 from novacron_core.runtime.driver import Driver
+from novacron_core.runtime.federation import FederationService
 from novacron_core.runtime.forward import forward_session
+from novacron_core.runtime.http_api import build_app
 from novacron_core.runtime.metrics import NodeMetrics
+from novacron_core.runtime.region_storage import RegionStorage
 from novacron_core.runtime.settings import NodeSettings, split_addr
-from novacron_core.runtime.storage import CorruptLogError, FileStorage
-from novacron_core.runtime.transport import Transport, tls_contexts
+from novacron_core.runtime.storage import CorruptLogError
+from novacron_core.runtime.transport import Addr, Hello, Transport, tls_contexts
 
 log = logging.getLogger(__name__)
-Addr = tuple[str, int]
 # In the data dir while the node waits to be replaced after losing its state (see
 # ``NodeServer.rejoining``); fsynced, so a restart before the replacement keeps waiting.
 REJOINING_MARKER = "rejoining"
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What the node applied, handed to :meth:`NodeServer.on_apply` subscribers.
-
-    Either ``entries``: log entries just applied, contiguous and in order, the last one at
-    ``index`` (``kind`` NORMAL: ``data`` is an encoded KVCommand; CONFIG: an encoded
-    ConfigState; NOOP: a new leader's empty entry). Or ``snapshot``: the leader's snapshot
-    replaced the whole state up to ``index`` (the entries it covers are never listed), so a
-    subscriber re-reads the state it mirrors.
-    """
-
-    index: int
-    entries: tuple[Entry, ...] = ()
-    snapshot: SnapshotMeta | None = None
-
-    def commands(self) -> list[tuple[int, KVCommand]]:
-        """The KV commands among ``entries``, with their log index."""
-        return [(e.index, decode(e.data, KVCommand)) for e in self.entries if e.kind == NORMAL]
 
 
 class NodeServer:
@@ -77,14 +63,13 @@ class NodeServer:
         self.settings = settings
         self.static_peers = settings.peer_map()  # the bootstrap members, from --peers
         self.metrics = NodeMetrics(settings.region, settings.metrics)
-        self.storage = FileStorage(settings.data_dir / "raft", fsync=settings.fsync)
-        if self.storage.torn_bytes:
-            log.warning("recovered from a torn log tail (%d bytes cut)", self.storage.torn_bytes)
-        recovered = self.storage.load()
-        # What the data dir held at start, before any catch-up from a leader: reported in
-        # /v1/cluster ("recovered"), so a check that the node kept its log can fail.
-        self.recovered = recovered_summary(recovered)
-        log.info("recovered from %s: %s", settings.data_dir, self.recovered)
+        self.protocol = protocol(settings.protocol)
+        self.storage = RegionStorage(
+            settings.data_dir, self.protocol.name, self.protocol.log_format, settings.fsync
+        )
+        torn = self.storage.group.torn_bytes
+        if torn:
+            log.warning("recovered from a torn log tail (%d bytes cut)", torn)
         self.marker = settings.data_dir / REJOINING_MARKER
         # A bootstrap member whose state is gone while the group already exists: it must
         # not bootstrap again as a voter (its empty log would grant any vote and could elect
@@ -95,7 +80,7 @@ class NodeServer:
             not self.rejoining
             and settings.cluster_state() == "existing"
             and settings.node_id in self.static_peers
-            and _empty(recovered)
+            and self.storage.group.empty()
         ):
             _write_marker(self.marker, settings.fsync)
             self.rejoining = True
@@ -118,59 +103,56 @@ class NodeServer:
         seed_addresses = tuple(
             MemberAddress(n, _fmt(a[0]), _fmt(a[1])) for n, a in sorted(self.static_peers.items())
         )
-        self.raft = RaftNode(
-            settings.node_id,
-            recovered,
-            KVStore(),
-            random.Random(int.from_bytes(os.urandom(8), "big")),
-            RaftConfig(
-                election_timeout=settings.election_timeout_ms / 1000,
-                heartbeat_interval=settings.heartbeat_ms / 1000,
-                snapshot_entries=settings.snapshot_entries,
-                read_mode=settings.read_mode,
+        me = self.static_peers.get(settings.node_id)
+        self.federation = FederationService(self, _fmt(me[0]) if me else "")
+        self.machine = RegionNode(
+            RegionSpec(
+                node_id=settings.node_id,
+                region=settings.region,
+                protocol=self.protocol,
+                tuning=GroupTuning(
+                    election_timeout=settings.election_timeout_ms / 1000,
+                    heartbeat_interval=settings.heartbeat_ms / 1000,
+                    snapshot_entries=settings.snapshot_entries,
+                    read_mode=settings.read_mode,
+                    # a tick a heartbeat late: this process was starved (docs/raft.md)
+                    lag_tolerance=settings.heartbeat_ms / 1000,
+                ),
+                voters=voters,
+                addresses=seed_addresses,
+                abstain=self.rejoining,
+                fed_id=self.federation.fed_id,
+                seed=int.from_bytes(os.urandom(8), "big"),
             ),
-            voters,
-            seed_addresses,
+            self.storage,
+            self.federation.initial_plan(),
         )
-        self.raft.abstain = self.rejoining
+        self.member = self.machine.group
+        self.kv = self.machine.kv
+        # What the data dir held at start, before any catch-up from a leader: /v1/cluster
+        # reports it ("recovered"), so a check that the node kept its log can fail.
+        log.info("recovered from %s: %s", settings.data_dir, self.member.status().recovered)
         self.driver: Driver | None = None
         self.transport: Transport | None = None
         self.peers: dict[str, tuple[Addr, Addr]] = {}
+        self.announced: dict[str, Addr] = {}  # peer addresses senders named in their Hello
+        # What the member last reported of itself (Ready.soft_state); the node never reads
+        # the member's fields.
+        self.soft: SoftState = self.member.soft_state()
         self._seen_conf: ConfigState | None = None
         self._refresh_peers()
-        self._apply_subscribers: list[Callable[[Applied], None]] = []
-        self._logged_role: tuple[str, int] | None = None
-        self._leader_seen: str | None = None
         self._leader_waiters: set[asyncio.Future[None]] = set()
-        self.kv = self.raft.sm
+        self._logged = False
+        self._fed_addrs: dict[str, Addr | None] = {}
         self.http: aiohttp.ClientSession | None = None
         self.stopping = asyncio.Event()
-        # Set by a process that also holds the federation's replica (runtime/federation_host):
-        # how to read a VM homed in another region, which this region's group does not hold.
-        self.replicated_vm: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
+        self.replicated_vm: Callable[[str], Awaitable[dict[str, Any] | None]] | None = (
+            self.federation.replicated_vm
+        )
 
     @property
     def id(self) -> str:
         return self.settings.node_id
-
-    def on_apply(self, callback: Callable[[Applied], None]) -> Callable[[], None]:
-        """Call ``callback(Applied)`` after every batch that applied entries or installed a
-        snapshot, in log order, from the event loop: after the batch is durable, before its
-        replies reach clients. It must not block (hand work to a task); an exception it
-        raises is logged and does not stop the node. Entries applied before subscribing are
-        not replayed: read the current state (``node.kv``, ``node.raft.applied``) first.
-        Returns a function that unsubscribes."""
-        self._apply_subscribers.append(callback)
-        self.raft.record_applied = True
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._apply_subscribers.remove(callback)
-            self.raft.record_applied = bool(self._apply_subscribers)
-            if not self._apply_subscribers:
-                self.raft.take_applied()
-
-        return unsubscribe
 
     def leader_change(self) -> asyncio.Future[None]:
         """A future resolved when this node's view of the leader next changes (a new
@@ -183,24 +165,24 @@ class NodeServer:
         self._leader_waiters.discard(fut)
         fut.cancel()
 
-    def _after_persist(self) -> None:
-        r = self.raft
-        if self.rejoining and replaced(r):
+    def _after_persist(self, ready: Ready) -> None:
+        if self.rejoining and self.member.readded():
             self._rejoined()
-        if r.leader != self._leader_seen:
-            self._leader_seen = r.leader
-            waiters, self._leader_waiters = self._leader_waiters, set()
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
-        if (r.role, r.term) != self._logged_role:
-            # With the monotonic clock (shared by every process on a host), so role changes
-            # of several nodes line up: benchmarks/raft.py splits failover time with them.
-            self._logged_role = (r.role, r.term)
-            log.info("raft role %s term %d at %.6f", r.role, r.term, time.monotonic())
-        self._refresh_peers()
-        if self._apply_subscribers:
-            self._publish_applied()
+        soft = ready.soft_state
+        if isinstance(soft, SoftState):
+            before, self.soft = self.soft, soft
+            if soft.leader != before.leader:
+                waiters, self._leader_waiters = self._leader_waiters, set()
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+            if (soft.role, soft.term) != (before.role, before.term) or not self._logged:
+                # With the monotonic clock (shared by every process on a host), so role
+                # changes of several nodes line up: benchmarks/raft.py splits failover time
+                # with them.
+                self._logged = True
+                log.info("raft role %s term %d at %.6f", soft.role, soft.term, time.monotonic())
+            self._refresh_peers()
 
     def _rejoined(self) -> None:
         """Removed and added again as a learner: from here on the leader's configuration
@@ -210,33 +192,13 @@ class NodeServer:
         if self.settings.fsync:
             _fsync_dir(self.marker.parent)
         self.rejoining = False
-        self.raft.abstain = False
+        self.member.abstain = False
         log.warning("%s: re-added as a learner: no longer rejoining, voting once promoted", self.id)
-
-    def _publish_applied(self) -> None:
-        events: list[Applied] = []
-        run: list[Entry] = []
-        for ev in self.raft.take_applied():
-            if isinstance(ev, Entry):
-                run.append(ev)
-                continue
-            if run:
-                events.append(Applied(run[-1].index, tuple(run)))
-                run = []
-            events.append(Applied(ev.index, snapshot=ev))
-        if run:
-            events.append(Applied(run[-1].index, tuple(run)))
-        for event in events:
-            for cb in list(self._apply_subscribers):
-                try:
-                    cb(event)
-                except Exception:
-                    log.exception("apply subscriber %r failed", cb)
 
     def _refresh_peers(self) -> None:
         """Re-derive where members listen from the latest configuration (it takes effect
         when appended, as in Raft, so a leader dials a member the moment it adds it)."""
-        conf = self.raft.conf
+        conf = self.soft.config
         if conf is self._seen_conf:
             return
         self._seen_conf = conf
@@ -252,39 +214,108 @@ class NodeServer:
         if peers != self.peers:
             log.info("member addresses: %s", {n: _fmt(a[0]) for n, a in sorted(peers.items())})
         self.peers = peers
-        if self.transport is not None:
-            self.transport.update_peers({n: a[0] for n, a in peers.items() if n != self.id})
+        if self.transport is not None and ":" not in self.federation.fed_id:
+            # a joiner without a peers entry of its own advertises the address it was added
+            # with, once the configuration lists it
             me = peers.get(self.id)
             self.transport.advertise = _fmt(me[0]) if me else ""
+        self.prune_links()
 
-    def _peer_unreachable(self, peer: str) -> None:
-        if self.driver is not None:
-            self.driver.inject(lambda now: self.raft.on_peer_unreachable(now, peer))
+    def prune_links(self) -> None:
+        """Close links to addresses neither the group nor the federation uses any more."""
+        if self.transport is None:
+            return
+        keep = {a[0] for n, a in self.peers.items() if n != self.id}
+        keep |= set(self.announced.values())
+        keep |= self.federation.peer_addresses()
+        self.transport.keep_only(keep)
+
+    # ------------------------------------------------------------ messages
+
+    def _send(self, dst: str, msg: Any) -> None:
+        assert self.transport is not None
+        if isinstance(msg, SYNC_MESSAGES):
+            self.federation.send(dst, msg)
+            return
+        peer = self.peers.get(dst)
+        addr = peer[0] if peer is not None else self.announced.get(dst)
+        if addr is not None:
+            self.transport.send(addr, msg)
+
+    def _deliver(self, hello: Hello, msg: Any) -> None:
+        assert self.driver is not None
+        if isinstance(msg, SYNC_MESSAGES):
+            # a replica is named by the address it listens on (how the federation file names
+            # it); one that does not say cannot be answered
+            if hello.peer:
+                self.driver.deliver(hello.peer, msg)
+        else:
+            self.driver.deliver(hello.node, msg)
+
+    def _hello(self, hello: Hello) -> None:
+        if hello.peer and hello.node not in self.peers:
+            try:
+                self.announced[hello.node] = split_addr(hello.peer)
+            except ValueError:
+                pass
+
+    def _peer_unreachable(self, node: str | None, addr: Addr | None) -> None:
+        """A link to a group member broke: tell the member (by id, or every member at that
+        address)."""
+        if self.driver is None:
+            return
+        members = {node} if node is not None and node in self.peers else set()
+        if addr is not None:
+            members |= {n for n, a in self.peers.items() if a[0] == addr}
+        for m in members - {self.id}:
+            self.driver.inject(functools.partial(self._unreachable, m))
+
+    def _unreachable(self, member: str, now: float) -> Ready:
+        return self.machine.on_peer_unreachable(now, member)
 
     async def submit(self, req: Any) -> Reply:
         assert self.driver is not None
-        return await self.driver.request(req, self.settings.request_timeout_s)
+        try:
+            reply: Reply = await self.driver.request(req, self.settings.request_timeout_s)
+        except TimeoutError:
+            return Reply(UNKNOWN, detail="timed out waiting for the group")
+        return reply
+
+    # ------------------------------------------------------------ status
+
+    @property
+    def leader(self) -> str | None:
+        return self.soft.leader
 
     def leader_http(self) -> tuple[str, int] | None:
-        lead = self.raft.leader
+        lead = self.soft.leader
         if lead is None or lead == self.id or lead not in self.peers:
             return None
         return self.peers[lead][1]
 
     def is_leader(self) -> bool:
-        return self.raft.role == LEADER
+        return self.soft.role == LEADER
+
+    def status(self) -> GroupStatus:
+        """The group status document (``/v1/cluster``), with what only the node knows."""
+        peers = {
+            n: PeerAddresses(peer=_fmt(a[0]), http=_fmt(a[1]))
+            for n, a in sorted(self.peers.items())
+        }
+        return self.member.status().model_copy(update={"rejoining": self.rejoining, "peers": peers})
 
     def refresh_metrics(self) -> None:
-        m, r = self.metrics, self.raft
-        m.term.set(r.term)
-        m.commit.set(r.commit)
-        m.applied.set(r.applied)
-        m.is_leader.set(1 if r.role == LEADER else 0)
-        m.count_elections(r.stats["elections"])
+        m, st = self.metrics, self.member.status()
+        m.term.set(st.term)
+        m.commit.set(st.commit)
+        m.applied.set(st.applied)
+        m.is_leader.set(1 if st.role == LEADER else 0)
+        m.count_elections(st.elections)
+        self.federation.refresh_metrics()
+
+    # ------------------------------------------------------------ running
 
     async def run(self) -> None:
-        from novacron_core.runtime.http_api import build_app
-
         s = self.settings
         me = self.peers.get(self.id)
         peer_listen = split_addr(s.peer_listen) if s.peer_listen else (me[0] if me else None)
@@ -300,26 +331,30 @@ class NodeServer:
                 f"added) and needs {missing} (NOVACRON_PEER_LISTEN / NOVACRON_HTTP_LISTEN): "
                 "where to listen cannot come from --peers"
             )
+        loop = asyncio.get_running_loop()
+        self.machine.wall_offset = time.time() - loop.time()
         server_ssl, client_ssl = tls_contexts(s.tls_cert, s.tls_key, s.tls_ca)
         self.transport = Transport(
             self.id,
-            {n: a[0] for n, a in self.peers.items() if n != self.id},
             self._deliver,
+            accept=self.machine.peer_messages,
             server_ssl=server_ssl,
             client_ssl=client_ssl,
             on_unreachable=self._peer_unreachable,
-            advertise=_fmt(me[0]) if me else "",
+            on_hello=self._hello,
+            advertise=self.federation.fed_id if ":" in self.federation.fed_id else "",
         )
-        self.driver = Driver(self.raft, self.storage, self.transport.send, self.metrics)
+        self.driver = Driver(
+            self.machine, self.storage, self._send, self.metrics, coalesce=self.machine.coalesce
+        )
         self.driver.after_persist = self._after_persist
         await self.transport.start(*peer_listen)
         # no automatic re-send (runtime/forward.py); spans + traceparent on proxied requests
         self.http = forward_session(s.request_timeout_s, trace_configs=client_trace_configs())
-        runner = web.AppRunner(build_app(self), access_log=None)
+        runner = web.AppRunner(build_app(self, self.federation.routes), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, http_listen[0], http_listen[1])
         await site.start()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
@@ -333,9 +368,11 @@ class NodeServer:
             time.monotonic(),
         )
         driver_task = asyncio.create_task(self.driver.run())
+        watch_task = asyncio.create_task(self.federation.watch())
         stop_task = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({driver_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         # Clean shutdown: stop taking requests, let the driver finish its batch, flush disk.
+        watch_task.cancel()
         self.driver.stop()
         await runner.cleanup()
         with contextlib.suppress(Exception):
@@ -345,44 +382,6 @@ class NodeServer:
         await self.transport.close()
         await self.http.close()
         self.storage.close()
-
-    def _deliver(self, src: str, msg: Any) -> None:
-        assert self.driver is not None
-        self.driver.deliver(src, msg)
-
-
-def replaced(raft: RaftNode) -> bool:
-    """A rejoining node was removed and added again: the configuration it applied lists it
-    as a learner *and* it has applied everything a leader said was committed since this
-    start. The second half matters: replaying history from index 1 (or an old snapshot) it
-    may pass a learner config from an earlier replace of the same node; the leader's commit
-    index, heard after the loss, lies beyond every config from before the loss, so the
-    config at or past it is a current one."""
-    return (
-        raft.id in raft.applied_conf.learners
-        and raft.leader_commit > 0
-        and raft.applied >= raft.leader_commit
-    )
-
-
-def recovered_summary(state: Recovered) -> dict[str, int]:
-    """What a node read back from its data dir: the last log index and term it holds
-    (entries or snapshot), its snapshot index, the term it had voted in, and how many
-    entries it read."""
-    last = state.entries[-1] if state.entries else None
-    return {
-        "last_index": last.index if last else state.snap.index,
-        "last_term": last.term if last else state.snap.term,
-        "snapshot_index": state.snap.index,
-        "term": state.hard.term,
-        "entries": len(state.entries),
-    }
-
-
-def _empty(state: Recovered) -> bool:
-    """Nothing durable: no term or vote, no entries, no snapshot."""
-    hard = state.hard
-    return hard.term == 0 and hard.vote is None and not state.entries and state.snap.index == 0
 
 
 def _write_marker(path: Path, fsync: bool) -> None:
@@ -422,7 +421,7 @@ def run_node(settings: NodeSettings) -> None:
 async def _main(settings: NodeSettings) -> None:
     try:
         server = NodeServer(settings)
-    except CorruptLogError as e:
+    except (CorruptLogError, UnknownProtocol) as e:
         log.error("%s", e)
         raise SystemExit(2) from None
     await server.run()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from novacron_core.runtime.node import run_node
 from novacron_core.runtime.settings import load_settings
@@ -41,6 +42,27 @@ from novacron_core.runtime.settings import load_settings
     help="a file holding new or existing; when it exists it wins over "
     "--initial-cluster-state [NOVACRON_INITIAL_CLUSTER_STATE_FILE]",
 )
+@click.option(
+    "--protocol",
+    help="the region's consensus protocol (a package of novacron_core.consensus: raft) "
+    "[NOVACRON_PROTOCOL]",
+)
+@click.option(
+    "--federation-file",
+    type=click.Path(),
+    help="the federation this region belongs to (JSON the operator renders from a "
+    "DWCPFederation: members with their endpoints, gossip, anti-entropy); re-read every few "
+    "seconds and applied without a restart; absent: a single-region node "
+    "[NOVACRON_FEDERATION_FILE]",
+)
+@click.option("--federation-poll-s", type=float, hidden=True)
+@click.option(
+    "--demo-link-rules/--no-demo-link-rules",
+    default=None,
+    hidden=True,
+    help="novacron demo only: delay federation messages RTT/2 and drop them across a "
+    "partition set with POST /v1/federation/netem",
+)
 @click.option("--election-timeout-ms", type=int)
 @click.option("--heartbeat-ms", type=int)
 @click.option("--snapshot-entries", type=int)
@@ -64,7 +86,9 @@ from novacron_core.runtime.settings import load_settings
     help="json: one object per line with trace ids [NOVACRON_LOG_FORMAT]",
 )
 def node_command(config_file: str | None, log_format: str, **flags: Any) -> None:
-    """Run a NovaCron consensus node (Raft member, KV/VM store, HTTP and admin API).
+    """Run a NovaCron region node: a member of its region's consensus group (the VM/KV
+    store), a replica of the federation's state (with --federation-file), and the client,
+    admin and federation HTTP API on one port.
 
     Tracing is off unless the standard OpenTelemetry variables ask for it, e.g.
     OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 with OTEL_TRACES_SAMPLER=
@@ -73,7 +97,12 @@ def node_command(config_file: str | None, log_format: str, **flags: Any) -> None
     from novacron_core.observe.logs import setup_logging
     from novacron_core.observe.tracing import setup_tracing, shutdown_tracing
 
-    settings = load_settings(config_file, **flags)
+    try:
+        settings = load_settings(config_file, **flags)
+    except ValidationError as e:
+        raise click.UsageError(
+            "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        ) from None
     setup_logging(log_format)
     attrs = {"novacron.region": settings.region, "service.instance.id": settings.node_id}
     setup_tracing("novacron-node", attrs)

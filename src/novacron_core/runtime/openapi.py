@@ -59,7 +59,7 @@ OPS = [
     Op(
         "get",
         "/v1/cluster",
-        "This node's view of its Raft group, and what it recovered from disk at start",
+        "This node's view of its consensus group, and what it recovered from disk at start",
         response=m.ClusterStatus,
         tags=("admin",),
     ),
@@ -322,22 +322,13 @@ def build(title: str, ops: list[Op], description: str) -> dict[str, Any]:
     }
 
 
-def node_document() -> dict[str, Any]:
-    return build(
-        "NovaCron node API",
-        OPS,
-        "A region's Raft group member: raw KV, VM records, admin. Every error is an RFC 9457 "
-        "problem (application/problem+json) whose `outcome` says `not_applied` (certainly "
-        "did not happen: 4xx, 429, 503) or `unknown` (may have happened: 504). docs/api.md.",
-    )
-
-
 FEDERATION_OPS = [
     Op(
         "get",
         "/v1/federation/vms",
         "Every region's VM records as this replica holds them",
         response=m.FederationVMs,
+        tags=("federation",),
     ),
     Op(
         "get",
@@ -346,23 +337,34 @@ FEDERATION_OPS = [
         response=VMRecord,
         params=["id"],
         errors=(404, 409),
+        tags=("federation",),
     ),
-    Op("get", "/v1/federation/status", "Replica status", response="application/json"),
+    Op(
+        "get",
+        "/v1/federation/status",
+        "Replica status: the federation file in force, peers, lags, what is not honoured",
+        response="application/json",
+        tags=("federation",),
+    ),
     Op(
         "post",
         "/v1/federation/netem",
-        "Cut regions off in this node's sync link (demo)",
+        "Cut regions off in this node's federation links (novacron demo only)",
         response=m.NetemState,
         body=m.NetemRequest,
         errors=(400, 413, 422),
+        tags=("federation",),
     ),
-    Op("get", "/metrics", "Prometheus metrics", response="text/plain"),
 ]
 
 
-def federation_document() -> dict[str, Any]:
+def node_document() -> dict[str, Any]:
     return build(
-        "NovaCron federation replica API",
-        FEDERATION_OPS,
-        "The federation's CRDT replica held by a node (demo). Errors are RFC 9457 problems.",
+        "NovaCron node API",
+        [*OPS, *FEDERATION_OPS],
+        "A region node: its consensus group's member (raw KV, VM records, admin) and, with a "
+        "federation file, its replica of the federation's VM records (/v1/federation). "
+        "Every error is an RFC 9457 problem (application/problem+json) whose `outcome` says "
+        "`not_applied` (certainly did not happen: 4xx, 429, 503) or `unknown` (may have "
+        "happened: 504). docs/api.md.",
     )

@@ -38,6 +38,9 @@ class NodeSettings(BaseSettings):
     # outside the config hash, so it flips without rolling pods); read at start, it wins
     # over ``initial_cluster_state`` when it exists.
     initial_cluster_state_file: str | None = None
+    # The region's consensus protocol (a package of consensus/: "raft"; the CRD's
+    # ``protocol``); one this build lacks stops the node with a message naming it.
+    protocol: str = "raft"
     election_timeout_ms: int = 200  # failover p99 target < 500 ms: detection takes T..2T
     heartbeat_ms: int = 50
     snapshot_entries: int = 10_000
@@ -45,11 +48,31 @@ class NodeSettings(BaseSettings):
     fsync: bool = True
     max_inflight_requests: int = 4096
     request_timeout_s: float = 5.0
+    # The federation this node's region belongs to: the JSON file the operator renders from
+    # a DWCPFederation (federation/config.py says what it holds). Absent: a single-region
+    # node. Re-read every ``federation_poll_s`` and applied without a restart.
+    federation_file: str | None = None
+    federation_poll_s: float = 2.0
+    # The demo's stand-in for a WAN: hold each federation message RTT/2 (the demo's matrix)
+    # and drop it across a partition set through POST /v1/federation/netem. Never in
+    # production (the network delays there).
+    demo_link_rules: bool = False
     # Prometheus metrics (observe.metrics conventions); off, every update is a no-op.
     metrics: bool = True
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, v: str) -> str:
+        from novacron_core.consensus.registry import available
+
+        if v not in available():
+            raise ValueError(
+                f"{v!r} is not implemented by this node (available: {', '.join(available())})"
+            )
+        return v
 
     @field_validator("peers", mode="before")
     @classmethod

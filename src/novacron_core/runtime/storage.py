@@ -1,8 +1,12 @@
-"""Durable Raft storage: an append-only segmented log with a CRC32C per record.
+"""Durable group storage: an append-only segmented log with a CRC32C per record.
 
 Record layout: ``u32 length | u32 crc32c(payload) | payload`` where the payload is a codec
-record (HardState, AppendEntries or SaveSnapshot). Writes go to the OS as they come;
-:meth:`FileStorage.sync` fsyncs once for however many writes accumulated (group commit).
+record, one of the consensus protocol's write records (Raft's: HardState, AppendEntries,
+SaveSnapshot). What a record means is the protocol's :class:`~novacron_core.consensus.
+interface.LogFormat`: it folds records into the recovered state, says which record
+supersedes the log (a snapshot: the log is rewritten from the state), and what a
+rewritten log starts with. Writes go to the OS as they come; :meth:`FileStorage.sync`
+fsyncs once for however many writes accumulated (group commit).
 
 Why not SQLite in WAL mode: a Raft log is append-mostly with rare suffix truncation, which a
 plain file expresses as one ``write`` + one ``fdatasync`` per batch; SQLite adds a B-tree
@@ -25,13 +29,7 @@ from typing import Any
 import crc32c
 
 from novacron_core.codec import CodecError, decode, encode
-from novacron_core.consensus.raft.storage import (
-    AppendEntries,
-    HardState,
-    Recovered,
-    SaveSnapshot,
-    apply_write,
-)
+from novacron_core.consensus.interface import LogFormat
 
 log = logging.getLogger(__name__)
 _HEAD = struct.Struct(">II")
@@ -43,11 +41,12 @@ class CorruptLogError(RuntimeError):
 
 
 class FileStorage:
-    def __init__(self, directory: str | Path, fsync: bool = True) -> None:
+    def __init__(self, directory: str | Path, fmt: LogFormat, fsync: bool = True) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.fmt = fmt
         self.fsync_enabled = fsync
-        self.state = Recovered()
+        self.state = fmt.new_state()
         self.torn_bytes = 0  # bytes cut off a torn tail at start (reported)
         self._segments = sorted(self.dir.glob("log-*.seg"))
         for i, seg in enumerate(self._segments):
@@ -71,7 +70,7 @@ class FileStorage:
                 (n, _) = _HEAD.unpack_from(data, pos)
                 payload = data[pos + 8 : pos + 8 + n]
                 try:
-                    apply_write(self.state, decode(payload))
+                    self.fmt.apply(self.state, decode(payload))
                 except CodecError as e:
                     raise CorruptLogError(f"{path} @ {pos}: undecodable record: {e}") from None
                 pos += 8 + n
@@ -98,21 +97,23 @@ class FileStorage:
             return "checksum mismatch"
         return None
 
-    def load(self) -> Recovered:
-        s = self.state
-        return Recovered(s.hard, s.snap, s.snap_data, list(s.entries))
+    def load(self) -> Any:
+        """What a restarting member is built from (the protocol's recovered state)."""
+        return self.fmt.load(self.state)
+
+    def empty(self) -> bool:
+        return self.fmt.is_empty(self.state)
 
     # ---------------------------------------------------------------- writing
 
     def apply(self, writes: list[Any]) -> None:
         """Append ``writes`` (not yet durable: call :meth:`sync`)."""
         for w in writes:
-            if isinstance(w, SaveSnapshot):
-                apply_write(self.state, w)
+            self.fmt.apply(self.state, w)
+            if self.fmt.compacts(w):
                 self._rewrite_base()
-                continue
-            apply_write(self.state, w)
-            self._append(w)
+            else:
+                self._append(w)
         if self._file.tell() > SEGMENT_BYTES:
             self._roll(self._next_segment())
 
@@ -132,15 +133,13 @@ class FileStorage:
         self._sync_dir()  # the new file's directory entry must survive a crash too
 
     def _rewrite_base(self) -> None:
-        """Compaction: a new segment holding the snapshot, hard state and retained entries,
-        made durable before the segments it replaces are deleted."""
+        """Compaction: a new segment holding what recreates the state (Raft: the snapshot,
+        hard state and retained entries), made durable before the segments it replaces are
+        deleted."""
         old = list(self._segments)
         self._roll(self._next_segment())
-        s = self.state
-        self._append(SaveSnapshot(s.snap, s.snap_data))
-        self._append(s.hard)
-        if s.entries:
-            self._append(AppendEntries(list(s.entries)))
+        for record in self.fmt.base(self.state):
+            self._append(record)
         self.sync(force=True)
         for p in old:
             p.unlink(missing_ok=True)
@@ -168,4 +167,4 @@ class FileStorage:
         self._file.close()
 
 
-__all__ = ["CorruptLogError", "FileStorage", "HardState"]
+__all__ = ["CorruptLogError", "FileStorage"]

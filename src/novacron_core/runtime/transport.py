@@ -1,16 +1,20 @@
-"""Peer transport: one outbound TCP connection per peer, length-prefixed codec frames.
+"""Peer transport: one outbound TCP (or mutual-TLS) link per peer address, length-prefixed
+codec frames; it carries every message of the node's machine (its consensus group's and its
+federation replica's alike).
 
-A connection opens with a :class:`Hello` naming the sender (and where it listens, so a new
-member can answer a leader it has no address for yet); every later frame is a Raft message
-record. A frame that does not decode (or is not a Raft message) closes that one
-connection; the node and its other peers carry on. Outbound queues are bounded and drop
-the newest message when full: Raft retransmits, so loss costs latency, never safety.
+A connection opens with a :class:`Hello` naming the sender (its group member id) and where
+it listens (its peer address: how other regions' replicas name it, and how a new member can
+answer a leader it has no address for yet); every later frame is one of the record types the
+node accepts (``accept``: its machine's wire types). A frame that does not decode (or is of
+another type) closes that one connection; the node and its other peers carry on. Outbound
+queues are bounded and drop the newest message when full (counted in ``dropped``): the
+protocols retransmit, so loss costs latency, never safety.
 
 The links also report what TCP tells them about a peer — a refused connection, a broken
 link, an inbound connection closed by the peer (a killed process closes all of them) — to
-``on_unreachable``; Raft uses that to replace a crashed leader without waiting out the
-election timeout. A peer that connects to us is evidently back: our link to it stops
-backing off and reconnects at once.
+``on_unreachable``; the consensus member uses that to replace a crashed leader without
+waiting out the election timeout. A peer that connects to us is evidently back: our link to
+it stops backing off (from 50 ms doubling to 1 s) and reconnects at once.
 """
 
 from __future__ import annotations
@@ -19,15 +23,15 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from novacron_core.codec import CodecError, FrameDecoder, decode, frame, record
-from novacron_core.consensus.raft.messages import PEER_MESSAGES
 
 log = logging.getLogger(__name__)
 MAX_FRAME = 64 << 20
+Addr = tuple[str, int]
 
 
 @record(210)
@@ -57,80 +61,68 @@ class Transport:
     def __init__(
         self,
         node_id: str,
-        peers: dict[str, tuple[str, int]],
-        deliver: Callable[[str, Any], None],
+        deliver: Callable[[Hello, Any], None],
         *,
+        accept: tuple[type, ...],
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         queue_limit: int = 4096,
-        on_unreachable: Callable[[str], None] | None = None,
+        on_unreachable: Callable[[str | None, Addr | None], None] | None = None,
+        on_hello: Callable[[Hello], None] | None = None,
         advertise: str = "",
     ) -> None:
         self.node_id = node_id
-        self.peers = dict(peers)
-        # Addresses peers announced in their Hello, used only for peers we have no address
-        # for (a joiner answering a leader that is not in its bootstrap list).
-        self.announced: dict[str, tuple[str, int]] = {}
         self.deliver = deliver
-        self.on_unreachable = on_unreachable
+        self.accept = accept  # the record types peers may send (the machine's wire types)
+        self.on_unreachable = on_unreachable  # (node id from a Hello, or address we dialled)
+        self.on_hello = on_hello
         self.advertise = advertise  # our own peer address, sent in Hello
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
         self.queue_limit = queue_limit
-        self._queues: dict[str, asyncio.Queue[bytes]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._wake: dict[str, asyncio.Event] = {}
+        self._queues: dict[Addr, asyncio.Queue[bytes]] = {}
+        self._tasks: dict[Addr, asyncio.Task[None]] = {}
+        self._wake: dict[Addr, asyncio.Event] = {}
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.StreamWriter] = set()
-        self.dropped = 0
+        self.dropped = 0  # messages dropped because a link's queue was full
         self.bad_frames = 0
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve, host, port, ssl=self.server_ssl)
 
-    def address(self, dst: str) -> tuple[str, int] | None:
-        return self.peers.get(dst) or self.announced.get(dst)
-
-    def update_peers(self, peers: dict[str, tuple[str, int]]) -> None:
-        """Membership changed: forget removed peers (closing their links) and re-dial peers
-        whose address moved; new peers are dialled on the first message to them."""
-        before = {dst: self.address(dst) for dst in self._tasks}
-        removed = set(self.peers) - set(peers)
-        self.peers = dict(peers)
-        for dst in list(self.announced):
-            if dst in self.peers or dst in removed:
-                del self.announced[dst]
-        for dst, addr in before.items():
-            if self.address(dst) != addr:
-                self._drop_link(dst)
-
-    def _drop_link(self, dst: str) -> None:
-        task = self._tasks.pop(dst, None)
-        if task is not None:
-            task.cancel()
-        self._queues.pop(dst, None)
-        self._wake.pop(dst, None)
-
-    def send(self, dst: str, msg: Any) -> None:
-        q = self._queues.get(dst)
+    def send(self, addr: Addr, msg: Any) -> None:
+        """Queue ``msg`` for the peer at ``addr`` (its link is dialled on first use)."""
+        q = self._queues.get(addr)
         if q is None:
-            if self.address(dst) is None:
-                return
-            q = self._queues[dst] = asyncio.Queue(self.queue_limit)
-            self._wake[dst] = asyncio.Event()
-            self._tasks[dst] = asyncio.create_task(self._sender(dst, q))
+            q = self._queues[addr] = asyncio.Queue(self.queue_limit)
+            self._wake[addr] = asyncio.Event()
+            self._tasks[addr] = asyncio.create_task(self._sender(addr, q))
         try:
             q.put_nowait(frame(msg, MAX_FRAME))
         except asyncio.QueueFull:
             self.dropped += 1
 
-    def _unreachable(self, peer: str) -> None:
-        if self.on_unreachable is not None:
-            self.on_unreachable(peer)
+    def keep_only(self, addrs: Iterable[Addr]) -> None:
+        """Close the links to every address not in ``addrs`` (members removed, regions that
+        left the federation); a later send dials again."""
+        keep = set(addrs)
+        for addr in [a for a in self._tasks if a not in keep]:
+            self._tasks.pop(addr).cancel()
+            self._queues.pop(addr, None)
+            self._wake.pop(addr, None)
 
-    async def _backoff(self, dst: str, delay: float) -> None:
-        """Sleep before reconnecting, cut short when ``dst`` connects to us."""
-        wake = self._wake.get(dst)
+    @property
+    def links(self) -> list[Addr]:
+        return sorted(self._tasks)
+
+    def _unreachable(self, node: str | None, addr: Addr | None) -> None:
+        if self.on_unreachable is not None:
+            self.on_unreachable(node, addr)
+
+    async def _backoff(self, addr: Addr, delay: float) -> None:
+        """Sleep before reconnecting, cut short when the peer at ``addr`` connects to us."""
+        wake = self._wake.get(addr)
         if wake is None:
             await asyncio.sleep(delay)
             return
@@ -138,19 +130,16 @@ class Transport:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), delay)
 
-    async def _sender(self, dst: str, q: asyncio.Queue[bytes]) -> None:
+    async def _sender(self, addr: Addr, q: asyncio.Queue[bytes]) -> None:
         backoff = 0.05
         carry: list[bytes] = []  # taken from the queue, not written: first on the next link
+        host, port = addr
         while True:
-            addr = self.address(dst)
-            if addr is None:  # forgotten meanwhile
-                return
-            host, port = addr
             try:
                 reader, writer = await asyncio.open_connection(host, port, ssl=self.client_ssl)
             except Exception:  # refused, unreachable, TLS failure: retry later
-                self._unreachable(dst)
-                await self._backoff(dst, backoff)
+                self._unreachable(None, addr)
+                await self._backoff(addr, backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
             backoff = 0.05
@@ -171,9 +160,9 @@ class Transport:
                     writer.write(b"".join(chunks))
                     await writer.drain()
             except Exception as e:  # whatever broke, the link must live on
-                log.info("link to %s lost: %r; reconnecting", dst, e)
-                self._unreachable(dst)
-                await self._backoff(dst, backoff)
+                log.info("link to %s:%d lost: %r; reconnecting", host, port, e)
+                self._unreachable(None, addr)
+                await self._backoff(addr, backoff)
             finally:
                 watcher.cancel()
                 writer.close()
@@ -182,33 +171,37 @@ class Transport:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._inbound.add(writer)
-        src: str | None = None
+        hello: Hello | None = None
+
+        def on_hello(h: Hello) -> None:
+            nonlocal hello
+            hello = h
+            self._hello(h)
+
         try:
-            src = await serve_peer_frames(
-                reader, PEER_MESSAGES, self.deliver, self._bad_frame, on_hello=self._hello
+            await serve_peer_frames(
+                reader, self.accept, self.deliver, self._bad_frame, on_hello=on_hello
             )
         finally:
             self._inbound.discard(writer)
             writer.close()
-        if src is not None:
+        if hello is not None:
             # The peer closed its link to us: a process that dies (kill -9 included) closes
             # every socket it holds, so this is the earliest sign a leader is gone.
-            self._unreachable(src)
+            self._unreachable(hello.node, _address(hello.peer))
 
     def _hello(self, hello: Hello) -> None:
-        src = hello.node
-        if hello.peer and src not in self.peers:
-            try:
-                self.announced[src] = split_host_port(hello.peer)
-            except ValueError:
-                pass
-        wake = self._wake.get(src)
-        if wake is not None:
-            wake.set()  # it is up: stop backing off our link to it
+        addr = _address(hello.peer)
+        if addr is not None:
+            wake = self._wake.get(addr)
+            if wake is not None:
+                wake.set()  # it is up: stop backing off our link to it
+        if self.on_hello is not None:
+            self.on_hello(hello)
 
-    def _bad_frame(self, src: str | None, error: CodecError) -> None:
+    def _bad_frame(self, hello: Hello | None, error: CodecError) -> None:
         self.bad_frames += 1
-        log.warning("closing peer connection from %s: %s", src or "?", error)
+        log.warning("closing peer connection from %s: %s", hello.node if hello else "?", error)
 
     async def close(self) -> None:
         self.on_unreachable = None  # shutting down: what we close is not news
@@ -221,6 +214,13 @@ class Transport:
         for t in self._tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+
+
+def _address(peer: str) -> Addr | None:
+    try:
+        return split_host_port(peer) if peer else None
+    except ValueError:
+        return None
 
 
 async def _watch_close(
@@ -239,41 +239,40 @@ async def _watch_close(
 async def serve_peer_frames(
     reader: asyncio.StreamReader,
     accept: tuple[type, ...],
-    deliver: Callable[[str, Any], None],
-    on_bad: Callable[[str | None, CodecError], None],
+    deliver: Callable[[Hello, Any], None],
+    on_bad: Callable[[Hello | None, CodecError], None],
     max_frame: int = MAX_FRAME,
     on_hello: Callable[[Hello], None] | None = None,
-) -> str | None:
+) -> Hello | None:
     """Read one inbound peer connection until EOF: a :class:`Hello` naming the sender, then
-    frames of the ``accept``ed record types, each handed to ``deliver(src, msg)``. Anything
-    else — bytes that do not decode, a missing Hello, a record of another protocol — ends the
-    connection through ``on_bad``; the caller closes it. Shared by every peer link (Raft's,
-    the federation's sync link) so they refuse bad input the same way. Returns the sender
-    named by the Hello (None when there was none); ``on_hello`` sees the Hello itself."""
+    frames of the ``accept``ed record types, each handed to ``deliver(hello, msg)``.
+    Anything else — bytes that do not decode, a missing Hello, a record of another type —
+    ends the connection through ``on_bad``; the caller closes it. Returns the Hello (None
+    when there was none)."""
     dec = FrameDecoder(max_frame)
-    src: str | None = None
+    hello: Hello | None = None
     try:
         while data := await reader.read(1 << 16):
             for payload in dec.feed(data):
                 msg: Any = decode(payload, max_size=max_frame)
-                if src is None:
+                if hello is None:
                     if not isinstance(msg, Hello):
                         raise CodecError("a connection must start with Hello")
-                    src = msg.node
+                    hello = msg
                     if on_hello is not None:
                         on_hello(msg)
                 elif isinstance(msg, accept):
-                    deliver(src, msg)
+                    deliver(hello, msg)
                 else:
                     raise CodecError(f"unexpected {type(msg).__name__} on this link")
     except CodecError as e:
-        on_bad(src, e)
+        on_bad(hello, e)
     except (OSError, ConnectionError):
         pass
-    return src
+    return hello
 
 
-def split_host_port(addr: str) -> tuple[str, int]:
+def split_host_port(addr: str) -> Addr:
     """``host:port`` (host may be empty: loopback) -> (host, port); ValueError otherwise."""
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:

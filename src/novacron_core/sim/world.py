@@ -71,6 +71,9 @@ class World:
         self._latency: dict[tuple[NodeId, NodeId], float] = {}
         self.trace: list[str] | None = None  # set to [] to record a readable event log
         self.observers: list[Callable[[World, NodeId], None]] = []  # after every machine step
+        # with every Ready a machine returned, after it was carried out (e.g. to follow what
+        # a machine reports in ``committed`` and ``soft_state``)
+        self.ready_observers: list[Callable[[World, NodeId, Ready], None]] = []
 
     # ------------------------------------------------------------ membership
 
@@ -205,6 +208,17 @@ class World:
         if self.observers:
             for obs in self.observers:
                 obs(self, node.name)
+        if self.ready_observers:
+            for robs in self.ready_observers:
+                robs(self, node.name, ready)
+
+    def inject(self, name: NodeId, event: Callable[[Any], Ready]) -> None:
+        """Feed ``name``'s machine an input other than a message, a request or a tick, now,
+        as ``event(machine)`` (e.g. ``lambda m: m.on_peer_unreachable(world.now, peer)``),
+        and carry out its Ready; nothing happens while it is down."""
+        node = self.nodes[name]
+        if node.machine is not None:
+            self._carry_out(node, event(node.machine))
 
     def _send(self, src: SimNode, dst: NodeId, msg: Any) -> None:
         stats = self.stats

@@ -157,3 +157,38 @@ class AeStates:
     states: dict[str, bytes]
     reply: bool
     catchup: int = 0  # the catch-up attempt this exchange belongs to (0: routine)
+
+
+@record(305)
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Eager push (``SyncConfig.eager``): updates sent the moment they are made, to every
+    peer of the origin's region and to one peer of each other region, which ``relay``s them
+    to the rest of its own region. Packed like :class:`Gossip`; no vector: the periodic
+    rounds still exchange vectors and repair whatever a push missed. ``ack``: the origin
+    waits for acknowledgements (synchronous replication): each receiver answers the origin
+    with a :class:`PushAck` once the updates are on its disk."""
+
+    origins: list[str]
+    packed: list[int | str | bytes | list[int]]
+    epoch: int = 0
+    relay: bool = False
+    ack: bool = False
+
+    @classmethod
+    def of(cls, updates: list[Update], epoch: int, relay: bool, ack: bool = False) -> Push:
+        origins, packed = pack(updates)
+        return cls(origins, packed, epoch, relay, ack)
+
+    def updates(self) -> list[Update]:
+        """The carried updates; raises ValueError if the packing is malformed."""
+        return unpack(self.origins, self.packed)
+
+
+@record(306)
+@dataclass(frozen=True, slots=True)
+class PushAck:
+    """The sender holds (journaled and fsynced) updates ``seqs`` of replica ``origin``."""
+
+    origin: str
+    seqs: list[int]

@@ -46,6 +46,19 @@ class PeerSelector:
         self.remote = _Rotation([p for p, r in peers.items() if r != region], rng)
         self.cross_region = cross_region
         self._round = 0
+        self.local_peers = sorted(p for p, r in peers.items() if r == region)
+        self._peers, self._region, self._rng = peers, region, rng
+        self._regions: dict[str, _Rotation] | None = None  # made on first use
+
+    def one_per_region(self) -> list[str]:
+        """One peer of each other region, each region's in turn (eager push targets)."""
+        if self._regions is None:
+            by_region: dict[str, list[str]] = {}
+            for p, r in self._peers.items():
+                if r != self._region:
+                    by_region.setdefault(r, []).append(p)
+            self._regions = {r: _Rotation(ps, self._rng) for r, ps in sorted(by_region.items())}
+        return [rot.take(1)[0] for rot in self._regions.values()]
 
     def pick(self, fanout: int) -> list[str]:
         """``fanout`` peers: ``cross_region`` of them remote, the rest local; with a fanout

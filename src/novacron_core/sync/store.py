@@ -1,8 +1,8 @@
 """The CRDT store: named values of any CRDT type, with subscriptions. Pure (no I/O).
 
-Persistence lives in :mod:`~novacron_core.sync.persist`; replication in
-:mod:`~novacron_core.sync.engine`. The store also keeps a Merkle index of its keys so that
-anti-entropy can find differing key ranges without shipping the keys.
+Persistence lives in :mod:`~novacron_core.sync.persist` (on disk: ``runtime.sync_journal``);
+replication in :mod:`~novacron_core.sync.engine`. The store also keeps a Merkle index of its
+keys so that anti-entropy can find differing key ranges without shipping the keys.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Sans-IO Raft: election (PreVote, CheckQuorum), pipelined replication, ReadIndex and lease
-reads, snapshots, single-server membership changes with learners, leadership transfer."""
+reads, snapshots, single-server membership changes with learners, leadership transfer.
+
+``PROTOCOL`` is Raft as the node knows it (``consensus/interface.py``); everything else here
+is for Raft's own code and tests."""
 
 from novacron_core.consensus.raft.config import RaftConfig, StateMachine
 from novacron_core.consensus.raft.log import RaftLog
@@ -20,6 +23,7 @@ from novacron_core.consensus.raft.messages import (
     TransferLeader,
 )
 from novacron_core.consensus.raft.node import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE, RaftNode
+from novacron_core.consensus.raft.protocol import PROTOCOL
 from novacron_core.consensus.raft.storage import (
     AppendEntries,
     HardState,
@@ -37,6 +41,7 @@ __all__ = [
     "NOT_LEADER",
     "OK",
     "PRE_CANDIDATE",
+    "PROTOCOL",
     "REJECTED",
     "UNKNOWN",
     "AppendEntries",

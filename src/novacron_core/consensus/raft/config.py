@@ -1,9 +1,11 @@
-"""Raft tuning knobs and the state machine a Raft group replicates."""
+"""Raft tuning knobs (the state machine a group replicates is the interface's
+:class:`~novacron_core.consensus.interface.StateMachine`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+
+from novacron_core.consensus.interface import GroupTuning, StateMachine
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,10 +20,12 @@ class RaftConfig:
     # stretch of event-loop lag at two followers depose a healthy leader).
     check_quorum: bool = True
     check_quorum_window: float | None = None
-    # A timer that fires more than ``lag_tolerance`` after its deadline (None: one heartbeat
-    # interval) means this process was not running (CPU starvation, a blocked loop): what
-    # arrived meanwhile may still wait unread, so the timer grants one grace period of that
-    # length before a campaign or a CheckQuorum step-down acts on the stale view.
+    # An input that comes more than ``lag_tolerance`` after this node's own deadline means
+    # the process was not running (CPU starvation, a blocked loop): what the others sent
+    # meanwhile may still wait unread, so for one election timeout it judges nobody by that
+    # silence (see RaftNode._starved). For real-time drivers (the runtime sets one heartbeat
+    # interval); None (off) where ticks always come on time or time jumps on purpose (the
+    # simulator, scenario scripts).
     lag_tolerance: float | None = None
     # Campaign soon (PreVote first) when the runtime reports the leader's connection
     # refused or closed, instead of waiting out the election timeout: see on_peer_unreachable.
@@ -43,13 +47,14 @@ class RaftConfig:
     lease_drift: float = 0.2
 
 
-class StateMachine(Protocol):
-    """What a Raft group replicates. Deterministic: same commands, same state."""
+def from_tuning(t: GroupTuning) -> RaftConfig:
+    return RaftConfig(
+        election_timeout=t.election_timeout,
+        heartbeat_interval=t.heartbeat_interval,
+        snapshot_entries=t.snapshot_entries,
+        read_mode=t.read_mode,
+        lag_tolerance=t.lag_tolerance,
+    )
 
-    def apply(self, index: int, data: bytes) -> bytes | None: ...
 
-    def query(self, data: bytes) -> bytes | None: ...
-
-    def snapshot(self) -> bytes: ...
-
-    def restore(self, data: bytes) -> None: ...
+__all__ = ["RaftConfig", "StateMachine", "from_tuning"]

@@ -1,7 +1,9 @@
-"""Raft's wire records (type_ids 100-149) and client-facing requests/replies (150-199).
+"""Raft's wire records (type_ids 100-149).
 
 Messages are the same objects in the simulator (passed as Python objects) and on the wire
-(encoded with :mod:`novacron_core.codec`), so every field has a codec-friendly type.
+(encoded with :mod:`novacron_core.codec`), so every field has a codec-friendly type. The
+client-facing requests and replies, and the membership records, are the protocol-neutral
+ones of :mod:`novacron_core.consensus.interface` (re-exported here for Raft's own code).
 """
 
 from __future__ import annotations
@@ -9,8 +11,55 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from novacron_core.codec import record
+from novacron_core.consensus.interface import (
+    BARRIER,
+    BUSY,
+    COMMAND,
+    NOT_LEADER,
+    OK,
+    REJECTED,
+    UNKNOWN,
+    ChangeMember,
+    ConfigState,
+    MemberAddress,
+    Propose,
+    Read,
+    Reply,
+    TransferLeader,
+)
+from novacron_core.consensus.interface import CONFIG as CONFIG
 
-NORMAL, CONFIG, NOOP = 0, 1, 2
+# Entry kinds: the interface's committed-entry kinds (a NOOP is a new leader's barrier).
+NORMAL, NOOP = COMMAND, BARRIER
+
+__all__ = [
+    "BUSY",
+    "CONFIG",
+    "NOOP",
+    "NORMAL",
+    "NOT_LEADER",
+    "OK",
+    "PEER_MESSAGES",
+    "REJECTED",
+    "UNKNOWN",
+    "Append",
+    "AppendResp",
+    "ChangeMember",
+    "ConfigState",
+    "Entry",
+    "InstallSnapshot",
+    "MemberAddress",
+    "Propose",
+    "Read",
+    "Reply",
+    "SnapshotChunk",
+    "SnapshotChunkResp",
+    "SnapshotMeta",
+    "TimeoutNow",
+    "TransferLeader",
+    "Vote",
+    "VoteResp",
+]
 
 
 @record(100)
@@ -20,40 +69,6 @@ class Entry:
     index: int
     kind: int = NORMAL
     data: bytes = b""
-
-
-@record(103)
-@dataclass(frozen=True, slots=True)
-class MemberAddress:
-    """Where a member listens: ``host:port`` strings, opaque to Raft (the runtime dials them)."""
-
-    node: str
-    peer: str
-    http: str
-
-
-@record(101)
-@dataclass(frozen=True, slots=True)
-class ConfigState:
-    """Voters decide; learners only receive the log (new members catch up as learners).
-
-    ``addresses`` (sorted by node, members only) travel with the membership, in the config
-    entry and in every snapshot, so each member — also one restored from a snapshot or fed
-    by InstallSnapshot — learns where the others listen without a restart or a static list.
-    """
-
-    voters: tuple[str, ...] = ()
-    learners: tuple[str, ...] = ()
-    addresses: tuple[MemberAddress, ...] = ()
-
-    def members(self) -> tuple[str, ...]:
-        return self.voters + self.learners
-
-    def address(self, node: str) -> MemberAddress | None:
-        for a in self.addresses:
-            if a.node == node:
-                return a
-        return None
 
 
 @record(102)
@@ -156,63 +171,6 @@ class SnapshotChunkResp:
     snap_term: int
     received: int
     ok: bool = True
-
-
-# ------------------------------------------------------------------ client side
-
-
-@record(150)
-@dataclass(frozen=True, slots=True)
-class Propose:
-    data: bytes
-
-
-@record(151)
-@dataclass(frozen=True, slots=True)
-class Read:
-    """A linearizable read: served after a ReadIndex round (or under a valid lease)."""
-
-    query: bytes
-
-
-@record(152)
-@dataclass(frozen=True, slots=True)
-class ChangeMember:
-    """``action``: "add_learner", "promote" (learner -> voter), "add_voter" or "remove".
-
-    ``peer``/``http``: the node's addresses (``host:port``), recorded in the configuration by
-    add_learner/add_voter (replacing a known one); empty keeps what the config already has.
-    Ignored by promote and remove (remove forgets the node's address)."""
-
-    action: str
-    node: str
-    peer: str = ""
-    http: str = ""
-
-
-@record(153)
-@dataclass(frozen=True, slots=True)
-class TransferLeader:
-    target: str
-
-
-OK, NOT_LEADER, UNKNOWN, BUSY, REJECTED = "ok", "not_leader", "unknown", "busy", "rejected"
-
-
-@record(160)
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """``status``: ok | not_leader (certainly not applied; retry at ``leader``) | unknown
-    (may or may not apply: retry with the same session seq) | busy | rejected."""
-
-    status: str
-    value: bytes | None = None
-    leader: str | None = None
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
 
 
 # Every record one Raft peer sends another, for a transport that decodes them: kept beside

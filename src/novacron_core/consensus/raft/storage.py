@@ -1,7 +1,8 @@
 """What Raft asks the disk to keep, and an in-memory :class:`Durable` for the simulator.
 
-The runtime's file storage applies the same three write records, so the simulator and the
-real node recover through one code path (:meth:`MemoryStorage.load` / ``RaftNode``'s init).
+The runtime's file log (``runtime/storage.py``) appends the same three write records and
+replays them through :class:`RaftLogFormat`, so the simulator and the real node recover
+through one code path (:func:`apply_write`, then ``RaftNode``'s init).
 """
 
 from __future__ import annotations
@@ -87,3 +88,30 @@ class MemoryStorage:
     def load(self) -> Recovered:
         s = self.state
         return Recovered(s.hard, s.snap, s.snap_data, list(s.entries))
+
+
+class RaftLogFormat:
+    """Raft's write records for the runtime's file log (the interface's ``LogFormat``)."""
+
+    def new_state(self) -> Recovered:
+        return Recovered()
+
+    def apply(self, state: Recovered, write: Any) -> None:
+        apply_write(state, write)
+
+    def compacts(self, write: Any) -> bool:
+        return isinstance(write, SaveSnapshot)
+
+    def base(self, state: Recovered) -> list[Any]:
+        out: list[Any] = [SaveSnapshot(state.snap, state.snap_data), state.hard]
+        if state.entries:
+            out.append(AppendEntries(list(state.entries)))
+        return out
+
+    def load(self, state: Recovered) -> Recovered:
+        return Recovered(state.hard, state.snap, state.snap_data, list(state.entries))
+
+    def is_empty(self, state: Recovered) -> bool:
+        """No term or vote, no entries, no snapshot."""
+        hard = state.hard
+        return hard.term == 0 and hard.vote is None and not state.entries and state.snap.index == 0

@@ -1,8 +1,8 @@
 """What the gateway knows about the federation, behind one small interface.
 
-The nodes' client API is the contract the gateway builds on; the federation's own
-endpoints are being reshaped (they move onto the node's HTTP port). Everything that
-depends on them lives here, so adapting the gateway is a change to this file:
+The nodes' client API is the contract the gateway builds on (the federation's endpoints
+are on the same port: ``/v1/federation/...``, docs/region.md); everything that depends on
+the federation lives here, so adapting the gateway is a change to this file:
 
 - where a VM lives: a VM record's ``home_region`` (every ``/v1/vms`` answer carries it),
   or an ``X-Novacron-Home-Region`` header a node may send instead;

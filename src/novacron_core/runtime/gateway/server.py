@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import signal
@@ -306,6 +307,16 @@ class Gateway:
         return 200
 
 
+def tune_gc() -> None:
+    """Requests allocate short-lived objects freed by reference counting; the cyclic
+    collector mostly rescans what the process built at start (modules, config): frozen
+    out of its scans, and run less often, it stops adding pauses to the tail latency."""
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 20_000), gen1, gen2)
+
+
 def raise_fd_limit() -> int:
     """Every client connection costs two descriptors (client, backend): take the hard
     limit as the soft one, as servers do (systemd and Kubernetes set a high hard limit)."""
@@ -326,6 +337,7 @@ async def serve(cfg: GatewayConfig, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT, then drain and return."""
     gw = Gateway(cfg)
     await gw.start()
+    tune_gc()  # the process's own heap: not in start(), which tests run in their process
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):

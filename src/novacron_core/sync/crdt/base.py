@@ -32,8 +32,9 @@ class Crdt(ABC):
     """A join-semilattice value. Subclasses register a stable ``KIND`` (wire tag)."""
 
     KIND: ClassVar[int]
-    # True if ``gc`` drops dots a replica holds (not just metadata every replica has): then a
-    # replica holding less than it acknowledged must not mutate it until caught up (engine)
+    # True if ``gc`` drops what a replica holds (the RGA's tombstones), not just metadata every
+    # replica has: then a replica holding less than it acknowledged must not mutate it until
+    # caught up (engine)
     COLLAPSES: ClassVar[bool] = False
     # True if ``gc(stable)`` needs ``stable`` to cover only events whose *concurrent* events
     # every replica has applied too (an RGA tombstone may go only once no insert naming it can

@@ -186,7 +186,7 @@ class ORMap(Crdt):
         """Fold the stable prefix of the map's context. Versions are not collapsed: a dot's
         nested value is immutable once shipped, so merging two versions under one dot would
         let replicas disagree about it. Nested values are not collected with ``stable``
-        either: their dots count in their own space (a fresh value restarts them)."""
+        either: their events count in their own space (see the module docstring)."""
         compact_stable(self.ctx, stable)
 
     def to_wire(self) -> list[Any]:

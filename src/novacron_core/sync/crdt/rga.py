@@ -33,13 +33,14 @@ touches. Remote inserts arrive as runs (a whole paste at once) and are placed in
 Out-of-order deltas are fine: an insert whose origin is unknown waits until the origin
 arrives, a delete of an unknown id is remembered until the element arrives.
 
-Modules: ``rga_chunks`` (the chunk list), ``rga_delta`` (``RgaDelta``), ``rga_state`` (whole
-states as runs), ``rga_gc`` (removing tombstones), ``rga_wire`` (the encoding, both versions).
+Modules: ``rga_chunks`` (the chunk list), ``rga_delta`` (``RgaDelta``), ``rga_remote`` (remote
+edits), ``rga_state`` (whole states as runs), ``rga_gc`` (removing tombstones), ``rga_wire``
+(the encoding, both versions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from novacron_core.clocks import VersionVector
@@ -57,12 +58,14 @@ from novacron_core.sync.crdt.rga_chunks import (
     nth_visible,
 )
 from novacron_core.sync.crdt.rga_delta import Insert, RgaDelta, Stamp
-from novacron_core.sync.crdt.rga_delta import earlier as _earlier
-from novacron_core.sync.crdt.rga_gc import purge
+from novacron_core.sync.crdt.rga_gc import Picker, purge, settled_picker
+from novacron_core.sync.crdt.rga_remote import delete_id, delete_range, integrate, typed
 from novacron_core.sync.crdt.rga_state import build, merge_state, runs
 from novacron_core.sync.crdt.rga_wire import Id, Run
 
 __all__ = ["GONE", "RGA", "Insert", "RgaDelta"]
+
+_one = RgaDelta.one
 
 
 class RGA(Crdt):
@@ -73,9 +76,9 @@ class RGA(Crdt):
         "_clock",
         "_cstart",
         "_cur",
-        "_dstamp",
         "_floor",
         "_head",
+        "_hint",
         "_idx",
         "_len",
         "_names",
@@ -98,10 +101,12 @@ class RGA(Crdt):
         self._cstart = 0  # ... and the number of visible elements before it
         self._pending: dict[Id, list[Run]] = {}  # origin -> runs waiting for it
         self._pending_del: dict[Id, Stamp] = {}
-        self._dstamp: dict[int, int] = {}  # tombstone -> its delete's stamp
         self._floor: dict[int, int] = {}  # replica# -> lamport: the GC floor
         # element -> the id it sorts by among its siblings, if not its own (re-anchored by GC)
         self._rank: dict[int, int] = {}
+        # (chunk, k, j): the chunk's first j elements hold k visible ones; left by the last
+        # local edit, so that typing on in a chunk holding tombstones finds its spot at once
+        self._hint: tuple[Chunk, int, int] | None = None
 
     # ------------------------------------------------------------ ids
 
@@ -130,10 +135,6 @@ class RGA(Crdt):
         if self._where is None:
             self._where = {i: c for c in self._chunks() for i in c.ids}
         return self._where
-
-    def _has(self, t: Id) -> bool:
-        r = self._idx.get(t[1])
-        return r is not None and (t[0] << SHIFT | r) in self._index()
 
     def _collected(self, t: Id) -> bool:
         """An insert the floor covers that is not here was garbage-collected here."""
@@ -194,19 +195,27 @@ class RGA(Crdt):
 
     # ------------------------------------------------------------ chunks
 
-    def _link_after(self, c: Chunk, new: Chunk) -> None:
+    def _link_after(self, c: Chunk, new: list[Chunk]) -> None:
+        """Link the chunks ``new`` (in order) after ``c``, labels spread over the gap."""
         nxt = c.next
-        new.prev, new.next, c.next = c, nxt, new
+        prev = c
+        for x in new:
+            x.prev, prev.next = prev, x
+            prev = x
+        prev.next = nxt
         if nxt is None:
-            self._tail = new
-            new.label = c.label + GAP
+            self._tail = prev
+            for k, x in enumerate(new, 1):
+                x.label = c.label + k * GAP
             return
-        nxt.prev = new
-        if nxt.label - c.label < 2:  # no label left in between: spread them all out again
+        nxt.prev = prev
+        step = (nxt.label - c.label) // (len(new) + 1)
+        if step < 1:  # no labels left in between: spread them all out again
             for k, x in enumerate(self._chunks()):
                 x.label = k * GAP
-        else:
-            new.label = (c.label + nxt.label) // 2
+            return
+        for k, x in enumerate(new, 1):
+            x.label = c.label + k * step
 
     def _unlink(self, c: Chunk) -> None:
         if c.prev is None:
@@ -221,7 +230,13 @@ class RGA(Crdt):
             c.next.prev = c.prev
 
     def _splice(
-        self, c: Chunk, j: int, ids: list[int], origins: list[int | None], vals: list[Any]
+        self,
+        c: Chunk,
+        j: int,
+        ids: list[int],
+        origins: list[int | None],
+        vals: list[Any],
+        stamps: list[int | None],
     ) -> None:
         """Insert the elements at ``c[j]``, cutting ``c`` into several if it overflows."""
         where = self._where
@@ -229,6 +244,7 @@ class RGA(Crdt):
             c.ids[j:j] = ids
             c.origins[j:j] = origins
             c.vals[j:j] = vals
+            c.stamps[j:j] = stamps
             c.vis = len(c.vals) - c.vals.count(GONE)
             if where is not None:
                 where.update(dict.fromkeys(ids, c))
@@ -236,19 +252,43 @@ class RGA(Crdt):
         all_ids = c.ids[:j] + ids + c.ids[j:]
         all_origins = c.origins[:j] + origins + c.origins[j:]
         all_vals = c.vals[:j] + vals + c.vals[j:]
+        all_stamps = c.stamps[:j] + stamps + c.stamps[j:]
         total = len(all_ids)
         size = -(-total // -(-total // PIECE))  # near-equal pieces of at most PIECE
         c.ids, c.origins, c.vals = all_ids[:size], all_origins[:size], all_vals[:size]
+        c.stamps = all_stamps[:size]
         c.vis = len(c.vals) - c.vals.count(GONE)
         if where is not None:
             where.update(dict.fromkeys(ids, c))
-        prev = c
+        new = []
         for s in range(size, total, size):
-            new = Chunk(all_ids[s : s + size], all_origins[s : s + size], all_vals[s : s + size])
-            self._link_after(prev, new)
+            e = s + size
+            x = Chunk(all_ids[s:e], all_origins[s:e], all_vals[s:e], all_stamps[s:e])
+            new.append(x)
             if where is not None:
-                where.update(dict.fromkeys(new.ids, new))
-            prev = new
+                where.update(dict.fromkeys(x.ids, x))
+        self._link_after(c, new)
+
+    def _phys(self, c: Chunk, k: int) -> int:
+        """Physical index in ``c`` (which holds tombstones) of its k-th visible element."""
+        h = self._hint
+        if h is None or h[0] is not c:
+            return nth_visible(c.vals, k)
+        _, hk, j = h
+        vals = c.vals
+        if k >= hk:
+            while True:
+                if vals[j] is not GONE:
+                    if hk == k:
+                        return j
+                    hk += 1
+                j += 1
+        while True:
+            j -= 1
+            if vals[j] is not GONE:
+                hk -= 1
+                if hk == k:
+                    return j
 
     def _before_cursor(self, c: Chunk) -> bool:
         return c is not self._cur and c.label < self._cur.label
@@ -258,6 +298,46 @@ class RGA(Crdt):
     def insert(self, pos: int, items: Sequence[Atom]) -> RgaDelta:
         """Insert ``items`` (a string inserts its characters) before visible index ``pos``."""
         n = len(items)
+        if n == 1 and type(items) is str and pos > 0:  # typing: one character, mostly inline
+            c, start = self._cur, self._cstart
+            k = pos - 1 - start
+            if 0 <= k < c.vis and len(c.ids) < MAX and self.replica:
+                ids = c.ids
+                if c.vis == len(ids):
+                    j = k
+                else:  # (the hint of the last local edit, or a scan of the chunk)
+                    h = self._hint
+                    hit = h is not None and h[0] is c and h[1] == k + 1
+                    if hit and h is not None and c.vals[h[2] - 1] is not GONE:
+                        j = h[2] - 1
+                    else:
+                        j = self._phys(c, k)
+                left = ids[j]
+                j += 1
+                me = self._idx.get(self.replica)
+                if me is None:
+                    me = self._intern(self.replica)
+                base = self._clock = self._clock + 1
+                nid = base << SHIFT | me
+                ids.insert(j, nid)
+                c.origins.insert(j, left)
+                c.vals.insert(j, items)
+                c.stamps.insert(j, None)
+                c.vis += 1
+                if self._where is not None:
+                    self._where[nid] = c
+                self._hint = (c, k + 2, j + 1)
+                self._len += 1
+                return _one(
+                    (
+                        self.replica,
+                        base,
+                        (left >> SHIFT, self._names[left & MASK]),
+                        items,
+                        None,
+                        None,
+                    )
+                )
         if not 0 <= pos <= self._len:
             raise IndexError(f"insert at {pos} in a sequence of {self._len}")
         if not self.replica:
@@ -273,10 +353,12 @@ class RGA(Crdt):
         else:
             c, start = self._seek(pos - 1)
             k = pos - 1 - start
-            j = k if c.vis == len(c.ids) else nth_visible(c.vals, k)
+            j = k if c.vis == len(c.ids) else self._phys(c, k)
             origin = c.ids[j]
             j += 1
-        me = self._intern(self.replica)
+        me = self._idx.get(self.replica)
+        if me is None:
+            me = self._intern(self.replica)
         base = self._clock + 1
         self._clock += n
         if n == 1 and len(c.ids) < MAX:
@@ -284,19 +366,23 @@ class RGA(Crdt):
             c.ids.insert(j, nid)
             c.origins.insert(j, origin)
             c.vals.insert(j, items[0])
+            c.stamps.insert(j, None)
             c.vis += 1
             if self._where is not None:
                 self._where[nid] = c
+            self._hint = (c, pos - start + 1, j + 1)
         else:
             ids = list(range(base << SHIFT | me, (base + n) << SHIFT | me, STEP))
             origins: list[int | None] = [origin]
             origins += ids[:-1]
-            self._splice(c, j, ids, origins, list(items))
+            fits = len(c.ids) + n <= MAX
+            self._splice(c, j, ids, origins, list(items), [None] * n)
+            self._hint = (c, pos - start + n, j + n) if fits else None
         self._len += n
         self._cur, self._cstart = c, start
         vals = items if type(items) is str else list(items)
-        first_origin = None if origin is None else self._tid(origin)
-        return RgaDelta([(self.replica, base, first_origin, vals, None, None)])
+        first = None if origin is None else (origin >> SHIFT, self._names[origin & MASK])
+        return _one((self.replica, base, first, vals, None, None))
 
     def delete(self, pos: int, n: int = 1) -> RgaDelta:
         """Delete ``n`` visible elements starting at visible index ``pos``."""
@@ -324,165 +410,58 @@ class RGA(Crdt):
             if c.vis == len(vals):
                 gone += c.ids[k : k + take]
                 vals[k : k + take] = [GONE] * take
+                c.stamps[k : k + take] = [stamp] * take
+                j = k
             else:
-                at = [j for j, v in enumerate(vals) if v is not GONE][k : k + take]
-                ids = c.ids
-                for j in at:
-                    gone.append(ids[j])
-                    vals[j] = GONE
+                j = self._phys(c, k)
+                ids, stamps, p, marked = c.ids, c.stamps, j, 0
+                while marked < take:
+                    if vals[p] is not GONE:
+                        gone.append(ids[p])
+                        vals[p] = GONE
+                        stamps[p] = stamp
+                        marked += 1
+                    p += 1
+            if left == n:
+                self._hint = (c, k, j)  # (the deletes are all at or after j)
             c.vis -= take
             left -= take
             c, k = c.next, 0
         self._len -= n
-        self._dstamp.update(dict.fromkeys(gone, stamp))
-        tid = self._tid
-        return RgaDelta(dels=dict.fromkeys([tid(x) for x in gone], (self._clock, self.replica)))
+        return RgaDelta(lazy=(self._names, gone, (self._clock, self.replica)))
 
     # ------------------------------------------------------------ remote edits
 
     def merge(self, other: Any) -> None:
-        if isinstance(other, RGA):
+        self._hint = None
+        if type(other) is not RgaDelta:
             self._merge_state(other)
             return
-        for run in other.runs:
-            self._integrate(run)
-        for i, s in other.dels.items():
-            self._delete_id(i, s)
+        runs = other.runs
+        if other._lazy is None and not other._dels:
+            if len(runs) == 1:
+                if not typed(self, runs[0]):
+                    integrate(self, runs[0])
+                return
+            for run in runs:
+                integrate(self, run)
+            return
+        for run in runs:
+            integrate(self, run)
+        for name, lam, m, s in other.del_runs():
+            if m == 1:
+                self._delete_id((lam, name), s)
+            else:
+                self._delete_range(name, lam, m, s)
 
     def _integrate(self, run: Run) -> None:
-        todo = [run]  # a loop, not recursion: a long run delivered backwards frees a chain
-        while todo:
-            released = self._integrate_one(todo.pop())
-            todo.extend(released)
+        integrate(self, run)  # (rga_remote.py)
 
-    def _integrate_one(self, run: Run) -> list[Run]:
-        name, lam, origin, vals, stamp, rank = run
-        n = len(vals)
-        r = self._intern(name)
-        where = self._index()
-        if lam + n - 1 > self._clock:
-            self._clock = lam + n - 1
-        if stamp is not None and stamp[0] > self._clock:
-            self._clock = stamp[0]
-        first = lam << SHIFT | r
-        ids = [first] if n == 1 else list(range(first, (lam + n) << SHIFT | r, STEP))
-        if self._floor.get(r, 0) >= lam or not where.keys().isdisjoint(ids):
-            return self._integrate_parts(run, ids)
-        if origin is None:
-            o = None
-        else:
-            o = self._iid(origin)
-            if o not in where:
-                if not self._collected(origin):
-                    waiting = self._pending.setdefault(origin, [])
-                    if all(w[:2] != (name, lam) or len(w[3]) != n for w in waiting):
-                        waiting.append(run)
-                return []  # (an origin collected here has no unknown children left: stale)
-        if rank is None:
-            c, j = self._place(o, lam, name)
-        else:
-            c, j = self._place(o, rank[0], rank[1])
-            self._rank[first] = self._iid(rank)
-        ds = self._stamp(stamp)
-        values = list(vals)
-        dead = [k for k, v in enumerate(values) if v is None]
-        for k in dead:
-            values[k] = GONE
-        origins: list[int | None] = [o]
-        origins += ids[:-1]
-        self._splice(c, j, ids, origins, values)
-        nvis = n - len(dead)
-        if dead:
-            self._dstamp.update((ids[k], ds) for k in dead)
-        self._len += nvis
-        if nvis and self._before_cursor(c):
-            self._cstart += nvis
-        released: list[Run] = []
-        if self._pending_del or self._pending:
-            for k in range(n):
-                t = (lam + k, name)
-                if t in self._pending_del:
-                    self._delete_id(t, self._pending_del.pop(t))
-                released += self._pending.pop(t, ())
-        return released
-
-    def _integrate_parts(self, run: Run, ids: list[int]) -> list[Run]:
-        """A run of which some elements are here (or were collected): integrate the rest as
-        smaller runs, each after the element before it."""
-        name, lam, origin, vals, stamp, rank = run
-        where = self._index()
-        floor = self._floor.get(self._idx[name], 0)
-        out: list[Run] = []
-        k, n = 0, len(vals)
-        while k < n:
-            if ids[k] in where or lam + k <= floor:
-                k += 1
-                continue
-            e = k
-            while e < n and ids[e] not in where and lam + e > floor:
-                e += 1
-            o = origin if k == 0 else (lam + k - 1, name)
-            out.append((name, lam + k, o, vals[k:e], stamp, rank if k == 0 else None))
-            k = e
-        return out
-
-    def _place(self, o: int | None, lam: int, name: str) -> tuple[Chunk, int]:
-        """Where an element ``(lam, name)`` with origin ``o`` goes: right after the origin,
-        past the elements that order after it (later inserts at the same spot)."""
-        names, rank = self._names, self._rank
-        c: Chunk
-        if o is None:
-            c, j = self._head, 0
-        else:
-            c = self._index()[o]
-            j = c.ids.index(o) + 1
-        while True:
-            ids = c.ids
-            end = len(ids)
-            while j < end:
-                x = ids[j]
-                if rank:
-                    x = rank.get(x, x)
-                xl = x >> SHIFT
-                if xl > lam or (xl == lam and names[x & MASK] > name):
-                    j += 1
-                else:
-                    return c, j
-            nxt = c.next
-            if nxt is None or not nxt.ids:
-                return c, j
-            x = nxt.ids[0]
-            if rank:
-                x = rank.get(x, x)
-            xl = x >> SHIFT
-            if not (xl > lam or (xl == lam and names[x & MASK] > name)):
-                return c, j
-            c, j = nxt, 0
+    def _delete_range(self, name: str, lam: int, m: int, stamp: Stamp) -> None:
+        delete_range(self, name, lam, m, stamp)
 
     def _delete_id(self, t: Id, stamp: Stamp) -> None:
-        if stamp is not None and stamp[0] > self._clock:
-            self._clock = stamp[0]
-        r = self._idx.get(t[1])
-        x = -1 if r is None else t[0] << SHIFT | r
-        c = self._index().get(x)
-        if c is None:
-            if not self._collected(t) and (
-                t not in self._pending_del or _earlier(stamp, self._pending_del[t])
-            ):
-                self._pending_del[t] = stamp
-            return
-        j = c.ids.index(x)
-        if c.vals[j] is GONE:
-            old = self._tstamp(self._dstamp.get(x, -1))
-            if _earlier(stamp, old):
-                self._dstamp[x] = self._stamp(stamp)
-            return
-        c.vals[j] = GONE
-        c.vis -= 1
-        self._len -= 1
-        self._dstamp[x] = self._stamp(stamp)
-        if self._before_cursor(c):
-            self._cstart -= 1
+        delete_id(self, t, stamp)
 
     # ------------------------------------------------------------ states
 
@@ -529,18 +508,11 @@ class RGA(Crdt):
                 points[r] = lam
                 if lam > self._floor.get(r, 0):
                     self._floor[r] = lam
-        dstamp = self._dstamp
+        self._purge(settled_picker(len(self._names), points))
 
-        def collectable(x: int) -> bool:
-            s = dstamp.get(x, -1)
-            if s < 0 or (s and s >> SHIFT > points.get(s & MASK, 0)):
-                return False
-            return x >> SHIFT <= points.get(x & MASK, 0)
-
-        self._purge(collectable)
-
-    def _purge(self, pred: Callable[[int], bool], live_too: bool = False) -> None:
-        purge(self, pred, live_too)  # (rga_gc.py)
+    def _purge(self, pick: Picker) -> None:
+        self._hint = None
+        purge(self, pick)  # (rga_gc.py)
 
     # ------------------------------------------------------------ wire
 

@@ -27,12 +27,22 @@ GONE: Any = _Gone()  # tombstone marker in a chunk's values
 
 
 class Chunk:
-    __slots__ = ("ids", "label", "next", "origins", "prev", "vals", "vis")
+    __slots__ = ("ids", "label", "next", "origins", "prev", "stamps", "vals", "vis")
 
-    def __init__(self, ids: list[int], origins: list[int | None], vals: list[Any]) -> None:
+    def __init__(
+        self,
+        ids: list[int],
+        origins: list[int | None],
+        vals: list[Any],
+        stamps: list[int | None] | None = None,
+    ) -> None:
         self.ids = ids
         self.origins = origins
-        self.vals = vals
+        self.vals = vals  # values, GONE for tombstones
+        # per element: None (visible) or the stamp of its delete (an int, see rga_chunks'
+        # SHIFT; -1: unknown, 0: known to be collectable). A list beside ``vals`` keeps the
+        # tombstone test an identity check, and lets GC reason about a chunk's deletes at once
+        self.stamps: list[int | None] = stamps if stamps is not None else [None] * len(ids)
         self.vis = len(vals) - vals.count(GONE)
         self.prev: Chunk | None = None
         self.next: Chunk | None = None

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from itertools import pairwise
+from typing import Any
 
 from novacron_core.sync.crdt import rga_wire
 from novacron_core.sync.crdt.base import Atom, Crdt
+from novacron_core.sync.crdt.rga_chunks import MASK, SHIFT, STEP
 from novacron_core.sync.crdt.rga_wire import Id, Origin, Run
-
-if TYPE_CHECKING:
-    from novacron_core.sync.crdt.rga import RGA
 
 Stamp = Id | None
 Insert = tuple[Id, Origin, Atom]
+_new = object.__new__
 
 
 def earlier(a: Stamp, b: Stamp) -> bool:
@@ -29,17 +29,45 @@ class RgaDelta(Crdt):
     them, and when the delta is encoded (the encoding is canonical)."""
 
     KIND = 10
-    __slots__ = ("dels", "runs")
+    __slots__ = ("_dels", "_lazy", "runs")
 
-    def __init__(self, runs: list[Run] | None = None, dels: dict[Id, Stamp] | None = None) -> None:
+    def __init__(
+        self,
+        runs: list[Run] | None = None,
+        dels: dict[Id, Stamp] | None = None,
+        lazy: tuple[list[str], list[int], Stamp] | None = None,
+    ) -> None:
         self.replica = ""
         self.runs: list[Run] = runs if runs is not None else []
-        self.dels: dict[Id, Stamp] = dels if dels is not None else {}
+        self._dels: dict[Id, Stamp] | None = dels  # (None: no deletes yet; made when needed)
+        # a local delete's ids as its replica holds them (ints over its name table, which only
+        # grows), turned into ids when first read: a block delete costs no tuple per element
+        # unless the delta is shipped or merged
+        self._lazy = lazy
+
+    @property
+    def dels(self) -> dict[Id, Stamp]:
+        """Deleted id -> its delete's stamp."""
+        if self._dels is None:
+            self._dels = {}
+        if self._lazy is not None:
+            names, ids, stamp = self._lazy
+            self._lazy = None
+            self._dels.update(dict.fromkeys([(x >> SHIFT, names[x & MASK]) for x in ids], stamp))
+        return self._dels
+
+    @classmethod
+    def one(cls, run: Run) -> RgaDelta:
+        """A delta of one run and no deletes (what typing makes: one per keystroke, so it is
+        built without ``__init__``'s work)."""
+        out = _new(cls)
+        out.replica = ""
+        out.runs = [run]
+        out._dels = out._lazy = None
+        return out
 
     def merge(self, other: Any) -> None:
-        from novacron_core.sync.crdt.rga import RGA
-
-        if isinstance(other, RGA):
+        if type(other) is not RgaDelta:  # (a whole state)
             other = other.as_delta()
         self.runs.extend(other.runs)
         mine = self.dels
@@ -47,15 +75,33 @@ class RgaDelta(Crdt):
             if i not in mine or earlier(s, mine[i]):
                 mine[i] = s
 
-    def value(self) -> Any:
-        return self.as_state().value()
+    def del_runs(self) -> list[tuple[str, int, int, Stamp]]:
+        """The deletes as (replica, lamport, count, stamp): stretches of consecutive ids of
+        one replica and one stamp, in the order they were made (a block delete of pasted
+        text is a few long ones)."""
+        out: list[tuple[str, int, int, Stamp]] = []
+        if self._lazy is not None and not self._dels:
+            names, ids, stamp = self._lazy
+            ends = [k for k, (a, b) in enumerate(pairwise(ids), 1) if b != a + STEP]
+            start = 0
+            for k in [*ends, len(ids)]:
+                x = ids[start]
+                out.append((names[x & MASK], x >> SHIFT, k - start, stamp))
+                start = k
+            return out
+        for (lam, name), s in self.dels.items():
+            if out:
+                r, l0, m, s0 = out[-1]
+                if r == name and l0 + m == lam and s0 == s:
+                    out[-1] = (r, l0, m + 1, s)
+                    continue
+            out.append((name, lam, 1, s))
+        return out
 
-    def as_state(self) -> RGA:
+    def value(self) -> Any:
         from novacron_core.sync.crdt.rga import RGA
 
-        out = RGA()
-        out.merge(self)
-        return out
+        return RGA.from_delta(self).value()
 
     def state_class(self) -> type[Crdt]:
         from novacron_core.sync.crdt.rga import RGA

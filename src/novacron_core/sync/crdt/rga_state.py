@@ -14,11 +14,11 @@ if TYPE_CHECKING:
 
 def runs(doc: RGA) -> Iterator[Run]:
     """The document as runs, in document order (tombstone runs share one stamp)."""
-    dstamp, rank = doc._dstamp, doc._rank
+    rank = doc._rank
     cur: list[Any] | None = None  # [replica#, lamport, origin, values, stamp, rank, last id]
     for c in doc._chunks():
-        for x, o, v in zip(c.ids, c.origins, c.vals, strict=True):
-            s = dstamp.get(x, -1) if v is GONE else None
+        for x, o, v, st in zip(c.ids, c.origins, c.vals, c.stamps, strict=True):
+            s = (-1 if st is None else st) if v is GONE else None
             if (
                 cur is not None
                 and o == cur[6]
@@ -46,7 +46,7 @@ def _run_out(doc: RGA, cur: list[Any]) -> Run:
 
 
 def merge_state(doc: RGA, other: RGA) -> None:
-    if not (doc._len or doc._dstamp or doc._pending or doc._pending_del or doc._floor):
+    if not (doc._head.ids or doc._head.next or doc._pending or doc._pending_del or doc._floor):
         fresh = type(doc).from_wire(other.to_wire())  # (an empty replica takes it as it is)
         for slot in type(doc).__slots__:
             setattr(doc, slot, getattr(fresh, slot))
@@ -55,8 +55,7 @@ def merge_state(doc: RGA, other: RGA) -> None:
         doc._integrate(run)
         name, lam, _, vals, stamp, _ = run
         if vals[0] is None:  # a tombstone run (they share one stamp)
-            for k in range(len(vals)):
-                doc._delete_id((lam + k, name), stamp)
+            doc._delete_range(name, lam, len(vals), stamp)
     for run in other._waiting():
         doc._integrate(run)
     for t, s in other._pending_del.items():
@@ -73,7 +72,7 @@ def merge_state(doc: RGA, other: RGA) -> None:
             r = idx.get(name)
             return r is None or (lam << SHIFT | r) not in theirs
 
-        doc._purge(collected_there, live_too=True)
+        doc._purge(lambda c: [j for j, x in enumerate(c.ids) if collected_there(x)] or None)
         for name, lam in floor.items():
             r = doc._intern(name)
             if lam > doc._floor.get(r, 0):
@@ -89,6 +88,7 @@ def build(doc: RGA, runs: list[Run]) -> None:
     ids: list[int] = []
     origins: list[int | None] = []
     vals: list[Any] = []
+    stamps: list[int | None] = []
     clock = 0
     for name, lam, origin, values, stamp, rank in runs:
         n = len(values)
@@ -108,14 +108,15 @@ def build(doc: RGA, runs: list[Run]) -> None:
         origins += run_ids[:-1]
         if type(values) is str:
             vals += values
+            stamps += [None] * n
         else:
             vals += [GONE if v is None else v for v in values]
-            dead = [x for x, v in zip(run_ids, values, strict=True) if v is None]
-            doc._dstamp.update(dict.fromkeys(dead, doc._stamp(stamp)))
+            st = doc._stamp(stamp)
+            stamps += [st if v is None else None for v in values]
         clock = max(clock, lam + n - 1, 0 if stamp is None else stamp[0])
     doc._clock = max(doc._clock, clock)
     doc._head = doc._tail = doc._cur = Chunk([], [], [])
     doc._cstart = 0
     doc._where = {}
-    doc._splice(doc._head, 0, ids, origins, vals)
+    doc._splice(doc._head, 0, ids, origins, vals, stamps)
     doc._len = sum(c.vis for c in doc._chunks())

@@ -107,6 +107,16 @@ def _stamp_out(stamp: Id | None, name: _Names) -> tuple[int, int]:
     return name(stamp[1]) + 1, stamp[0]
 
 
+def _check_order(name: str, lam: int, origin: Id | None, rank: Id | None) -> None:
+    """What every honest replica's elements satisfy and the skip rule relies on: an element
+    orders after its origin (a Lamport clock), and a rank (the id of a collected element whose
+    place it took) lies between the origin and the element."""
+    if origin is not None and origin[0] >= lam:
+        raise ValueError("an RGA element does not order after its origin")
+    if rank is not None and not (rank < (lam, name) and (origin is None or rank > origin)):
+        raise ValueError("an RGA rank does not lie between the origin and the element")
+
+
 Decoded = tuple[list[Run], list[tuple[Id, Id | None]], dict[str, int], int | None]
 
 
@@ -159,6 +169,7 @@ def decode(raw: Any) -> Decoded:
             raise TypeError("RGA run values are a string, an array or nil")
         origin = None if o_lam == 0 else (o_lam, name(o_ri))
         rank = None if k_lam == 0 else (k_lam, name(k_ri))
+        _check_order(name(ri), lam, origin, rank)
         runs.append((name(ri), lam, origin, vals, stamp(s_ri, s_lam), rank))
     deletes: list[tuple[Id, Id | None]] = []
     for k in range(0, len(dels), 4):
@@ -192,6 +203,7 @@ def _decode_v1(raw: list[Any]) -> Decoded:
         if lam == 0:
             raise ValueError("lamport clocks start at 1")
         origin = None if olam == 0 else (olam, names[ori])
+        _check_order(names[ri], lam, origin, None)
         runs.append((names[ri], lam, origin, [None if v is None else atom(v)], None, None))
     deletes: list[tuple[Id, Id | None]] = [
         ((flat_dels[k], names[flat_dels[k + 1]]), None) for k in range(0, len(flat_dels), 2)

@@ -29,7 +29,7 @@ def traces_dir() -> Path:
         candidate = parent / "shared" / "data" / "editing-traces"
         if candidate.is_dir():
             return candidate
-    return here.parents[3].parent / "shared" / "data" / "editing-traces"  # (absent)
+    return here.parents[1].parent / "shared" / "data" / "editing-traces"  # (absent)
 
 
 def trace_names() -> list[str]:

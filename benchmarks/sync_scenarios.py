@@ -1,4 +1,5 @@
-"""Sync engines in the deterministic simulator: the workloads behind tests and figures."""
+"""Sync engines in the deterministic simulator: the workloads behind tests and figures
+(``benchmarks/sync_figures.py``); test helpers, not part of the product."""
 
 from __future__ import annotations
 

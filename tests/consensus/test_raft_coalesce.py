@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from novacron_core.consensus.raft.coalesce import coalesce
 from novacron_core.consensus.raft.messages import Append, AppendResp, Entry
-from novacron_core.runtime.coalesce import coalesce
 
 
 def test_contiguous_appends_to_one_follower_merge() -> None:
