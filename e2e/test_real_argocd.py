@@ -112,7 +112,7 @@ def env(real: Real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         real.run("delete", "applications", "--all", "-n", NS, "--wait=false", check=False)
         argo.stop()
         git.stop()
-        # the NovaCron objects first, while their operator runs (regions hold a finalizer)
+        # the NovaCron objects first, while their operator runs (it removes agents elsewhere)
         real.run("delete", "novacron", "--all", "-n", DEV_NS, "--timeout=90s", check=False)
         real.run("delete", "namespace", DEV_NS, "--timeout=120s", check=False)
         real.run(

@@ -148,7 +148,7 @@ def install(real: Real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[In
         print(real.run("get", "pods", "-A", "-o", "wide").stdout)
         yield Install(real, took, key)
     finally:
-        # the NovaCron objects first, while their operator runs (regions hold a finalizer)
+        # the NovaCron objects first, while their operator runs (it removes agents elsewhere)
         real.run("delete", "novacron", "--all", "-n", NS, "--timeout=90s", check=False)
         real.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout=120s")
         real.run("delete", "namespace", NS, "--wait=false", check=False)
@@ -211,6 +211,36 @@ def test_gateway_pods_run_when_the_image_has_the_command(install: Install) -> No
         state = pods[0]["status"].get("containerStatuses", [{}])[0].get("state", {})
         pytest.xfail(f"`novacron gateway` is not in this build; its pod: {json.dumps(state)}")
     assert all(p["status"]["phase"] == "Running" for p in pods)
+    # a client's write through the gateway's Service lands in the region: the gateway.json
+    # the operator rendered names the region's client Service, the NetworkPolicies admit it
+    real = install.real
+    key = f"via-gateway-{uuid.uuid4().hex[:8]}"
+    url = f"http://{REGION}-gateway.{NS}.svc:80/v1/kv/{key}"
+    code = (
+        "import json, urllib.request, urllib.error\n"
+        f"req = urllib.request.Request({url!r}, method='PUT', data=b'through-the-gateway',"
+        " headers={'Content-Type': 'application/json'})\n"
+        "try:\n"
+        "    r = urllib.request.urlopen(req, timeout=5); print(r.status)\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code, e.read()[:300])\n"
+        "except OSError as e:\n"
+        "    print('error', e)\n"
+    )
+    answers: list[str] = []
+
+    def written() -> bool:
+        answers.append(real.exec_python(NS, PODS[0], code).strip())
+        return answers[-1].startswith("20")
+
+    try:
+        wait_for(f"a PUT through {url}", written, timeout=60)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the gateway answered {answers[-3:]}") from None
+    leader, _ = wait_for("a leader", lambda: leader_of(real, PODS), timeout=60)
+    got = real.node_http(NS, leader, "GET", f"/v1/kv/{key}")
+    assert got["status"] == 200, (got, answers[-3:])
+    assert "through-the-gateway" in json.dumps(got["body"])
 
 
 def test_force_killed_leader_is_replaced_and_writes_continue(install: Install) -> None:
