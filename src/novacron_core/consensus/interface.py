@@ -142,8 +142,9 @@ class Reply:
 # ------------------------------------------------------------------ what a member reports
 
 # Kinds of committed entries. A barrier is a new leader's own empty entry: once it is
-# committed, the leader's applied state holds everything any earlier leader committed.
-COMMAND, CONFIG, BARRIER = 0, 1, 2
+# committed, the leader's applied state holds everything any earlier leader committed. A
+# noop fills a log position nothing else was chosen for (a Paxos hole): it means nothing.
+COMMAND, CONFIG, BARRIER, NOOP = 0, 1, 2, 3
 
 
 class Committed(Protocol):
@@ -217,6 +218,10 @@ class GroupStatus(BaseModel):
     elections: int = 0  # elections this member started
     rejoining: bool = False  # lost its state; waits to be removed and re-added as a learner
     peers: dict[str, PeerAddresses] = {}
+    # what a reply's success promises: "linearizable" (agreed in order) or "eventual"
+    # (applied at the replica that answered, converging later)
+    consistency: str = "linearizable"
+    quorum: str = ""  # the quorum system deciding, as the protocol describes it
 
     @property
     def member(self) -> bool:
@@ -246,6 +251,13 @@ class GroupTuning:
     heartbeat_interval: float = 0.1
     snapshot_entries: int = 10_000
     read_mode: str = "read_index"  # or "lease" (bounded clock drift; see docs/raft.md)
+    # which voter sets decide (``consensus/quorum.py``: "majority", "flexible:q2=2", ...);
+    # a protocol that cannot honour it raises :class:`UnsupportedSetting`
+    quorum: str = "majority"
+
+
+class UnsupportedSetting(ValueError):
+    """A setting this protocol cannot honour (the node refuses to start, naming it)."""
 
 
 class GroupMember(Protocol):
@@ -314,7 +326,8 @@ class ConsensusProtocol(Protocol):
     """A protocol package's entry point (its ``PROTOCOL``), found by name through
     :func:`novacron_core.consensus.registry.protocol`."""
 
-    name: str
+    name: str  # the region setting's value ("raft", "multi-paxos", ...)
+    consistency: str  # what an ok reply promises: "linearizable" or "eventual"
     # every record one member sends another (what a transport must accept)
     peer_messages: tuple[type, ...]
     log_format: LogFormat
