@@ -4,6 +4,8 @@ Status codes: 200/201 done; 400 malformed body; 422 invalid field (named); 404 a
 409 conflict (VM exists / compare failed); 429 too many requests in flight (Retry-After);
 503 no leader / no quorum (Retry-After); 504 outcome unknown (retry with the same
 ``X-Client-Id``/``X-Request-Seq`` to get exactly-once). A non-leader proxies to the leader.
+Every ``/v1/`` response says what a success promises in ``X-Novacron-Consistency``:
+``linearizable`` (Raft, Multi-Paxos) or ``eventual`` (the eventual protocol).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from novacron_core.vm import PowerChange, VMCreate, VMRecord, VMSpec, vm_key
 
 M = TypeVar("M", bound=BaseModel)
 FORWARDED = "X-Novacron-Forwarded"
+CONSISTENCY = "X-Novacron-Consistency"
 NODE_KEY = web.AppKey("node", object)
 
 
@@ -91,6 +94,10 @@ async def _middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         resp = await handler(request)
     except Unavailable as u:
         resp = u.response
+    if request.path.startswith("/v1/"):
+        # what a success promises: "eventual" means applied where it was answered and
+        # replicated afterwards (reads may be stale, concurrent writes: last writer wins)
+        resp.headers[CONSISTENCY] = node.consistency
     node.metrics.http.labels(str(resp.status)).inc()
     return resp
 

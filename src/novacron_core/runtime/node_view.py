@@ -27,6 +27,7 @@ class NodeView(Protocol):
     metrics: NodeMetrics
     http: aiohttp.ClientSession | None
     rejoining: bool
+    consistency: str  # "linearizable" or "eventual": what an ok reply promises
     peers: dict[str, tuple[Addr, Addr]]
     static_peers: dict[str, tuple[Addr, Addr]]
     # how to read a VM homed in another region (this node's federation replica), if any
