@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -241,6 +241,30 @@ class StateMachine(Protocol):
     def snapshot(self) -> bytes: ...
 
     def restore(self, data: bytes) -> None: ...
+
+
+@runtime_checkable
+class KeyedState(Protocol):
+    """A state machine whose state is a map of keys to values, so that a protocol that
+    replicates *state* rather than an agreed order of commands (eventual) can read and
+    overwrite it key by key. The region's KV/VM store is one."""
+
+    def apply(self, index: int, data: bytes) -> bytes | None: ...
+
+    def query(self, data: bytes) -> bytes | None: ...
+
+    def written(self, data: bytes, result: bytes | None) -> list[str]:
+        """The keys command ``data`` changed, given what applying it returned."""
+        ...
+
+    def value_of(self, key: str) -> bytes | None: ...
+
+    def set_value(self, key: str, value: bytes | None) -> bytes:
+        """Make ``key`` hold ``value`` (None: absent); returns a command that says the same
+        (what ``Ready.committed`` lists for it)."""
+        ...
+
+    def keys(self) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
