@@ -12,6 +12,7 @@ NAMES = [
     "rga",
     "gossip",
     "raft",
+    "consensus",
     "operator",
 ]  # each is a module here with run(quick) -> result dict
 

@@ -103,17 +103,19 @@ def _get_json(url: str, body: bytes | None = None, timeout: float = 1.0) -> Any:
 # ------------------------------------------------------------------ the three systems
 
 
-def start_novacron(sup: Supervisor) -> Cluster:
+def start_novacron(sup: Supervisor, protocol: str = "raft") -> Cluster:
+    """Three ``novacron node`` processes running ``protocol`` (raft, multi-paxos, eventual)."""
     ports = _ports(6)
     names = ["n1", "n2", "n3"]
     peers = ",".join(
         f"{n}=127.0.0.1:{ports[2 * i]}/127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names)
     )
-    c = Cluster("novacron", sup, names)
+    c = Cluster("novacron" if protocol == "raft" else protocol, sup, names)
     for i, n in enumerate(names):
         c.http[n] = f"http://127.0.0.1:{ports[2 * i + 1]}"
         argv = [sys.executable, "-m", "novacron_core.runtime.node_cli", "--node-id", n]
         argv += ["--data-dir", str(sup.dir_for(f"novacron-{n}")), "--peers", peers, "--fsync"]
+        argv += ["--protocol", protocol]
         sup.start(n, argv, {"PYTHONUNBUFFERED": "1"})
 
     def leader_of(cl: Cluster) -> str | None:
