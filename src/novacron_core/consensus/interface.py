@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -142,8 +142,9 @@ class Reply:
 # ------------------------------------------------------------------ what a member reports
 
 # Kinds of committed entries. A barrier is a new leader's own empty entry: once it is
-# committed, the leader's applied state holds everything any earlier leader committed.
-COMMAND, CONFIG, BARRIER = 0, 1, 2
+# committed, the leader's applied state holds everything any earlier leader committed. A
+# noop fills a log position nothing else was chosen for (a Paxos hole): it means nothing.
+COMMAND, CONFIG, BARRIER, NOOP = 0, 1, 2, 3
 
 
 class Committed(Protocol):
@@ -245,6 +246,10 @@ class GroupStatus(BaseModel):
     recovered: RecoveredSummary | None = None
     # the leader's view of every other member (empty on a non-leader)
     followers: dict[str, FollowerStatus] = {}
+    # what a reply's success promises: "linearizable" (agreed in order) or "eventual"
+    # (applied at the replica that answered, converging later)
+    consistency: str = "linearizable"
+    quorum: str = ""  # the quorum system deciding, as the protocol describes it
 
     @property
     def member(self) -> bool:
@@ -266,6 +271,30 @@ class StateMachine(Protocol):
     def restore(self, data: bytes) -> None: ...
 
 
+@runtime_checkable
+class KeyedState(Protocol):
+    """A state machine whose state is a map of keys to values, so that a protocol that
+    replicates *state* rather than an agreed order of commands (eventual) can read and
+    overwrite it key by key. The region's KV/VM store is one."""
+
+    def apply(self, index: int, data: bytes) -> bytes | None: ...
+
+    def query(self, data: bytes) -> bytes | None: ...
+
+    def written(self, data: bytes, result: bytes | None) -> list[str]:
+        """The keys command ``data`` changed, given what applying it returned."""
+        ...
+
+    def value_of(self, key: str) -> bytes | None: ...
+
+    def set_value(self, key: str, value: bytes | None) -> bytes:
+        """Make ``key`` hold ``value`` (None: absent); returns a command that says the same
+        (what ``Ready.committed`` lists for it)."""
+        ...
+
+    def keys(self) -> list[str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class GroupTuning:
     """Timing and size knobs every leader-based protocol has (NodeSettings supplies them)."""
@@ -278,6 +307,13 @@ class GroupTuning:
     # running (CPU starvation): for one election timeout it judges nobody by the silence it
     # could not hear (docs/raft.md). None: off (simulated time never lags).
     lag_tolerance: float | None = None
+    # which voter sets decide (``consensus/quorum.py``: "majority", "flexible:q2=2", ...);
+    # a protocol that cannot honour it raises :class:`UnsupportedSetting`
+    quorum: str = "majority"
+
+
+class UnsupportedSetting(ValueError):
+    """A setting this protocol cannot honour (the node refuses to start, naming it)."""
 
 
 class GroupMember(Protocol):
@@ -346,7 +382,8 @@ class ConsensusProtocol(Protocol):
     """A protocol package's entry point (its ``PROTOCOL``), found by name through
     :func:`novacron_core.consensus.registry.protocol`."""
 
-    name: str
+    name: str  # the region setting's value ("raft", "multi-paxos", ...)
+    consistency: str  # what an ok reply promises: "linearizable" or "eventual"
     # every record one member sends another (what a transport must accept)
     peer_messages: tuple[type, ...]
     log_format: LogFormat

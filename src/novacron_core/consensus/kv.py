@@ -118,6 +118,28 @@ class KVStore:
     def snapshot(self) -> bytes:
         return encode(KVSnapshot(dict(self.data), dict(self.sessions), self.applied))
 
+    # The interface's KeyedState (for protocols that replicate state key by key).
+
+    def written(self, data: bytes, result: bytes | None) -> list[str]:
+        cmd = decode(data, KVCommand)
+        res = decode(result, KVResult) if result else KVResult(False)
+        if res.stale or (cmd.op == CAS and not res.ok):
+            return []
+        return [cmd.key]
+
+    def value_of(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def set_value(self, key: str, value: bytes | None) -> bytes:
+        if value is None:
+            self.data.pop(key, None)
+            return encode(KVCommand(DELETE, key))
+        self.data[key] = value
+        return encode(KVCommand(PUT, key, value))
+
+    def keys(self) -> list[str]:
+        return sorted(self.data)
+
     def restore(self, data: bytes) -> None:
         snap = decode(data, KVSnapshot)
         self.data = dict(snap.data)

@@ -7,6 +7,8 @@ take it now. All of those mean *not applied*. 504 means *outcome unknown*: retry
 same ``X-Client-Id``/``X-Request-Seq`` to get exactly-once (KV), or read to find out.
 Every error is an RFC 9457 problem saying which (``runtime/problems.py``, docs/api.md).
 A non-leader forwards to the leader (``runtime/forward.py``).
+Every ``/v1/`` response says what a success promises in ``X-Novacron-Consistency``:
+``linearizable`` (Raft, Multi-Paxos) or ``eventual`` (the eventual protocol).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from novacron_core.vm import (
 )
 
 FORWARDED = "X-Novacron-Forwarded"
+CONSISTENCY = "X-Novacron-Consistency"
 NODE_KEY = web.AppKey("node", object)
 MAX_BODY = 4 << 20
 MAX_KEY_CHARS = 1024
@@ -128,6 +131,10 @@ async def _admission(request: web.Request, handler: Any) -> web.StreamResponse:
         if e.status < 400:
             raise
         resp = from_http_exception(e, request)
+    if request.path.startswith("/v1/"):
+        # what a success promises: "eventual" means applied where it was answered and
+        # replicated afterwards (reads may be stale, concurrent writes: last writer wins)
+        resp.headers[CONSISTENCY] = node.consistency
     node.metrics.http.labels(str(resp.status)).inc()
     return resp  # type: ignore[no-any-return]
 

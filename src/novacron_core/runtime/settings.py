@@ -38,9 +38,13 @@ class NodeSettings(BaseSettings):
     # outside the config hash, so it flips without rolling pods); read at start, it wins
     # over ``initial_cluster_state`` when it exists.
     initial_cluster_state_file: str | None = None
-    # The region's consensus protocol (a package of consensus/: "raft"; the CRD's
-    # ``protocol``); one this build lacks stops the node with a message naming it.
+    # The region's consensus protocol (``consensus/registry.py``: "raft", "multi-paxos",
+    # "eventual"; the CRD's ``protocol``); one this build lacks stops the node with a
+    # message naming it.
     protocol: str = "raft"
+    # Which voter sets decide (``consensus/quorum.py``): "majority", or for multi-paxos
+    # "flexible:q2=N", "weighted:NODE=W,...", "grid:cols=C", "hierarchical:NODE=REGION,...".
+    quorum: str = "majority"
     election_timeout_ms: int = 200  # failover p99 target < 500 ms: detection takes T..2T
     heartbeat_ms: int = 50
     snapshot_entries: int = 10_000
@@ -72,6 +76,14 @@ class NodeSettings(BaseSettings):
             raise ValueError(
                 f"{v!r} is not implemented by this node (available: {', '.join(available())})"
             )
+        return v
+
+    @field_validator("quorum")
+    @classmethod
+    def _valid_quorum(cls, v: str) -> str:
+        from novacron_core.consensus.quorum import parse_strategy
+
+        parse_strategy(v)  # a QuorumError (a ValueError) names what is wrong
         return v
 
     @field_validator("peers", mode="before")
