@@ -197,4 +197,4 @@ def states(c: EPaxosCluster) -> dict[str, dict[str, bytes]]:
     return out
 
 
-__all__ = ["FAST", "EPaxosCluster", "Invariants", "InvariantError", "interferes", "states"]
+__all__ = ["FAST", "EPaxosCluster", "InvariantError", "Invariants", "interferes", "states"]
