@@ -217,7 +217,7 @@ class GroupStatus(BaseModel):
     snapshot_index: int = 0
     voters: list[str] = []
     learners: list[str] = []
-    elections: int = 0  # elections this member started
+    elections: int = 0  # elections this member started (EPaxos: instances it took over)
     rejoining: bool = False  # lost its state; waits to be removed and re-added as a learner
     peers: dict[str, PeerAddresses] = {}
     # A leaderless protocol (EPaxos): ``leader`` is always None and any member takes writes.

@@ -44,8 +44,9 @@ from novacron_core.runtime.settings import load_settings
 )
 @click.option(
     "--protocol",
-    help="the region's consensus protocol (a package of novacron_core.consensus: raft) "
-    "[NOVACRON_PROTOCOL]",
+    help="the region's consensus protocol, a package of novacron_core.consensus: raft "
+    "(the default: a leader orders every write) or epaxos (leaderless: every node takes "
+    "writes, one round trip when they do not conflict) [NOVACRON_PROTOCOL]",
 )
 @click.option(
     "--federation-file",
