@@ -182,6 +182,47 @@ def test_the_corrected_recovery_commits_what_was_accepted_at_the_highest_ballot(
     assert (p3.seq, dict(p3.deps)) == p1
 
 
+def finish(t: Trace) -> dict[str, dict[tuple[str, int], tuple[int, dict[str, int]]]]:
+    """After the trace: every message still queued is delivered (oldest first, each at most
+    once), p3 takes its own c1 over (its PreAccepts were lost), and the group runs until
+    quiet. Returns each replica's committed (seq, deps) per instance."""
+    for _ in range(2):
+        for _ in range(1000):
+            if not t.queue:
+                break
+            src, dst, msg = t.queue.pop(0)
+            t._handle(dst, t.nodes[dst].on_message(0.0, src, msg))
+        assert not t.queue, "the group did not go quiet"
+        t.recover("p3", "p3", 1)
+    out = {}
+    for n in NAMES:
+        insts = t.nodes[n].known_instances()
+        out[n] = {i.iid: (i.seq, dict(i.deps)) for i in insts if i.status == COMMITTED}
+        assert set(out[n]) == {("p1", 1), ("p3", 1)}, (n, out[n])
+    return out
+
+
+def test_played_to_the_end_the_original_rule_leaves_replicas_disagreeing_for_good() -> None:
+    held = finish(replay(ORIGINAL))
+    # p1 and p3 hold c2 after c1, p2 holds c2 independent of c1: no later message mends it
+    assert held["p1"][("p1", 1)] == held["p3"][("p1", 1)]
+    assert held["p2"][("p1", 1)] != held["p1"][("p1", 1)]
+
+
+def test_played_to_the_end_ours_has_every_replica_commit_and_execute_the_same() -> None:
+    t = replay(CORRECTED)
+    held = finish(t)
+    assert held["p1"] == held["p2"] == held["p3"]
+    executed = {n: t.nodes[n].executor.count for n in NAMES}
+    assert executed == {"p1": 2, "p2": 2, "p3": 2}
+    values = set()
+    for n in NAMES:
+        sm = t.nodes[n].sm
+        assert isinstance(sm, KVStore)
+        values.add(sm.data.get("x"))
+    assert len(values) == 1, values
+
+
 @pytest.mark.parametrize("rule", [ORIGINAL, CORRECTED])
 def test_what_a_replica_reports_after_accepting_at_one_ballot_and_promising_another(
     rule: str,
