@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import time
 from collections.abc import Iterator
 
@@ -124,3 +125,32 @@ async def test_command_leader_kill9_ten_times_loses_no_acknowledged_write(
     res = check_linearizable(h, KVModel())
     assert res.ok, f"{res.key}: {res.explanation} (logs in {cluster.root})"
     assert elapsed < 90, elapsed
+
+
+async def test_a_replica_without_a_quorum_answers_503_not_applied(cluster: ProcCluster) -> None:
+    """There is no leader to forward to: the replica itself says it cannot commit."""
+    async with aiohttp.ClientSession() as http:
+        await cluster.all_ready(http)
+        frozen = ["n2", "n3"]
+        for n in frozen:
+            cluster.procs[n].send_signal(signal.SIGSTOP)
+        try:
+            status, body = 0, b""
+            for _ in range(50):  # until n1 notices it hears no quorum (election timeout)
+                async with http.put(cluster.url("n1") + "/v1/kv/alone", data=b"x") as r:
+                    status, body = r.status, await r.read()
+                    retry_after = r.headers.get("Retry-After")
+                if status == 503:
+                    break
+                await asyncio.sleep(0.2)
+            assert status == 503, (status, body)
+            assert retry_after == "1"
+            assert b"no quorum of replicas reachable; not applied" in body
+            async with http.get(cluster.url("n1") + "/v1/cluster") as r:
+                assert (await r.json())["role"] == "isolated"
+        finally:
+            for n in frozen:
+                cluster.procs[n].send_signal(signal.SIGCONT)
+        await cluster.all_ready(http)
+        status, _ = await call(http, "PUT", cluster.url("n1") + "/v1/kv/alone", data=b"y")
+        assert status == 200

@@ -84,7 +84,7 @@ def test_the_federation_file_comes_from_node_json_the_environment_or_the_flag(
 
 
 def test_lease_reads_are_refused_for_leaderless_epaxos_naming_the_field() -> None:
-    with pytest.raises(ValueError, match="read_mode: 'lease'.*use read_index"):
+    with pytest.raises(ValueError, match=r"read_mode: 'lease'.*use read_index"):
         load_settings(
             node_id="a-0", data_dir="/d", peers=COMMA, protocol="epaxos", read_mode="lease"
         )

@@ -107,6 +107,9 @@ class Api:
         if reply.status == OK:
             return reply
         if reply.status == NOT_LEADER:
+            if self.node.status().leaderless:  # no leader to forward to: say why, not applied
+                detail = reply.detail or "this replica cannot commit now"
+                raise Unavailable(_err(503, f"{detail}; not applied: retry", retry=1))
             raise Unavailable(await self._proxy(request))
         if reply.status == BUSY:
             raise Unavailable(_err(429, reply.detail or "busy", retry=1))
