@@ -90,3 +90,12 @@ def test_protocol_and_quorum_are_checked_naming_the_field() -> None:
         load_settings(node_id="a-0", data_dir="/d", protocol="paxos")
     with pytest.raises(ValueError, match=r"quorum[\s\S]*flexible needs q2"):
         load_settings(node_id="a-0", data_dir="/d", quorum="flexible")
+
+
+def test_lease_reads_are_refused_for_leaderless_epaxos_naming_the_field() -> None:
+    with pytest.raises(ValueError, match=r"read_mode: 'lease'.*use read_index"):
+        load_settings(
+            node_id="a-0", data_dir="/d", peers=COMMA, protocol="epaxos", read_mode="lease"
+        )
+    s = load_settings(node_id="a-0", data_dir="/d", peers=COMMA, protocol="epaxos")
+    assert s.read_mode != "lease"

@@ -172,6 +172,9 @@ class Restored:
 
 
 LEADER, FOLLOWER, CANDIDATE, PRE_CANDIDATE = "leader", "follower", "candidate", "pre-candidate"
+# Roles of a member of a leaderless group (EPaxos): every member leads its own commands, so
+# there is no leader to find; "isolated" while it hears from no quorum (it cannot commit).
+REPLICA, ISOLATED = "replica", "isolated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +243,7 @@ class GroupStatus(BaseModel):
     snapshot_index: int = 0
     voters: list[str] = []
     learners: list[str] = []
-    elections: int = 0  # elections this member started
+    elections: int = 0  # elections this member started (EPaxos: instances it took over)
     rejoining: bool = False  # lost its state; waits to be removed and re-added as a learner
     peers: dict[str, PeerAddresses] = {}
     recovered: RecoveredSummary | None = None
@@ -250,10 +253,18 @@ class GroupStatus(BaseModel):
     # (applied at the replica that answered, converging later)
     consistency: str = "linearizable"
     quorum: str = ""  # the quorum system deciding, as the protocol describes it
+    # A leaderless protocol (EPaxos): ``leader`` is always None and any member takes writes.
+    leaderless: bool = False
 
     @property
     def member(self) -> bool:
         return self.id in self.voters or self.id in self.learners
+
+    @property
+    def can_commit(self) -> bool:
+        """Whether writes sent to this member can commit now, as far as it knows: a leader is
+        known, or (leaderless) the member hears from a quorum."""
+        return self.role == REPLICA if self.leaderless else self.leader is not None
 
 
 # ------------------------------------------------------------------ members and protocols
@@ -293,6 +304,29 @@ class KeyedState(Protocol):
         ...
 
     def keys(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """What a command or query touches, for protocols that order only commands that do not
+    commute (EPaxos): two footprints interfere when one writes what the other reads or
+    writes. ``read_all``: reads every key (a listing); ``write_all``: unknown effect, so it
+    interferes with everything (the safe answer when a command cannot be decoded)."""
+
+    writes: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    read_all: bool = False
+    write_all: bool = False
+
+
+class Commutative(Protocol):
+    """A :class:`StateMachine` that says what each command touches. Commands whose
+    footprints do not interfere must commute (same state and results in either order),
+    including any bookkeeping the machine keeps besides the data (client sessions)."""
+
+    def command_footprint(self, data: bytes) -> Footprint: ...
+
+    def query_footprint(self, query: bytes) -> Footprint: ...
 
 
 @dataclass(frozen=True, slots=True)

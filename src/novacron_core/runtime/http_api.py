@@ -153,6 +153,9 @@ class Api:
         if reply.status == OK:
             return reply
         if reply.status == NOT_LEADER:
+            if self.node.status().leaderless:  # no leader to forward to: say why, not applied
+                detail = reply.detail or "this replica cannot commit now"
+                raise Problem("unavailable", f"{detail}: not applied", retry_after=1)
             raise Unavailable(await self._proxy(request))
         if reply.status == BUSY:
             raise Problem("busy", f"{reply.detail or 'busy'}: not applied", retry_after=1)
@@ -469,10 +472,11 @@ class Api:
     async def readyz(self, request: web.Request) -> web.Response:
         st = self.node.status()
         member = st.member
-        # Caught up: a leader is known and we are within one snapshot interval of its
-        # commit index (the operator waits for this before moving on in a rolling change).
+        # Caught up: a leader is known (leaderless: a quorum is heard) and we are within one
+        # snapshot interval of its commit index (the operator waits for this before moving
+        # on in a rolling change).
         limit = min(1000, self.node.settings.snapshot_entries)
-        caught_up = st.leader is not None and st.lag <= limit
+        caught_up = st.can_commit and st.lag <= limit
         # Rejoining (lost its state, waiting to be replaced): not ready until re-added.
         rejoining = self.node.rejoining
         if member and caught_up and not rejoining:

@@ -44,9 +44,11 @@ from novacron_core.runtime.settings import load_settings
 )
 @click.option(
     "--protocol",
-    help="the region's consensus protocol: raft (default), multi-paxos, or eventual (every "
-    "replica answers at once and converges later; replies say consistency: eventual) "
-    "[NOVACRON_PROTOCOL]",
+    help="the region's consensus protocol, a package of novacron_core.consensus: raft "
+    "(the default: a leader orders every write), multi-paxos (a stable leader, phase 2 per "
+    "slot), epaxos (leaderless: every node takes writes, one round trip when they do not "
+    "conflict) or eventual (every replica answers at once and converges later; replies say "
+    "consistency: eventual) [NOVACRON_PROTOCOL]",
 )
 @click.option(
     "--quorum",

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -85,6 +85,15 @@ class NodeSettings(BaseSettings):
 
         parse_strategy(v)  # a QuorumError (a ValueError) names what is wrong
         return v
+
+    @model_validator(mode="after")
+    def _leaderless_reads(self) -> NodeSettings:
+        if self.protocol == "epaxos" and self.read_mode == "lease":
+            raise ValueError(
+                "read_mode: 'lease' is a leader's lease and epaxos has no leader (its reads "
+                "are ordered like writes): use read_index"
+            )
+        return self
 
     @field_validator("peers", mode="before")
     @classmethod
