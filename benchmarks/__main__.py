@@ -12,6 +12,7 @@ NAMES = [
     "rga",
     "gossip",
     "raft",
+    "consensus",
     "operator",
     "observe",
     "gateway",

@@ -104,19 +104,24 @@ def _get_json(url: str, body: bytes | None = None, timeout: float = 1.0) -> Any:
 
 
 def start_novacron(
-    sup: Supervisor, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+    sup: Supervisor,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    protocol: str = "raft",
 ) -> Cluster:
-    """``extra_args``/``env`` go to every node (benchmarks/observe.py: metrics off, tracing)."""
+    """Three ``novacron node`` processes running ``protocol`` (raft, multi-paxos, eventual);
+    ``extra_args``/``env`` go to every node (benchmarks/observe.py: metrics off, tracing)."""
     ports = _ports(6)
     names = ["n1", "n2", "n3"]
     peers = ",".join(
         f"{n}=127.0.0.1:{ports[2 * i]}/127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names)
     )
-    c = Cluster("novacron", sup, names)
+    c = Cluster("novacron" if protocol == "raft" else protocol, sup, names)
     for i, n in enumerate(names):
         c.http[n] = f"http://127.0.0.1:{ports[2 * i + 1]}"
         argv = [sys.executable, "-m", "novacron_core.runtime.node_cli", "--node-id", n]
         argv += ["--data-dir", str(sup.dir_for(f"novacron-{n}")), "--peers", peers, "--fsync"]
+        argv += ["--protocol", protocol]
         sup.start(n, argv + list(extra_args or []), {"PYTHONUNBUFFERED": "1", **(env or {})})
 
     def leader_of(cl: Cluster) -> str | None:

@@ -153,32 +153,35 @@ def test_a_refused_child_is_reported_and_retried_with_backoff(dep: Deployment) -
     k, ns = dep.k, dep.ns
     # a node label key Kubernetes does not accept: the StatefulSet apply gets a 422
     k.apply(region("refused", "eu-west", scheduling={"nodeSelector": {"bad key!": "x"}}), ns)
-    c = wait_for(
-        "Degraded=True ChildApplyFailed",
-        lambda: condition(k, "ncr", "refused", ns, "Degraded", "True"),
-        30,
-    )
-    assert c["reason"] == "ChildApplyFailed"
-    assert "StatefulSet refused" in c["message"]
-    assert "bad key!" in c["message"]
-    assert conds(k.get("ncr", "refused", ns))["Ready"]["status"] == "False"
-    wait_for("a Warning event", lambda: warnings(k, ns, "refused"), 15)
-    op = dep.operators[0]
-
-    def errors() -> float:
-        m = op.metrics() or {}
-        return sum(
-            v
-            for key, v in m.items()
-            if "reconciles_total" in key and 'result="error"' in key and "NovaCronRegion" in key
+    try:  # (a region left failing would slow every later test's reconciles)
+        c = wait_for(
+            "Degraded=True ChildApplyFailed",
+            lambda: condition(k, "ncr", "refused", ns, "Degraded", "True"),
+            30,
         )
+        assert c["reason"] == "ChildApplyFailed"
+        assert "StatefulSet refused" in c["message"]
+        assert "bad key!" in c["message"]
+        assert conds(k.get("ncr", "refused", ns))["Ready"]["status"] == "False"
+        wait_for("a Warning event", lambda: warnings(k, ns, "refused"), 15)
+        op = dep.operators[0]
 
-    before = errors()
-    time.sleep(12)
-    # backoff 1, 2, 4, 8 s (plus the 10 s resync): a handful, not ~100 a minute
-    assert errors() - before <= 5
-    assert len(warnings(k, ns, "refused")) <= 3  # posted on the transition, not every pass
-    k.run("delete", "ncr", "refused", "-n", ns)
+        def errors() -> float:
+            m = op.metrics() or {}
+            return sum(
+                v
+                for key, v in m.items()
+                if "reconciles_total" in key and 'result="error"' in key and "NovaCronRegion" in key
+            )
+
+        before = errors()
+        time.sleep(12)
+        # backoff 1, 2, 4, 8 s, the 10 s resync, and a pass when a federation or cluster this
+        # region follows changes: a handful; a hot loop would be 12 or more (one a second)
+        assert errors() - before <= 7
+        assert len(warnings(k, ns, "refused")) <= 3  # posted on the transition, not every pass
+    finally:
+        k.run("delete", "ncr", "refused", "-n", ns)
 
 
 # --- honest status -----------------------------------------------------------------------

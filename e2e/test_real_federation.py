@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import ROOT, wait_for
+from novacron_operator import capabilities
 from realcluster import Real
 
 pytestmark = pytest.mark.e2e
@@ -44,10 +45,15 @@ def values() -> dict[str, Any]:
         "cluster": {"create": True, "name": "fed", "spec": {}},
         "regionDefaults": {
             "replicas": 3,
-            "agent": {"enabled": False},
             "resources": {"cpu": "20m", "memory": "256Mi"},
             "storage": {"size": "64Mi"},
-            "gateway": {"minReplicas": 1, "maxReplicas": 1},
+            # (these fields exist in the CRD only once the operator deploys them)
+            **({"agent": {"enabled": False}} if capabilities.available("agent") else {}),
+            **(
+                {"gateway": {"minReplicas": 1, "maxReplicas": 1}}
+                if capabilities.available("gateway")
+                else {}
+            ),
         },
         "regions": [{"name": r, "spec": {"zones": [f"{r}-a"]}} for r in REGIONS],
         "federation": {

@@ -146,11 +146,11 @@ def test_a_lease_longer_than_the_election_timeout_serves_stale_reads() -> None:
 
 
 def test_least_recently_used_session_is_evicted_deterministically() -> None:
-    kv = KVStore(max_sessions=2)
+    kv = KVStore(max_sessions=2, session_buckets=1)
     for i, client in enumerate(["a", "b", "a", "c"], 1):
         kv.apply(i, encode(KVCommand(PUT, "k", b"v", client=client, seq=i)))
     assert list(kv.sessions) == ["a", "c"]
-    again = KVStore(max_sessions=2)
+    again = KVStore(max_sessions=2, session_buckets=1)
     again.restore(kv.snapshot())
     assert list(again.sessions) == ["a", "c"]
 

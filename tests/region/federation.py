@@ -25,6 +25,7 @@ from novacron_core.consensus.interface import (
     LEADER,
     NOT_LEADER,
     OK,
+    ConsensusProtocol,
     GroupTuning,
     MemberAddress,
     Propose,
@@ -241,8 +242,15 @@ class Workload:
 
 
 class SimFederation:
-    def __init__(self, seed: int, per_region: int = 3, sync_factor: int = 0) -> None:
+    def __init__(
+        self,
+        seed: int,
+        per_region: int = 3,
+        sync_factor: int = 0,
+        protocol: ConsensusProtocol = RAFT,
+    ) -> None:
         self.sync_factor = sync_factor
+        self.protocol = protocol
         self.world = World(seed, Topology.three_regions())
         self.regions = list(self.world.topology.regions)
         self.names = {f"{r}-n{i + 1}": r for r in self.regions for i in range(per_region)}
@@ -259,7 +267,7 @@ class SimFederation:
         self.world.crash = crash_and_note  # type: ignore[method-assign]
         for name, region in self.names.items():
             self.world.add_node(
-                name, region, self._factory(region), RegionDurable(RAFT.memory_durable())
+                name, region, self._factory(region), RegionDurable(protocol.memory_durable())
             )
 
     def in_region(self, region: str) -> list[str]:
@@ -280,7 +288,7 @@ class SimFederation:
             spec = RegionSpec(
                 node_id=name,
                 region=region,
-                protocol=RAFT,
+                protocol=self.protocol,
                 tuning=TUNING,
                 voters=voters,
                 addresses=addresses,

@@ -14,8 +14,11 @@ import random
 
 import pytest
 
+from novacron_core.consensus.interface import ConsensusProtocol
+from novacron_core.consensus.registry import protocol
 from novacron_core.sim import replay_hint, sim_seeds
 from tests.region.federation import (
+    RAFT,
     SimFederation,
     Violation,
     Workload,
@@ -24,6 +27,7 @@ from tests.region.federation import (
 )
 
 FAULTS_END = 3.0
+PAXOS = protocol("multi-paxos")
 
 
 def schedule(fed: SimFederation, rng: random.Random) -> None:
@@ -84,10 +88,11 @@ def _lossy(fed: SimFederation, drop: float, dup: float, jitter: float) -> None:
     net.drop_rate, net.dup_rate, net.jitter = drop, dup, jitter
 
 
-def run_schedule(seed: int) -> str | None:
+def run_schedule(seed: int, protocol: ConsensusProtocol = RAFT) -> str | None:
     """One schedule; a description of what failed, or None. Every third schedule runs
     synchronous replication (syncFactor 1 or 2)."""
-    fed = SimFederation(seed, sync_factor=(1 + seed // 3 % 2) if seed % 3 == 2 else 0)
+    sync = (1 + seed // 3 % 2) if seed % 3 == 2 else 0
+    fed = SimFederation(seed, sync_factor=sync, protocol=protocol)
     rng = random.Random(fed.world.rng.getrandbits(64))
     if rng.random() < 0.5:
         signal_crashes(fed)
@@ -106,14 +111,18 @@ def run_schedule(seed: int) -> str | None:
     return work.linearizable()
 
 
-def _sweep(seeds: list[int], test: str) -> None:
+def _sweep(seeds: list[int], test: str, protocol: ConsensusProtocol = RAFT) -> None:
     for seed in seeds:
-        failure = run_schedule(seed)
+        failure = run_schedule(seed, protocol)
         assert failure is None, f"seed {seed}: {failure}\n{replay_hint(seed, test)}"
 
 
 def test_the_federation_keeps_its_promises_under_300_fault_schedules() -> None:
     _sweep(sim_seeds(300), "test_the_federation_keeps_its_promises")
+
+
+def test_region_nodes_running_multi_paxos_keep_the_same_promises() -> None:
+    _sweep(sim_seeds(30, base=60_000), "test_region_nodes_running_multi_paxos", PAXOS)
 
 
 @pytest.mark.soak

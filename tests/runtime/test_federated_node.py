@@ -249,10 +249,12 @@ async def test_a_missing_file_at_start_leaves_the_region_serving_until_a_good_on
 
 
 def test_a_protocol_this_build_lacks_is_refused_naming_the_field(tmp_path: Path) -> None:
+    # (adaptive selection is a CRD value the node does not implement yet: issue 19)
     result = CliRunner().invoke(
         main,
-        ["node", "--node-id", "n1", "--data-dir", str(tmp_path), "--protocol", "epaxos"],
+        ["node", "--node-id", "n1", "--data-dir", str(tmp_path), "--protocol", "adaptive"],
     )
     assert result.exit_code == 2, result.output
-    assert "protocol: Value error, 'epaxos' is not implemented" in result.output, result.output
-    assert "available: raft" in result.output
+    assert "protocol: Value error, 'adaptive' is not implemented" in result.output, result.output
+    available = result.output.split("available: ")[1].split(")")[0].split(", ")
+    assert "raft" in available

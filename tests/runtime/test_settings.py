@@ -81,3 +81,21 @@ def test_the_federation_file_comes_from_node_json_the_environment_or_the_flag(
     assert load_settings(str(f), federation_file="/f/flag").federation_file == "/f/flag"
     monkeypatch.delenv("NOVACRON_FEDERATION_FILE")
     assert load_settings(node_id="a-0", data_dir="/d").federation_file is None  # single region
+
+
+def test_protocol_and_quorum_are_checked_naming_the_field() -> None:
+    s = load_settings(node_id="a-0", data_dir="/d", protocol="multi-paxos", quorum="flexible:q2=2")
+    assert (s.protocol, s.quorum) == ("multi-paxos", "flexible:q2=2")
+    with pytest.raises(ValueError, match=r"protocol[\s\S]*'paxos' is not implemented.*multi-paxos"):
+        load_settings(node_id="a-0", data_dir="/d", protocol="paxos")
+    with pytest.raises(ValueError, match=r"quorum[\s\S]*flexible needs q2"):
+        load_settings(node_id="a-0", data_dir="/d", quorum="flexible")
+
+
+def test_lease_reads_are_refused_for_leaderless_epaxos_naming_the_field() -> None:
+    with pytest.raises(ValueError, match=r"read_mode: 'lease'.*use read_index"):
+        load_settings(
+            node_id="a-0", data_dir="/d", peers=COMMA, protocol="epaxos", read_mode="lease"
+        )
+    s = load_settings(node_id="a-0", data_dir="/d", peers=COMMA, protocol="epaxos")
+    assert s.read_mode != "lease"

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -142,8 +142,9 @@ class Reply:
 # ------------------------------------------------------------------ what a member reports
 
 # Kinds of committed entries. A barrier is a new leader's own empty entry: once it is
-# committed, the leader's applied state holds everything any earlier leader committed.
-COMMAND, CONFIG, BARRIER = 0, 1, 2
+# committed, the leader's applied state holds everything any earlier leader committed. A
+# noop fills a log position nothing else was chosen for (a Paxos hole): it means nothing.
+COMMAND, CONFIG, BARRIER, NOOP = 0, 1, 2, 3
 
 
 class Committed(Protocol):
@@ -171,6 +172,9 @@ class Restored:
 
 
 LEADER, FOLLOWER, CANDIDATE, PRE_CANDIDATE = "leader", "follower", "candidate", "pre-candidate"
+# Roles of a member of a leaderless group (EPaxos): every member leads its own commands, so
+# there is no leader to find; "isolated" while it hears from no quorum (it cannot commit).
+REPLICA, ISOLATED = "replica", "isolated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,16 +243,28 @@ class GroupStatus(BaseModel):
     snapshot_index: int = 0
     voters: list[str] = []
     learners: list[str] = []
-    elections: int = 0  # elections this member started
+    elections: int = 0  # elections this member started (EPaxos: instances it took over)
     rejoining: bool = False  # lost its state; waits to be removed and re-added as a learner
     peers: dict[str, PeerAddresses] = {}
     recovered: RecoveredSummary | None = None
     # the leader's view of every other member (empty on a non-leader)
     followers: dict[str, FollowerStatus] = {}
+    # what a reply's success promises: "linearizable" (agreed in order) or "eventual"
+    # (applied at the replica that answered, converging later)
+    consistency: str = "linearizable"
+    quorum: str = ""  # the quorum system deciding, as the protocol describes it
+    # A leaderless protocol (EPaxos): ``leader`` is always None and any member takes writes.
+    leaderless: bool = False
 
     @property
     def member(self) -> bool:
         return self.id in self.voters or self.id in self.learners
+
+    @property
+    def can_commit(self) -> bool:
+        """Whether writes sent to this member can commit now, as far as it knows: a leader is
+        known, or (leaderless) the member hears from a quorum."""
+        return self.role == REPLICA if self.leaderless else self.leader is not None
 
 
 # ------------------------------------------------------------------ members and protocols
@@ -266,6 +282,53 @@ class StateMachine(Protocol):
     def restore(self, data: bytes) -> None: ...
 
 
+@runtime_checkable
+class KeyedState(Protocol):
+    """A state machine whose state is a map of keys to values, so that a protocol that
+    replicates *state* rather than an agreed order of commands (eventual) can read and
+    overwrite it key by key. The region's KV/VM store is one."""
+
+    def apply(self, index: int, data: bytes) -> bytes | None: ...
+
+    def query(self, data: bytes) -> bytes | None: ...
+
+    def written(self, data: bytes, result: bytes | None) -> list[str]:
+        """The keys command ``data`` changed, given what applying it returned."""
+        ...
+
+    def value_of(self, key: str) -> bytes | None: ...
+
+    def set_value(self, key: str, value: bytes | None) -> bytes:
+        """Make ``key`` hold ``value`` (None: absent); returns a command that says the same
+        (what ``Ready.committed`` lists for it)."""
+        ...
+
+    def keys(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """What a command or query touches, for protocols that order only commands that do not
+    commute (EPaxos): two footprints interfere when one writes what the other reads or
+    writes. ``read_all``: reads every key (a listing); ``write_all``: unknown effect, so it
+    interferes with everything (the safe answer when a command cannot be decoded)."""
+
+    writes: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    read_all: bool = False
+    write_all: bool = False
+
+
+class Commutative(Protocol):
+    """A :class:`StateMachine` that says what each command touches. Commands whose
+    footprints do not interfere must commute (same state and results in either order),
+    including any bookkeeping the machine keeps besides the data (client sessions)."""
+
+    def command_footprint(self, data: bytes) -> Footprint: ...
+
+    def query_footprint(self, query: bytes) -> Footprint: ...
+
+
 @dataclass(frozen=True, slots=True)
 class GroupTuning:
     """Timing and size knobs every leader-based protocol has (NodeSettings supplies them)."""
@@ -278,6 +341,13 @@ class GroupTuning:
     # running (CPU starvation): for one election timeout it judges nobody by the silence it
     # could not hear (docs/raft.md). None: off (simulated time never lags).
     lag_tolerance: float | None = None
+    # which voter sets decide (``consensus/quorum.py``: "majority", "flexible:q2=2", ...);
+    # a protocol that cannot honour it raises :class:`UnsupportedSetting`
+    quorum: str = "majority"
+
+
+class UnsupportedSetting(ValueError):
+    """A setting this protocol cannot honour (the node refuses to start, naming it)."""
 
 
 class GroupMember(Protocol):
@@ -346,7 +416,8 @@ class ConsensusProtocol(Protocol):
     """A protocol package's entry point (its ``PROTOCOL``), found by name through
     :func:`novacron_core.consensus.registry.protocol`."""
 
-    name: str
+    name: str  # the region setting's value ("raft", "multi-paxos", ...)
+    consistency: str  # what an ok reply promises: "linearizable" or "eventual"
     # every record one member sends another (what a transport must accept)
     peer_messages: tuple[type, ...]
     log_format: LogFormat

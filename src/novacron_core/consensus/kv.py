@@ -4,13 +4,22 @@ Sessions make retries exactly-once: a command carries (client, seq); the store r
 each client's last seq and its result, so a command re-proposed after an unknown outcome
 (leader crash, timeout) returns the first result instead of applying twice. Clients issue
 one command at a time per session, so remembering the last one suffices.
+
+The store says what each command touches (:meth:`KVStore.command_footprint`), so a protocol
+that orders only interfering commands (EPaxos) may apply commands on different keys in
+different orders on different replicas. For that to leave every replica in the same state,
+the sessions are split into buckets by client id: a command with a session also writes its
+bucket (a footprint key), so the commands of one bucket are applied in one order everywhere,
+and eviction looks only at the bucket (least recently used within it).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
-from novacron_core.codec import decode, encode, record
+from novacron_core.codec import CodecError, decode, encode, record
+from novacron_core.consensus.interface import Footprint
 
 PUT, DELETE, CAS = "put", "delete", "cas"
 
@@ -59,20 +68,34 @@ class KVSnapshot:
 
 
 MAX_SESSIONS = 100_000
+SESSION_BUCKETS = 1024
+# Footprint keys of session buckets: a NUL first, so no client key (a URL path) can be one.
+SESSION_KEY = "\x00session/"
+
+
+def session_bucket(client: str, buckets: int) -> int:
+    return zlib.crc32(client.encode()) % buckets
 
 
 class KVStore:
-    """A :class:`~novacron_core.consensus.interface.StateMachine`.
+    """A :class:`~novacron_core.consensus.interface.StateMachine` and
+    :class:`~novacron_core.consensus.interface.Commutative`.
 
-    Sessions are evicted least-recently-used beyond ``max_sessions``: by apply order, never
-    by time, so every replica evicts the same ones. A client idle through that many other
-    clients' commands loses exactly-once for its in-doubt command (it sees it as stale).
+    Sessions are evicted least-recently-used within their bucket once it holds
+    ``max_sessions / session_buckets`` (at least one): by apply order, never by time, so
+    every replica evicts the same ones. A client idle through that many other commands of
+    its bucket loses exactly-once for its in-doubt command (it sees it as stale).
+    ``session_buckets=1`` is one LRU over all sessions.
     """
 
-    def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
+    def __init__(self, max_sessions: int = MAX_SESSIONS, session_buckets: int = SESSION_BUCKETS):
         self.max_sessions = max_sessions
+        self.buckets = max(1, session_buckets)
+        self.per_bucket = max(1, -(-max_sessions // self.buckets))
         self.data: dict[str, bytes] = {}
         self.sessions: dict[str, Session] = {}
+        # per bucket, its clients in recency order (the eviction order)
+        self._lru: dict[int, dict[str, None]] = {}
         self.applied = 0
 
     def apply(self, index: int, data: bytes) -> bytes | None:
@@ -86,9 +109,34 @@ class KVStore:
         if cmd.client:
             self.sessions.pop(cmd.client, None)  # re-insert: dict order is recency order
             self.sessions[cmd.client] = Session(cmd.seq, result)
-            if len(self.sessions) > self.max_sessions:
-                del self.sessions[next(iter(self.sessions))]
+            lru = self._lru.setdefault(session_bucket(cmd.client, self.buckets), {})
+            lru.pop(cmd.client, None)
+            lru[cmd.client] = None
+            if len(lru) > self.per_bucket:
+                oldest = next(iter(lru))
+                del lru[oldest]
+                del self.sessions[oldest]
         return result
+
+    def command_footprint(self, data: bytes) -> Footprint:
+        """The key a command writes, and its session bucket when it has a session."""
+        try:
+            cmd = decode(data, KVCommand)
+        except CodecError:
+            return Footprint(write_all=True)
+        if cmd.client:
+            bucket = f"{SESSION_KEY}{session_bucket(cmd.client, self.buckets)}"
+            return Footprint(writes=(cmd.key, bucket))
+        return Footprint(writes=(cmd.key,))
+
+    def query_footprint(self, query: bytes) -> Footprint:
+        try:
+            q = decode(query, KVQuery)
+        except CodecError:
+            return Footprint(read_all=True)
+        if q.prefix is not None:
+            return Footprint(read_all=True)
+        return Footprint(reads=(q.key,))
 
     def _execute(self, cmd: KVCommand) -> KVResult:
         if cmd.op == PUT and cmd.value is not None:
@@ -118,8 +166,33 @@ class KVStore:
     def snapshot(self) -> bytes:
         return encode(KVSnapshot(dict(self.data), dict(self.sessions), self.applied))
 
+    # The interface's KeyedState (for protocols that replicate state key by key).
+
+    def written(self, data: bytes, result: bytes | None) -> list[str]:
+        cmd = decode(data, KVCommand)
+        res = decode(result, KVResult) if result else KVResult(False)
+        if res.stale or (cmd.op == CAS and not res.ok):
+            return []
+        return [cmd.key]
+
+    def value_of(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def set_value(self, key: str, value: bytes | None) -> bytes:
+        if value is None:
+            self.data.pop(key, None)
+            return encode(KVCommand(DELETE, key))
+        self.data[key] = value
+        return encode(KVCommand(PUT, key, value))
+
+    def keys(self) -> list[str]:
+        return sorted(self.data)
+
     def restore(self, data: bytes) -> None:
         snap = decode(data, KVSnapshot)
         self.data = dict(snap.data)
         self.sessions = dict(snap.sessions)
+        self._lru = {}
+        for client in self.sessions:
+            self._lru.setdefault(session_bucket(client, self.buckets), {})[client] = None
         self.applied = snap.applied

@@ -7,6 +7,8 @@ take it now. All of those mean *not applied*. 504 means *outcome unknown*: retry
 same ``X-Client-Id``/``X-Request-Seq`` to get exactly-once (KV), or read to find out.
 Every error is an RFC 9457 problem saying which (``runtime/problems.py``, docs/api.md).
 A non-leader forwards to the leader (``runtime/forward.py``).
+Every ``/v1/`` response says what a success promises in ``X-Novacron-Consistency``:
+``linearizable`` (Raft, Multi-Paxos) or ``eventual`` (the eventual protocol).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from novacron_core.vm import (
 )
 
 FORWARDED = "X-Novacron-Forwarded"
+CONSISTENCY = "X-Novacron-Consistency"
 NODE_KEY = web.AppKey("node", object)
 MAX_BODY = 4 << 20
 MAX_KEY_CHARS = 1024
@@ -128,6 +131,10 @@ async def _admission(request: web.Request, handler: Any) -> web.StreamResponse:
         if e.status < 400:
             raise
         resp = from_http_exception(e, request)
+    if request.path.startswith("/v1/"):
+        # what a success promises: "eventual" means applied where it was answered and
+        # replicated afterwards (reads may be stale, concurrent writes: last writer wins)
+        resp.headers[CONSISTENCY] = node.consistency
     node.metrics.http.labels(str(resp.status)).inc()
     return resp  # type: ignore[no-any-return]
 
@@ -146,6 +153,9 @@ class Api:
         if reply.status == OK:
             return reply
         if reply.status == NOT_LEADER:
+            if self.node.status().leaderless:  # no leader to forward to: say why, not applied
+                detail = reply.detail or "this replica cannot commit now"
+                raise Problem("unavailable", f"{detail}: not applied", retry_after=1)
             raise Unavailable(await self._proxy(request))
         if reply.status == BUSY:
             raise Problem("busy", f"{reply.detail or 'busy'}: not applied", retry_after=1)
@@ -462,10 +472,11 @@ class Api:
     async def readyz(self, request: web.Request) -> web.Response:
         st = self.node.status()
         member = st.member
-        # Caught up: a leader is known and we are within one snapshot interval of its
-        # commit index (the operator waits for this before moving on in a rolling change).
+        # Caught up: a leader is known (leaderless: a quorum is heard) and we are within one
+        # snapshot interval of its commit index (the operator waits for this before moving
+        # on in a rolling change).
         limit = min(1000, self.node.settings.snapshot_entries)
-        caught_up = st.leader is not None and st.lag <= limit
+        caught_up = st.can_commit and st.lag <= limit
         # Rejoining (lost its state, waiting to be replaced): not ready until re-added.
         rejoining = self.node.rejoining
         if member and caught_up and not rejoining:

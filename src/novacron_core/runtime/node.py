@@ -2,13 +2,14 @@
 federation replica, publisher; ``region/machine.py``) on the generic driver, the one peer
 transport, the HTTP API (client, admin, federation) and the federation file.
 
-The group's protocol is the ``protocol`` setting (``consensus/registry.py``; Raft today);
-nothing here depends on which one it is. Where the other members listen comes from the
-group's configuration: the bootstrap members' addresses from ``peers``, every member added
-later from its membership change, replicated in the log and in snapshots. Whenever the
-member reports a new configuration (``Ready.soft_state``) the node re-derives its ``peers``
-map (leader proxying, ``/v1/cluster``) from it. Federation replicas are named by their peer
-address, so a federation message goes to the address its destination names.
+The group's protocol is the ``protocol`` setting (``consensus/registry.py``: Raft,
+Multi-Paxos, eventual); nothing here depends on which one it is. Where the other members
+listen comes from the group's configuration: the bootstrap members' addresses from
+``peers``, every member added later from its membership change, replicated in the log and
+in snapshots. Whenever the member reports a new configuration (``Ready.soft_state``) the
+node re-derives its ``peers`` map (leader proxying, ``/v1/cluster``) from it. Federation
+replicas are named by their peer address, so a federation message goes to the address its
+destination names.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from novacron_core.consensus.interface import (
     PeerAddresses,
     Reply,
     SoftState,
+    UnsupportedSetting,
 )
 from novacron_core.consensus.registry import UnknownProtocol, protocol
 from novacron_core.machine import Ready
@@ -117,6 +119,7 @@ class NodeServer:
                     read_mode=settings.read_mode,
                     # a tick a heartbeat late: this process was starved (docs/raft.md)
                     lag_tolerance=settings.heartbeat_ms / 1000,
+                    quorum=settings.quorum,
                 ),
                 voters=voters,
                 addresses=seed_addresses,
@@ -132,6 +135,8 @@ class NodeServer:
         # What the data dir held at start, before any catch-up from a leader: /v1/cluster
         # reports it ("recovered"), so a check that the node kept its log can fail.
         log.info("recovered from %s: %s", settings.data_dir, self.member.status().recovered)
+        # what a successful reply promises (every response says so in a header)
+        self.consistency = self.protocol.consistency
         self.driver: Driver | None = None
         self.transport: Transport | None = None
         self.peers: dict[str, tuple[Addr, Addr]] = {}
@@ -302,7 +307,9 @@ class NodeServer:
             n: PeerAddresses(peer=_fmt(a[0]), http=_fmt(a[1]))
             for n, a in sorted(self.peers.items())
         }
-        return self.member.status().model_copy(update={"rejoining": self.rejoining, "peers": peers})
+        return self.member.status().model_copy(
+            update={"rejoining": self.rejoining, "peers": peers, "consistency": self.consistency}
+        )
 
     def refresh_metrics(self) -> None:
         m, st = self.metrics, self.member.status()
@@ -421,7 +428,7 @@ def run_node(settings: NodeSettings) -> None:
 async def _main(settings: NodeSettings) -> None:
     try:
         server = NodeServer(settings)
-    except (CorruptLogError, UnknownProtocol) as e:
+    except (CorruptLogError, UnknownProtocol, UnsupportedSetting) as e:
         log.error("%s", e)
         raise SystemExit(2) from None
     await server.run()

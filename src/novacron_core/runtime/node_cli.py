@@ -44,8 +44,18 @@ from novacron_core.runtime.settings import load_settings
 )
 @click.option(
     "--protocol",
-    help="the region's consensus protocol (a package of novacron_core.consensus: raft) "
-    "[NOVACRON_PROTOCOL]",
+    help="the region's consensus protocol, a package of novacron_core.consensus: raft "
+    "(the default: a leader orders every write), multi-paxos (a stable leader, phase 2 per "
+    "slot), epaxos (leaderless: every node takes writes, one round trip when they do not "
+    "conflict) or eventual (every replica answers at once and converges later; replies say "
+    "consistency: eventual) [NOVACRON_PROTOCOL]",
+)
+@click.option(
+    "--quorum",
+    help="which voter sets decide: majority (default); multi-paxos also takes "
+    "flexible:q2=N[,q1=M] (FPaxos), weighted:NODE=W,...[,q1=T][,q2=T], grid:cols=C, "
+    "hierarchical:NODE=REGION,...; quorums that could miss each other are refused "
+    "[NOVACRON_QUORUM]",
 )
 @click.option(
     "--federation-file",

@@ -28,6 +28,7 @@ class NodeView(Protocol):
     metrics: NodeMetrics
     http: aiohttp.ClientSession | None
     rejoining: bool
+    consistency: str  # "linearizable" or "eventual": what an ok reply promises
     peers: dict[str, tuple[Addr, Addr]]
     static_peers: dict[str, tuple[Addr, Addr]]
     kv: KVStore  # the group's state machine (the observer counts its keys)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,9 +38,13 @@ class NodeSettings(BaseSettings):
     # outside the config hash, so it flips without rolling pods); read at start, it wins
     # over ``initial_cluster_state`` when it exists.
     initial_cluster_state_file: str | None = None
-    # The region's consensus protocol (a package of consensus/: "raft"; the CRD's
-    # ``protocol``); one this build lacks stops the node with a message naming it.
+    # The region's consensus protocol (``consensus/registry.py``: "raft", "multi-paxos",
+    # "eventual"; the CRD's ``protocol``); one this build lacks stops the node with a
+    # message naming it.
     protocol: str = "raft"
+    # Which voter sets decide (``consensus/quorum.py``): "majority", or for multi-paxos
+    # "flexible:q2=N", "weighted:NODE=W,...", "grid:cols=C", "hierarchical:NODE=REGION,...".
+    quorum: str = "majority"
     election_timeout_ms: int = 200  # failover p99 target < 500 ms: detection takes T..2T
     heartbeat_ms: int = 50
     snapshot_entries: int = 10_000
@@ -73,6 +77,23 @@ class NodeSettings(BaseSettings):
                 f"{v!r} is not implemented by this node (available: {', '.join(available())})"
             )
         return v
+
+    @field_validator("quorum")
+    @classmethod
+    def _valid_quorum(cls, v: str) -> str:
+        from novacron_core.consensus.quorum import parse_strategy
+
+        parse_strategy(v)  # a QuorumError (a ValueError) names what is wrong
+        return v
+
+    @model_validator(mode="after")
+    def _leaderless_reads(self) -> NodeSettings:
+        if self.protocol == "epaxos" and self.read_mode == "lease":
+            raise ValueError(
+                "read_mode: 'lease' is a leader's lease and epaxos has no leader (its reads "
+                "are ordered like writes): use read_index"
+            )
+        return self
 
     @field_validator("peers", mode="before")
     @classmethod

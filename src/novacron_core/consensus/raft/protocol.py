@@ -13,6 +13,7 @@ from novacron_core.consensus.interface import (
     LogFormat,
     MemberAddress,
     StateMachine,
+    UnsupportedSetting,
 )
 from novacron_core.consensus.raft.coalesce import coalesce
 from novacron_core.consensus.raft.config import from_tuning
@@ -23,6 +24,7 @@ from novacron_core.consensus.raft.storage import MemoryStorage, RaftLogFormat
 
 class Raft:
     name = "raft"
+    consistency = "linearizable"
     peer_messages: tuple[type, ...] = PEER_MESSAGES
     log_format: LogFormat = RaftLogFormat()
 
@@ -36,6 +38,11 @@ class Raft:
         voters: tuple[str, ...] = (),
         addresses: tuple[MemberAddress, ...] = (),
     ) -> RaftNode:
+        if tuning.quorum.strip() != "majority":
+            raise UnsupportedSetting(
+                f"quorum: raft decides by majorities only, not {tuning.quorum!r} "
+                "(flexible, weighted, grid and hierarchical quorums are for multi-paxos)"
+            )
         return RaftNode(node_id, durable.load(), sm, rng, from_tuning(tuning), voters, addresses)
 
     def memory_durable(self) -> MemoryStorage:
