@@ -45,6 +45,14 @@ class Real:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json").stdout)
 
+    def pods_ready(self, ns: str, pods: list[str]) -> bool:
+        """Whether every one of ``pods`` is Ready now (a short ``kubectl wait``)."""
+        out = self.run(
+            "wait", "-n", ns, "--for=condition=Ready", "--timeout=5s",
+            *[f"pod/{p}" for p in pods], check=False,
+        )  # fmt: skip
+        return out.returncode == 0
+
     def apply(self, objs: list[dict[str, Any]]) -> None:
         doc = json.dumps({"apiVersion": "v1", "kind": "List", "items": objs})
         self.run("apply", "--server-side", "--field-manager=e2e", "-f", "-", stdin=doc)

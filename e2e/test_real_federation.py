@@ -107,18 +107,7 @@ def test_vm_written_in_one_region_is_read_in_the_others(real: Real, federation: 
     pods = [f"{r}-{i}" for r in REGIONS for i in range(3)]
     wait_for(
         "9 node pods Ready",
-        lambda: (
-            real.run(
-                "wait",
-                "-n",
-                NS,
-                "--for=condition=Ready",
-                "--timeout=5s",
-                *[f"pod/{p}" for p in pods],
-                check=False,
-            ).returncode
-            == 0
-        ),
+        lambda: real.pods_ready(NS, pods),
         timeout=420,
         every=3,
     )
@@ -301,16 +290,4 @@ def test_a_region_removed_and_re_added_catches_up(real: Real, federation: float)
 
 def _ready_federation(real: Real) -> bool:
     """Every node pod Ready (an earlier test may have killed or removed some)."""
-    pods = [p for r in REGIONS for p in PODS[r]]
-    return (
-        real.run(
-            "wait",
-            "-n",
-            NS,
-            "--for=condition=Ready",
-            "--timeout=5s",
-            *[f"pod/{p}" for p in pods],
-            check=False,
-        ).returncode
-        == 0
-    )
+    return real.pods_ready(NS, [p for r in REGIONS for p in PODS[r]])

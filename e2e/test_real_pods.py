@@ -121,18 +121,7 @@ def install(real: Real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[In
     try:
         wait_for(
             "3 node pods Ready",
-            lambda: (
-                real.run(
-                    "wait",
-                    "-n",
-                    NS,
-                    "--for=condition=Ready",
-                    "--timeout=5s",
-                    *[f"pod/{p}" for p in PODS],
-                    check=False,
-                ).returncode
-                == 0
-            ),
+            lambda: real.pods_ready(NS, PODS),
             timeout=240,
             every=2,
         )
@@ -440,18 +429,7 @@ def test_kubectl_novacron_restart_replaces_a_pod_and_keeps_the_group(install: In
     # pods coming back)
     wait_for(
         "every node pod Ready",
-        lambda: (
-            real.run(
-                "wait",
-                "-n",
-                NS,
-                "--for=condition=Ready",
-                "--timeout=5s",
-                *[f"pod/{p}" for p in PODS],
-                check=False,
-            ).returncode
-            == 0
-        ),
+        lambda: real.pods_ready(NS, PODS),
         timeout=180,
         every=2,
     )
