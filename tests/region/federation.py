@@ -76,7 +76,8 @@ def version(raw: Any) -> float:
 
 
 def home_of(key: str) -> str:
-    return key[len(vmflow.PREFIX) :].rsplit("-", 1)[0]
+    """The region that wrote a copy (``vm/{id}@{region}``), else the id's region prefix."""
+    return vmflow.writer_of(key) or key[len(vmflow.PREFIX) :].rsplit("-", 1)[0]
 
 
 class Checker:
@@ -115,7 +116,7 @@ class Checker:
     ) -> None:
         self.changes += 1
         home = home_of(key)
-        if raw not in self.fed.committed[home].get(key, set()):
+        if raw not in self.fed.committed[home].get(vmflow.kv_key(key), set()):
             raise Violation(f"{name} shows {key} = {raw!r}, which its home {home} never committed")
         v, before = version(raw), shown.get(key, float("-inf"))
         if v < before:
@@ -287,6 +288,7 @@ class SimFederation:
         """Synchronous replication: ``raw`` (just acknowledged to its writer) is held by a
         node of at least ``sync_factor`` regions other than its home."""
         home, want = home_of(key), version(raw)
+        key = vmflow.fed_key(key, home)
         holding = [
             r
             for r in self.regions
@@ -336,7 +338,7 @@ class SimFederation:
             state = self.home_state(r)
             if state is None:
                 return False
-            homes.update(state)
+            homes.update({vmflow.fed_key(k, r): v for k, v in state.items()})
         for n in self.names:
             m = self.node(n)
             if m is None or m.replica is None:

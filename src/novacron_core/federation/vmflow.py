@@ -1,8 +1,11 @@
 """Which committed VM records a region's leader must publish as CRDT deltas (sans-IO).
 
-Each VM record lives in the federation store under ``vm/{id}`` as an LWW register holding
-the record's JSON (``None`` once deleted). Only the home region's leader publishes, and only
-what its group committed, so every other region sees a prefix of the home region's history.
+A region's group holds its own copy of each VM it wrote under ``vm/{id}``; the federation
+store holds every region's copy under ``vm/{id}@{region}``, an LWW register holding the
+record's JSON (``None`` once the group no longer holds it). Only that region's leader
+publishes it, and only what its group committed, so every other region sees a prefix of the
+writer region's history. The conflict engine (``conflict/engine.py``) merges the regions'
+copies of one VM into the record every replica shows.
 
 The register's timestamp is :func:`stamp`: the home group's log index at which the
 publisher read the value (then the region's name), not a wall clock. Log indices only grow
@@ -31,8 +34,24 @@ FEDERATION_SYNC = SyncConfig(interval=0.1, fanout=3, cross_region=1, ae_interval
 
 @dataclass(frozen=True)
 class Publish:
-    key: str
-    value: bytes | None  # None: the VM was deleted at home
+    key: str  # the federation key (``vm/{id}@{region}``)
+    value: bytes | None  # None: the region's group no longer holds the VM
+
+
+def fed_key(kv_key: str, region: str) -> str:
+    """The federation key of a region's copy of the VM its group holds at ``kv_key``."""
+    return f"{kv_key}@{region}"
+
+
+def kv_key(key: str) -> str:
+    """The group key a federation copy key names (the key itself if it names none)."""
+    base, sep, _ = key.rpartition("@")
+    return base if sep and base.startswith(PREFIX) else key
+
+
+def writer_of(key: str) -> str | None:
+    base, sep, region = key.rpartition("@")
+    return region if sep and base.startswith(PREFIX) else None
 
 
 def home_region_of(raw: Any) -> str | None:
@@ -52,23 +71,26 @@ def changes(
     region: str,
     keys: Iterable[str] | None = None,
 ) -> list[Publish]:
-    """What differs between the group's committed VM records and the federation store:
-    new or changed records, and records of this region the group no longer holds.
-    ``keys`` limits the comparison to those keys (the ones just applied); None compares
-    everything, as a new leader must (it does not know what its predecessor published)."""
+    """What differs between the group's committed VM records and this region's copies in
+    the federation store: new or changed records, and copies the group no longer holds.
+    ``keys`` (group keys) limits the comparison to those (the ones just applied); None
+    compares everything, as a new leader must (it does not know what its predecessor
+    published)."""
     if keys is None:
-        keys = [*committed, *(k for k in store.keys() if k not in committed)]  # noqa: SIM118
+        own = [kv_key(k) for k in store.keys() if writer_of(k) == region]  # noqa: SIM118
+        keys = [*committed, *(k for k in own if k not in committed)]
     out: list[Publish] = []
     for key in keys:
         if not key.startswith(PREFIX):
             continue
+        fk = fed_key(key, region)
         raw = committed.get(key)
-        current = store.value(key)
+        current = store.value(fk)
         if raw is not None:
             if current != raw:
-                out.append(Publish(key, raw))
-        elif current is not None and home_region_of(current) == region:
-            out.append(Publish(key, None))
+                out.append(Publish(fk, raw))
+        elif current is not None:
+            out.append(Publish(fk, None))
     return out
 
 
@@ -82,7 +104,8 @@ def as_mutation(change: Publish, ts: HLCTimestamp) -> Mutate:
 
 
 def records(store: Store) -> list[dict[str, Any]]:
-    """Every VM record the federation store holds (all regions), sorted by id."""
+    """Every region's copy of every VM the federation store holds, sorted by key (the
+    merged records are the conflict engine's)."""
     out = []
     for key in sorted(store.keys()):
         raw = store.value(key) if key.startswith(PREFIX) else None

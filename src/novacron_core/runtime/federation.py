@@ -2,8 +2,9 @@
 and applied without a restart), sending federation messages (through the demo's link rules
 when ``--demo-link-rules`` is on), and the federation's HTTP API, status and metrics.
 
-Routes (the node's one HTTP port): ``GET /v1/federation/vms``, ``GET /v1/federation/vms/{id}``,
-``GET /v1/federation/status``, and with ``--demo-link-rules``
+Routes (the node's one HTTP port): ``GET /v1/federation/vms``, ``GET /v1/federation/vms/{id}``
+(every region's VMs, each merged from the regions' copies this node's replica holds: the
+conflict engine's records), ``GET /v1/federation/status``, and with ``--demo-link-rules``
 ``POST /v1/federation/netem {"partitioned": [regions]}``.
 
 The file is polled every ``federation_poll_s`` (a mounted ConfigMap is updated in place by
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import time
@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import Gauge
 
+from novacron_core.conflict.policy import to_json
+from novacron_core.conflict.record import public
 from novacron_core.federation import vmflow
 from novacron_core.federation.config import (
     FederationFile,
@@ -196,12 +198,18 @@ class FederationService:
         return self.node.machine.replica
 
     async def replicated_vm(self, vm_id: str) -> dict[str, Any] | None:
-        """This replica's copy of a VM record, from whichever region homes it."""
-        raw = self.replica.store.value(vmflow.PREFIX + vm_id) if self.replica else None
-        if not isinstance(raw, bytes):
+        """The record this node shows for a VM of any region (its copies, merged)."""
+        rec = self.node.machine.conflicts.view(vm_id)
+        if rec is None or rec.get("lifecycle") == "deleted":
             return None
-        rec = json.loads(raw)
-        return rec if isinstance(rec, dict) else None
+        return public(rec)
+
+    def home_urls(self, region: str) -> list[str]:
+        """Client URLs of a region's nodes, as the federation file lists them."""
+        for m in self.doc.members if self.doc else []:
+            if m.region == region:
+                return list(m.http)
+        return []
 
     def oldest_unacked(self, now: float, heard_within: float = 2.0) -> float:
         """Age of the oldest update here that a live peer (heard from lately) has not
@@ -245,13 +253,15 @@ class FederationService:
             "published": self.node.machine.publisher.published,
             "heartbeats": self.node.machine.publisher.heartbeats,
             "sync_replication": _syncwait(self.node.machine.syncwait),
+            "conflicts": self.node.machine.conflicts.counts(),
+            "conflict_policies": to_json(p.policies) if p else None,
         }
         if sync is not None:
             out |= {
                 "replica": sync.replica,
                 "keys": len(sync.store),
                 "vector": sync.seen.vv.to_wire(),
-                "vms": len(vmflow.records(sync.store)),
+                "vms": len(self.node.machine.conflicts.records()),
                 "region_lag_s": vmflow.region_lags(sync.store, now_ms, self.region),
                 "oldest_unacked_s": self.oldest_unacked(loop_now),
                 "caught_up": sync.caught_up,
@@ -322,7 +332,8 @@ class FederationService:
     async def _vms(self, request: web.Request) -> web.Response:
         if self.replica is None:
             return _not_federated(self)
-        return web.json_response({"region": self.region, "vms": vmflow.records(self.replica.store)})
+        records = [public(r) for r in self.node.machine.conflicts.records()]
+        return web.json_response({"region": self.region, "vms": records})
 
     async def _vm(self, request: web.Request) -> web.Response:
         if self.replica is None:

@@ -1,8 +1,10 @@
-"""The node's HTTP API (aiohttp): KV, VM records, admin, metrics.
+"""The node's HTTP API (aiohttp): KV, admin, metrics; VM records and conflicts are
+``runtime/vm_api.py``'s routes.
 
 Status codes: 200/201 done; 400 malformed body; 422 invalid field (named); 404 absent;
-409 conflict (VM exists / compare failed); 429 too many requests in flight (Retry-After);
-503 no leader / no quorum (Retry-After); 504 outcome unknown (retry with the same
+409 conflict (VM exists / compare failed / illegal lifecycle transition); 421 the VM is
+written only in its home region (``home`` says where); 429 too many requests in flight
+(Retry-After); 503 no leader / no quorum (Retry-After); 504 outcome unknown (retry with the same
 ``X-Client-Id``/``X-Request-Seq`` to get exactly-once). A non-leader proxies to the leader.
 """
 
@@ -31,7 +33,6 @@ from novacron_core.consensus.interface import (
 )
 from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
 from novacron_core.runtime.node_view import NodeView
-from novacron_core.vm import PowerChange, VMCreate, VMRecord, VMSpec, vm_key
 
 M = TypeVar("M", bound=BaseModel)
 FORWARDED = "X-Novacron-Forwarded"
@@ -67,12 +68,9 @@ def build_app(
     r.add_get("/v1/kv/{key:.+}", api.kv_get)
     r.add_delete("/v1/kv/{key:.+}", api.kv_delete)
     r.add_post("/v1/cas/{key:.+}", api.kv_cas)
-    r.add_post("/v1/vms", api.vm_create)
-    r.add_get("/v1/vms", api.vm_list)
-    r.add_get("/v1/vms/{id}", api.vm_get)
-    r.add_put("/v1/vms/{id}/spec", api.vm_spec)
-    r.add_post("/v1/vms/{id}/power", api.vm_power)
-    r.add_delete("/v1/vms/{id}", api.vm_delete)
+    from novacron_core.runtime.vm_api import VmApi  # (it builds on this module)
+
+    VmApi(api, node.conflict_engine, node.home_urls).routes(app)
     if more_routes is not None:
         more_routes(app)  # the federation's (runtime/federation.py)
     return app
@@ -103,7 +101,7 @@ class Api:
 
     async def _call(self, request: web.Request, req: Any) -> Reply:
         """Run ``req`` on the group; on a follower, raise a proxied leader response."""
-        reply = await self.node.submit(req)
+        reply: Reply = await self.node.submit(req)
         if reply.status == OK:
             return reply
         if reply.status == NOT_LEADER:
@@ -220,77 +218,6 @@ class Api:
         )
         current = res.value.decode(errors="replace") if res.value is not None else None
         return web.json_response({"swapped": res.ok, "current": current})
-
-    # ------------------------------------------------------------ VMs
-
-    async def _load_vm(self, request: web.Request, vm_id: str) -> tuple[VMRecord, bytes]:
-        res = await self._read(request, KVQuery(vm_key(vm_id)))
-        if res.value is None:
-            raise Unavailable(_err(404, f"no VM {vm_id!r}"))
-        return VMRecord.model_validate_json(res.value), res.value
-
-    async def _update_vm(self, request: web.Request, vm_id: str, change: Any) -> web.Response:
-        # Optimistic concurrency: read, modify, CAS on the exact bytes read; retry on conflict.
-        for _ in range(8):
-            rec, raw = await self._load_vm(request, vm_id)
-            new = change(rec).model_copy(update={"version": rec.version + 1})
-            payload = new.model_dump_json().encode()
-            res = await self._write(request, KVCommand(CAS, vm_key(vm_id), payload, raw))
-            if res.ok:
-                return web.json_response(json.loads(payload))
-        return _err(409, "too many concurrent updates, retry", retry=1)
-
-    async def vm_create(self, request: web.Request) -> web.Response:
-        body = await _validated(request, VMCreate)
-        rec = VMRecord(
-            id=body.id,
-            name=body.name,
-            home_region=self.node.settings.region,
-            spec=body.spec,
-            power=body.power,
-        )
-        payload = rec.model_dump_json().encode()
-        res = await self._write(request, KVCommand(CAS, rec.key(), payload, None))
-        if not res.ok:
-            return _err(409, f"VM {body.id!r} exists")
-        return web.json_response(json.loads(payload), status=201)
-
-    async def vm_get(self, request: web.Request) -> web.Response:
-        vm_id = request.match_info["id"]
-        try:
-            rec, _ = await self._load_vm(request, vm_id)
-        except Unavailable as missing:
-            # Not homed here: answer from the federation's replica when this process has one.
-            # That copy is as fresh as replication (eventually consistent), and says so.
-            if missing.response.status != 404 or self.node.replicated_vm is None:
-                raise
-            remote = await self.node.replicated_vm(vm_id)
-            if remote is None:
-                raise
-            return web.json_response(remote, headers={"X-Novacron-Source": "federation-replica"})
-        return web.json_response(rec.model_dump(mode="json"))
-
-    async def vm_list(self, request: web.Request) -> web.Response:
-        res = await self._read(request, KVQuery(prefix="vm/", limit=10_000))
-        return web.json_response({"vms": [json.loads(v) for _, v in res.items]})
-
-    async def vm_spec(self, request: web.Request) -> web.Response:
-        spec = await _validated(request, VMSpec)
-        return await self._update_vm(
-            request, request.match_info["id"], lambda r: r.model_copy(update={"spec": spec})
-        )
-
-    async def vm_power(self, request: web.Request) -> web.Response:
-        p = await _validated(request, PowerChange)
-        return await self._update_vm(
-            request, request.match_info["id"], lambda r: r.model_copy(update={"power": p.state})
-        )
-
-    async def vm_delete(self, request: web.Request) -> web.Response:
-        res = await self._write(request, KVCommand(DELETE, vm_key(request.match_info["id"])))
-        if res.value is None:
-            return _err(404, "no such VM")
-        return web.json_response({"deleted": request.match_info["id"]})
 
     # ------------------------------------------------------------ admin
 
