@@ -1,7 +1,8 @@
 """A small synchronous client for the node HTTP API (the CLI and the demo use it).
 
-It tries each given node URL in turn, follows a non-leader's redirect, and turns transport
-failures into :class:`NodeUnreachable` with a message that says what to check.
+It tries each given node URL in turn, follows a non-leader's redirect and a 421 that names
+the VM's home region's node, and turns transport failures into :class:`NodeUnreachable`
+with a message that says what to check.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class NodeClient:
                 location = resp.headers.get("Location") or resp.headers.get("location")
                 if resp.status in (307, 308) and location:
                     url = location if "://" in location else base + location
+                    continue
+                home = resp.headers.get("X-Novacron-Home") or resp.headers.get("x-novacron-home")
+                if resp.status == 421 and home:
+                    # the VM is written only in its home region: ask a node there
+                    url = home.rstrip("/") + path
                     continue
                 return resp
         raise NodeUnreachable(

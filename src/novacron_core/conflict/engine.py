@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from novacron_core.conflict import ipam
@@ -58,8 +58,6 @@ def copy_key(vm: str, region: str) -> str:
 
 @dataclass
 class Stats:
-    detected: Counter[str] = field(default_factory=Counter)  # by kind
-    decided: Counter[str] = field(default_factory=Counter)  # by strategy
     closed: int = 0
     superseded: int = 0
     held: int = 0  # copies held back for a missing dependency (ever)
@@ -307,11 +305,6 @@ class ConflictEngine:
         return writes
 
     def _count(self, event: str, entry: dict[str, Any], prev: dict[str, Any] | None) -> None:
-        if event == "detected" or (event == "closed" and prev is None):
-            for k in entry.get("kinds", []):
-                self.stats.detected[k] += 1
-            for f in entry.get("fields", []):
-                self.stats.decided[str(f.get("strategy"))] += 1
         if event == "closed":
             self.stats.closed += 1
         if "stale-epoch" in entry.get("kinds", []) and event == "detected":
@@ -396,9 +389,19 @@ class ConflictEngine:
             "held_total": self.stats.held,
             "stale_epoch": self.stats.stale,
             "readdressed": self.stats.readdressed,
-            "by_kind": dict(sorted(self.stats.detected.items())),
-            "by_strategy": dict(sorted(self.stats.decided.items())),
+            "by_kind": dict(sorted(self.by_kind().items())),
+            "by_strategy": dict(sorted(self.by_strategy().items())),
         }
+
+    def by_kind(self) -> Counter[str]:
+        """Conflicts in the audit trail (superseded ones aside), by kind."""
+        return Counter(k for e in self.log.live().values() for k in e.get("kinds", []))
+
+    def by_strategy(self) -> Counter[str]:
+        """Contested fields in the audit trail, by the strategy that decided them."""
+        return Counter(
+            str(f.get("strategy")) for e in self.log.live().values() for f in e.get("fields", [])
+        )
 
 
 def _status(e: dict[str, Any], parked: set[str], sibs: set[Any]) -> str:

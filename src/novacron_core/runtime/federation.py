@@ -278,6 +278,26 @@ class FederationService:
             ["region"],
             registry=r,
         )
+        self.conflicts_detected = Gauge(
+            "novacron_conflicts_detected",
+            "Conflicts this node's replica detected, by kind (concurrent, lifecycle, address, "
+            "placement, semantic, double-allocation, stale-epoch, no-ancestor)",
+            ["kind"],
+            registry=r,
+        )
+        self.conflicts_decided = Gauge(
+            "novacron_conflicts_decided",
+            "Contested fields decided, by the strategy that decided them",
+            ["strategy"],
+            registry=r,
+        )
+        self.conflict_gauges = Gauge(
+            "novacron_conflicts",
+            "Conflicts now: open (current), closed (a write settled them), manual_pending "
+            "(parked for a decision), held (writes waiting for one they depend on), superseded",
+            ["state"],
+            registry=r,
+        )
         self.gauges = {
             "keys": Gauge("novacron_sync_keys", "Keys in the federation replica", registry=r),
             "published": Gauge(
@@ -307,6 +327,7 @@ class FederationService:
         }
 
     def refresh_metrics(self) -> None:
+        self._conflict_metrics()
         g, sync = self.gauges, self.replica
         g["published"].set(self.node.machine.publisher.published)
         g["dropped"].set(self.link_dropped)
@@ -320,6 +341,16 @@ class FederationService:
         lags = vmflow.region_lags(sync.store, int(time.time() * 1000), self.region)
         for region, lag in lags.items():
             self.region_lag.labels(region).set(lag)
+
+    def _conflict_metrics(self) -> None:
+        engine = self.node.machine.conflicts
+        counts = engine.counts()
+        for kind, n in engine.by_kind().items():
+            self.conflicts_detected.labels(kind).set(n)
+        for strategy, n in engine.by_strategy().items():
+            self.conflicts_decided.labels(strategy).set(n)
+        for what in ("open", "closed", "manual_pending", "held", "superseded"):
+            self.conflict_gauges.labels(what).set(counts[what])
 
     # ------------------------------------------------------------ HTTP
 

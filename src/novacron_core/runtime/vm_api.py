@@ -214,8 +214,13 @@ class VmApi:
         r = self.engine().base_for(vm, res.value)
         if r is None or r.deleted:
             return _err(404, f"no VM {vm!r}")
-        own = res.value is not None and len(r.heads) == 1 and r.heads[0].region == self.region
-        headers = {"X-Novacron-Source": "region" if own else "merged"}
+        if res.value is None:
+            source = "federation-replica"  # this region never wrote it: its replica's record
+        elif len(r.heads) == 1 and r.heads[0].region == self.region:
+            source = "region"
+        else:
+            source = "merged"
+        headers = {"X-Novacron-Source": source}
         return web.json_response(public(r.record), headers=headers)
 
     async def list(self, request: web.Request) -> web.Response:
