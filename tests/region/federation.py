@@ -14,6 +14,7 @@ per region, fault schedules, and checkers for what the federation promises:
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from novacron_core.codec import decode, encode
+from novacron_core.conflict.ipam import default_pools
 from novacron_core.consensus.interface import (
     LEADER,
     NOT_LEADER,
@@ -68,6 +70,7 @@ class RecordingKV(KVStore):
             self.committed.setdefault(key, set()).add(value)
 
 
+@functools.lru_cache(maxsize=4096)  # every replica checks the same values: parse each once
 def version(raw: Any) -> float:
     """A record's version; a deletion (None) ends the record's history."""
     if raw is None:
@@ -234,8 +237,11 @@ class Workload:
 
 
 class SimFederation:
-    def __init__(self, seed: int, per_region: int = 3, sync_factor: int = 0) -> None:
+    def __init__(
+        self, seed: int, per_region: int = 3, sync_factor: int = 0, policies: Any = None
+    ) -> None:
         self.sync_factor = sync_factor
+        self.policies = policies
         self.world = World(seed, Topology.three_regions())
         self.regions = list(self.world.topology.regions)
         self.names = {f"{r}-n{i + 1}": r for r in self.regions for i in range(per_region)}
@@ -261,8 +267,16 @@ class SimFederation:
     def plan(self, name: str) -> FederationPlan:
         region = self.names[name]
         peers = {n: r for n, r in self.names.items() if n != name}
+        extra = {} if self.policies is None else {"policies": self.policies}
         return FederationPlan(
-            "sim", region, True, peers, DEFAULT_SYNC, sync_factor=self.sync_factor
+            "sim",
+            region,
+            True,
+            peers,
+            DEFAULT_SYNC,
+            sync_factor=self.sync_factor,
+            pools=default_pools(self.regions),
+            **extra,
         )
 
     def _factory(self, region: str) -> Callable[[str, Any], RegionNode]:

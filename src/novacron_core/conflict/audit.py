@@ -124,16 +124,11 @@ class AuditLog:
 
 
 def keyed(entries: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Entries by key: a conflict's id, or ``id@closers`` when writes closed one conflict
-    with different decisions (a policy changed between them)."""
-    by_id: dict[str, list[dict[str, Any]]] = {}
-    for e in entries:
-        by_id.setdefault(e["id"], []).append(e)
+    """Entries by conflict id. An id both open and closed (a write claimed it while the
+    conflict is still there) is shown open: what is, not what was claimed."""
     out: dict[str, dict[str, Any]] = {}
-    for ident, es in by_id.items():
-        if len(es) == 1:
-            out[ident] = es[0]
-        else:
-            for e in es:
-                out[f"{ident}@{','.join(e.get('closed_by') or ['open'])}"] = e
+    for e in entries:
+        have = out.get(e["id"])
+        if have is None or (have.get("closed_by") and not e.get("closed_by")):
+            out[e["id"]] = e
     return out

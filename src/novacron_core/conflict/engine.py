@@ -32,7 +32,7 @@ from typing import Any
 from novacron_core.conflict import ipam
 from novacron_core.conflict.audit import AUDIT, SUPERSEDED, AuditDurable, AuditLog, keyed
 from novacron_core.conflict.policy import Policies
-from novacron_core.conflict.record import Copy, canon, parse_copy
+from novacron_core.conflict.record import Copy, canon, parse_copy, same_json
 from novacron_core.conflict.resolve import Resolved, dedupe_closed, entry_id, resolve
 from novacron_core.conflict.writes import Change, Known, Prepared, Result, WriteContext, prepare
 
@@ -91,7 +91,7 @@ class ConflictEngine:
         self.dup_entries: dict[str, dict[str, Any]] = {}
         self._ip_holders: dict[str, set[tuple[str, str]]] = {}  # ip -> {(vm, nic)}
         self._vm_ips: dict[str, set[str]] = {}
-        self._readdressed: set[str] = set()  # VMs whose view a double allocation changed
+        self._readdressed: dict[str, list[ipam.Readdress]] = {}  # VM -> its NICs moved
         self.dirty: set[str] = set()
         self.log = AuditLog(durable)
         self.stats = Stats()
@@ -141,21 +141,29 @@ class ConflictEngine:
             self.latest_stamp = c.hlc
 
     def _release(self, vm: str) -> None:
+        """Apply the held copies whose dependencies are here: every region a copy has seen
+        up to n has a copy at n or later here, applied or released with it. (A region's
+        latest copy stands for its earlier writes, which the federation may never deliver
+        one by one, so copies that depend on each other's regions go in together.)"""
         held, have = self.held.get(vm, {}), self.copies.setdefault(vm, {})
-        progress = True
-        while progress and held:
-            progress = False
-            for region, c in sorted(held.items()):
-                missing = [
-                    r
-                    for r, n in c.vv.items()
-                    if r != region and (have.get(r) is None or have[r].n < n)
-                ]
-                if missing:
-                    continue
-                have[region] = c
-                del held[region]
-                progress = True
+        if not held:
+            return
+        going = dict(held)
+        changed = True
+        while changed and going:
+            changed = False
+            for region, c in sorted(going.items()):
+                for r, n in c.vv.items():
+                    if r == region:
+                        continue
+                    got = going.get(r) or have.get(r)
+                    if got is None or got.n < n:
+                        del going[region]
+                        changed = True
+                        break
+        for region, c in going.items():
+            have[region] = c
+            del held[region]
         for c in held.values():
             if not c.counted:
                 self.stats.held += 1
@@ -216,6 +224,7 @@ class ConflictEngine:
         """Re-address NICs that hold an address leased twice; the VMs whose view changed."""
         dups = {ip for ip, hs in self._ip_holders.items() if len(hs) > 1}
         before = set(self._readdressed)
+        moved: dict[str, list[ipam.Readdress]] = {}
         entries: dict[str, dict[str, Any]] = {}
         changed: set[str] = set()
         if dups:
@@ -227,16 +236,16 @@ class ConflictEngine:
             for ra in found:
                 rec = new_views.get(ra.vm, views[ra.vm])
                 new_views[ra.vm] = ipam.readdressed(rec, ra) if ra.new_ip else rec
+                if ra.new_ip:
+                    moved.setdefault(ra.vm, []).append(ra)
                 e = _dup_entry(ra)
                 entries[e["id"]] = e
             for vm, rec in new_views.items():
                 if self.views.get(vm) != rec:
                     self.views[vm] = rec
                     changed.add(vm)
-            self._readdressed = set(new_views)
-        else:
-            self._readdressed = set()
-        for vm in before - self._readdressed:
+        self._readdressed = moved
+        for vm in before - set(self._readdressed):
             if vm in self.resolved:
                 self.views[vm] = self.resolved[vm].record
                 changed.add(vm)
@@ -276,7 +285,7 @@ class ConflictEngine:
             now = self.vm_entries.get(vm, {})
             for key, entry in sorted(now.items()):
                 prev = self.log.state.get(key)
-                if prev is not None and canon(prev) == canon(entry):
+                if prev is not None and same_json(prev, entry):
                     continue
                 if prev is None:
                     event = "closed" if entry.get("closed_by") else "detected"
@@ -319,13 +328,12 @@ class ConflictEngine:
         region's own latest copy (which may be newer than what the replica holds)."""
         own = parse_copy(own_raw, self.region) if own_raw is not None else None
         live = {c.region: c for c in self._live(vm)}
-        fresh = False
         if own is not None and (self.region not in live or own.n > live[self.region].n):
             live[self.region] = own
-            fresh = True
         r = resolve(vm, list(live.values()), self.policies, self.kind)
-        if r is not None and not fresh and vm in self.views:
-            r.record = self.views[vm]  # with any re-addressing of a double allocation
+        if r is not None:
+            for ra in self._readdressed.get(vm, []):  # a double allocation moved a NIC
+                r.record = ipam.readdressed(r.record, ra)
         return r
 
     def prepare(

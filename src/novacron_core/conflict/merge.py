@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from novacron_core.conflict.record import Stamp, canon
+from novacron_core.conflict.record import Stamp, canon, same_json
 
 
 class _Missing:
@@ -182,7 +182,7 @@ def same(a: Any, b: Any) -> bool:
         return a is b
     if (type(a) is type(b) and isinstance(a, str | int | bool)) or a is None or b is None:
         return bool(a == b) and type(a) is type(b)
-    return canon(a) == canon(b)
+    return same_json(a, b)
 
 
 @dataclass

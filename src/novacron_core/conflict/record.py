@@ -89,6 +89,18 @@ def canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def same_json(a: Any, b: Any) -> bool:
+    """``canon(a) == canon(b)`` without encoding: equal values of the same JSON types (1,
+    1.0 and True differ). Decisions compare records and audit entries often; most are equal."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_json(v, b[k]) for k, v in a.items())
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(map(same_json, a, b))
+    return bool(a == b)
+
+
 def power_of(lifecycle: str) -> str:
     return "on" if lifecycle in POWERED else "off"
 

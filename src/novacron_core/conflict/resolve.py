@@ -36,6 +36,7 @@ from novacron_core.conflict.record import (
     Copy,
     canon,
     power_of,
+    same_json,
     vv_join,
     vv_leq,
 )
@@ -326,7 +327,7 @@ def dedupe_closed(entries: Iterable[Any]) -> list[dict[str, Any]]:
         ident = e["id"]
         closers.setdefault(ident, set()).update(e.get("closed_by") or [])
         have = by_id.get(ident)
-        if have is None or _closed_key(e) > _closed_key(have):
+        if have is None or (not same_json(e, have) and _closed_key(e) > _closed_key(have)):
             by_id[ident] = e
     out = [{**e, "closed_by": sorted(closers[i])} for i, e in by_id.items()]
     out.sort(key=lambda e: (list(e.get("closed_at") or []), e["id"]))
