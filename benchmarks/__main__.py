@@ -13,6 +13,7 @@ NAMES = [
     "gossip",
     "raft",
     "operator",
+    "conflict",
 ]  # each is a module here with run(quick) -> result dict
 
 
