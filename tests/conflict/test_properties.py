@@ -287,7 +287,7 @@ def _check_rule(f: dict[str, Any], heads: list[Any]) -> None:
     """The rules the model spells out, from the contest's own candidates."""
     by_dot = {h.dot: h for h in heads}
     cands = [(by_dot[c["from"]], c["value"]) for c in f["candidates"]]
-    if f["strategy"] == "lww":
+    if f["strategy"] in ("lww", "siblings"):  # siblings show the lww value meanwhile
         want = max(cands, key=lambda hv: (hv[0].hlc, canon(hv[1])))
         assert canon(f["value"]) == canon(want[1]), f
     elif f["strategy"] == "merge" and f["unit"] == "lifecycle":
