@@ -17,6 +17,7 @@ NAMES = [
     "observe",
     "gateway",
     "routing",
+    "conflict",
 ]  # each is a module here with run(quick) -> result dict
 
 

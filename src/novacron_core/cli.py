@@ -18,6 +18,7 @@ _SUBCOMMANDS = [
     ("novacron_core.demo.cli", "demo_command"),
     ("novacron_core.client_cli", "status_command"),
     ("novacron_core.client_cli", "vms_group"),
+    ("novacron_core.client_cli", "conflicts_group"),
     ("novacron_operator.render", "render_command"),
     ("novacron_core.observe.cli", "health_command"),
     ("novacron_core.observe.cli", "forecast_command"),

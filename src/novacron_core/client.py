@@ -1,7 +1,8 @@
 """A small synchronous client for the node HTTP API (the CLI and the demo use it).
 
-It tries each given node URL in turn and follows a non-leader's redirect. Every failure
-says whether the request certainly did not take effect (safe to retry) or may have:
+It tries each given node URL in turn, follows a non-leader's redirect and a 421 that names
+the VM's home region's node (``X-Novacron-Home``). Every failure says whether the request
+certainly did not take effect (safe to retry) or may have:
 
 - :class:`NodeUnreachable`: no node accepted a connection, so nothing was sent;
 - :class:`OutcomeUnknown`: a write was sent and the connection broke (or timed out) before
@@ -103,6 +104,11 @@ class NodeClient:
                 location = resp.headers.get("Location") or resp.headers.get("location")
                 if resp.status in (307, 308) and location:
                     url = location if "://" in location else base + location
+                    continue
+                home = resp.headers.get("X-Novacron-Home") or resp.headers.get("x-novacron-home")
+                if resp.status == 421 and home:
+                    # the VM is written only in its home region: ask a node there
+                    url = home.rstrip("/") + path
                     continue
                 return resp
         raise NodeUnreachable(

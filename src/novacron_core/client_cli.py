@@ -1,7 +1,9 @@
-"""``novacron status`` and ``novacron vms ...``: talk to running nodes over their HTTP API."""
+"""``novacron status``, ``novacron vms ...`` and ``novacron conflicts ...``: talk to running
+nodes over their HTTP API."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -23,8 +25,19 @@ _url_option = click.option(
     show_default=True,
     help="Node URL; repeat for several (tried in turn). Env: NOVACRON_URL.",
 )
-# field names of the node API's VM records (runtime/http_api.py, vm.VMRecord)
-VM_COLUMNS = ["id", "name", "home_region", "power", "spec", "version"]
+# field names of the node API's VM records (runtime/vm_api.py, conflict/record.py); ip and
+# host are the first NIC's address and the placement's host
+VM_COLUMNS = [
+    "id",
+    "name",
+    "home_region",
+    "lifecycle",
+    "power",
+    "ip",
+    "host",
+    "version",
+    "conflict",
+]
 _federation_option = click.option(
     "--federation",
     is_flag=True,
@@ -43,6 +56,11 @@ def _run(fn: Callable[[], Any]) -> Any:
         raise click.ClickException(str(e)) from None
 
 
+def _console() -> Console:
+    # piped or captured: wide enough that ids and decisions are not wrapped mid-word
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 240)
+
+
 def _print(data: Any, as_json: bool, columns: Sequence[str], title: str) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
@@ -53,7 +71,21 @@ def _print(data: Any, as_json: bool, columns: Sequence[str], title: str) -> None
         table.add_column(c)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console(file=sys.stdout).print(table)
+    _console().print(table)
+
+
+def _vm_rows(data: Any) -> Any:
+    rows = data if isinstance(data, list) else [data]
+    out = []
+    for r in rows:
+        if not isinstance(r, dict):
+            continue
+        nics = r.get("nics") or []
+        addr = (nics[0].get("address") or {}) if nics and isinstance(nics[0], dict) else {}
+        p = r.get("placement")
+        place: dict[str, Any] = p if isinstance(p, dict) else {}
+        out.append({**r, "ip": addr.get("ip"), "host": place.get("host")})
+    return out if isinstance(data, list) else (out[0] if out else data)
 
 
 def _cell(v: Any) -> str:
@@ -110,7 +142,7 @@ def vms_list(urls: tuple[str, ...], federation: bool, as_json: bool) -> None:
     path = "/v1/federation/vms" if federation else "/v1/vms"
     data = _run(lambda: NodeClient(urls).call("GET", path))
     items = data.get("vms", []) if isinstance(data, dict) else data
-    _print(items, as_json, VM_COLUMNS, "VMs")
+    _print(items if as_json else _vm_rows(items), as_json, VM_COLUMNS, "VMs")
 
 
 @vms_group.command("get")
@@ -122,7 +154,7 @@ def vms_get(vm_id: str, urls: tuple[str, ...], federation: bool, as_json: bool) 
     """Show one VM record (with --federation: from the node's replica, any home region)."""
     path = f"/v1/federation/vms/{vm_id}" if federation else f"/v1/vms/{vm_id}"
     data = _run(lambda: NodeClient(urls).call("GET", path))
-    _print(data, as_json, VM_COLUMNS, f"VM {vm_id}")
+    _print(data if as_json else _vm_rows(data), as_json, VM_COLUMNS, f"VM {vm_id}")
 
 
 @vms_group.command("create")
@@ -146,7 +178,7 @@ def vms_create(
     spec = {"cpus": cpus, "memory_mib": memory_mib, "image": image}
     body = {"id": vm_id, "name": name or vm_id, "spec": spec}
     data = _run(lambda: NodeClient(urls).call("POST", "/v1/vms", body))
-    _print(data, as_json, VM_COLUMNS, "created")
+    _print(data if as_json else _vm_rows(data), as_json, VM_COLUMNS, "created")
 
 
 @vms_group.command("power")
@@ -155,9 +187,35 @@ def vms_create(
 @_url_option
 @_json_option
 def vms_power(vm_id: str, state: str, urls: tuple[str, ...], as_json: bool) -> None:
-    """Power a VM on or off (a write at its home region)."""
+    """Power a VM on or off (a write at its home region, or at any region when writes are
+    multi; a node of another region sends you to the home region)."""
     data = _run(lambda: NodeClient(urls).call("POST", f"/v1/vms/{vm_id}/power", {"state": state}))
-    _print(data, as_json, VM_COLUMNS, "power")
+    _print(data if as_json else _vm_rows(data), as_json, VM_COLUMNS, "power")
+
+
+@vms_group.command("reboot")
+@click.argument("vm_id")
+@_url_option
+@_json_option
+def vms_reboot(vm_id: str, urls: tuple[str, ...], as_json: bool) -> None:
+    """Reboot a running VM (counts in stats.restarts)."""
+    data = _run(lambda: NodeClient(urls).call("POST", f"/v1/vms/{vm_id}/reboot"))
+    _print(data if as_json else _vm_rows(data), as_json, VM_COLUMNS, "reboot")
+
+
+@vms_group.command("readdress")
+@click.argument("vm_id")
+@click.option("--nic", default="eth0", show_default=True)
+@click.option("--ip", help="the address to lease (default: the lowest free one of the pool)")
+@_url_option
+@_json_option
+def vms_readdress(
+    vm_id: str, nic: str, ip: str | None, urls: tuple[str, ...], as_json: bool
+) -> None:
+    """Give a VM's NIC a new address from its region's pool."""
+    body = {"nic": nic, **({"ip": ip} if ip else {})}
+    data = _run(lambda: NodeClient(urls).call("POST", f"/v1/vms/{vm_id}/readdress", body))
+    _print(data if as_json else _vm_rows(data), as_json, VM_COLUMNS, "readdress")
 
 
 @vms_group.command("delete")
@@ -167,3 +225,191 @@ def vms_delete(vm_id: str, urls: tuple[str, ...]) -> None:
     """Delete a VM record."""
     _run(lambda: NodeClient(urls).call("DELETE", f"/v1/vms/{vm_id}"))
     click.echo(f"deleted {vm_id}")
+
+
+# ------------------------------------------------------------------ conflicts
+
+
+@click.group("conflicts")
+def conflicts_group() -> None:
+    """List, explain, resolve and roll back conflicts between regions' writes.
+
+    \b
+    Every node keeps the audit trail of what its replica detected and how each conflict
+    was decided (policy: DWCPFederation.spec.conflictPolicies). Replicas that hold the same
+    writes list the same conflicts.
+    """
+
+
+def _ms(v: Any) -> str:
+    if not isinstance(v, int) or v <= 0:
+        return "-"
+    t = datetime.datetime.fromtimestamp(v / 1000, datetime.UTC)
+    return t.strftime("%H:%M:%S.%f")[:-3]
+
+
+def _decided(e: dict[str, Any]) -> str:
+    parts = []
+    for f in e.get("fields") or []:
+        value = f.get("value")
+        shown = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+        parts.append(f"{f.get('path')}={shown} ({f.get('strategy')})")
+    merged = e.get("merged") or {}
+    if merged and not parts:
+        parts.append("merged: " + ", ".join(sorted(merged)))
+    return "; ".join(parts) or "-"
+
+
+@conflicts_group.command("list")
+@click.option("--vm", "vm", help="only this VM's conflicts")
+@click.option("--since", help="detected at or after (ms since the epoch, or ISO 8601)")
+@click.option("--until", help="detected at or before (ms since the epoch, or ISO 8601)")
+@click.option(
+    "--status",
+    type=click.Choice(["resolved", "siblings", "manual", "superseded"]),
+    help="manual: parked until someone decides",
+)
+@click.option("--all", "include_all", is_flag=True, help="include superseded detections")
+@_url_option
+@_json_option
+def conflicts_list(
+    vm: str | None,
+    since: str | None,
+    until: str | None,
+    status: str | None,
+    include_all: bool,
+    urls: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """What conflicted, what was decided and why (newest first)."""
+    query = {"vm": vm, "since": since, "until": until, "status": status}
+    params = "&".join(f"{k}={v}" for k, v in query.items() if v)
+    if include_all:
+        params += ("&" if params else "") + "all=1"
+    data = _run(
+        lambda: NodeClient(urls).call("GET", "/v1/conflicts" + ("?" + params if params else ""))
+    )
+    entries = data.get("conflicts", []) if isinstance(data, dict) else []
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    rows = [
+        {
+            "id": e.get("id"),
+            "vm": e.get("vm"),
+            "at": _ms(e.get("at_ms")),
+            "kinds": ",".join(k for k in e.get("kinds", []) if k != "concurrent") or "concurrent",
+            "writes": ",".join(h.get("dot", "") for h in e.get("heads", [])) or "-",
+            "status": e.get("status"),
+            "decided": _decided(e),
+            "closed_by": ",".join(e.get("closed_by") or []) or "-",
+        }
+        for e in entries
+    ]
+    cols = ["id", "vm", "at", "kinds", "writes", "status", "decided", "closed_by"]
+    where = f"{data.get('region')} ({data.get('node')})" if isinstance(data, dict) else ""
+    _print(rows, False, cols, f"Conflicts seen by {where}")
+
+
+@conflicts_group.command("show")
+@click.argument("conflict_id")
+@_url_option
+@_json_option
+def conflicts_show(conflict_id: str, urls: tuple[str, ...], as_json: bool) -> None:
+    """One conflict: the concurrent writes, every contested field, who won and why, the
+    values that were overwritten, and this node's events for it."""
+    e = _run(lambda: NodeClient(urls).call("GET", f"/v1/conflicts/{conflict_id}"))
+    if as_json or not isinstance(e, dict):
+        click.echo(json.dumps(e, indent=2, sort_keys=True))
+        return
+    out = _console()
+    out.print(
+        f"[bold]{e.get('id')}[/bold] VM {e.get('vm')}: {', '.join(e.get('kinds', []))}; "
+        f"status {e.get('status')}, resolution {e.get('resolution')}"
+        + (f", closed by {', '.join(e['closed_by'])}" if e.get("closed_by") else "")
+    )
+    for h in e.get("heads", []):
+        out.print(f"  write {h.get('dot')} by {h.get('region')} at HLC {h.get('hlc')}")
+    if e.get("base"):
+        out.print(f"  common ancestor: {e['base']}")
+    table = Table(title="contested fields")
+    for c in ("path", "strategy", "outcome", "value", "from", "overwritten", "why"):
+        table.add_column(c)
+    for f in e.get("fields", []):
+        lost = "; ".join(
+            f"{_cell(o.get('value'))} ({o.get('from')})" for o in f.get("overwritten", [])
+        )
+        table.add_row(
+            str(f.get("path")),
+            str(f.get("strategy")),
+            str(f.get("outcome")),
+            _cell(f.get("value")),
+            str(f.get("from") or "-"),
+            lost or "-",
+            str(f.get("why")),
+        )
+    out.print(table)
+    for path, dots in (e.get("merged") or {}).items():
+        out.print(f"  merged without contest: {path} from {', '.join(dots)}")
+    for ev in e.get("events", []):
+        out.print(f"  {_ms(ev.get('at'))} {ev.get('event')} ({ev.get('status')})")
+
+
+@conflicts_group.command("resolve")
+@click.argument("conflict_id")
+@click.option("--pick", help="take every contested value from this write (e.g. us-west1:4)")
+@click.option(
+    "--set",
+    "values",
+    multiple=True,
+    metavar="PATH=JSON",
+    help="set a contested path (repeatable), e.g. --set labels.team='\"blue\"'",
+)
+@click.option(
+    "--accept/--discard",
+    default=None,
+    help="a write parked under a stale fencing epoch: apply it, or drop it",
+)
+@_url_option
+@_json_option
+def conflicts_resolve(
+    conflict_id: str,
+    pick: str | None,
+    values: tuple[str, ...],
+    accept: bool | None,
+    urls: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Decide a conflict by hand (a write on top of the merged record; every region learns
+    the decision with it)."""
+    body: dict[str, Any] = {}
+    if pick:
+        body["pick"] = pick
+    if values:
+        parsed: dict[str, Any] = {}
+        for v in values:
+            path, sep, raw = v.partition("=")
+            if not sep or not path:
+                raise click.BadParameter(f"{v!r}: PATH=JSON expected", param_hint="--set")
+            try:
+                parsed[path] = json.loads(raw)
+            except ValueError:
+                parsed[path] = raw  # a bare word is a string
+        body["values"] = parsed
+    if accept is not None:
+        body["accept"] = accept
+    if len(body) != 1:
+        raise click.UsageError("give exactly one of --pick, --set or --accept/--discard")
+    data = _run(lambda: NodeClient(urls).call("POST", f"/v1/conflicts/{conflict_id}/resolve", body))
+    _print(data if as_json else _vm_rows(data), as_json, VM_COLUMNS, f"resolved {conflict_id}")
+
+
+@conflicts_group.command("rollback")
+@click.argument("conflict_id")
+@_url_option
+@_json_option
+def conflicts_rollback(conflict_id: str, urls: tuple[str, ...], as_json: bool) -> None:
+    """Undo a conflict's resolution: its decided fields go back to the common ancestor's
+    values and the conflict waits for a manual decision (resolve)."""
+    data = _run(lambda: NodeClient(urls).call("POST", f"/v1/conflicts/{conflict_id}/rollback"))
+    _print(data if as_json else _vm_rows(data), as_json, VM_COLUMNS, f"rolled back {conflict_id}")

@@ -34,14 +34,26 @@ def test_new_and_changed_records_are_published_once() -> None:
     assert [r["power"] for r in vmflow.records(store)] == ["on"]
 
 
-def test_a_vm_deleted_at_home_is_deleted_everywhere_but_others_regions_vms_stay() -> None:
+def test_a_copy_the_group_no_longer_holds_goes_but_other_regions_copies_stay() -> None:
     store, hlc = Store("a"), HLC("us-east1-n1")
     _publish(store, {"vm/a": _rec("a", "us-east1")}, "us-east1", hlc, 1000)
     remote = Store("b")
-    remote.update("vm/b", *_mutation("vm/b", _rec("b", "us-west1"), HLC("us-west1-n1"), 1000))
-    store.merge("vm/b", remote.get("vm/b"))  # type: ignore[arg-type]
+    theirs = "vm/b@us-west1"
+    remote.update(theirs, *_mutation(theirs, _rec("b", "us-west1"), HLC("us-west1-n1"), 1000))
+    store.merge(theirs, remote.get(theirs))  # type: ignore[arg-type]
     assert _publish(store, {}, "us-east1", hlc, 1001) == 1  # a goes, b is not ours to delete
     assert [r["id"] for r in vmflow.records(store)] == ["b"]
+
+
+def test_each_region_publishes_its_own_copy_of_a_vm_under_its_own_key() -> None:
+    store = Store("x")
+    _publish(store, {"vm/a": _rec("a", "us-east1")}, "us-east1", HLC("e"), 1000)
+    _publish(store, {"vm/a": _rec("a", "us-east1", "on", 2)}, "us-west1", HLC("w"), 1000)
+    assert store.keys() == ["vm/a@us-east1", "vm/a@us-west1"]
+    assert (vmflow.writer_of("vm/a@us-west1"), vmflow.kv_key("vm/a@us-west1")) == (
+        "us-west1",
+        "vm/a",
+    )
 
 
 def test_only_the_keys_just_applied_are_compared_when_keys_are_given() -> None:
@@ -53,9 +65,9 @@ def test_only_the_keys_just_applied_are_compared_when_keys_are_given() -> None:
     del committed["vm/b"]
     # a key not listed is left for a later full comparison; a listed deleted one goes
     only_a = vmflow.changes(committed, store, "us-east1", ["vm/a"])
-    assert only_a == [vmflow.Publish("vm/a", committed["vm/a"])]
+    assert only_a == [vmflow.Publish("vm/a@us-east1", committed["vm/a"])]
     gone_b = vmflow.changes(committed, store, "us-east1", ["vm/b", "other/key"])
-    assert gone_b == [vmflow.Publish("vm/b", None)]
+    assert gone_b == [vmflow.Publish("vm/b@us-east1", None)]
     assert len(vmflow.changes(committed, store, "us-east1")) == 2
 
 
@@ -131,7 +143,7 @@ def test_a_value_under_vm_that_is_not_a_record_is_never_published_and_is_removed
     good = _rec("a", "us-east1")
     # bytes a raw KV write (before the VM key space was refused) or a bug could leave there
     committed = {"vm/a": good, "vm/garbage": b"\xff not json", "vm/b": _rec("other", "us-east1")}
-    assert vmflow.changes(committed, store, "us-east1") == [vmflow.Publish("vm/a", good)]
+    assert vmflow.changes(committed, store, "us-east1") == [vmflow.Publish("vm/a@us-east1", good)]
     # one an older node did publish: the next leader of a region not holding it deletes it,
     # and the federation's readers skip it meanwhile
     remote = Store("b")

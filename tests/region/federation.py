@@ -14,6 +14,7 @@ per region, fault schedules, and checkers for what the federation promises:
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from novacron_core.codec import decode, encode
+from novacron_core.conflict.ipam import default_pools
 from novacron_core.consensus.interface import (
     LEADER,
     NOT_LEADER,
@@ -69,6 +71,7 @@ class RecordingKV(KVStore):
             self.committed.setdefault(key, set()).add(value)
 
 
+@functools.lru_cache(maxsize=4096)  # every replica checks the same values: parse each once
 def version(raw: Any) -> float:
     """A record's version; a deletion (None) ends the record's history."""
     if raw is None:
@@ -77,7 +80,8 @@ def version(raw: Any) -> float:
 
 
 def home_of(key: str) -> str:
-    return key[len(vmflow.PREFIX) :].rsplit("-", 1)[0]
+    """The region that wrote a copy (``vm/{id}@{region}``), else the id's region prefix."""
+    return vmflow.writer_of(key) or key[len(vmflow.PREFIX) :].rsplit("-", 1)[0]
 
 
 class Checker:
@@ -116,7 +120,7 @@ class Checker:
     ) -> None:
         self.changes += 1
         home = home_of(key)
-        if raw not in self.fed.committed[home].get(key, set()):
+        if raw not in self.fed.committed[home].get(vmflow.kv_key(key), set()):
             raise Violation(f"{name} shows {key} = {raw!r}, which its home {home} never committed")
         v, before = version(raw), shown.get(key, float("-inf"))
         if v < before:
@@ -248,9 +252,11 @@ class SimFederation:
         per_region: int = 3,
         sync_factor: int = 0,
         protocol: ConsensusProtocol = RAFT,
+        policies: Any = None,
     ) -> None:
         self.sync_factor = sync_factor
         self.protocol = protocol
+        self.policies = policies
         self.world = World(seed, Topology.three_regions())
         self.regions = list(self.world.topology.regions)
         self.names = {f"{r}-n{i + 1}": r for r in self.regions for i in range(per_region)}
@@ -276,8 +282,16 @@ class SimFederation:
     def plan(self, name: str) -> FederationPlan:
         region = self.names[name]
         peers = {n: r for n, r in self.names.items() if n != name}
+        extra = {} if self.policies is None else {"policies": self.policies}
         return FederationPlan(
-            "sim", region, True, peers, DEFAULT_SYNC, sync_factor=self.sync_factor
+            "sim",
+            region,
+            True,
+            peers,
+            DEFAULT_SYNC,
+            sync_factor=self.sync_factor,
+            pools=default_pools(self.regions),
+            **extra,
         )
 
     def _factory(self, region: str) -> Callable[[str, Any], RegionNode]:
@@ -303,6 +317,7 @@ class SimFederation:
         """Synchronous replication: ``raw`` (just acknowledged to its writer) is held by a
         node of at least ``sync_factor`` regions other than its home."""
         home, want = home_of(key), version(raw)
+        key = vmflow.fed_key(key, home)
         holding = [
             r
             for r in self.regions
@@ -352,7 +367,7 @@ class SimFederation:
             state = self.home_state(r)
             if state is None:
                 return False
-            homes.update(state)
+            homes.update({vmflow.fed_key(k, r): v for k, v in state.items()})
         for n in self.names:
             m = self.node(n)
             if m is None or m.replica is None:

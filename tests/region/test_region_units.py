@@ -66,11 +66,11 @@ def test_only_an_established_leader_publishes_and_stamps_with_the_log_index() ->
     pub.observe([E(3, 2, BARRIER)], None)
     (m,) = pub.mutations(state, store)  # established: compares everything once
     store.update(m.key, m.kind, m.mutate)
-    reg: Any = store.get("vm/a")
-    assert (m.key, reg.ts) == ("vm/a", vmflow.stamp(3, "r1"))
+    reg: Any = store.get("vm/a@r1")  # the region's copy of VM a
+    assert (m.key, reg.ts) == ("vm/a@r1", vmflow.stamp(3, "r1"))
     state["vm/b"] = _record("b", 1)
     pub.observe([_put(4, 2, "vm/b"), _put(5, 2, "other/key")], None)
-    assert [m.key for m in pub.mutations(state, store)] == ["vm/b"]  # only what was applied
+    assert [m.key for m in pub.mutations(state, store)] == ["vm/b@r1"]  # only what was applied
     assert pub.mutations(state, store) == []
     assert pub.heartbeat(0.0, 1000, store_hlc()) is not None
     assert pub.heartbeat(0.1, 1100, store_hlc()) is None  # not due yet (every 200 ms)
@@ -116,9 +116,9 @@ def test_a_commit_leaves_for_the_other_regions_in_the_ready_that_answers_the_cli
     assert set(pushed) == {"b", "c"}  # its region's peer, and one node of each other region
     assert pushed["c"].relay
     assert not pushed["b"].relay
-    assert [u.key for u in pushed["c"].updates()] == ["vm/web"]
+    assert [u.key for u in pushed["c"].updates()] == ["vm/web@r1"]
     assert node.replica is not None
-    assert node.replica.store.value("vm/web") == rec
+    assert node.replica.store.value("vm/web@r1") == rec
     assert any(tag == REPLICA for tag, _ in ready.writes)  # journaled with the group's entry
     assert ready.sync  # and all of it durable before the push and the reply leave
 

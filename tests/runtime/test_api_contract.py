@@ -159,7 +159,7 @@ async def test_the_federation_readers_survive_a_corrupt_record(tmp_path: Path) -
         out = Ready()
         change = vmflow.Publish("vm/ghost", b"\x00 garbage from elsewhere")
         machine._local_update(now, vmflow.as_mutation(change, vmflow.stamp(1, "r0")), out)
-        return machine._finish(out)
+        return machine._finish(now, out)
 
     def republish(now: float) -> Ready:
         machine.publisher.republish()  # the next committed batch compares every key
@@ -231,9 +231,16 @@ async def test_vm_reads_carry_an_etag_and_writes_honour_if_match(tmp_path: Path)
         assert body["outcome"] == "not_applied"
         status, body, _ = await _req(http, "GET", url + "/v1/vms/web-1")
         assert (body["spec"]["cpus"], body["version"]) == (2, 2)
-        for tags, want in [('W/"2"', 412), ('"7", "2"', 200), ("*", 200), ("4", 200)]:
+        # (powering on a running VM changes nothing: alternate, so each write is a change)
+        steps = [('W/"2"', "off", 412), ('"7", "2"', "off", 200), ("*", "on", 200)]
+        steps += [("4", "off", 200), ("4", "on", 412)]
+        for tags, state, want in steps:
             status, _, _ = await _req(
-                http, "POST", url + "/v1/vms/web-1/power", json=on, headers={"If-Match": tags}
+                http,
+                "POST",
+                url + "/v1/vms/web-1/power",
+                json={"state": state},
+                headers={"If-Match": tags},
             )
             assert status == want, tags
         status, _, _ = await _req(

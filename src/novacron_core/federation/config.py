@@ -5,11 +5,19 @@ The file (JSON)::
 
     {"federation": NAME,
      "members": [{"name": M, "region": REGION, "local": bool,
-                  "endpoints": ["host:port", ...]}, ...],
+                  "endpoints": ["host:port", ...],       # peer addresses
+                  "http": ["http://host:port", ...]},    # optional: client URLs (421s)
+                 ...],
      "gossip": {"intervalMs": int, "fanout": int},
      "antiEntropy": {"intervalSeconds": int},
      "replication": {"mode": "async" | "sync", "syncFactor": int},
-     "conflictPolicies": {...}, "failover": {...}}
+     "conflictPolicies": {...}, "failover": {...},
+     "ipam": {"pools": {REGION: CIDR, ...}},      # optional (conflict/ipam.py defaults)
+     "fencing": {REGION: EPOCH, ...}}             # optional (the DR orchestrator's epochs)
+
+``conflictPolicies`` is :class:`novacron_core.conflict.policy.Policies` (where writes are
+accepted, which strategies decide which fields); an invalid one refuses the whole file with
+the path of the problem, like any other field.
 
 ``endpoints`` are the peer-port addresses of every node of that member region. A node finds
 its own region among the members by ``region``; its siblings' endpoints are its in-region
@@ -31,6 +39,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from novacron_core.conflict import ipam
+from novacron_core.conflict import policy as conflict_policy
+from novacron_core.conflict.policy import Policies, PolicyError
 from novacron_core.sync.engine import SyncConfig
 
 # what a replica runs with when the file leaves a section out
@@ -64,6 +75,15 @@ class Member(_Model):
     region: str = Field(min_length=1)
     local: bool = False
     endpoints: list[str] = Field(default_factory=list)
+    http: list[str] = Field(default_factory=list)
+
+    @field_validator("http")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for i, url in enumerate(value):
+            if not url.startswith(("http://", "https://")) or len(url) < 10:
+                raise ValueError(f"http {i}: a URL (http://host:port) expected, not {url!r}")
+        return value
 
     @field_validator("endpoints")
     @classmethod
@@ -75,6 +95,16 @@ class Member(_Model):
         return value
 
 
+class Ipam(_Model):
+    pools: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("pools")
+    @classmethod
+    def _cidrs(cls, value: dict[str, str]) -> dict[str, str]:
+        ipam.parse_pools(value)  # raises naming the region
+        return value
+
+
 class FederationFile(_Model):
     federation: str = Field(min_length=1)
     members: list[Member] = Field(min_length=1)
@@ -83,6 +113,33 @@ class FederationFile(_Model):
     replication: Replication = Field(default_factory=Replication)
     conflict_policies: dict[str, Any] = Field(default_factory=dict, alias="conflictPolicies")
     failover: dict[str, Any] = Field(default_factory=dict)
+    ipam: Ipam = Field(default_factory=Ipam)
+    fencing: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("conflict_policies")
+    @classmethod
+    def _policies(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            conflict_policy.parse(value)
+        except PolicyError as e:
+            raise ValueError(str(e)) from None
+        return value
+
+    @field_validator("fencing")
+    @classmethod
+    def _epochs(cls, value: dict[str, int]) -> dict[str, int]:
+        for region, epoch in value.items():
+            if epoch < 0:
+                raise ValueError(f"{region}: an epoch is >= 0")
+        return value
+
+    def policies(self) -> Policies:
+        return conflict_policy.parse(self.conflict_policies)
+
+    def pools(self) -> dict[str, str]:
+        pools = ipam.default_pools([m.region for m in self.members])
+        pools.update(self.ipam.pools)
+        return pools
 
     @field_validator("members")
     @classmethod
@@ -109,10 +166,16 @@ def parse(text: str, source: str = "federation file") -> FederationFile:
     try:
         return FederationFile.model_validate(raw)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()
-        )
+        problems = "; ".join(_problem(err) for err in e.errors())
         raise FederationFileError(f"{source}: {problems}") from None
+
+
+def _problem(err: Any) -> str:
+    where = ".".join(str(x) for x in err["loc"]) or "(top)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if msg.startswith(where + "."):
+        return msg  # the message names the path inside the field already
+    return f"{where}: {msg}"
 
 
 def load(path: str | Path) -> FederationFile:
@@ -138,6 +201,10 @@ class FederationPlan:
     # replication.mode sync: a VM write is answered once this many other regions hold it
     sync_factor: int = 0
     sync_timeout: float = SYNC_TIMEOUT
+    # the conflict engine's configuration (conflictPolicies, ipam, fencing)
+    policies: Policies = field(default_factory=Policies)
+    pools: Mapping[str, str] = field(default_factory=dict)
+    fencing: Mapping[str, int] = field(default_factory=dict)
 
 
 def plan(doc: FederationFile, region: str, me: str) -> FederationPlan:
@@ -166,13 +233,18 @@ def plan(doc: FederationFile, region: str, me: str) -> FederationPlan:
                 "home region and reach the others asynchronously"
             )
             sync_factor = 0
-    if doc.conflict_policies:
-        not_honoured["conflictPolicies"] = (
-            "no conflict engine yet: a VM is written only in its home region and the newest "
-            "committed record wins"
-        )
     if doc.failover:
         not_honoured["failover"] = "no DR orchestrator yet: a lost region's VMs are not rehomed"
     return FederationPlan(
-        doc.federation, region, member, peers, sync, HEARTBEAT_INTERVAL, not_honoured, sync_factor
+        doc.federation,
+        region,
+        member,
+        peers,
+        sync,
+        HEARTBEAT_INTERVAL,
+        not_honoured,
+        sync_factor,
+        policies=doc.policies(),
+        pools=doc.pools(),
+        fencing=dict(doc.fencing),
     )

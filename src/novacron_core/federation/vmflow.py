@@ -1,8 +1,11 @@
 """Which committed VM records a region's leader must publish as CRDT deltas (sans-IO).
 
-Each VM record lives in the federation store under ``vm/{id}`` as an LWW register holding
-the record's JSON (``None`` once deleted). Only the home region's leader publishes, and only
-what its group committed, so every other region sees a prefix of the home region's history.
+A region's group holds its own copy of each VM it wrote under ``vm/{id}``; the federation
+store holds every region's copy under ``vm/{id}@{region}``, an LWW register holding the
+record's JSON (``None`` once the group no longer holds it). Only that region's leader
+publishes it, and only what its group committed, so every other region sees a prefix of the
+writer region's history. The conflict engine (``conflict/engine.py``) merges the regions'
+copies of one VM into the record every replica shows.
 
 The register's timestamp is :func:`stamp`: the home group's log index at which the
 publisher read the value (then the region's name), not a wall clock. Log indices only grow
@@ -22,7 +25,7 @@ from novacron_core.clocks import HLC, HLCTimestamp
 from novacron_core.sync.crdt import LWWRegister
 from novacron_core.sync.engine import Mutate, SyncConfig
 from novacron_core.sync.store import Store
-from novacron_core.vm import CorruptRecordError, parse_record
+from novacron_core.vm import CorruptRecordError, check_record
 
 PREFIX = "vm/"
 # What a node's federation replica runs with unless the federation file says otherwise:
@@ -32,17 +35,33 @@ FEDERATION_SYNC = SyncConfig(interval=0.1, fanout=3, cross_region=1, ae_interval
 
 @dataclass(frozen=True)
 class Publish:
-    key: str
-    value: bytes | None  # None: the VM was deleted at home
+    key: str  # the federation key (``vm/{id}@{region}``)
+    value: bytes | None  # None: the region's group no longer holds the VM
+
+
+def fed_key(kv_key: str, region: str) -> str:
+    """The federation key of a region's copy of the VM its group holds at ``kv_key``."""
+    return f"{kv_key}@{region}"
+
+
+def kv_key(key: str) -> str:
+    """The group key a federation copy key names (the key itself if it names none)."""
+    base, sep, _ = key.rpartition("@")
+    return base if sep and base.startswith(PREFIX) else key
+
+
+def writer_of(key: str) -> str | None:
+    base, sep, region = key.rpartition("@")
+    return region if sep and base.startswith(PREFIX) else None
 
 
 def is_record(key: str, raw: Any) -> bool:
-    """Whether ``raw`` is the VM record of ``key`` (``vm/{id}``). Anything else found there
-    is never published, and any leader not holding the key removes it from the federation."""
+    """Whether ``raw`` is the VM record of ``key`` (``vm/{id}``, or a region's copy of it,
+    ``vm/{id}@{region}``). Anything else found there is never published."""
     if not isinstance(raw, bytes):
         return False
     try:
-        parse_record(key[len(PREFIX) :], raw)
+        check_record(kv_key(key)[len(PREFIX) :], raw)
     except CorruptRecordError:
         return False
     return True
@@ -65,27 +84,39 @@ def changes(
     region: str,
     keys: Iterable[str] | None = None,
 ) -> list[Publish]:
-    """What differs between the group's committed VM records and the federation store:
-    new or changed records, and records of this region the group no longer holds. A value
-    that is not a VM record is never published; one the federation holds (an older node
-    published it) is deleted by whichever region's leader does not hold the key.
-    ``keys`` limits the comparison to those keys (the ones just applied); None compares
-    everything, as a new leader must (it does not know what its predecessor published)."""
+    """What differs between the group's committed VM records and this region's copies in
+    the federation store: new or changed records, and copies the group no longer holds. A
+    value that is not a VM record is never published (a copy published before it is
+    withdrawn; a bare-key one an older node published is removed). ``keys`` (group keys)
+    limits the comparison to those (the ones just applied); None compares everything, as a
+    new leader must (it does not know what its predecessor published)."""
+    full = keys is None
     if keys is None:
-        keys = [*committed, *(k for k in store.keys() if k not in committed)]  # noqa: SIM118
+        own = [kv_key(k) for k in store.keys() if writer_of(k) == region]  # noqa: SIM118
+        keys = [*committed, *(k for k in own if k not in committed)]
     out: list[Publish] = []
     for key in keys:
         if not key.startswith(PREFIX):
             continue
+        fk = fed_key(key, region)
         raw = committed.get(key)
-        current = store.value(key)
+        current = store.value(fk)
         if raw is not None:
-            if current != raw and is_record(key, raw):
-                out.append(Publish(key, raw))
-        elif current is not None and (
-            home_region_of(current) == region or not is_record(key, current)
-        ):
-            out.append(Publish(key, None))
+            if is_record(key, raw):
+                if current != raw:
+                    out.append(Publish(fk, raw))
+            elif current is not None:
+                out.append(Publish(fk, None))
+        elif current is not None:
+            out.append(Publish(fk, None))
+    if full:
+        # a value an older node published under the bare key that is not a VM record: any
+        # region's leader removes it from the federation (the readers skip it meanwhile)
+        for key in store.keys():  # noqa: SIM118
+            value = store.value(key)
+            bare = key.startswith(PREFIX) and writer_of(key) is None
+            if bare and value is not None and not is_record(key, value):
+                out.append(Publish(key, None))
     return out
 
 
@@ -99,8 +130,9 @@ def as_mutation(change: Publish, ts: HLCTimestamp) -> Mutate:
 
 
 def records(store: Store) -> list[dict[str, Any]]:
-    """Every VM record the federation store holds (all regions), sorted by id; values
-    there that are not VM records are skipped."""
+    """Every region's copy of every VM the federation store holds, sorted by key (the
+    merged records are the conflict engine's); values there that are not VM records are
+    skipped."""
     out = []
     for key in sorted(store.keys()):
         raw = store.value(key) if key.startswith(PREFIX) else None

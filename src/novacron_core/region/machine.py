@@ -10,7 +10,12 @@
 * the **publisher** (:mod:`.publisher`): on the region's leader, what the group committed
   becomes CRDT deltas in the replica, and a heartbeat mark every ``heartbeat_interval``;
 * with ``replication.mode: sync``, the wait (:mod:`.syncrep`) that holds a VM write's reply
-  until ``syncFactor`` other regions acknowledged its record.
+  until ``syncFactor`` other regions acknowledged its record;
+* the **conflict engine** (:mod:`novacron_core.conflict.engine`), fed every change of the
+  replica's VM copies: it merges the regions' copies of each VM into the record the node
+  shows, detects and decides conflicts by the federation's policies, and logs them (audit
+  events are writes of their own, :data:`CONFLICT`); a region's VM writes are prepared on
+  top of what it knows (:class:`PrepareVM`, answered by the leader).
 
 The parts talk only through what their ``Ready`` carries: the member's ``committed`` and
 ``soft_state`` feed the publisher, whose mutations become the replica's local updates in the
@@ -18,10 +23,11 @@ same step, so a commit's deltas leave in the very Ready whose reply tells the cl
 runtime's generic driver (``runtime/driver.py``) and the simulator (``sim/world.py``) drive
 this same class.
 
-Writes are tagged (:data:`GROUP`, :data:`REPLICA`) so one durable (``RegionDurable`` here,
-the runtime's files there) can route each to its part. Messages are routed by type: the
-protocol's peer messages to the member, sync messages to the replica; the replica's peers
-are named as the federation plan names them (their peer addresses in the runtime).
+Writes are tagged (:data:`GROUP`, :data:`REPLICA`, :data:`CONFLICT`) so one durable
+(``RegionDurable`` here, the runtime's files there) can route each to its part. Messages
+are routed by type: the protocol's peer messages to the member, sync messages to the
+replica; the replica's peers are named as the federation plan names them (their peer
+addresses in the runtime).
 """
 
 from __future__ import annotations
@@ -31,7 +37,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from novacron_core.clocks import HLC, HLCTimestamp
+from novacron_core.conflict.audit import AuditDurable, MemoryAudit
+from novacron_core.conflict.engine import ConflictEngine
+from novacron_core.conflict.ipam import default_pools
+from novacron_core.conflict.writes import Change, WriteContext
 from novacron_core.consensus.interface import (
+    LEADER,
+    NOT_LEADER,
     REJECTED,
     ChangeMember,
     ConsensusProtocol,
@@ -56,10 +69,23 @@ from novacron_core.sync.engine import Mutate, SyncNode
 from novacron_core.sync.messages import AeLeaves, AeRanges, AeStates, Gossip, Push, PushAck
 from novacron_core.sync.persist import MemoryDurable
 
-GROUP, REPLICA = "g", "r"
+GROUP, REPLICA, CONFLICT = "g", "r", "c"
 SYNC_MESSAGES: tuple[type, ...] = (Gossip, Push, PushAck, AeRanges, AeLeaves, AeStates)
 GROUP_REQUESTS = (Propose, Read, ChangeMember, TransferLeader)
 FederationRead = sync_engine.Read  # read one key of the federation replica
+
+
+@dataclass(frozen=True)
+class PrepareVM:
+    """Prepare this region's write of a VM (the leader answers: a
+    :class:`~novacron_core.conflict.writes.Prepared` to commit with a compare-and-swap on
+    the region's copy, a ``Refusal`` or ``Unchanged``; elsewhere ``Reply(NOT_LEADER)``)."""
+
+    vm: str
+    change: Change
+    who: str = ""
+    source: str = "api"
+    role: str = ""
 
 
 class RegionDurableState(Protocol):
@@ -71,6 +97,9 @@ class RegionDurableState(Protocol):
     @property
     def replica(self) -> MemoryDurable: ...
 
+    @property
+    def audit(self) -> AuditDurable: ...
+
     def apply(self, writes: list[Any]) -> None: ...
 
 
@@ -80,21 +109,28 @@ class RegionDurable:
     def __init__(self, group: GroupDurable) -> None:
         self.group = group
         self.replica = MemoryDurable()
+        self.audit = MemoryAudit()
 
     def apply(self, writes: list[Any]) -> None:
-        route(writes, self.group.apply, self.replica.apply)
+        route(writes, self.group.apply, self.replica.apply, self.audit.apply)
 
 
 def route(
-    writes: list[Any], group: Callable[[list[Any]], None], replica: Callable[[list[Any]], None]
+    writes: list[Any],
+    group: Callable[[list[Any]], None],
+    replica: Callable[[list[Any]], None],
+    audit: Callable[[list[Any]], None] | None = None,
 ) -> None:
     """Hand each tagged write to its part, keeping their order within each part."""
     g = [w for tag, w in writes if tag == GROUP]
     r = [w for tag, w in writes if tag == REPLICA]
+    c = [w for tag, w in writes if tag == CONFLICT]
     if g:
         group(g)
     if r:
         replica(r)
+    if c and audit is not None:
+        audit(c)
 
 
 @dataclass(frozen=True)
@@ -139,6 +175,10 @@ class RegionNode:
         self._group_types = spec.protocol.peer_messages
         self.publisher = Publisher(self.region)
         self.syncwait = SyncWait(self.region)
+        self.conflicts = ConflictEngine(
+            self.region, durable.audit, pools=default_pools([self.region])
+        )
+        self.hlc = HLC(self.region, max_drift_ms=10**12)
         self.replica: SyncNode | None = None
         self.plan: FederationPlan | None = None
         self._pending_plan = plan
@@ -156,7 +196,7 @@ class RegionNode:
         if self._pending_plan is not None:
             plan, self._pending_plan = self._pending_plan, None
             self._federate(now, plan, out)
-        return self._finish(out)
+        return self._finish(now, out)
 
     def on_message(self, now: float, src: NodeId, msg: Any) -> Ready:
         out = Ready()
@@ -165,7 +205,7 @@ class RegionNode:
         elif isinstance(msg, SYNC_MESSAGES) and self.replica is not None:
             self._replica(self.replica.on_message(now, src, msg), out)
             self._settle(now, out)  # (an acknowledgement may release a held reply)
-        return self._finish(out)
+        return self._finish(now, out)
 
     def on_tick(self, now: float) -> Ready:
         out = Ready()
@@ -180,7 +220,7 @@ class RegionNode:
             if hb is not None:
                 self._local_update(now, hb, out)
         self._settle(now, out)
-        return self._finish(out)
+        return self._finish(now, out)
 
     def on_request(self, now: float, request_id: Any, request: Any) -> Ready:
         out = Ready()
@@ -188,12 +228,32 @@ class RegionNode:
             if isinstance(request, Propose):
                 self.syncwait.proposed(request_id, request.data)
             self._group(now, self.group.on_request(now, request_id, request), out)
+        elif isinstance(request, PrepareVM):
+            out.reply(request_id, self._prepare(now, request))
         elif isinstance(request, FederationRead):
             value = None if self.replica is None else self.replica.store.value(request.key)
             out.reply(request_id, value)
         else:
             out.reply(request_id, Reply(REJECTED, detail=f"unknown request {request!r}"))
-        return self._finish(out)
+        return self._finish(now, out)
+
+    def wall_ms(self, now: float) -> int:
+        return int((now + self.wall_offset) * 1000)
+
+    def _prepare(self, now: float, req: PrepareVM) -> Any:
+        if self.soft.role != LEADER:
+            return Reply(NOT_LEADER, leader=self.soft.leader, detail="not the leader")
+        wall = self.wall_ms(now)
+        seen = self.conflicts.latest_stamp
+        if seen is not None:
+            self.hlc.update(HLCTimestamp(*seen), wall)
+        ts = self.hlc.now(wall)
+        epoch = self.plan.fencing.get(self.region, 0) if self.plan is not None else 0
+        ctx = WriteContext(
+            self.region, (ts.wall_ms, ts.logical, self.region), epoch, req.who, req.source, req.role
+        )
+        own = self.kv.data.get(vmflow.PREFIX + req.vm)
+        return self.conflicts.prepare(req.vm, req.change, own, ctx, now)
 
     # ------------------------------------------------------------ other inputs
 
@@ -201,7 +261,7 @@ class RegionNode:
         """The transport lost its connection to ``peer`` (a group member's id)."""
         out = Ready()
         self._group(now, self.group.on_peer_unreachable(now, peer), out)
-        return self._finish(out)
+        return self._finish(now, out)
 
     def on_federation(self, now: float, plan: FederationPlan) -> Ready:
         """A (new or changed) federation plan: start the replica, or reconfigure it."""
@@ -210,7 +270,7 @@ class RegionNode:
             self._pending_plan = plan
         else:
             self._federate(now, plan, out)
-        return self._finish(out)
+        return self._finish(now, out)
 
     def coalesce(self, messages: list[tuple[NodeId, Any]]) -> list[tuple[NodeId, Any]]:
         """What one batch sends, merged where the protocol knows how (its appends)."""
@@ -241,7 +301,7 @@ class RegionNode:
                 out.reply(rid, reply)
             elif self.syncwait.unpublished(key) and self.replica is not None:
                 # its record came from an earlier leader: publish it again, to be acknowledged
-                again = vmflow.Publish(key, self.kv.data.get(key))
+                again = vmflow.Publish(vmflow.fed_key(key, self.region), self.kv.data.get(key))
                 ts = vmflow.stamp(self.publisher.applied, self.region)
                 self._local_update(now, replace(vmflow.as_mutation(again, ts), ack=True), out)
 
@@ -268,6 +328,7 @@ class RegionNode:
 
     def _federate(self, now: float, plan: FederationPlan, out: Ready) -> None:
         self.plan = plan
+        self.conflicts.configure(plan.policies, plan.pools or None, plan.fencing)
         self.publisher.heartbeat_interval = plan.heartbeat_interval
         self.syncwait.configure(plan.sync_factor, plan.sync_timeout)
         if self.replica is None:
@@ -280,6 +341,11 @@ class RegionNode:
                 seed=self.rng.getrandbits(32),
             )
             self._replica(self.replica.on_start(now), out)
+            store = self.replica.store
+            for key in store.keys():  # noqa: SIM118 - iterating a Store yields pairs
+                if key.startswith(vmflow.PREFIX):
+                    self.conflicts.on_copy(key, store.value(key))
+            store.subscribe(vmflow.PREFIX, lambda key, v: self.conflicts.on_copy(key, v.value()))
             # whatever this node committed before it had a replica is not published yet
             self.publisher.republish()
             if self.publisher.established:
@@ -288,7 +354,10 @@ class RegionNode:
         else:
             self._replica(self.replica.reconfigure(now, plan.peers, plan.sync), out)
 
-    def _finish(self, out: Ready) -> Ready:
+    def _finish(self, now: float, out: Ready) -> Ready:
+        events = self.conflicts.settle(self.wall_ms(now))
+        if events:
+            out.writes.extend((CONFLICT, w) for w in events)
         beat = self.publisher.wake() if self.replica is not None else None
         for at in (self._wake_group, self._wake_replica, beat, self.syncwait.wake()):
             if at is not None:

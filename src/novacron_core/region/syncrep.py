@@ -47,6 +47,7 @@ class SyncWait:
             self._keys[rid] = key
 
     def published(self, key: str, seq: int, replica: SyncNode) -> None:
+        key = vmflow.kv_key(key)  # the federation's copy key -> the group's key
         old = self._latest.get(key)
         if old is not None:
             replica.forget_ack(old)

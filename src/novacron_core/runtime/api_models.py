@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from novacron_core.consensus.interface import GroupStatus
-from novacron_core.vm import VMRecord
+from novacron_core.vm import VMView
 
 HOST_PORT = r"^[^\s:]*[^\s]:[0-9]{1,5}$"
 
@@ -100,7 +100,7 @@ class CorruptRecord(BaseModel):
 
 
 class VMList(BaseModel):
-    vms: list[VMRecord]
+    vms: list[VMView]
     corrupt: list[CorruptRecord] = Field(
         default_factory=list,
         description="records under vm/ that do not parse (reported, never served as VMs)",
@@ -131,7 +131,7 @@ class TransferResult(BaseModel):
 
 class FederationVMs(BaseModel):
     region: str
-    vms: list[VMRecord]
+    vms: list[VMView]
 
 
 class NetemState(BaseModel):

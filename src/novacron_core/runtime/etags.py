@@ -4,20 +4,29 @@ against it (RFC 9110 §13.1.1: strong comparison, so a weak tag never matches)."
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
 from novacron_core.runtime.problems import Problem
-from novacron_core.vm import VMRecord
 
 
-def etag(rec: VMRecord) -> str:
-    return f'"{rec.version}"'
+def version_of(rec: Mapping[str, Any]) -> int:
+    v = rec.get("version")
+    return v if type(v) is int else 0
 
 
-def vm_response(rec: VMRecord, status: int = 200) -> web.Response:
+def etag(rec: Mapping[str, Any]) -> str:
+    return f'"{version_of(rec)}"'
+
+
+def vm_response(
+    rec: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A VM record (as the API shows it) with its version as the ETag."""
     return web.json_response(
-        rec.model_dump(mode="json"), status=status, headers={"ETag": etag(rec)}
+        dict(rec), status=status, headers={**(headers or {}), "ETag": etag(rec)}
     )
 
 
@@ -51,13 +60,14 @@ def if_match(request: web.Request) -> set[int] | None:
     return versions
 
 
-def check_version(wanted: set[int] | None, rec: VMRecord) -> None:
-    if wanted is None or not wanted or rec.version in wanted:
+def check_version(wanted: set[int] | None, rec: Mapping[str, Any]) -> None:
+    version = version_of(rec)
+    if wanted is None or not wanted or version in wanted:
         return
     raise Problem(
         "precondition-failed",
-        f"VM {rec.id!r} is at version {rec.version} (ETag {etag(rec)}), If-Match wants "
+        f"VM {rec.get('id')!r} is at version {version} (ETag {etag(rec)}), If-Match wants "
         f"{', '.join(str(v) for v in sorted(wanted) if v >= 0) or 'a weak tag'}: not applied",
         headers={"ETag": etag(rec)},
-        current_version=rec.version,
+        current_version=version,
     )

@@ -2,8 +2,9 @@
 and applied without a restart), sending federation messages (through the demo's link rules
 when ``--demo-link-rules`` is on), and the federation's HTTP API, status and metrics.
 
-Routes (the node's one HTTP port): ``GET /v1/federation/vms``, ``GET /v1/federation/vms/{id}``,
-``GET /v1/federation/status``, and with ``--demo-link-rules``
+Routes (the node's one HTTP port): ``GET /v1/federation/vms``, ``GET /v1/federation/vms/{id}``
+(every region's VMs, each merged from the regions' copies this node's replica holds: the
+conflict engine's records), ``GET /v1/federation/status``, and with ``--demo-link-rules``
 ``POST /v1/federation/netem {"partitioned": [regions]}``.
 
 The file is polled every ``federation_poll_s`` (a mounted ConfigMap is updated in place by
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from novacron_core.conflict.policy import to_json
+from novacron_core.conflict.record import public
 from novacron_core.federation import vmflow
 from novacron_core.federation.config import (
     FederationFile,
@@ -40,11 +43,12 @@ from novacron_core.runtime.problems import Problem
 from novacron_core.runtime.transport import Addr, split_host_port
 from novacron_core.runtime.validation import validated
 from novacron_core.sync.engine import SyncNode
-from novacron_core.vm import CorruptRecordError, parse_record
+from novacron_core.vm import CorruptRecordError, check_record
 
 if TYPE_CHECKING:
     from novacron_core.runtime.node import NodeServer
 
+CONFLICT_STATES = ("open", "closed", "manual_pending", "held", "superseded")
 log = logging.getLogger(__name__)
 
 
@@ -198,19 +202,42 @@ class FederationService:
         return self.node.machine.replica
 
     async def replicated_vm(self, vm_id: str) -> dict[str, Any] | None:
-        """This replica's copy of a VM record, from whichever region homes it; a value
-        there that is not a VM record is reported (409 corrupt-record), never a 500."""
-        raw = self.replica.store.value(vmflow.PREFIX + vm_id) if self.replica else None
-        if not isinstance(raw, bytes):
+        """The record this node shows for a VM of any region (its copies, merged by the
+        conflict engine; values there that are not VM records never reach it)."""
+        rec = self.node.machine.conflicts.view(vm_id)
+        if rec is None:
+            self._no_corrupt_copy(vm_id)
+        if rec is None or rec.get("lifecycle") == "deleted":
             return None
-        try:
-            return parse_record(vm_id, raw).model_dump(mode="json")
-        except CorruptRecordError as e:
+        return public(rec)
+
+    def _no_corrupt_copy(self, vm_id: str) -> None:
+        """409 corrupt-record when the replica holds a value for ``vm_id`` that is not a VM
+        record (the engine skips it: reported here, never a 500 or a silent 404)."""
+        store = self.replica.store if self.replica else None
+        for key in store.keys() if store is not None else []:
+            if vmflow.kv_key(key) != vmflow.PREFIX + vm_id:
+                continue
+            raw = store.value(key) if store is not None else None
+            if raw is None or vmflow.is_record(key, raw):
+                continue
+            try:
+                check_record(vm_id, raw if isinstance(raw, bytes) else b"")
+                why = f"not bytes: {type(raw).__name__}"
+            except CorruptRecordError as e:
+                why = str(e)
             raise Problem(
                 "corrupt-record",
-                f"the federation's value for VM {vm_id!r} is not a VM record ({e})",
+                f"the federation's value {key!r} for VM {vm_id!r} is not a VM record ({why})",
                 id=vm_id,
-            ) from None
+            )
+
+    def home_urls(self, region: str) -> list[str]:
+        """Client URLs of a region's nodes, as the federation file lists them."""
+        for m in self.doc.members if self.doc else []:
+            if m.region == region:
+                return list(m.http)
+        return []
 
     def oldest_unacked(self, now: float, heard_within: float = 2.0) -> float:
         """Age of the oldest update here that a live peer (heard from lately) has not
@@ -254,13 +281,15 @@ class FederationService:
             "published": self.node.machine.publisher.published,
             "heartbeats": self.node.machine.publisher.heartbeats,
             "sync_replication": _syncwait(self.node.machine.syncwait),
+            "conflicts": self.node.machine.conflicts.counts(),
+            "conflict_policies": to_json(p.policies) if p else None,
         }
         if sync is not None:
             out |= {
                 "replica": sync.replica,
                 "keys": len(sync.store),
                 "vector": sync.seen.vv.to_wire(),
-                "vms": len(vmflow.records(sync.store)),
+                "vms": len(self.node.machine.conflicts.records()),
                 "region_lag_s": vmflow.region_lags(sync.store, now_ms, self.region),
                 "oldest_unacked_s": self.oldest_unacked(loop_now),
                 "caught_up": sync.caught_up,
@@ -277,6 +306,23 @@ class FederationService:
             "novacron_sync_region_lag_seconds",
             "Age of the newest heartbeat held from each other region (replication lag bound)",
             {"from_region": None},
+        )
+        self.conflicts_detected = m.gauge(
+            "novacron_conflicts_detected",
+            "Conflicts this node's replica detected, by kind (concurrent, lifecycle, address, "
+            "placement, semantic, double-allocation, stale-epoch, no-ancestor)",
+            {"kind": None},
+        )
+        self.conflicts_decided = m.gauge(
+            "novacron_conflicts_decided",
+            "Contested fields decided, by the strategy that decided them",
+            {"strategy": None},
+        )
+        self.conflict_gauges = m.gauge(
+            "novacron_conflicts_current",
+            "Conflicts now: open (current), closed (a write settled them), manual_pending "
+            "(parked for a decision), held (writes waiting for one they depend on), superseded",
+            {"state": CONFLICT_STATES},
         )
         self.gauges = {
             "keys": m.gauge("novacron_sync_keys", "Keys in the federation replica"),
@@ -302,6 +348,7 @@ class FederationService:
         }
 
     def refresh_metrics(self) -> None:
+        self._conflict_metrics()
         g, sync = self.gauges, self.replica
         g["published"].set(self.node.machine.publisher.published)
         g["dropped"].set(self.link_dropped)
@@ -316,6 +363,16 @@ class FederationService:
         for region, lag in lags.items():
             self.region_lag.labels(region).set(lag)
 
+    def _conflict_metrics(self) -> None:
+        engine = self.node.machine.conflicts
+        counts = engine.counts()
+        for kind, n in engine.by_kind().items():
+            self.conflicts_detected.labels(kind).set(n)
+        for strategy, n in engine.by_strategy().items():
+            self.conflicts_decided.labels(strategy).set(n)
+        for what in CONFLICT_STATES:
+            self.conflict_gauges.labels(what).set(counts[what])
+
     # ------------------------------------------------------------ HTTP
 
     def routes(self, app: web.Application) -> None:
@@ -327,7 +384,8 @@ class FederationService:
     async def _vms(self, request: web.Request) -> web.Response:
         if self.replica is None:
             raise _not_federated(self)
-        return web.json_response({"region": self.region, "vms": vmflow.records(self.replica.store)})
+        records = [public(r) for r in self.node.machine.conflicts.records()]
+        return web.json_response({"region": self.region, "vms": records})
 
     async def _vm(self, request: web.Request) -> web.Response:
         if self.replica is None:

@@ -1,10 +1,13 @@
-"""The node's HTTP API (aiohttp): KV, VM records, admin, metrics, its OpenAPI document.
+"""The node's HTTP API (aiohttp): KV, admin, metrics, its OpenAPI document; VM records
+and conflicts are ``runtime/vm_api.py``'s routes.
 
 Status codes: 200/201 done; 400 malformed body or header; 403 a raw KV write into the VM
-key space; 404 absent; 409 conflict (VM exists, corrupt record); 412 If-Match failed; 413
-too large; 422 invalid field (named); 429 too many requests in flight; 503 no leader can
-take it now. All of those mean *not applied*. 504 means *outcome unknown*: retry with the
-same ``X-Client-Id``/``X-Request-Seq`` to get exactly-once (KV), or read to find out.
+key space; 404 absent; 409 conflict (VM exists, corrupt record, illegal lifecycle
+transition); 412 If-Match failed; 413 too large; 421 the VM is written only in its home
+region (``X-Novacron-Home`` and ``home`` say where); 422 invalid field (named); 429 too
+many requests in flight; 503 no leader can take it now. All of those mean *not applied*.
+504 means *outcome unknown*: retry with the same ``X-Client-Id``/``X-Request-Seq`` to get
+exactly-once (KV), or read to find out.
 Every error is an RFC 9457 problem saying which (``runtime/problems.py``, docs/api.md).
 A non-leader forwards to the leader (``runtime/forward.py``).
 Every ``/v1/`` response says what a success promises in ``X-Novacron-Consistency``:
@@ -14,7 +17,6 @@ Every ``/v1/`` response says what a success promises in ``X-Novacron-Consistency
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -35,21 +37,11 @@ from novacron_core.consensus.interface import (
 )
 from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
 from novacron_core.runtime.api_models import CasRequest, MemberChange, TransferRequest
-from novacron_core.runtime.etags import check_version, if_match, vm_response
 from novacron_core.runtime.forward import Attempt
-from novacron_core.runtime.keyed_lock import KeyedLock, QueueFull
+from novacron_core.runtime.keyed_lock import KeyedLock
 from novacron_core.runtime.node_view import NodeView
 from novacron_core.runtime.problems import Problem, from_http_exception, problem_middleware
 from novacron_core.runtime.validation import validated
-from novacron_core.vm import (
-    CorruptRecordError,
-    PowerChange,
-    VMCreate,
-    VMRecord,
-    VMSpec,
-    parse_record,
-    vm_key,
-)
 
 FORWARDED = "X-Novacron-Forwarded"
 CONSISTENCY = "X-Novacron-Consistency"
@@ -99,12 +91,9 @@ def build_app(
     r.add_get("/v1/kv/{key:.+}", api.kv_get)
     r.add_delete("/v1/kv/{key:.+}", api.kv_delete)
     r.add_post("/v1/cas/{key:.+}", api.kv_cas)
-    r.add_post("/v1/vms", api.vm_create)
-    r.add_get("/v1/vms", api.vm_list)
-    r.add_get("/v1/vms/{id}", api.vm_get)
-    r.add_put("/v1/vms/{id}/spec", api.vm_spec)
-    r.add_post("/v1/vms/{id}/power", api.vm_power)
-    r.add_delete("/v1/vms/{id}", api.vm_delete)
+    from novacron_core.runtime.vm_api import VmApi  # (it builds on this module)
+
+    VmApi(api, node.conflict_engine, node.home_urls).routes(app)
     if more_routes is not None:
         more_routes(app)  # the federation's (runtime/federation.py)
     # observability (observe/node.py): request metrics and spans, health, forecasts, /debug
@@ -149,7 +138,7 @@ class Api:
 
     async def _call(self, request: web.Request, req: Any) -> Reply:
         """Run ``req`` on the group; on a follower, raise the leader's answer to it."""
-        reply = await self.node.submit(req)
+        reply: Reply = await self.node.submit(req)
         if reply.status == OK:
             return reply
         if reply.status == NOT_LEADER:
@@ -337,133 +326,6 @@ class Api:
         current = res.value.decode(errors="replace") if res.value is not None else None
         return web.json_response({"swapped": res.ok, "current": current})
 
-    # ------------------------------------------------------------ VMs
-
-    async def _load_vm(self, request: web.Request, vm_id: str) -> tuple[VMRecord, bytes]:
-        res = await self._read(request, KVQuery(vm_key(vm_id)))
-        if res.value is None:
-            raise Problem("not-found", f"no VM {vm_id!r}")
-        try:
-            return parse_record(vm_id, res.value), res.value
-        except CorruptRecordError as e:
-            raise _corrupt(vm_id, e) from None
-
-    async def _update_vm(
-        self, request: web.Request, vm_id: str, change: Callable[[VMRecord], VMRecord]
-    ) -> web.Response:
-        """Read, modify, compare-and-swap on the exact bytes read. Updates of one VM queue
-        here (on the leader: a follower forwards the whole request) so they do not spend
-        their attempts racing each other; a CAS still lost (to a write under another
-        leader, say) is retried until the request deadline. With If-Match the version must
-        match, else 412 and nothing is written."""
-        wanted = if_match(request)
-        try:
-            async with self._vm_queue.hold(vm_id):
-                return await self._update_locked(request, vm_id, change, wanted)
-        except QueueFull:
-            raise Problem(
-                "busy", f"too many updates of VM {vm_id!r} waiting: not applied", retry_after=1
-            ) from None
-
-    async def _update_locked(
-        self,
-        request: web.Request,
-        vm_id: str,
-        change: Callable[[VMRecord], VMRecord],
-        wanted: set[int] | None,
-    ) -> web.Response:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.node.settings.request_timeout_s
-        attempt = 0
-        while True:
-            rec, raw = await self._load_vm(request, vm_id)
-            check_version(wanted, rec)
-            new = change(rec).model_copy(update={"version": rec.version + 1})
-            payload = new.model_dump_json().encode()
-            res = await self._write(request, KVCommand(CAS, vm_key(vm_id), payload, raw))
-            if res.ok:
-                return vm_response(new)
-            attempt += 1
-            if loop.time() >= deadline:
-                raise Problem(
-                    "conflict",
-                    f"VM {vm_id!r} kept changing under {attempt} attempts: not applied, retry",
-                    retry_after=1,
-                )
-            await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
-
-    async def vm_create(self, request: web.Request) -> web.Response:
-        body = await validated(request, VMCreate)
-        rec = VMRecord(
-            id=body.id,
-            name=body.name,
-            home_region=self.node.settings.region,
-            spec=body.spec,
-            power=body.power,
-        )
-        payload = rec.model_dump_json().encode()
-        res = await self._write(request, KVCommand(CAS, rec.key(), payload, None))
-        if not res.ok:
-            raise Problem("conflict", f"VM {body.id!r} exists: not applied", id=body.id)
-        return vm_response(rec, status=201)
-
-    async def vm_get(self, request: web.Request) -> web.Response:
-        vm_id = request.match_info["id"]
-        try:
-            rec, _ = await self._load_vm(request, vm_id)
-        except Problem as missing:
-            # Not homed here: answer from the federation's replica when this process has one.
-            # That copy is as fresh as replication (eventually consistent), and says so.
-            if missing.status != 404 or self.node.replicated_vm is None:
-                raise
-            remote = await self.node.replicated_vm(vm_id)
-            if remote is None:
-                raise
-            return web.json_response(remote, headers={"X-Novacron-Source": "federation-replica"})
-        return vm_response(rec)
-
-    async def vm_list(self, request: web.Request) -> web.Response:
-        res = await self._read(request, KVQuery(prefix=VM_PREFIX, limit=10_000))
-        vms: list[dict[str, Any]] = []
-        corrupt: list[dict[str, str]] = []
-        for key, raw in res.items:
-            vm_id = key[len(VM_PREFIX) :]
-            try:
-                vms.append(parse_record(vm_id, raw).model_dump(mode="json"))
-            except CorruptRecordError as e:
-                corrupt.append({"id": vm_id, "error": str(e)})
-        return web.json_response({"vms": vms, "corrupt": corrupt})
-
-    async def vm_spec(self, request: web.Request) -> web.Response:
-        spec = await validated(request, VMSpec)
-        return await self._update_vm(
-            request, request.match_info["id"], lambda r: r.model_copy(update={"spec": spec})
-        )
-
-    async def vm_power(self, request: web.Request) -> web.Response:
-        p = await validated(request, PowerChange)
-        return await self._update_vm(
-            request, request.match_info["id"], lambda r: r.model_copy(update={"power": p.state})
-        )
-
-    async def vm_delete(self, request: web.Request) -> web.Response:
-        vm_id = request.match_info["id"]
-        wanted = if_match(request)
-        if wanted is None:  # unconditional: also removes a corrupt record
-            res = await self._write(request, KVCommand(DELETE, vm_key(vm_id)))
-            if res.value is None:
-                raise Problem("not-found", f"no VM {vm_id!r}")
-        else:
-            rec, raw = await self._load_vm(request, vm_id)
-            check_version(wanted, rec)
-            res = await self._write(request, KVCommand(CAS, vm_key(vm_id), None, raw))
-            if not res.ok:
-                raise Problem(
-                    "precondition-failed",
-                    f"VM {vm_id!r} changed meanwhile: not deleted",
-                )
-        return web.json_response({"deleted": vm_id})
-
     # ------------------------------------------------------------ admin
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -533,12 +395,3 @@ class Api:
 
             self._openapi = node_document()
         return web.json_response(self._openapi)
-
-
-def _corrupt(vm_id: str, e: CorruptRecordError) -> Problem:
-    return Problem(
-        "corrupt-record",
-        f"the value stored for VM {vm_id!r} is not a VM record ({e}); "
-        f"DELETE /v1/vms/{vm_id} removes it",
-        id=vm_id,
-    )

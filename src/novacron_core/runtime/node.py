@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from novacron_core.conflict.engine import ConflictEngine
 from novacron_core.consensus.interface import (
     LEADER,
     UNKNOWN,
@@ -278,13 +279,19 @@ class NodeServer:
     def _unreachable(self, member: str, now: float) -> Ready:
         return self.machine.on_peer_unreachable(now, member)
 
-    async def submit(self, req: Any) -> Reply:
+    async def submit(self, req: Any) -> Any:
         assert self.driver is not None
         try:
-            reply: Reply = await self.driver.request(req, self.settings.request_timeout_s)
+            reply: Any = await self.driver.request(req, self.settings.request_timeout_s)
         except TimeoutError:
             return Reply(UNKNOWN, detail="timed out waiting for the group")
         return reply
+
+    def conflict_engine(self) -> ConflictEngine:
+        return self.machine.conflicts
+
+    def home_urls(self, region: str) -> list[str]:
+        return self.federation.home_urls(region)
 
     # ------------------------------------------------------------ status
 

@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from novacron_core.consensus.interface import GroupStatus, Reply
+from novacron_core.conflict.engine import ConflictEngine
+from novacron_core.consensus.interface import GroupStatus
 from novacron_core.consensus.kv import KVStore
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.settings import NodeSettings
@@ -44,7 +45,11 @@ class NodeView(Protocol):
     @property
     def leader(self) -> str | None: ...
 
-    async def submit(self, req: Any) -> Reply: ...
+    async def submit(self, req: Any) -> Any: ...
+
+    def conflict_engine(self) -> ConflictEngine: ...
+
+    def home_urls(self, region: str) -> list[str]: ...
 
     def leader_http(self) -> Addr | None: ...
 

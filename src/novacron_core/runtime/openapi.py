@@ -19,10 +19,22 @@ from novacron_core.runtime import api_models as m
 from novacron_core.runtime.etags import IF_MATCH
 from novacron_core.runtime.http_api import MAX_CLIENT_ID, MAX_KEY_CHARS
 from novacron_core.runtime.problems import PROBLEM_JSON, TYPES
-from novacron_core.vm import VM_ID, PowerChange, VMCreate, VMRecord, VMSpec
+from novacron_core.vm import (
+    VM_ID,
+    ConflictResolve,
+    LifecycleChange,
+    PlacementChange,
+    PowerChange,
+    ReaddressChange,
+    VMCreate,
+    VMPatch,
+    VMSpec,
+    VMView,
+)
 
 SEQ_MAX = (1 << 64) - 1
 REF = "#/components/schemas/{model}"
+TIME = {"type": "string", "format": "date-time"}
 
 
 @dataclass
@@ -43,6 +55,9 @@ class Op:
 
 WRITE_ERRORS = (400, 413, 422, 429, 503, 504)
 READ_ERRORS = (429, 503)
+# a VM write also answers 404, 409 (exists, illegal transition, corrupt, kept changing), 412
+# (If-Match) and 421 (written only in its home region: X-Novacron-Home says where)
+VM_WRITE_ERRORS = (*WRITE_ERRORS, 404, 409, 412, 421)
 
 OPS = [
     Op("get", "/healthz", "Liveness: the process serves HTTP", response=m.Ok, tags=("admin",)),
@@ -123,11 +138,11 @@ OPS = [
     Op(
         "post",
         "/v1/vms",
-        "Create a VM record homed in this node's region",
+        "Create a VM record homed in this node's region (schema 2, docs/conflict.md)",
         ok=201,
-        response=VMRecord,
+        response=VMView,
         body=VMCreate,
-        errors=(*WRITE_ERRORS, 409),
+        errors=(*WRITE_ERRORS, 409, 421),
         tags=("vms",),
         etag=True,
     ),
@@ -143,7 +158,7 @@ OPS = [
         "get",
         "/v1/vms/{id}",
         "One VM record; ETag is its version",
-        response=VMRecord,
+        response=VMView,
         params=["id"],
         errors=(*READ_ERRORS, 404, 409),
         tags=("vms",),
@@ -153,10 +168,10 @@ OPS = [
         "put",
         "/v1/vms/{id}/spec",
         "Replace a VM's spec (If-Match: only at that version)",
-        response=VMRecord,
+        response=VMView,
         body=VMSpec,
         params=["id", "if_match"],
-        errors=(*WRITE_ERRORS, 404, 409, 412),
+        errors=VM_WRITE_ERRORS,
         tags=("vms",),
         etag=True,
     ),
@@ -164,10 +179,10 @@ OPS = [
         "post",
         "/v1/vms/{id}/power",
         "Power a VM on or off (If-Match: only at that version)",
-        response=VMRecord,
+        response=VMView,
         body=PowerChange,
         params=["id", "if_match"],
-        errors=(*WRITE_ERRORS, 404, 409, 412),
+        errors=VM_WRITE_ERRORS,
         tags=("vms",),
         etag=True,
     ),
@@ -177,8 +192,100 @@ OPS = [
         "Delete a VM record (also a corrupt one; If-Match: only at that version)",
         response=m.VMDeleted,
         params=["id", "if_match"],
-        errors=(*WRITE_ERRORS, 404, 409, 412),
+        errors=(*VM_WRITE_ERRORS,),
         tags=("vms",),
+    ),
+    Op(
+        "patch",
+        "/v1/vms/{id}",
+        "Change a VM's name, labels (null removes one), tags or description",
+        response=VMView,
+        body=VMPatch,
+        params=["id", "if_match"],
+        errors=VM_WRITE_ERRORS,
+        tags=("vms",),
+        etag=True,
+    ),
+    Op(
+        "post",
+        "/v1/vms/{id}/lifecycle",
+        "Move a VM to a lifecycle state (allowed transitions only, else 409 naming the state)",
+        response=VMView,
+        body=LifecycleChange,
+        params=["id", "if_match"],
+        errors=VM_WRITE_ERRORS,
+        tags=("vms",),
+        etag=True,
+    ),
+    Op(
+        "post",
+        "/v1/vms/{id}/reboot",
+        "Reboot a running VM (counts a restart)",
+        response=VMView,
+        params=["id", "if_match"],
+        errors=VM_WRITE_ERRORS,
+        tags=("vms",),
+        etag=True,
+    ),
+    Op(
+        "post",
+        "/v1/vms/{id}/readdress",
+        "Lease a NIC a new address from the region's pool (no body: eth0, the lowest free)",
+        response=VMView,
+        body=ReaddressChange,
+        params=["id", "if_match"],
+        errors=VM_WRITE_ERRORS,
+        tags=("vms",),
+        etag=True,
+        body_required=False,
+    ),
+    Op(
+        "put",
+        "/v1/vms/{id}/placement",
+        "Place a VM on a host (and zone)",
+        response=VMView,
+        body=PlacementChange,
+        params=["id", "if_match"],
+        errors=VM_WRITE_ERRORS,
+        tags=("vms",),
+        etag=True,
+    ),
+    Op(
+        "get",
+        "/v1/conflicts",
+        "The conflicts this node's replica knows (its audit trail), newest last",
+        response="application/json",
+        params=["c_vm", "c_since", "c_until", "c_status", "c_all", "c_limit"],
+        errors=(*READ_ERRORS, 422),
+        tags=("conflicts",),
+    ),
+    Op(
+        "get",
+        "/v1/conflicts/{id}",
+        "One conflict and its events",
+        response="application/json",
+        params=["conflict"],
+        errors=READ_ERRORS,
+        tags=("conflicts",),
+    ),
+    Op(
+        "post",
+        "/v1/conflicts/{id}/resolve",
+        "Decide a conflict: exactly one of pick, values or accept (a write of the VM)",
+        response=VMView,
+        body=ConflictResolve,
+        params=["conflict"],
+        errors=VM_WRITE_ERRORS,
+        tags=("conflicts",),
+    ),
+    Op(
+        "post",
+        "/v1/conflicts/{id}/rollback",
+        "Undo a conflict's decision (a write of the VM that parks it for a manual one)",
+        response=VMView,
+        params=["conflict"],
+        errors=VM_WRITE_ERRORS,
+        tags=("conflicts",),
     ),
 ]
 
@@ -210,6 +317,47 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "required": False,
         "description": "the session's request number (one request at a time per session)",
         "schema": {"type": "integer", "minimum": 0, "maximum": SEQ_MAX},
+    },
+    "conflict": {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "a conflict's id (as /v1/conflicts lists them)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 300},
+    },
+    "c_vm": {"name": "vm", "in": "query", "required": False, "schema": {"type": "string"}},
+    "c_since": {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "description": "from this time: ms since the epoch, or an RFC 3339 time",
+        "schema": {"anyOf": [{"type": "string", "pattern": "^[0-9]{1,15}$"}, TIME]},
+    },
+    "c_until": {
+        "name": "until",
+        "in": "query",
+        "required": False,
+        "description": "up to this time: ms since the epoch, or an RFC 3339 time",
+        "schema": {"anyOf": [{"type": "string", "pattern": "^[0-9]{1,15}$"}, TIME]},
+    },
+    "c_status": {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["resolved", "siblings", "manual", "superseded"]},
+    },
+    "c_all": {
+        "name": "all",
+        "in": "query",
+        "required": False,
+        "description": "1: superseded entries too",
+        "schema": {"type": "string"},
+    },
+    "c_limit": {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
     },
     "if_match": {
         "name": "If-Match",
@@ -334,7 +482,7 @@ FEDERATION_OPS = [
         "get",
         "/v1/federation/vms/{id}",
         "One VM record from this replica, whichever region homes it",
-        response=VMRecord,
+        response=VMView,
         params=["id"],
         errors=(404, 409),
         tags=("federation",),

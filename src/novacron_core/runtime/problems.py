@@ -38,6 +38,7 @@ TYPES: dict[str, tuple[str, int]] = {
     "corrupt-record": ("The stored record cannot be read", 409),
     "precondition-failed": ("If-Match does not match the current version", 412),
     "too-large": ("The request body is too large", 413),
+    "wrong-region": ("The VM is written only in its home region: not applied", 421),
     "unsupported-media-type": ("This operation does not take that Content-Type", 415),
     "busy": ("Too many requests in flight: not applied, retry later", 429),
     "internal": ("Internal error: the outcome is unknown", 500),

@@ -1,5 +1,5 @@
-"""The files of a region node: its consensus member's log and its federation replica's
-journal, behind the one ``apply``/``sync`` the driver calls.
+"""The files of a region node: its consensus member's log, its federation replica's
+journal and its conflict audit trail, behind the one ``apply``/``sync`` the driver calls.
 
 The region machine tags every write with the part it belongs to (``region.machine.GROUP`` /
 ``REPLICA``); ``sync`` (a Ready that must be durable before its messages leave) fsyncs
@@ -14,6 +14,7 @@ from typing import Any
 
 from novacron_core.consensus.interface import LogFormat
 from novacron_core.region.machine import route
+from novacron_core.runtime.audit_file import AuditFile
 from novacron_core.runtime.storage import FileStorage
 from novacron_core.runtime.sync_journal import DiskDurable
 
@@ -22,11 +23,12 @@ class RegionStorage:
     def __init__(self, data_dir: Path, group_dir: str, fmt: LogFormat, fsync: bool) -> None:
         self.group = FileStorage(data_dir / group_dir, fmt, fsync)
         self.replica = DiskDurable(data_dir / "sync", fsync="never")
+        self.audit = AuditFile(data_dir / "conflicts" / "audit.jsonl")
         self.fsync = fsync
         self._replica_dirty = False
 
     def apply(self, writes: list[Any]) -> None:
-        route(writes, self.group.apply, self._replica_apply)
+        route(writes, self.group.apply, self._replica_apply, self.audit.apply)
 
     def _replica_apply(self, writes: list[Any]) -> None:
         self.replica.apply(writes)
@@ -38,9 +40,14 @@ class RegionStorage:
             self._replica_dirty = False
             if self.fsync:
                 self.replica.fsync()
+        if self.audit.dirty and self.fsync:
+            self.audit.fsync()
 
     def close(self) -> None:
         self.group.close()
         if self.fsync:
             self.replica.fsync()
         self.replica.close()
+        if self.fsync:
+            self.audit.fsync()
+        self.audit.close()
