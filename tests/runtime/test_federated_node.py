@@ -157,6 +157,12 @@ async def test_a_vm_committed_in_one_region_is_read_in_the_other_and_file_change
 
         rec = await _until("web-1 in west's replica", replicated)
         assert (rec["home_region"], rec["version"]) == ("east", 1)
+        # the same id created in another region: refused, naming the region that holds it
+        status, body = await call(http, "POST", fed.url("west") + "/v1/vms", json=vm)
+        assert status == 409, body
+        problem = json.loads(body)
+        assert (problem["home_region"], problem["outcome"]) == ("east", "not_applied")
+        assert "exists in region east" in problem["detail"]
         # the client API of a node of another region answers from its replica, and says so
         async with http.get(fed.url("west") + "/v1/vms/web-1") as r:
             assert r.headers["X-Novacron-Source"] == "federation-replica"

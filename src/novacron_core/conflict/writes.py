@@ -149,7 +149,7 @@ class Refusal:
     detail: str
     field: str | None = None
     current: str | None = None  # the lifecycle state a 409 refers to
-    home: str | None = None  # a 421's home region
+    home: str | None = None  # a 421's home region; a refused create's owner
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,13 @@ def prepare(
     exists = current is not None and current.get("lifecycle") != "deleted"
     if isinstance(change, Create):
         if exists:
-            return Refusal(409, f"VM {vm!r} exists", "id")
+            assert current is not None
+            # (issue 13 item 9: an id another region created is refused naming that region;
+            # until the global group agrees ownership, two creates racing ahead of the
+            # federation's propagation can still both succeed - they are then a conflict)
+            home = str(current.get("home_region", ""))
+            where = f" in region {home}" if home and home != ctx.region else ""
+            return Refusal(409, f"VM {vm!r} exists{where}", "id", home=home or None)
     else:
         if not exists:
             return Refusal(404, f"no VM {vm!r}")

@@ -228,6 +228,8 @@ class VmApi:
             return Problem("not-found", f"{r.detail}: not applied", **extra)
         if r.status == 422:
             return Problem("invalid-field", r.detail, **extra)
+        if r.home:
+            extra["home_region"] = r.home  # who holds the id (a refused create)
         return Problem("conflict", f"{r.detail}: not applied", **extra)
 
     async def create(self, request: web.Request) -> web.Response:
