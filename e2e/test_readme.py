@@ -16,6 +16,7 @@ from conftest import ROOT, Kubectl
 
 pytestmark = pytest.mark.e2e
 NAMESPACE = "novacron"  # the README's
+AGENTS = "novacron-agents"  # its agents' namespace
 
 
 def quickstart() -> str:
@@ -26,10 +27,11 @@ def quickstart() -> str:
 
 
 def test_readme_quickstart_runs_verbatim(kubectl: Kubectl, tmp_path: Path) -> None:
-    if kubectl.run("get", "namespace", NAMESPACE, check=False).returncode == 0:
-        kubectl.run("delete", "namespace", NAMESPACE, "--timeout=90s")
+    for ns in (NAMESPACE, AGENTS):
+        if kubectl.run("get", "namespace", ns, check=False).returncode == 0:
+            kubectl.run("delete", "namespace", ns, "--timeout=90s")
     script = quickstart()
-    assert "novacron-operator -n novacron" in script
+    assert "novacron-operator -n novacron --agent-namespace novacron-agents" in script
     env = {
         **os.environ,
         "KUBECONFIG": str(kubectl.kubeconfig),
@@ -68,4 +70,4 @@ def test_readme_quickstart_runs_verbatim(kubectl: Kubectl, tmp_path: Path) -> No
         except ProcessLookupError:
             pass
         proc.wait(timeout=30)
-        kubectl.run("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        kubectl.run("delete", "namespace", NAMESPACE, AGENTS, "--wait=false", check=False)
