@@ -19,7 +19,6 @@ import contextlib
 import functools
 import logging
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -52,6 +51,7 @@ from novacron_core.runtime.http_api import build_app
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.region_storage import RegionStorage
 from novacron_core.runtime.settings import NodeSettings, split_addr
+from novacron_core.runtime.signals import stop_on_signals
 from novacron_core.runtime.storage import CorruptLogError
 from novacron_core.runtime.transport import Addr, Hello, Transport, tls_contexts
 
@@ -369,9 +369,7 @@ class NodeServer:
         await runner.setup()
         site = web.TCPSite(runner, http_listen[0], http_listen[1])
         await site.start()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stopping.set)
+        stop_on_signals(loop, self.stopping.set)
         # monotonic time, as on role changes: benchmarks/raft.py times restart-to-leader from
         # the last member listening
         log.info(

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from novacron_core.routing.agent import AgentCore, Ping, Pong, ProbeConfig
 from novacron_core.routing.qos import QoS
 from novacron_core.runtime.agent.config import AgentConfig, split_hostport
 from novacron_core.runtime.agent.wire import WireError, decode, encode
+from novacron_core.runtime.signals import stop_on_signals
 from novacron_core.tunnels.manager import TunnelError, TunnelManager
 from novacron_core.tunnels.spec import Kind, TunnelSpec, load_keys, tunnel_name
 
@@ -416,8 +416,7 @@ async def serve(cfg: AgentConfig, remove_tunnels: bool | None = None) -> None:
     agent = Agent(cfg)
     await agent.start()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.stopping.set)
+    stop_on_signals(loop, agent.stopping.set)
     print(f"novacron agent {cfg.name} ({cfg.region}): probes on {cfg.listen}, "
           f"HTTP on {cfg.http}, {len(cfg.peers)} peers", flush=True)  # fmt: skip
     await agent.stopping.wait()

@@ -16,7 +16,6 @@ import contextlib
 import gc
 import logging
 import random
-import signal
 import ssl
 import time
 from typing import Any
@@ -39,6 +38,7 @@ from novacron_core.runtime.gateway.metrics import GatewayCollector, Stats, regis
 from novacron_core.runtime.gateway.proxy import Proxy
 from novacron_core.runtime.gateway.routes import Route, classify
 from novacron_core.runtime.gateway.upstream import UpstreamPool
+from novacron_core.runtime.signals import stop_on_signals
 
 log = logging.getLogger("novacron.gateway")
 MAX_PROBES_AT_ONCE = 64
@@ -339,9 +339,7 @@ async def serve(cfg: GatewayConfig, ready: asyncio.Event | None = None) -> None:
     await gw.start()
     tune_gc()  # the process's own heap: not in start(), which tests run in their process
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            gw.loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(gw.loop, stop.set)
     if ready is not None:
         ready.set()
     await stop.wait()
