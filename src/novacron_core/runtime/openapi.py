@@ -59,6 +59,22 @@ READ_ERRORS = (429, 503)
 # (If-Match) and 421 (written only in its home region: X-Novacron-Home says where)
 VM_WRITE_ERRORS = (*WRITE_ERRORS, 404, 409, 412, 421)
 
+
+def vm_write(method: str, path: str, summary: str, **kw: Any) -> Op:
+    """A write of one VM: answers the record (with its ETag), honours If-Match."""
+    return Op(
+        method,
+        path,
+        summary,
+        response=VMView,
+        params=["id", "if_match"],
+        errors=VM_WRITE_ERRORS,
+        tags=("vms",),
+        etag=True,
+        **kw,
+    )
+
+
 OPS = [
     Op("get", "/healthz", "Liveness: the process serves HTTP", response=m.Ok, tags=("admin",)),
     Op(
@@ -164,27 +180,17 @@ OPS = [
         tags=("vms",),
         etag=True,
     ),
-    Op(
+    vm_write(
         "put",
         "/v1/vms/{id}/spec",
         "Replace a VM's spec (If-Match: only at that version)",
-        response=VMView,
         body=VMSpec,
-        params=["id", "if_match"],
-        errors=VM_WRITE_ERRORS,
-        tags=("vms",),
-        etag=True,
     ),
-    Op(
+    vm_write(
         "post",
         "/v1/vms/{id}/power",
         "Power a VM on or off (If-Match: only at that version)",
-        response=VMView,
         body=PowerChange,
-        params=["id", "if_match"],
-        errors=VM_WRITE_ERRORS,
-        tags=("vms",),
-        etag=True,
     ),
     Op(
         "delete",
@@ -195,60 +201,28 @@ OPS = [
         errors=(*VM_WRITE_ERRORS,),
         tags=("vms",),
     ),
-    Op(
+    vm_write(
         "patch",
         "/v1/vms/{id}",
         "Change a VM's name, labels (null removes one), tags or description",
-        response=VMView,
         body=VMPatch,
-        params=["id", "if_match"],
-        errors=VM_WRITE_ERRORS,
-        tags=("vms",),
-        etag=True,
     ),
-    Op(
+    vm_write(
         "post",
         "/v1/vms/{id}/lifecycle",
         "Move a VM to a lifecycle state (allowed transitions only, else 409 naming the state)",
-        response=VMView,
         body=LifecycleChange,
-        params=["id", "if_match"],
-        errors=VM_WRITE_ERRORS,
-        tags=("vms",),
-        etag=True,
     ),
-    Op(
-        "post",
-        "/v1/vms/{id}/reboot",
-        "Reboot a running VM (counts a restart)",
-        response=VMView,
-        params=["id", "if_match"],
-        errors=VM_WRITE_ERRORS,
-        tags=("vms",),
-        etag=True,
-    ),
-    Op(
+    vm_write("post", "/v1/vms/{id}/reboot", "Reboot a running VM (counts a restart)"),
+    vm_write(
         "post",
         "/v1/vms/{id}/readdress",
         "Lease a NIC a new address from the region's pool (no body: eth0, the lowest free)",
-        response=VMView,
         body=ReaddressChange,
-        params=["id", "if_match"],
-        errors=VM_WRITE_ERRORS,
-        tags=("vms",),
-        etag=True,
         body_required=False,
     ),
-    Op(
-        "put",
-        "/v1/vms/{id}/placement",
-        "Place a VM on a host (and zone)",
-        response=VMView,
-        body=PlacementChange,
-        params=["id", "if_match"],
-        errors=VM_WRITE_ERRORS,
-        tags=("vms",),
-        etag=True,
+    vm_write(
+        "put", "/v1/vms/{id}/placement", "Place a VM on a host (and zone)", body=PlacementChange
     ),
     Op(
         "get",
