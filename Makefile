@@ -44,8 +44,15 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(VENV)/bin/mypy src/novacron_core operator/novacron_operator
 
+# The simulation and property suites are pure CPU (no ports, processes, namespaces or files
+# outside tmp_path): they are spread over every core with pytest-xdist. The rest starts real
+# processes, servers and namespaces with timing bounds, and runs one test at a time.
+PURE_TESTS := tests/consensus tests/region tests/sync tests/conflict
+JOBS ?= auto
+
 unit: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(JOBS) $(PURE_TESTS) $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(addprefix --ignore=,$(PURE_TESTS)) $(PYTEST_ARGS)
 
 e2e: $(STAMP)
 	bash e2e/k8s/build.sh >/dev/null
