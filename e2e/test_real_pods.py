@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import realday2 as day2
 import yaml
 from conftest import ROOT, wait_for
 from novacron_operator import capabilities
@@ -468,3 +469,111 @@ def test_kubectl_novacron_fence_says_it_is_not_available_and_changes_nothing(
         assert "not available yet" in out.stderr
         assert "Nothing was changed" in out.stderr
     assert what_users_set() == before
+
+
+# ---------------------------------------------------------------- day 2 (e2e/realday2.py)
+# last: the volume loss and the upgrade replace pods (the upgrade runs the region on a new
+# image tag until the fixture uninstalls it)
+
+
+def test_storage_resize_is_reported_as_the_storage_class_allows(install: Install) -> None:
+    """local-path volumes are directories: the provisioner cannot grow them and its class
+    says so (allowVolumeExpansion: false). The operator says why the resize cannot happen,
+    keeps the claims and the pods as they are, and is satisfied again when the size goes
+    back; on a cluster whose class allows expansion the claims grow instead."""
+    real = install.real
+    writes = day2.Writes(real, NS, PODS)
+    out = day2.resize_storage(real, NS, REGION, PODS, "128Mi")
+    c = out.condition
+    print(f"\nstorage.size 64Mi -> 128Mi: VolumesResized={c['status']} {c['reason']} "
+          f"after {out.seconds:.1f}s: {c['message']}")  # fmt: skip
+    if not out.expandable:
+        assert "allowVolumeExpansion" in c["message"]
+        assert "stay at 64Mi" in c["message"]
+        warned = day2.events(real, NS, REGION, 0)
+        assert any(r == "ExpansionRefused" for r, _ in warned), warned
+        region = real.json("get", "novacronregion", REGION, "-n", NS)
+        assert day2.condition(region, "Ready")["status"] == "True"  # still serving
+        writes.one(PODS)
+        assert writes.acked, writes.failed
+        back = day2.resize_storage(real, NS, REGION, PODS, "64Mi")
+        assert back.condition["reason"] == "AsSpecified"
+
+
+def test_lost_volume_member_is_replaced_and_no_acknowledged_write_is_lost(
+    install: Install,
+) -> None:
+    real = install.real
+    wait_for("every node pod Ready", lambda: real.pods_ready(NS, PODS), timeout=180, every=2)
+    writes = day2.Writes(real, NS, PODS)
+    out = day2.lose_volume(real, NS, REGION, PODS, writes)
+    print(f"\n{out.victim}: claim and pod deleted -> a caught-up voter again after "
+          f"{out.replaced_seconds:.1f}s; {writes.summary()}")  # fmt: skip
+    print("operator events: " + "; ".join(f"{r} {m}" for r, m in out.events))
+    v = out.view
+    how = f"a snapshot at {v['snapshot_index']}" if v.get("snapshot_index") else "log entries"
+    print(f"{out.victim} caught up by {how}: applied {v['applied']}, commit {v['commit']}")
+    # the node came back empty and was replaced as a member, in order
+    steps = [
+        (r, m) for r, m in out.events
+        if r in ("MemberRemoved", "MemberAdded", "MemberPromoted") and out.victim in m
+    ]  # fmt: skip
+    assert [r for r, _ in steps] == ["MemberRemoved", "MemberAdded", "MemberPromoted"], steps
+    assert writes.longest_gap < 20, writes.summary()
+    # the replaced member leads: every acknowledged write is read from its own state
+    real.plugin("transfer-leader", REGION, "--to", out.victim, "-n", NS)
+    wait_for(
+        f"{out.victim} to lead",
+        lambda: (lt := leader_of(real, PODS)) is not None and lt[0] == out.victim,
+        timeout=30,
+    )
+    assert writes.read_back(out.victim) == [], writes.summary()
+
+
+def test_image_upgrade_rolls_one_pod_at_a_time_leader_moved_first_writes_continue(
+    install: Install,
+) -> None:
+    """A new image tag on the NovaCronRegion: the operator holds the StatefulSet's partition
+    and releases one pod at a time, highest ordinal first, once the group is whole and
+    caught up; the pod that leads hands leadership to an upgraded one before it goes."""
+    real = install.real
+    if real.cluster is None or real.cluster.node is None:
+        pytest.skip("tagging an image needs this host's real node (its containerd)")
+    wait_for("every node pod Ready", lambda: real.pods_ready(NS, PODS), timeout=180, every=2)
+    writes = day2.Writes(real, NS, PODS)
+    roll = day2.upgrade_image(real, NS, REGION, PODS, writes, "0.1.0-e2e-upgrade")
+    print(f"\nimage -> {roll.new_image}: {roll.seconds:.1f}s for {len(PODS)} pods, replaced "
+          f"{roll.order}, fewest Ready at once {roll.min_ready}, leaders {roll.leaders}, "
+          f"terms {roll.terms[0]} -> {roll.terms[1]}; {writes.summary()}")  # fmt: skip
+    print("status said: " + " | ".join(roll.progress))
+    print("operator events: " + "; ".join(f"{r} {m}" for r, m in roll.events))
+    assert roll.order == sorted(PODS, reverse=True)  # highest ordinal first
+    pdb = real.json("get", "pdb", REGION, "-n", NS)
+    assert roll.min_ready >= pdb["spec"]["minAvailable"] == 2  # one pod at a time
+    assert roll.leader_on_a_down_pod == []
+    # from the operator's record: each pod released while another pod led
+    leader = roll.leaders[0]
+    released = []
+    for reason, msg in roll.events:
+        if reason == "LeaderTransfer":  # "transfer <target> on leader <old>"
+            assert msg.split()[-1] == leader, (msg, leader)
+            leader = msg.split()[1]
+        elif reason == "RollingPod":  # "replacing <pod> (partition n)"
+            pod = msg.split()[1]
+            assert pod != leader, f"{pod} released while it led"
+            released.append(pod)
+    assert released == roll.order
+    # the status said how far the rollout was: "k/3 nodes updated", k rising
+    updated = [
+        int(part.split("/")[0])
+        for m in roll.progress
+        for part in m.split("; ")
+        if part.endswith(f"/{len(PODS)} nodes updated")
+    ]
+    assert updated == sorted(updated), roll.progress
+    assert len(set(updated)) >= 2, roll.progress
+    assert writes.longest_gap < 20, writes.summary()
+    lost = writes.read_back(PODS[0])
+    assert lost == [], f"acknowledged writes not read back: {lost[:5]}"
+    region = real.json("get", "novacronregion", REGION, "-n", NS)
+    assert region["status"]["observedGeneration"] == region["metadata"]["generation"]

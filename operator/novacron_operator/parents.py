@@ -16,7 +16,13 @@ from novacron_operator.builders.cluster import ca_secret_name
 from novacron_operator.builders.federation import agent_plan, topology_name
 from novacron_operator.federated import Member
 from novacron_operator.kube import ApiError, Kube
-from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec
+from novacron_operator.models import (
+    DWCPFederationSpec,
+    DWCPFederationStatus,
+    MemberStatus,
+    NovaCronClusterSpec,
+    NovaCronClusterStatus,
+)
 from novacron_operator.reconcile import (
     Follow,
     Key,
@@ -84,14 +90,12 @@ async def reconcile_cluster(kube: Kube, key: Key, opts: Options) -> Follow:
     ).with_extra(tls_condition(spec, owner.name))
     if rejected is not None:
         health = health.degrade("ChildApplyFailed", rejected.message())
-    extra = {
-        "caSecretName": ca_secret_name(owner),
-        "regions": len(regions),
-        "readyRegions": len(ready),
-    }
+    typed = NovaCronClusterStatus(
+        ca_secret_name=ca_secret_name(owner), regions=len(regions), ready_regions=len(ready)
+    )
     status = body.get("status") or {}
     spec_changed = status.get("observedGeneration") != body["metadata"]["generation"]
-    await write_status(kube, body, health, extra)
+    await write_status(kube, body, health, typed)
     if rejected is not None:
         raise rejected
     # its regions take regionDefaults: a spec change is theirs to apply
@@ -221,13 +225,13 @@ async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
     # (compared by resourceVersion: the cache holds no ConfigMap data, and a no-op apply
     # leaves it as it was)
     moved = live is None or after is None or _rv(live) != _rv(after)
-    members: list[Obj] = []
+    members: list[MemberStatus] = []
     missing: list[str] = []
     mismatched: list[str] = []
     seen: set[str] = set()
     for m in spec.members:
         if m.region_ref is None:
-            members.append({"name": m.name, "local": False, "ready": True, "region": m.name})
+            members.append(MemberStatus(name=m.name, local=False, ready=True, region=m.name))
             continue
         ref = m.region_ref.name
         if ref in seen:  # listed twice (an object stored before the CRD refused it): once
@@ -237,22 +241,22 @@ async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
         if found is None:
             msg = f"NovaCronRegion {ref} does not exist in {key.namespace}"
             missing.append(f"{m.name} ({msg})")
-            members.append({"name": m.name, "local": True, "ready": False, "message": msg})
+            members.append(MemberStatus(name=m.name, local=True, ready=False, message=msg))
             continue
         lr, robj = found.local, found.obj
-        entry: Obj = {"name": m.name, "local": True, "ready": bool(ready_of(robj))}
-        entry["region"] = lr.region_name
-        if not entry["ready"]:
-            entry["message"] = f"NovaCronRegion {ref} is not Ready"
+        up = bool(ready_of(robj))
+        entry = MemberStatus(name=m.name, local=True, ready=up, region=lr.region_name)
+        if not up:
+            entry.message = f"NovaCronRegion {ref} is not Ready"
         if lr.region_name != m.name:
             mismatched.append(
                 f"member {m.name} references NovaCronRegion {ref}, whose nodes use region "
                 f"name {lr.region_name}"
             )
         members.append(entry)
-    ready = sum(1 for m in members if m["ready"])
+    ready = sum(1 for m in members if m.ready)
     count = f"{ready}/{len(members)} members ready"
-    waiting = [m["name"] for m in members if not m["ready"]]
+    waiting = [m.name for m in members if not m.ready]
     if not waiting:
         health = Health(ok("Ready", "AllMembersReady", count))
     else:
@@ -279,10 +283,10 @@ async def reconcile_federation(kube: Kube, key: Key, opts: Options) -> Follow:
     )
     if rejected is not None:
         health = health.degrade("ChildApplyFailed", rejected.message())
-    extra = {"members": members, "readyMembers": ready}
+    typed = DWCPFederationStatus(members=members, ready_members=ready)
     status = body.get("status") or {}
     spec_changed = status.get("observedGeneration") != body["metadata"]["generation"]
-    await write_status(kube, body, health, extra)
+    await write_status(kube, body, health, typed)
     if rejected is not None:
         raise rejected
     log.debug("federation %s: %s", topology_name(owner.name), count)

@@ -17,6 +17,7 @@ from novacron_operator.admin import NodeClients
 from novacron_operator.builders import Owner
 from novacron_operator.failpoints import failpoint
 from novacron_operator.kube import OPTIONAL_OWNED, OWNED, ApiError, Kube, path
+from novacron_operator.models import CommonStatus
 from novacron_operator.status import Health, conditions, events, no, now_rfc3339
 
 Obj = dict[str, Any]
@@ -131,14 +132,19 @@ async def apply_and_prune(
         raise Rejected(failures)
 
 
-async def write_status(kube: Kube, body: Obj, health: Health, extra: Obj) -> bool:
-    """Patch status only when it changes (a no-op write would wake every watcher). Posts
-    an Event for each condition that turns bad (Warning) and when Ready turns True.
-    Returns whether Ready changed."""
+async def write_status(kube: Kube, body: Obj, health: Health, status: CommonStatus) -> bool:
+    """Patch status only when it changes (a no-op write would wake every watcher): the
+    kind's status model (the CRD's schema source) with ``health`` as its conditions; the
+    fields set in ``status``, None included (it clears them), are written. Posts an Event
+    for each condition that turns bad (Warning) and when Ready turns True. Returns whether
+    Ready changed."""
     meta, old = body["metadata"], body.get("status") or {}
     old_conds = old.get("conditions") or []
     conds = conditions(old_conds, health, meta["generation"], now_rfc3339())
-    new = {**extra, "observedGeneration": meta["generation"], "conditions": conds}
+    typed = status.model_copy(
+        update={"observed_generation": meta["generation"], "conditions": conds}
+    )
+    new = typed.model_dump(by_alias=True, exclude_unset=True, mode="json")
     if all(old.get(k) == v for k, v in new.items()):
         return False
     failpoint("before-status")
@@ -157,9 +163,8 @@ async def write_status(kube: Kube, body: Obj, health: Health, extra: Obj) -> boo
 
 async def invalid(kube: Kube, body: Obj, err: Exception) -> None:
     msg = str(err)[:500]
-    await write_status(
-        kube, body, Health(no("Ready", "InvalidSpec", msg)).degrade("InvalidSpec", msg), {}
-    )
+    health = Health(no("Ready", "InvalidSpec", msg)).degrade("InvalidSpec", msg)
+    await write_status(kube, body, health, CommonStatus())
 
 
 async def annotate(kube: Kube, body: Obj, annotations: dict[str, str]) -> None:

@@ -43,7 +43,12 @@ from novacron_operator.members import (
     region_ref,
     world_of,
 )
-from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.models import (
+    DWCPFederationSpec,
+    NovaCronClusterSpec,
+    NovaCronRegionSpec,
+    NovaCronRegionStatus,
+)
 from novacron_operator.reconcile import (
     Follow,
     Key,
@@ -268,7 +273,7 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     if cluster is None:
         msg = f"NovaCronCluster {spec.cluster_ref.name} does not exist in {key.namespace}"
         health = Health(no("Ready", "ClusterNotFound", msg)).degrade("ClusterNotFound", msg)
-        await write_status(kube, body, health, {})
+        await write_status(kube, body, health, NovaCronRegionStatus())
         return []
     cspec = NovaCronClusterSpec.model_validate(cluster["spec"])
     eff = RegionContext(cspec, spec.cluster_ref.name).eff(spec)
@@ -282,7 +287,7 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         kube.cached_list("NovaCronRegion", key.namespace),
         federations_of(kube, key.namespace),
     )
-    base = {"selector": selector, "protocol": "raft"}
+    base = NovaCronRegionStatus(selector=selector, protocol="raft")
     duplicate = duplicate_of(body, spec, regions)
     if duplicate is not None and live is None:
         msg = (
@@ -408,16 +413,17 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         health = health.degrade("ChildApplyFailed", rejected.message())
     st = (sts or {}).get("status") or {}
     leader = step.leader
-    extra = {
-        **base,
-        "replicas": st.get("replicas", 0),
-        "readyReplicas": st.get("readyReplicas", 0),
-        "leader": leader.node if leader else None,
-        "term": leader.term if leader else None,
-        "commitIndex": leader.commit_index if leader else None,
-        "members": sorted(leader.voters) if leader else None,
-    }
-    changed = await write_status(kube, body, health, extra)
+    status = base.model_copy(
+        update={
+            "replicas": st.get("replicas", 0),
+            "ready_replicas": st.get("readyReplicas", 0),
+            "leader": leader.node if leader else None,
+            "term": leader.term if leader else None,
+            "commit_index": leader.commit_index if leader else None,
+            "members": sorted(leader.voters) if leader else None,
+        }
+    )
+    changed = await write_status(kube, body, health, status)
     if rejected is not None:
         raise rejected
     follow: Follow = []

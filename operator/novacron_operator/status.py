@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
+
+from novacron_operator.models import Condition
 
 Obj = dict[str, Any]
 
@@ -97,22 +99,23 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def conditions(old: list[Obj], health: Health, generation: int, now: str) -> list[Obj]:
+def conditions(old: list[Obj], health: Health, generation: int, now: str) -> list[Condition]:
+    """``health`` as the CRD's conditions, given the ones stored (``old``, as read)."""
     previous = {c.get("type"): c for c in old}
-    out: list[Obj] = []
+    out: list[Condition] = []
     for c in health.all():
-        status = "True" if c.status else "False"
+        status: Literal["True", "False"] = "True" if c.status else "False"
         prev = previous.get(c.type, {})
         same = prev.get("status") == status
         out.append(
-            {
-                "type": c.type,
-                "status": status,
-                "reason": c.reason,
-                "message": c.message[:1000],
-                "lastTransitionTime": prev.get("lastTransitionTime", now) if same else now,
-                "observedGeneration": generation,
-            }
+            Condition(
+                type=c.type,
+                status=status,
+                reason=c.reason,
+                message=c.message[:1000],
+                last_transition_time=prev.get("lastTransitionTime", now) if same else now,
+                observed_generation=generation,
+            )
         )
     return out
 

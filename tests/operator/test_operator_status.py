@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from novacron_operator.admin import ClusterInfo
+from novacron_operator.models import Condition
 from novacron_operator.regions import region_health
 from novacron_operator.sequencer import Step, World
 from novacron_operator.status import (
@@ -72,25 +73,32 @@ def test_pending_revision_is_progressing() -> None:
     assert flags(workload_health(3, s)) == (False, True, False)
 
 
+def stored(conds: list[Condition]) -> list[dict[str, Any]]:
+    """The conditions as the API server stores them (what the next pass reads)."""
+    return [c.model_dump(by_alias=True, mode="json") for c in conds]
+
+
 def test_transition_time_moves_only_on_status_change() -> None:
     ready = ready_health("NodesReady", "ok")
-    first = conditions([], ready, 1, "t1")
-    again = conditions(first, ready, 2, "t2")
+    first = stored(conditions([], ready, 1, "t1"))
+    again = stored(conditions(first, ready, 2, "t2"))
     assert [c["lastTransitionTime"] for c in again] == ["t1", "t1", "t1"]
     assert all(c["observedGeneration"] == 2 for c in again)
-    flipped = conditions(again, progressing_health("RollingOut", "x"), 3, "t3")
+    flipped = stored(conditions(again, progressing_health("RollingOut", "x"), 3, "t3"))
     by_type = {c["type"]: c for c in flipped}
     assert by_type["Ready"]["lastTransitionTime"] == "t3"
     assert by_type["Degraded"]["lastTransitionTime"] == "t1"
 
 
 def test_failures_post_warning_events_once_and_ready_a_normal_one() -> None:
-    new = conditions([], progressing_health("Creating", "children are being created"), 1, "t")
+    new = stored(
+        conditions([], progressing_health("Creating", "children are being created"), 1, "t")
+    )
     # a brand-new resource that is not Ready yet is no failure
     assert events([], progressing_health("Creating", "x")) == []
     ready = ready_health("Serving", "leader r-0")
     assert events(new, ready) == [("Normal", "Serving", "leader r-0")]
-    served = conditions(new, ready, 1, "t")
+    served = stored(conditions(new, ready, 1, "t"))
     broken = ready_health("Serving", "x").degrade("ChildApplyFailed", "StatefulSet r: 422")
     posted = events(served, broken)
     assert [(t, r) for t, r, _ in posted] == [
@@ -99,7 +107,7 @@ def test_failures_post_warning_events_once_and_ready_a_normal_one() -> None:
     ]
     assert "Degraded=True: StatefulSet r: 422" in [m for _, _, m in posted]
     # the same failure on the next pass posts nothing again
-    assert events(conditions(served, broken, 1, "t"), broken) == []
+    assert events(stored(conditions(served, broken, 1, "t")), broken) == []
     # a rollout (not Ready, Progressing, nothing degraded) is no failure either
     assert events(served, progressing_health("RollingOut", "1/3 nodes updated")) == []
     # a failure reported by its own condition on a brand-new resource is posted at once
@@ -138,5 +146,5 @@ def test_ready_means_the_group_answers_with_a_leader() -> None:
     assert not busy.ready.status
     # without member management the pods' readiness is all there is
     assert region_health(pods_ready, Step(1, 0), World("r", 1, 1, manage=False)) == pods_ready
-    types = [c["type"] for c in conditions([], blind, 1, "t")]
+    types = [c.type for c in conditions([], blind, 1, "t")]
     assert types == ["Ready", "Progressing", "Degraded", "GroupReachable"]

@@ -57,7 +57,7 @@ def register(
 
     if kube is None:
         return
-    # our own informers (kube.py), not kopf watches, follow the children: a reconcile pass
+    # our own informers (kube/informer.py), not kopf watches, follow the children: a reconcile pass
     # reads them from memory instead of GETting and LISTing every owned kind, and their
     # events ask for a pass of the owning resource. The label selector keeps unrelated
     # ConfigMaps/Secrets out of memory entirely.
