@@ -26,7 +26,7 @@ from tests.runtime.procs import ProcCluster, call, free_ports
 
 pytestmark = pytest.mark.slow
 BIN = str(Path(sys.executable).parent)
-KEYS = [f"vm/{i}" for i in range(12)]
+KEYS = [f"dr/{i}" for i in range(12)]
 
 
 async def write_phase(

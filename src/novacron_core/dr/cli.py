@@ -20,7 +20,7 @@ from novacron_core.dr import agent, catalog, retention
 from novacron_core.dr.catalog import FULL, INCR, LOG, NotRestorable
 from novacron_core.dr.crypto import IntegrityError, load_key
 from novacron_core.dr.repo import BackupRepo
-from novacron_core.dr.restore import force_new_group, loss_window, restore, survey
+from novacron_core.dr.restore import force_new_group, loss_window, prepare_force, restore, survey
 from novacron_core.dr.targets import TargetError, open_target
 
 err = Console(stderr=True)
@@ -302,7 +302,10 @@ def dr_group() -> None:
     "date is rebuilt",
 )
 @click.option("--node-id", required=True, help="the survivor's node id")
-@click.option("--peer", help="its peer host:port (default: from the old membership)")
+@click.option(
+    "--peers", "peers_spec", help="the node's --peers: its addresses are taken from there"
+)
+@click.option("--peer", help="its peer host:port (default: from --peers or the old membership)")
 @click.option("--http", help="its HTTP host:port (default: from the old membership)")
 @click.option("--last-known-index", type=int, help="the group's last commit index known")
 @click.option("--target", help="a backup target: its last shipped index is the last known")
@@ -312,6 +315,7 @@ def dr_group() -> None:
 def force_new_group_command(
     data_dirs: tuple[Path, ...],
     node_id: str,
+    peers_spec: str | None,
     peer: str | None,
     http: str | None,
     last_known_index: int | None,
@@ -331,13 +335,19 @@ def force_new_group_command(
     if known is None and target is not None:
         objs = _repo(target, group, None, s3_endpoint).objects()
         known = max((o.last for o in objs), default=None)
+    address = (peer, http) if peer and http else None
+    if address is None and peers_spec:
+        address = _members(peers_spec).get(node_id)
+    try:
+        forced = prepare_force(best, node_id, address)
+    except ValueError as e:
+        raise click.ClickException(f"{e}; nothing was changed") from None
     click.echo(f"rebuilding from {best.data_dir}: {loss_window(known, best)}")
     if not yes and not click.confirm("force a new one-member group from it?"):
         raise click.ClickException("aborted; nothing was changed")
-    address = (peer, http) if peer and http else None
     try:
-        done = force_new_group(best, node_id, address)
-    except (ValueError, IntegrityError) as e:
+        done = force_new_group(forced)
+    except IntegrityError as e:
         raise click.ClickException(str(e)) from None
     click.echo(
         f"new group of {node_id} at index {done.index} (term {done.term}): {done.keys} keys, "

@@ -123,23 +123,40 @@ def loss_window(last_known: int | None, survivor: Survivor) -> str:
     )
 
 
-def force_new_group(survivor: Survivor, node_id: str, address: tuple[str, str] | None) -> Restored:
-    """Rebuild ``survivor``'s data dir as a one-member group of ``node_id`` holding every
-    entry of its log (etcd's --force-new-cluster: uncommitted entries there commit too). The
-    old log is kept beside it (``raft.before-force-new-group-<index>``)."""
+@dataclass(frozen=True)
+class Forced:
+    """What force-new-group will write, prepared before anything is changed."""
+
+    survivor: Survivor
+    state: state.Rebuilt
+    term: int
+    config: ConfigState
+
+
+def prepare_force(survivor: Survivor, node_id: str, address: tuple[str, str] | None) -> Forced:
+    """The one-member group of ``node_id`` holding every entry of ``survivor``'s log (etcd's
+    --force-new-cluster: entries it holds beyond the old commit index commit too)."""
     rec = read_group(survivor.data_dir)
     st = state.from_log(rec.snap_data, rec.snap.index, rec.snap.term, rec.snap.config)
     state.apply_entries(st, rec.entries, survivor.last_index)
     addr = address or _address_of(st.config, node_id)
     if addr is None:
-        raise ValueError(f"{node_id} has no address in the old membership: pass --peer/--http")
-    group = survivor.data_dir / GROUP_DIR
-    kept = survivor.data_dir / f"{GROUP_DIR}.before-force-new-group-{survivor.last_index}"
+        raise ValueError(
+            f"{node_id} has no address in the old membership: pass --peers (as the node "
+            "takes it) or --peer and --http"
+        )
+    return Forced(survivor, st, max(rec.hard.term, st.term), membership({node_id: addr}))
+
+
+def force_new_group(forced: Forced) -> Restored:
+    """Write the prepared group; the old log is kept beside the new one
+    (``raft.before-force-new-group-<index>``)."""
+    d = forced.survivor.data_dir
+    kept = d / f"{GROUP_DIR}.before-force-new-group-{forced.survivor.last_index}"
     if kept.exists():
         shutil.rmtree(kept)
-    group.rename(kept)
-    term = max(rec.hard.term, st.term)
-    return write_group(survivor.data_dir, st, membership({node_id: addr}), term)
+    (d / GROUP_DIR).rename(kept)
+    return write_group(d, forced.state, forced.config, forced.term)
 
 
 def _address_of(config: ConfigState, node: str) -> tuple[str, str] | None:
