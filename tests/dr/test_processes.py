@@ -17,9 +17,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from novacron_core.dr import agent
+from novacron_core.consensus.kv import KVStore
+from novacron_core.dr import agent, catalog
 from novacron_core.dr.repo import BackupRepo
-from novacron_core.dr.targets import FileTarget
+from novacron_core.dr.restore import restore
+from novacron_core.dr.source import read_group
+from novacron_core.dr.targets import FileTarget, open_target
 from tests.dr import runbook
 from tests.dr.servers import Minio, minio_server
 from tests.runtime.procs import ProcCluster, call, free_ports
@@ -85,7 +88,8 @@ async def until(what: str, check: object, limit_s: float = 30.0) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         try:
-            if await check():  # type: ignore[operator]
+            got = check()  # type: ignore[operator]
+            if await got if asyncio.iscoroutine(got) else got:
                 return
         except (aiohttp.ClientError, TimeoutError):
             pass
@@ -106,42 +110,66 @@ def base_env(tmp: Path, minio: Minio | None) -> dict[str, str]:
 
 
 async def test_restore_runbook(tmp_path: Path) -> None:
-    """Full, log and incremental backups of a live 3-node group to MinIO (and a directory);
-    restores at three committed indexes and at a point in time equal the model's state then;
-    the restored group serves it and takes writes."""
+    """`novacron backup ship` backs up a live 3-node group to MinIO continuously (a full,
+    then the committed log; an incremental taken by hand in between); restores at the
+    commit index after each phase of writes equal the model's state then (two through the
+    runbook, as a new group that serves it and takes writes), and so does a restore by time
+    from a directory target."""
     key_file = tmp_path / "key"
     key_file.write_text(secrets.token_hex(32))
-    c = ProcCluster(tmp_path / "src")
     (tmp_path / "src").mkdir()
+    c = ProcCluster(tmp_path / "src")
     c.start_all()
+    ship: subprocess.Popen[bytes] | None = None
     with minio_server(tmp_path) as minio:
         env = base_env(tmp_path, minio) | {"TARGET": "s3://backups/eu", "KEY_FILE": str(key_file)}
+        s3_repo = BackupRepo(
+            open_target(env["TARGET"], minio.endpoint),
+            "region",
+            bytes.fromhex(key_file.read_text()),
+        )
         file_repo = BackupRepo(FileTarget(tmp_path / "pvc"), "region", None)
+        points: list[tuple[int, float, dict[str, bytes]]] = []
         try:
             async with aiohttp.ClientSession() as http:
                 await c.all_ready(http)
                 lead = await c.leader(http)
                 url, ddir = c.url(lead), c.root / lead
+                ship = spawn(
+                    f'novacron backup ship --target "$TARGET" --key-file "$KEY_FILE" --node {url} '
+                    f"--data-dir {ddir} --every 0.2",
+                    env,
+                    tmp_path / "ship.log",
+                )
                 model: dict[str, bytes] = {}
-                points: list[tuple[int, float, dict[str, bytes]]] = []
-                for phase, kind in enumerate(["full", "log", "incr", "log"]):
-                    await write_phase(http, url, model, phase + 1)
-                    out = sh(
-                        f'novacron backup create --target "$TARGET" --key-file "$KEY_FILE" '
-                        f"--node {url} --data-dir {ddir} --kind {kind}",
-                        env,
-                    )
-                    assert kind in out or "log" in out, out
+                for phase in range(1, 5):
+                    await write_phase(http, url, model, phase)
                     commit = agent.node_commit(url)
+                    if phase == 3:  # an incremental by hand, beside the shipping
+                        out = sh(
+                            f'novacron backup create --target "$TARGET" --key-file "$KEY_FILE" '
+                            f"--node {url} --data-dir {ddir} --kind incr",
+                            env,
+                        )
+                        assert "incremental" in out, out
+                    await until(
+                        f"index {commit} shipped",
+                        lambda n=commit: _shipped(s3_repo, n),  # type: ignore[misc]
+                    )
+                    kind = "full" if phase == 1 else "log"
                     agent.create(file_repo, ddir, commit, kind, time.time())
                     points.append((commit, time.time(), dict(model)))
-                    await asyncio.sleep(0.05)
-                listing = sh('novacron backup list --target "$TARGET" --key-file "$KEY_FILE"', env)
-                assert f"restorable: index {points[0][0]}..{points[-1][0]}" in listing, listing
+            assert ship.poll() is None, (tmp_path / "ship.log").read_text()
+            ship.terminate()
+            assert ship.wait(10) == 0, "ship did not stop cleanly on SIGTERM"
         finally:
+            if ship is not None and ship.poll() is None:
+                stop(ship)
             c.stop_all()
+        kinds = {o.kind for o in s3_repo.objects()}
+        assert kinds == {"full", "incr", "log"}, kinds
 
-        # a wrong key is refused, naming the problem, and writes nothing
+        # a wrong key is refused, naming the problem
         bad_key = tmp_path / "bad"
         bad_key.write_text(secrets.token_hex(32))
         proc = run(
@@ -152,6 +180,13 @@ async def test_restore_runbook(tmp_path: Path) -> None:
         assert proc.returncode != 0
         assert "wrong key" in proc.stderr, proc.stderr
 
+        # every phase's commit index, rebuilt from MinIO, read back from the data dir
+        for n, (index, _, expected) in enumerate(points):
+            done = restore(
+                s3_repo, tmp_path / f"lib-{n}", {"r1": ("127.0.0.1:1", "127.0.0.1:2")}, index
+            )
+            assert (done.index, stored_state(tmp_path / f"lib-{n}")) == (index, expected)
+
         cmds = runbook.commands("restore.md")
         assert [x.split()[:3] for x in cmds] == [
             ["novacron", "backup", "list"],
@@ -160,48 +195,47 @@ async def test_restore_runbook(tmp_path: Path) -> None:
             ["curl", "-fsS", '"$NEW_URL/v1/cluster"'],
         ]
         async with aiohttp.ClientSession() as http:
-            for n, (index, _, expected) in enumerate(points[:3] + points[3:]):
+            for n, (index, _, expected) in enumerate([points[1], points[-1]]):
                 peer, port = free_ports(2)
-                new = {
+                new_url = f"http://127.0.0.1:{port}"
+                renv = env | {
                     "INDEX": str(index),
                     "NEW_NODE": "r1",
                     "NEW_DATA_DIR": str(tmp_path / f"restored-{n}"),
                     "NEW_PEERS": f"r1=127.0.0.1:{peer}/127.0.0.1:{port}",
-                    "NEW_URL": f"http://127.0.0.1:{port}",
+                    "NEW_URL": new_url,
                 }
-                renv = env | new
-                sh(cmds[0], renv)
+                listing = sh(cmds[0], renv)
+                assert f"restorable: index {points[0][0]}..{points[-1][0]}" in listing, listing
                 out = sh(cmds[1], renv)
                 assert f"restored index {index}" in out, out
                 assert "verified" in out, out
                 node = spawn(cmds[2], renv, tmp_path / f"restored-{n}.log")
                 try:
-                    new_url = new["NEW_URL"]
-                    await until("restored node up", lambda u=new_url: _leads(http, u))
+                    await until("restored node up", lambda u=new_url: _leads(http, u))  # type: ignore[misc]
                     assert '"commit":' in sh(cmds[3], renv).replace(" ", "")
-                    assert await read_all(http, new["NEW_URL"]) == expected, f"index {index}"
-                    if n == len(points) - 1:  # the new group takes writes
-                        status, _ = await call(
-                            http, "PUT", new["NEW_URL"] + "/v1/kv/after", data=b"1"
-                        )
-                        assert status == 200
+                    assert await read_all(http, new_url) == expected, f"index {index}"
+                    status, _ = await call(http, "PUT", new_url + "/v1/kv/after", data=b"1")
+                    assert status == 200
                 finally:
                     stop(node)
 
         # point in time, from the directory target: what had been shipped by the 2nd phase
-        from novacron_core.dr.restore import restore
-
         _, when, expected = points[1]
         done = restore(
             file_repo, tmp_path / "pitr", {"r1": ("127.0.0.1:1", "127.0.0.1:2")}, at_time=when
         )
-        assert done.index == points[1][0]
-        from novacron_core.consensus.kv import KVStore
-        from novacron_core.dr.source import read_group
+        assert (done.index, stored_state(tmp_path / "pitr")) == (points[1][0], expected)
 
-        store = KVStore()
-        store.restore(read_group(tmp_path / "pitr").snap_data)
-        assert store.data == expected
+
+def _shipped(repo: BackupRepo, index: int) -> bool:
+    return catalog.window(repo.objects())[1] >= index
+
+
+def stored_state(data_dir: Path) -> dict[str, bytes]:
+    store = KVStore()
+    store.restore(read_group(data_dir).snap_data)
+    return store.data
 
 
 async def _leads(http: aiohttp.ClientSession, url: str) -> bool:
