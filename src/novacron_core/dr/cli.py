@@ -22,6 +22,7 @@ from novacron_core.dr.crypto import IntegrityError, load_key
 from novacron_core.dr.repo import BackupRepo
 from novacron_core.dr.restore import force_new_group, loss_window, prepare_force, restore, survey
 from novacron_core.dr.targets import TargetError, open_target
+from novacron_core.runtime.storage import CorruptLogError
 
 err = Console(stderr=True)
 
@@ -327,7 +328,10 @@ def force_new_group_command(
     """Rebuild a group that lost its quorum for good from the most up-to-date survivor, as a
     one-member group (then add members back as learners). Stop the survivors first. States
     the data-loss window and asks before it acts; the old log is kept beside the new one."""
-    survivors = survey(list(data_dirs))
+    try:
+        survivors = survey(list(data_dirs))
+    except (FileNotFoundError, CorruptLogError) as e:
+        raise click.ClickException(f"{e}; nothing was changed") from None
     for s in survivors:
         click.echo(f"survivor {s.data_dir}: last index {s.last_index} (term {s.last_term})")
     best = survivors[0]
