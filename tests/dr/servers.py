@@ -23,12 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 
 
-def minio_binary() -> str:
+def find_minio() -> str | None:
     cache = Path(os.environ.get("NOVACRON_CACHE", Path.home() / ".cache" / "novacron"))
     path = cache / "tools" / f"minio-{MINIO_VERSION}" / "minio"
     if path.is_file():
         return str(path)
-    found = shutil.which("minio")
+    return shutil.which("minio")
+
+
+def minio_binary() -> str:
+    found = find_minio()
     if found:
         return found
     why = "minio not built: run `bash e2e/minio/build.sh` (once, ~2.5 min; .ci/run does)"
@@ -52,8 +56,8 @@ class Minio:
 
 
 @contextmanager
-def minio_server(root: Path) -> Iterator[Minio]:
-    binary = minio_binary()
+def minio_server(root: Path, binary: str | None = None) -> Iterator[Minio]:
+    binary = binary or minio_binary()
     port, console = free_ports(2)
     access, secret = "novacron-test", secrets.token_hex(16)
     env = {**os.environ, "MINIO_ROOT_USER": access, "MINIO_ROOT_PASSWORD": secret}

@@ -21,8 +21,8 @@ def model_keep(points: dict[str, float], now: float) -> set[str]:
     window that contains it (or it is the newest of all)."""
 
     def buckets(t: float) -> list[tuple[str, object, float]]:
-        d = datetime.fromtimestamp(t, UTC)
-        monday = (d.date().toordinal() - d.weekday()) if True else 0
+        d = datetime.fromtimestamp(int(t), UTC)
+        monday = d.date().toordinal() - d.weekday()
         return [
             ("h", (d.date(), d.hour), 7 * 86400),
             ("d", d.date(), 30 * 86400),

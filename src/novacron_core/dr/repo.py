@@ -64,7 +64,8 @@ class BackupRepo:
         self.target.delete(meta.key)
 
     def rebuild(self, p: RestorePlan, progress: Progress | None = None) -> state.Rebuilt:
-        """The state at ``p.index``, each object checked (checksum, key, chain order)."""
+        """The state at ``p.index``, each object checked (checksum, key, chain order), and the
+        base's state against the Merkle root recorded when it was taken."""
         rebuilt: state.Rebuilt | None = None
         for meta in p.objects:
             payload = self.fetch(meta)
@@ -76,8 +77,12 @@ class BackupRepo:
                 state.apply_delta(rebuilt, payload)
             elif meta.kind == LOG:
                 state.apply_log(rebuilt, payload, p.index)
-            if meta.root and state.state_root(rebuilt.store) != meta.root:
-                raise crypto.IntegrityError(f"{meta.key}: state differs from its Merkle root")
+            if meta is p.base[-1] and meta.root:
+                rebuilt.root = state.state_root(rebuilt.store)
+                if rebuilt.root != meta.root:
+                    raise crypto.IntegrityError(f"{meta.key}: state differs from its Merkle root")
+            elif meta.kind == LOG:
+                rebuilt.root = ""
             if progress:
                 progress(meta.size)
         assert rebuilt is not None

@@ -55,7 +55,7 @@ def write_group(data_dir: Path, st: state.Rebuilt, config: ConfigState, term: in
         storage.sync(force=True)
     finally:
         storage.close()
-    return verify(data_dir, st.index, state.state_root(st.store))
+    return verify(data_dir, st.index, st.root or state.state_root(st.store))
 
 
 def verify(data_dir: Path, index: int, root: str) -> Restored:

@@ -2,8 +2,9 @@
 
 The policy keeps the newest base (full or incremental backup) in each hour of the last 7 days,
 each day of the last 30, each week of the last 90 and each calendar month of the last year
-(UTC), and always the newest base of all. Whatever a kept incremental builds on is kept too,
-and the shipped log from the oldest kept base on (the log before it restores nothing).
+(UTC, by the whole second), and always the newest base of all. Whatever a kept incremental
+builds on is kept too, and the shipped log from the oldest kept base on (the log before it
+restores nothing).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
 
 
 def _month(t: float) -> int:
-    d = datetime.fromtimestamp(t, UTC)
+    d = datetime.fromtimestamp(int(t), UTC)
     return d.year * 12 + d.month
 
 
@@ -38,10 +39,10 @@ class Policy:
 
     def rules(self) -> list[Rule]:
         return [
-            Rule("hourly", self.hourly_days * DAY, lambda t: int(t // HOUR)),
-            Rule("daily", self.daily_days * DAY, lambda t: int(t // DAY)),
+            Rule("hourly", self.hourly_days * DAY, lambda t: int(t) // HOUR),
+            Rule("daily", self.daily_days * DAY, lambda t: int(t) // DAY),
             # weeks start on Monday (the epoch was a Thursday: shift by 3 days)
-            Rule("weekly", self.weekly_days * DAY, lambda t: int((t + 3 * DAY) // WEEK)),
+            Rule("weekly", self.weekly_days * DAY, lambda t: (int(t) + 3 * DAY) // WEEK),
             Rule("monthly", self.monthly_days * DAY, _month),
         ]
 

@@ -54,6 +54,7 @@ class Rebuilt:
     index: int = 0
     term: int = 0
     config: ConfigState = field(default_factory=ConfigState)
+    root: str = ""  # the Merkle root of ``store`` when known (cleared by any change)
 
 
 def state_root(store: KVStore) -> str:
@@ -86,6 +87,7 @@ def apply_delta(state: Rebuilt, payload: bytes) -> None:
     sessions.update(d.sessions)
     state.store.restore(encode(KVSnapshot(data, sessions, d.index)))
     state.index, state.term, state.config = d.index, d.term, d.config
+    state.root = ""
 
 
 def apply_entries(state: Rebuilt, entries: list[Entry], upto: int) -> None:
@@ -101,7 +103,7 @@ def apply_entries(state: Rebuilt, entries: list[Entry], upto: int) -> None:
             state.store.apply(e.index, e.data)
         elif e.kind == CONFIG:
             state.config = decode(e.data, ConfigState)
-        state.index, state.term = e.index, e.term
+        state.index, state.term, state.root = e.index, e.term, ""
 
 
 def encode_chunk(entries: list[Entry]) -> bytes:
