@@ -44,9 +44,11 @@ def committed_state(data_dir: Path, commit: int) -> tuple[state.Rebuilt, list[En
     return st, entries
 
 
-def _base_state(repo: BackupRepo, objects: list[ObjectMeta]) -> state.Rebuilt | None:
+def _base_state(repo: BackupRepo, objects: list[ObjectMeta], upto: int) -> state.Rebuilt | None:
+    """The newest base's state, rebuilt from the target (None: no base, or none older than
+    ``upto``: nothing to diff against, or nothing new since)."""
     chains = catalog.bases(objects)
-    if not chains:
+    if not chains or max(chains) >= upto:
         return None
     newest = max(chains)
     return repo.rebuild(RestorePlan(newest, chains[newest], []))
@@ -59,47 +61,49 @@ class Taken:
 
 
 def create(repo: BackupRepo, data_dir: Path, commit: int, kind: str, now: float) -> Taken:
+    """Take one backup of ``kind`` at the node's ``commit``. A base backup first ships the
+    log up to it (when it can), so no index between the last shipment and the base is left
+    unrestorable."""
     objects = repo.objects()
     st, entries = committed_state(data_dir, commit)
-    if kind == FULL:
-        meta = repo.put(
-            FULL,
-            state.full_of(st),
-            st.index,
-            st.index,
-            st.term,
-            now,
-            root=state.state_root(st.store),
-        )
-        return Taken(meta, f"full backup at index {st.index}")
-    if kind == INCR:
-        old = _base_state(repo, objects)
-        if old is None:
-            raise LogGap("no full backup yet: an incremental needs one to build on")
-        if old.index >= st.index:
-            return Taken(None, f"nothing committed since the last base at {old.index}")
-        meta = repo.put(
-            INCR,
-            state.delta_between(old, st),
-            st.index,
-            st.index,
-            st.term,
-            now,
-            parent=old.index,
-            root=state.state_root(st.store),
-        )
-        return Taken(meta, f"incremental {old.index}->{st.index}")
     if kind == LOG:
-        shipped = max((o.last for o in objects), default=0)
-        todo = [e for e in entries if e.index > shipped]
-        if not todo:
-            if shipped < commit:
-                raise LogGap(f"log compacted past index {shipped}: take a base backup")
-            return Taken(None, f"log shipped up to {shipped} already")
-        first, last = todo[0].index, todo[-1].index
-        if first != shipped + 1:
-            raise LogGap(f"log starts at {first}, shipped up to {shipped}: take a base backup")
-        payload = state.encode_chunk(todo)
-        meta = repo.put(LOG, payload, first, last, todo[-1].term, now)
-        return Taken(meta, f"log {first}..{last}")
-    raise ValueError(f"kind {kind!r}: full, incr or log")
+        return _ship_log(repo, objects, entries, commit, now)
+    if kind not in (FULL, INCR):
+        raise ValueError(f"kind {kind!r}: full, incr or log")
+    if kind == INCR and not catalog.bases(objects):
+        raise LogGap("no full backup yet: an incremental needs one to build on")
+    if catalog.bases(objects):
+        try:
+            shipped = _ship_log(repo, objects, entries, commit, now).meta
+        except LogGap:
+            shipped = None  # compacted: the base covers it
+        if shipped is not None:
+            objects = [*objects, shipped]
+    root = state.state_root(st.store)
+    if kind == FULL:
+        meta = repo.put(FULL, state.full_of(st), st.index, st.index, st.term, now, root=root)
+        return Taken(meta, f"full backup at index {st.index}")
+    old = _base_state(repo, objects, st.index)
+    if old is None:
+        return Taken(None, f"nothing committed since the last base (index {st.index})")
+    delta = state.delta_between(old, st)
+    meta = repo.put(INCR, delta, st.index, st.index, st.term, now, parent=old.index, root=root)
+    return Taken(meta, f"incremental {old.index}->{st.index}")
+
+
+def _ship_log(
+    repo: BackupRepo, objects: list[ObjectMeta], entries: list[Entry], commit: int, now: float
+) -> Taken:
+    shipped = max((o.last for o in objects), default=0)
+    todo = [e for e in entries if e.index > shipped]
+    if not todo:
+        if shipped < commit:
+            raise LogGap(f"log compacted past index {shipped}: take a base backup")
+        return Taken(None, f"log shipped up to {shipped} already")
+    first, last = todo[0].index, todo[-1].index
+    if first != shipped + 1:
+        raise LogGap(
+            f"log compacted: it starts at {first}, shipped up to {shipped}; take a base backup"
+        )
+    meta = repo.put(LOG, state.encode_chunk(todo), first, last, todo[-1].term, now)
+    return Taken(meta, f"log {first}..{last}")
