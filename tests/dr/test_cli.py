@@ -90,3 +90,22 @@ def test_force_new_group_on_a_dir_without_a_log_says_so(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert "no raft log here" in res.output
     assert "nothing was changed" in res.output
+
+
+def test_restore_by_time_takes_iso_or_unix_seconds(target: str, tmp_path: Path) -> None:
+    peers = ["--peers", "r1=127.0.0.1:1/127.0.0.1:2"]
+    base = ["restore", "--target", target, *peers]
+    early = CliRunner().invoke(
+        backup_group, [*base, "--data-dir", str(tmp_path / "a"), "--time", "99"]
+    )
+    assert early.exit_code == 1
+    assert "nothing restorable had been shipped by 99" in early.output
+    at = ["--data-dir", str(tmp_path / "b"), "--time", "1970-01-01T00:01:40"]
+    res = CliRunner().invoke(backup_group, [*base, *at])
+    assert res.exit_code == 0, res.output
+    assert "restored index 5" in res.output
+    bad = CliRunner().invoke(
+        backup_group, [*base, "--data-dir", str(tmp_path / "c"), "--time", "noon"]
+    )
+    assert bad.exit_code == 2
+    assert "--time" in bad.output
