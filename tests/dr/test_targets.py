@@ -17,7 +17,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         yield FileTarget(tmp_path / "t")
         return
     with minio_server(tmp_path) as m:
-        yield S3Target("bk", "eu/one", m.endpoint, m.access, m.secret)
+        yield S3Target("bkp", "eu/one", m.endpoint, m.access, m.secret)
 
 
 def test_objects_round_trip_list_in_order_and_delete(target: Target) -> None:
