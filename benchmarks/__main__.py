@@ -18,6 +18,7 @@ NAMES = [
     "gateway",
     "routing",
     "conflict",
+    "dr",
 ]  # each is a module here with run(quick) -> result dict
 
 

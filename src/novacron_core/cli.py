@@ -23,6 +23,8 @@ _SUBCOMMANDS = [
     ("novacron_core.observe.cli", "health_command"),
     ("novacron_core.observe.cli", "forecast_command"),
     ("novacron_core.observe.cli", "debug_group"),
+    ("novacron_core.dr.cli", "backup_group"),
+    ("novacron_core.dr.cli", "dr_group"),
 ]
 
 
