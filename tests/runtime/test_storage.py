@@ -83,3 +83,17 @@ def test_suffix_truncation_is_replayed(tmp_path: Path) -> None:
     got = FileStorage(tmp_path, RaftLogFormat()).load()
     assert [e.index for e in got.entries] == [1, 2, 3, 4]
     assert got.entries[-1].term == 5
+
+
+def test_a_snapshot_larger_than_a_network_frame_survives_a_restart(tmp_path: Path) -> None:
+    # A region's snapshot is one record; a fleet's state past the 16 MiB frame limit used to
+    # make the node's own log unreadable at its next start.
+    big = bytes(range(256)) * (17 * 1024 * 1024 // 256)
+    s = FileStorage(tmp_path, RaftLogFormat())
+    s.apply([HardState(2, "n1")])
+    s.apply([SaveSnapshot(SnapshotMeta(7, 2, ConfigState(("n1",))), big)])
+    s.sync()
+    s.close()
+    got = FileStorage(tmp_path, RaftLogFormat()).load()
+    assert got.snap.index == 7
+    assert got.snap_data == big

@@ -48,7 +48,7 @@ def _replay(segments: list[Path]) -> Recovered:
                 if i == len(segments) - 1 and (end >= len(data) or not any(data[pos:])):
                     break  # the tail being written
                 raise CorruptLogError(f"{seg} @ {pos}: bad record")
-            fmt.apply(state, decode(data[pos + 8 : end]))
+            fmt.apply(state, decode(data[pos + 8 : end], max_size=n))
             pos = end
     return state
 

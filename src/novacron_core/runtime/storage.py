@@ -70,7 +70,10 @@ class FileStorage:
                 (n, _) = _HEAD.unpack_from(data, pos)
                 payload = data[pos + 8 : pos + 8 + n]
                 try:
-                    self.fmt.apply(self.state, decode(payload))
+                    # Our own checksummed record, not a peer's frame: the network's 16 MiB
+                    # frame limit does not apply (a region's snapshot is one record and
+                    # grows with the fleet; capping it here left a node unable to restart).
+                    self.fmt.apply(self.state, decode(payload, max_size=len(payload)))
                 except CodecError as e:
                     raise CorruptLogError(f"{path} @ {pos}: undecodable record: {e}") from None
                 pos += 8 + n
