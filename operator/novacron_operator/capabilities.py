@@ -24,9 +24,9 @@ RENDERED = frozenset({"node", "agent", "gateway"})
 def cli_commands() -> frozenset[str]:
     """The subcommands of ``novacron_core.cli.main`` (imported late: the CLI imports
     ``novacron_operator.render``, which imports the builders that call this)."""
-    from novacron_core.cli import main
+    from novacron_core.cli import commands
 
-    return frozenset(main.commands)
+    return frozenset(commands())
 
 
 def available(component: str) -> bool:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from novacron_operator.render import KINDS, render
 
-from novacron_core.cli import main
+from novacron_core import cli
 
 from .tools import (
     CHART,
@@ -81,7 +81,7 @@ def without_file_checks(cmd: click.Command) -> click.Command:
 def parse_error(sub: str, args: list[str]) -> str | None:
     """What the subcommand's own parser says about ``args`` (None: it accepts them)."""
     try:
-        without_file_checks(main.commands[sub]).make_context(sub, list(args))
+        without_file_checks(cli.commands()[sub]).make_context(sub, list(args))
     except click.ClickException as e:
         return e.format_message()
     return None
@@ -94,7 +94,7 @@ def scripts() -> set[str]:
 
 def missing(objs: list[dict[str, Any]]) -> list[str]:
     """Workloads whose command does not exist."""
-    subcommands = set(main.commands)
+    subcommands = set(cli.commands())
     bad = []
     for where, image, argv in commands(objs):
         repo = image.rsplit("@", 1)[0].rsplit(":", 1)[0]
@@ -169,8 +169,8 @@ def test_the_check_catches_a_command_the_cli_lacks(monkeypatch: pytest.MonkeyPat
     )
     monkeypatch.setattr(capabilities, "RENDERED", frozenset({"node", "agent", "gateway"}))
     # and a CLI without them, as it was
-    lacking = {k: v for k, v in main.commands.items() if k not in ("agent", "gateway")}
-    monkeypatch.setattr(main, "commands", lacking)
+    lacking = {k: v for k, v in cli.commands().items() if k not in ("agent", "gateway")}
+    monkeypatch.setattr(cli, "commands", lambda: lacking)
     objs = workloads_of([d for d in yaml.safe_load_all((examples()[-1]).read_text()) if d])
     bad = missing(objs)
     assert any("`novacron agent` does not exist" in b for b in bad), bad
