@@ -222,7 +222,7 @@ class _Connection(asyncio.Protocol):
                 self.handle(parse_request(body))
             except BadRequest as e:
                 extra = {"field": e.field} if e.field else {}
-                kind = "invalid-field" if e.field in ("key", "value") else "invalid-body"
+                kind = "invalid-field" if e.field else "invalid-body"
                 self.send(problem_frame(e.rid, self.server.problem(kind, e.detail, **extra)))
 
     def handle(self, req: Request) -> None:

@@ -185,6 +185,8 @@ class WireClient:
                 self._slot_seq[slot] += 1
                 client, seq = f"{self.client_id}.{slot}", self._slot_seq[slot]
             sent = False
+            maybe_applied = False  # an attempt's outcome was unknown: so is the write's
+            refused: dict[str, Any] | None = None  # the last "not applied" answer
             redirects = 0
             last = ""
             while True:
@@ -206,6 +208,7 @@ class WireClient:
                 try:
                     reply = await asyncio.wait_for(fut, left + 0.2)
                 except _Lost as e:
+                    maybe_applied = True
                     last = f"the connection to {conn.addr} broke ({e})"
                     if self._conn is conn:
                         self._conn = None
@@ -214,11 +217,14 @@ class WireClient:
                     continue  # same session: a re-send applies at most once
                 except TimeoutError:
                     conn.pending.pop(req.rid, None)
+                    maybe_applied = True
                     last = f"no answer from {conn.addr} within the deadline"
                     break
                 if reply.problem is None:
                     return reply
                 problem = reply.problem
+                if problem.get("outcome") == "unknown":
+                    maybe_applied = True
                 target = problem.get("leader_wire")
                 kind = str(problem.get("type", "")).removeprefix(PROBLEM_BASE)
                 if kind == "unavailable" and isinstance(target, str) and redirects < MAX_REDIRECTS:
@@ -233,13 +239,22 @@ class WireClient:
                     # not applied (or, with a session, a re-send applies at most once): try
                     # again until the deadline, as an election or a full queue passes
                     last = str(problem.get("detail"))
+                    if problem.get("outcome") == "not_applied":
+                        refused = problem
                     await asyncio.sleep(0.05)
                     continue
+                if write and maybe_applied and problem.get("outcome") == "not_applied":
+                    # this attempt was refused, but an earlier one may have been applied
+                    last = f"an earlier attempt's outcome was unknown; then {problem.get('detail')}"
+                    break
                 raise ClientError(
                     int(problem.get("status", 500)), problem, f"novacron://{conn.addr}"
                 )
             if not write:
                 raise NodeUnreachable(f"{op} {key!r}: not answered within {budget:.3g}s ({last})")
+            if refused is not None and not maybe_applied:
+                # every attempt was refused (an election, a full queue): not applied
+                raise ClientError(int(refused.get("status", 503)), refused, "novacron://")
             if not sent:
                 raise NodeUnreachable(f"{op} {key!r}: not sent within {budget:.3g}s: not applied")
             raise OutcomeUnknown(

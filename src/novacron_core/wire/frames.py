@@ -74,7 +74,7 @@ class Request:
     deadline_ms: int = 0
 
     def frame(self) -> bytes:
-        body = msgpack.packb(
+        body: bytes = msgpack.packb(
             [
                 self.rid,
                 self.op,
@@ -90,7 +90,7 @@ class Request:
 
 
 def frame(obj: Any) -> bytes:
-    body = msgpack.packb(obj)
+    body: bytes = msgpack.packb(obj)
     return LEN.pack(len(body)) + body
 
 
