@@ -19,6 +19,7 @@ _SUBCOMMANDS = [
     ("novacron_core.client_cli", "status_command"),
     ("novacron_core.client_cli", "vms_group"),
     ("novacron_core.client_cli", "conflicts_group"),
+    ("novacron_core.wire.kv_cli", "kv_group"),
     ("novacron_operator.render", "render_command"),
     ("novacron_core.observe.cli", "health_command"),
     ("novacron_core.observe.cli", "forecast_command"),

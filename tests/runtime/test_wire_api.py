@@ -10,6 +10,8 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -198,6 +200,30 @@ async def test_bad_frames_get_a_problem_and_the_connection_keeps_working(
     raw.close()
     async with WireClient([wire(c, leader)]) as w:
         assert await w.get("ok") == b"fine"
+
+
+def novacron(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-c", "from novacron_core.cli import main; main()", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+async def test_cli_kv_uses_the_wire_api_and_can_use_http(cluster: tuple[ProcCluster, str]) -> None:
+    c, _ = cluster
+    urls = [a for n in c.names for a in ("--url", c.url(n))]
+    put = await asyncio.to_thread(novacron, "kv", "put", "cli-key", "v1", *urls)
+    assert put.returncode == 0, put.stderr
+    assert "using HTTP" not in put.stderr  # the wire API answered
+    got = await asyncio.to_thread(novacron, "kv", "get", "cli-key", "--transport", "http", *urls)
+    assert got.stdout.strip() == "v1"
+    bad = await asyncio.to_thread(
+        novacron, "kv", "cas", "cli-key", "--expected", "nope", "--value", "v2", *urls
+    )
+    assert bad.returncode == 1
+    assert "not swapped: cli-key holds v1 (not applied)" in bad.stderr
+    # no wire port there (the HTTP port + 1 of a closed port): HTTP is tried, and says so
+    dead = await asyncio.to_thread(novacron, "kv", "get", "cli-key", "--url", "http://127.0.0.1:9")
+    assert "using HTTP" in dead.stderr
+    assert "nothing was applied" in dead.stderr
 
 
 async def test_writes_continue_after_the_leader_is_killed(
