@@ -18,6 +18,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
+import msgpack
+
 from novacron_core.codec import CodecError, decode, encode, record
 from novacron_core.consensus.interface import Footprint
 
@@ -67,10 +69,24 @@ class KVSnapshot:
     applied: int = 0
 
 
+_KV_COMMAND = 170  # KVCommand's record type id
 MAX_SESSIONS = 100_000
 SESSION_BUCKETS = 1024
 # Footprint keys of session buckets: a NUL first, so no client key (a URL path) can be one.
 SESSION_KEY = "\x00session/"
+
+
+def command_key(data: bytes) -> str:
+    """The key a KVCommand payload names, without validating the whole record (the region's
+    publisher reads the key of every committed entry); a payload that is not a plain
+    KVCommand takes the validating path (and its CodecError)."""
+    try:
+        raw = msgpack.unpackb(data, raw=False)
+    except Exception:  # msgpack raises many types on garbage; decode says which
+        raw = None
+    if type(raw) is list and len(raw) > 3 and raw[0] == _KV_COMMAND and type(raw[3]) is str:
+        return raw[3]
+    return decode(data, KVCommand).key
 
 
 def session_bucket(client: str, buckets: int) -> int:
