@@ -23,9 +23,17 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from novacron_core.codec import CodecError, decode, encode
+from novacron_core.codec import CodecError, encode
 from novacron_core.consensus.interface import BUSY, NOT_LEADER, OK, UNKNOWN, Propose, Read, Reply
-from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
+from novacron_core.consensus.kv import (
+    CAS,
+    DELETE,
+    PUT,
+    KVCommand,
+    KVQuery,
+    KVResult,
+    decode_result,
+)
 from novacron_core.runtime.problems import Problem
 from novacron_core.wire.frames import (
     MAX_FRAME,
@@ -118,7 +126,7 @@ class WireServer:
             return problem_frame(req.rid, self.problem("internal", f"unexpected {reply!r:.80}"))
         if reply.status == OK:
             try:
-                res = decode(reply.value, KVResult) if reply.value else KVResult(req.op != "get")
+                res = decode_result(reply.value) if reply.value else KVResult(req.op != "get")
             except CodecError:
                 return problem_frame(req.rid, self.problem("corrupt-record", "bad result"))
             if res.stale:
