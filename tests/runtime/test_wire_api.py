@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +21,8 @@ import aiohttp
 import msgpack
 import pytest
 
-from novacron_core.client import ClientError, OutcomeUnknown
+from novacron_core.client import ClientError, NodeUnreachable, OutcomeUnknown
+from novacron_core.sim import History, KVModel, check_linearizable
 from novacron_core.wire.client import WireClient
 from novacron_core.wire.frames import FrameReader, Request, parse_reply
 from tests.runtime.procs import ProcCluster
@@ -224,6 +227,70 @@ async def test_cli_kv_uses_the_wire_api_and_can_use_http(cluster: tuple[ProcClus
     dead = await asyncio.to_thread(novacron, "kv", "get", "cli-key", "--url", "http://127.0.0.1:9")
     assert "using HTTP" in dead.stderr
     assert "nothing was applied" in dead.stderr
+
+
+async def test_pipelined_history_with_leader_kills_is_linearizable(
+    cluster: tuple[ProcCluster, str],
+) -> None:
+    """Eight clients share one pipelined connection (a session slot each) while the leader is
+    killed twice and restarted; every answer is recorded (ok, fail = certainly not applied,
+    info = unknown) and the history is checked against the KV model."""
+    c, _ = cluster
+    h = History()
+    stop = asyncio.Event()
+    async with (
+        WireClient([wire(c, n) for n in c.names], timeout=4) as w,
+        aiohttp.ClientSession() as http,
+    ):
+
+        async def run(cid: int) -> None:
+            rng = random.Random(cid)
+            n = 0
+            while not stop.is_set():
+                n += 1
+                key = f"lin{rng.randrange(3)}"
+                kind = rng.choice(["put", "put", "get", "cas"])
+                value: Any = None
+                if kind == "put":
+                    value = f"c{cid}-{n}"
+                elif kind == "cas":
+                    value = (f"c{cid}-{n - 1}", f"c{cid}-{n}")
+                op = h.invoke(cid, kind, key, value, time.monotonic())
+                try:
+                    if kind == "put":
+                        await w.put(key, value.encode())
+                        result: Any = None
+                    elif kind == "get":
+                        got = await w.get(key)
+                        result = None if got is None else got.decode()
+                    else:
+                        result, _ = await w.cas(key, value[0].encode(), value[1].encode())
+                except ClientError as e:
+                    if e.applied is False:
+                        h.fail(op, time.monotonic())
+                    else:
+                        h.info(op, time.monotonic())
+                    continue
+                except (OutcomeUnknown, NodeUnreachable):
+                    h.info(op, time.monotonic())
+                    continue
+                h.ok(op, result, time.monotonic())
+
+        tasks = [asyncio.create_task(run(i)) for i in range(8)]
+        for _ in range(2):
+            await asyncio.sleep(0.7)
+            lead = await c.leader(http)
+            c.kill9(lead)
+            await c.leader(http)
+            c.start(lead)
+        await asyncio.sleep(0.7)
+        stop.set()
+        await asyncio.gather(*tasks)
+        await c.all_ready(http)
+    h.close()
+    assert h.counts().get("ok", 0) > 50, h.counts()
+    res = check_linearizable(h, KVModel())
+    assert res.ok, f"{res.key}: {res.explanation} (logs in {c.root})"
 
 
 async def test_writes_continue_after_the_leader_is_killed(
