@@ -6,7 +6,8 @@ a change in what else the (shared) machine does hits both alike.
 
 Shapes: 64 clients x 256 B (the headline, issue 18's target: >= 1.0x etcd's writes/s with
 p99 <= etcd's), then 1 / 16 / 256 clients x 256 B and 64 clients x 1 KiB / 16 KiB.
-``python -m benchmarks.raft --only write-path [--quick]`` runs these rows alone.
+``python -m benchmarks.raft --only write-path [--quick]`` runs these rows alone;
+``NOVACRON_BENCH_SECONDS`` overrides the seconds per row (10, or 3 with --quick).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _up(c: Cluster) -> Cluster:
 
 def write_path(quick: bool = False) -> dict[str, Any]:
     """{"ours": {shape: figures}, "etcd_tool": {shape: figures}, "ratios": {...}}."""
-    seconds = 3.0 if quick else 10.0
+    seconds = float(os.environ.get("NOVACRON_BENCH_SECONDS", 3.0 if quick else 10.0))
     etcd = etcd_binary()
     ours: dict[str, Any] = {}
     theirs: dict[str, Any] = {}
