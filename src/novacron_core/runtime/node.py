@@ -395,7 +395,9 @@ class NodeServer:
         await site.start()
         wire: WireServer | None = None
         if s.wire_port_offset:
-            wire = WireServer(self, server_ssl)
+            # plain TCP, as the HTTP API: the --tls-* files are the peers' mutual TLS, and a
+            # client holding a peer certificate would be a peer
+            wire = WireServer(self)
             await wire.start(http_listen[0], http_listen[1] + s.wire_port_offset)
         stop_on_signals(loop, self.stopping.set)
         # monotonic time, as on role changes: benchmarks/raft.py times restart-to-leader from

@@ -1,5 +1,5 @@
 """The node's wire API: KV requests in length-prefixed msgpack frames over long-lived TCP
-(optionally TLS) connections, pipelined (``wire/frames.py`` defines the frames).
+connections (plain TCP, as the HTTP API), pipelined (``wire/frames.py`` defines the frames).
 
 Why beside HTTP: over HTTP/JSON every write costs a request parse, a handler task, a JSON
 answer, and on a follower a proxy hop to the leader (docs/write-path.md has the profile).

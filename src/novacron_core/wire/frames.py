@@ -1,5 +1,5 @@
 """The wire client protocol's frames (sans-IO): what a client and a node exchange over one
-long-lived TCP (optionally TLS) connection beside the HTTP API.
+long-lived TCP connection beside the HTTP API.
 
 A frame is a 4-byte big-endian length and that many bytes of msgpack. A connection carries
 any number of requests without waiting for answers (pipelining); each request names an id
