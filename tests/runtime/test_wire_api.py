@@ -106,6 +106,16 @@ async def test_pipelined_writes_through_a_follower_match_a_model(
         assert await r.read() == b"new"
 
 
+async def test_more_writes_than_session_slots_wait_for_a_slot(
+    cluster: tuple[ProcCluster, str],
+) -> None:
+    c, leader = cluster
+    async with WireClient([wire(c, leader)], slots=3) as w:
+        await asyncio.gather(*(w.put(f"slot{i}", str(i).encode()) for i in range(30)))
+        got = await asyncio.gather(*(w.get(f"slot{i}") for i in range(30)))
+    assert got == [str(i).encode() for i in range(30)]
+
+
 async def test_a_resent_session_write_applies_once(cluster: tuple[ProcCluster, str]) -> None:
     c, leader = cluster
     first = Raw(wire(c, leader))

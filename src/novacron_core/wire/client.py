@@ -22,6 +22,7 @@ import asyncio
 import ssl
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,7 +121,7 @@ class WireClient:
         self._rid = 0
         self._free: list[int] = list(range(slots - 1, -1, -1))
         self._slot_seq = [0] * slots
-        self._slot_wait: asyncio.Condition | None = None
+        self._slot_waiters: deque[asyncio.Future[int]] = deque()
 
     async def __aenter__(self) -> WireClient:
         return self
@@ -264,17 +265,27 @@ class WireClient:
             )
         finally:
             if slot >= 0:
-                self._free.append(slot)
-                if self._slot_wait is not None:
-                    async with self._slot_wait:
-                        self._slot_wait.notify()
+                self._give_slot(slot)
 
     async def _take_slot(self) -> int:
-        if self._slot_wait is None:
-            self._slot_wait = asyncio.Condition()
-        async with self._slot_wait:
-            await self._slot_wait.wait_for(lambda: bool(self._free))
+        if self._free:
             return self._free.pop()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(fut)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._give_slot(fut.result())  # handed over as we were cancelled: pass it on
+            raise
+
+    def _give_slot(self, slot: int) -> None:
+        while self._slot_waiters:  # straight to the longest waiter, if any
+            fut = self._slot_waiters.popleft()
+            if not fut.done():
+                fut.set_result(slot)
+                return
+        self._free.append(slot)
 
     async def _connected(self, left: float) -> _Conn:
         conn = self._conn
