@@ -181,9 +181,16 @@ def start_etcd(sup: Supervisor, binary: str) -> Cluster:
     return c
 
 
-def etcd_native_put(c: Cluster, seconds: float) -> dict[str, Any]:
-    """etcd's own `benchmark put` (gRPC, 64 clients, 256-byte values) as a reference figure:
-    what etcd does without our HTTP/JSON load generator in the way."""
+def etcd_native_put(
+    c: Cluster,
+    seconds: float,
+    clients: int = 64,
+    conns: int = 64,
+    value_size: int = 256,
+    rate_guess: float = 3000.0,
+) -> dict[str, Any]:
+    """etcd's own `benchmark put` (gRPC; by default 64 clients, 256-byte values) as a
+    reference figure: what etcd does without our HTTP/JSON load generator in the way."""
     import re
     import subprocess
 
@@ -191,18 +198,21 @@ def etcd_native_put(c: Cluster, seconds: float) -> dict[str, Any]:
     if not tool.is_file():
         return {"error": "etcd-benchmark not built (make k8s-bin)"}
     leader = c.http[c.leader()].removeprefix("http://")
-    total = int(3000 * seconds)  # about as many puts as our load's duration allows
-    argv = [str(tool), "--endpoints", leader, "--target-leader", "--conns", "64"]
-    argv += ["--clients", "64", "put", "--key-size", "16", "--val-size", "256"]
+    total = max(200, int(rate_guess * seconds))  # about as many puts as the duration allows
+    argv = [str(tool), "--endpoints", leader, "--target-leader", "--conns", str(conns)]
+    argv += ["--clients", str(clients), "put", "--key-size", "16", "--val-size", str(value_size)]
     argv += ["--total", str(total), "--sequential-keys", "--key-space-size", str(total)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     rate = re.search(r"Requests/sec:\s*([\d.]+)", proc.stdout)
     p99 = re.search(r"99% in ([\d.]+) secs", proc.stdout)
+    p50 = re.search(r"50% in ([\d.]+) secs", proc.stdout)
     if proc.returncode != 0 or rate is None:
         return {"error": (proc.stderr or proc.stdout)[-300:]}
     out: dict[str, Any] = {"writes_per_s": float(rate.group(1)), "total": total}
     if p99:
         out["p99_ms"] = 1000 * float(p99.group(1))
+    if p50:
+        out["p50_ms"] = 1000 * float(p50.group(1))
     return out
 
 
@@ -435,6 +445,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         )
     else:
         peers["etcd"] = "not built: run `make k8s-bin` (builds etcd 3.6 from the Go module proxy)"
+    print("  write path: our wire API beside etcd's own `benchmark put`", flush=True)
+    from benchmarks.raft_wire import flatten, load_note, write_path
+
+    wire_figures, wire_peers, wire_ratios = flatten(write_path(quick=quick))
     print("  pysyncobj: same load", flush=True)
     try:
         peers["pysyncobj"] = _measure(start_pysyncobj, clients, seconds, 0)
@@ -465,12 +479,16 @@ def run(quick: bool = False) -> dict[str, Any]:
         for row in ("restart_idle_polled_p50_ms", "restart_loaded_polled_p50_ms"):
             if theirs.get(row) and mine.get(row) is not None:
                 ratios[f"{row}_vs_{name}"] = mine[row] / theirs[row]
+    figures.update(wire_figures)
+    flat_peers.update(wire_peers)
+    ratios.update(wire_ratios)
     return result(
         "raft",
         figures,
         flat_peers,
         ratios,
         {
+            "load": load_note(),
             "clients": clients,
             "seconds": seconds,
             "value_bytes": 256,
@@ -525,7 +543,9 @@ def _fmt(v: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.raft", description=__doc__)
-    p.add_argument("--only", choices=["failover", "availability", "all"], default="all")
+    p.add_argument(
+        "--only", choices=["failover", "availability", "write-path", "all"], default="all"
+    )
     p.add_argument("--kills", type=int, default=50)
     p.add_argument("--runs", type=int, default=1, help="failover: repeat on fresh clusters")
     p.add_argument(
@@ -539,6 +559,17 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.common import report
 
         report(availability_only(quick=args.quick))
+        return 0
+    if args.only == "write-path":
+        from benchmarks.common import report, result
+        from benchmarks.raft_wire import flatten, load_note, write_path
+
+        before = load_note()
+        res = write_path(quick=args.quick)
+        figures, peers, ratios = flatten(res)
+        params = {"seconds_per_row": res["seconds"], "members": 3, "fsync": True}
+        params.update({"load_before": before, "load_after": load_note()})
+        report(result("raft_write_path", figures, peers, ratios, params))
         return 0
     if args.only == "failover":
         how = "freezes (SIGSTOP)" if args.freeze else "kills (-9)"

@@ -21,6 +21,7 @@ _SUBCOMMANDS = {
     "status": ("novacron_core.client_cli", "status_command"),
     "vms": ("novacron_core.client_cli", "vms_group"),
     "conflicts": ("novacron_core.client_cli", "conflicts_group"),
+    "kv": ("novacron_core.wire.kv_cli", "kv_group"),
     "render": ("novacron_operator.render", "render_command"),
     "health": ("novacron_core.observe.cli", "health_command"),
     "forecast": ("novacron_core.observe.cli", "forecast_command"),

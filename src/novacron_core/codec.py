@@ -35,6 +35,8 @@ _T = TypeVar("_T")
 
 _BY_ID: dict[int, type[Any]] = {}
 _SPEC: dict[type[Any], tuple[int, int, list[tuple[str, Validator, bool]]]] = {}
+_NAMES: dict[type[Any], tuple[str, ...]] = {}  # a record's field names, in order
+_PLAIN = frozenset({str, bytes, int, float, bool, type(None)})  # to_wire leaves these as is
 
 
 def record(type_id: int, version: int = 1) -> Callable[[type[_T]], type[_T]]:
@@ -72,7 +74,14 @@ def to_wire(obj: Any) -> Any:
     cls = type(obj)
     if cls in _SPEC:
         type_id, version, _ = _SPEC[cls]
-        return [type_id, version, *(to_wire(getattr(obj, f.name)) for f in dataclasses.fields(obj))]
+        names = _NAMES.get(cls)
+        if names is None:  # (dataclasses.fields per call was most of an encode's time)
+            names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        out = [type_id, version]
+        for n in names:
+            v = getattr(obj, n)
+            out.append(v if type(v) in _PLAIN else to_wire(v))
+        return out
     if cls is list or cls is tuple:
         return [to_wire(x) for x in obj]
     if cls is dict:
@@ -193,8 +202,11 @@ def _validator(tp: Any) -> Validator:
         return lambda v: _record_from_wire(v, rec)
     if origin in (typing.Union, types.UnionType):
         checks = [_validator(a) for a in args]
+        optional = type(None) in args
 
         def any_of(v: Any) -> Any:
+            if v is None and optional:  # the common case, without a raised CodecError
+                return None
             for c in checks:
                 try:
                     return c(v)

@@ -67,6 +67,28 @@ def federated_region() -> list[dict[str, Any]]:
     return build_region(OWNER, REGION, RegionContext(CLUSTER, "fleet", federation="global"))
 
 
+def test_the_wire_port_is_where_the_rendered_node_listens() -> None:
+    """The node's wire API listens at its HTTP port + --wire-port-offset (default 1); the
+    StatefulSet, both Services and the NetworkPolicy expose exactly that port."""
+    from novacron_core.runtime.settings import NodeSettings
+
+    objs = federated_region()
+    config = json.loads(by_kind(objs, "ConfigMap")[0]["data"]["node.json"])
+    http_port = int(config["http_listen"].rsplit(":", 1)[1])
+    offset = NodeSettings(node_id="x", data_dir="/tmp/x").wire_port_offset
+    assert "wire_port_offset" not in config  # so the default holds
+    wire = http_port + offset
+    (sts,) = by_kind(objs, "StatefulSet")
+    ports = sts["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "wire", "containerPort": wire} in ports
+    for svc in by_kind(objs, "Service"):
+        if svc["metadata"]["labels"].get("app.kubernetes.io/component") == "node":
+            assert {"name": "wire", "port": wire, "targetPort": "wire"} in svc["spec"]["ports"]
+    policy = next(p for p in by_kind(objs, "NetworkPolicy") if "node" in json.dumps(p))
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert wire in allowed
+
+
 def test_region_manifests_match_golden() -> None:
     check_golden("region", federated_region())
 

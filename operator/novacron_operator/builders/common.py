@@ -21,6 +21,9 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 # the nodes serve their client API, admin API and /metrics on API_PORT; the gateway its
 # clients on GATEWAY_PORT and probes, /metrics and /v1/backends on GATEWAY_ADMIN_PORT
 API_PORT, PEER_PORT, GATEWAY_PORT, GATEWAY_ADMIN_PORT = 8080, 7000, 8443, 9090
+# the node's wire API (pipelined KV frames, what `novacron kv` and the Python client use):
+# the API port plus the node's default --wire-port-offset (1)
+WIRE_PORT = API_PORT + 1
 RUN_AS = 65532
 
 

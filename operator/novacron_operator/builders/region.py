@@ -15,6 +15,7 @@ from novacron_operator.builders.common import (
     OWNER_LABEL,
     PEER_PORT,
     REGION_LABEL,
+    WIRE_PORT,
     ZONE_LABEL,
     Manifest,
     Owner,
@@ -170,6 +171,7 @@ def statefulset(
         [
             {"name": "api", "containerPort": API_PORT},
             {"name": "peer", "containerPort": PEER_PORT},
+            {"name": "wire", "containerPort": WIRE_PORT},
         ],
     )
     node["imagePullPolicy"] = ctx.cluster.image_pull_policy
@@ -311,6 +313,7 @@ def services(owner: Owner) -> list[Manifest]:
     ports = [
         {"name": "api", "port": API_PORT, "targetPort": "api"},
         {"name": "peer", "port": PEER_PORT, "targetPort": "peer"},
+        {"name": "wire", "port": WIRE_PORT, "targetPort": "wire"},
     ]
     headless = {
         "apiVersion": "v1",
@@ -385,9 +388,11 @@ def network_policies(
         },
     }
     api = [{"protocol": "TCP", "port": API_PORT}]
+    # the HTTP and wire APIs
+    clients = [{"protocol": "TCP", "port": p} for p in (API_PORT, WIRE_PORT)]
     peer = [{"protocol": "TCP", "port": PEER_PORT}]
     ingress: list[Manifest] = [
-        {"from": [{"podSelector": region_pods}, {"podSelector": any_gateway}], "ports": api},
+        {"from": [{"podSelector": region_pods}, {"podSelector": any_gateway}], "ports": clients},
         # the operator calls the nodes' admin API (/v1/cluster), from any namespace
         {"from": [operator_pods], "ports": api},
         {"from": [{"podSelector": any_novacron}], "ports": peer},

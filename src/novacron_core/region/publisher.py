@@ -19,9 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from novacron_core.clocks import HLC
-from novacron_core.codec import decode
 from novacron_core.consensus.interface import BARRIER, COMMAND, LEADER, Restored, SoftState
-from novacron_core.consensus.kv import KVCommand
+from novacron_core.consensus.kv import command_key
 from novacron_core.federation import vmflow
 from novacron_core.sync.engine import Mutate
 from novacron_core.sync.store import Store
@@ -58,7 +57,7 @@ class Publisher:
             if not self.leading:
                 continue
             if e.kind == COMMAND:
-                key = decode(e.data, KVCommand).key
+                key = command_key(e.data)
                 if key.startswith(vmflow.PREFIX):
                     self._dirty.add(key)
             elif e.kind == BARRIER and e.term == self.term:

@@ -52,6 +52,10 @@ class Driver:
         self._inbox: deque[tuple[int, Any, Any]] = deque()
         self._event = asyncio.Event()
         self._futures: dict[int, asyncio.Future[Any]] = {}
+        # requests answered by callback (the wire API: no future or task per request), by
+        # id while queued or proposed; ``_queued`` holds those not yet handed to the machine
+        self._callbacks: dict[int, Callable[[Any], None]] = {}
+        self._queued: set[int] = set()
         self._ids = itertools.count(1)
         self._wake_at: float | None = None
         self._stopped = False
@@ -86,9 +90,29 @@ class Driver:
         finally:
             self._futures.pop(rid, None)
 
+    def submit(self, req: Any, on_reply: Callable[[Any], None]) -> int:
+        """Queue ``req``; ``on_reply(reply)`` runs once the machine answers it. Returns an id
+        for :meth:`withdraw`. Cheaper than :meth:`request` (no future, no timer)."""
+        rid = next(self._ids)
+        self._callbacks[rid] = on_reply
+        self._queued.add(rid)
+        self._inbox.append((1, rid, req))
+        self._event.set()
+        return rid
+
+    def withdraw(self, rid: int) -> bool:
+        """Stop waiting for a submitted request's reply. True: it was still queued and is now
+        dropped unseen (certainly not applied); False: the machine already has it (its
+        outcome is unknown) or it was answered."""
+        self._callbacks.pop(rid, None)
+        if rid in self._queued:
+            self._queued.discard(rid)
+            return True
+        return False
+
     @property
     def pending(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + len(self._callbacks)
 
     # ---------------------------------------------------------------- the loop
 
@@ -116,6 +140,10 @@ class Driver:
                 if kind == 0:
                     batch.extend(self.machine.on_message(now, a, b))
                 elif kind == 1:
+                    if a in self._queued:
+                        self._queued.discard(a)
+                    elif a not in self._futures:
+                        continue  # withdrawn while queued: never proposed
                     batch.extend(self.machine.on_request(now, a, b))
                 else:
                     batch.extend(a(now))
@@ -136,7 +164,12 @@ class Driver:
         messages = self.coalesce(ready.messages) if self.coalesce else ready.messages
         for dst, msg in messages:
             self.send(dst, msg)
+        callbacks = self._callbacks
         for rid, result in ready.replies:
+            cb = callbacks.pop(rid, None)
+            if cb is not None:
+                cb(result)
+                continue
             fut = self._futures.get(rid)
             if fut is not None and not fut.done():
                 fut.set_result(result)

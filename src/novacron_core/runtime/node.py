@@ -54,6 +54,7 @@ from novacron_core.runtime.settings import NodeSettings, split_addr
 from novacron_core.runtime.signals import stop_on_signals
 from novacron_core.runtime.storage import CorruptLogError
 from novacron_core.runtime.transport import Addr, Hello, Transport, tls_contexts
+from novacron_core.runtime.wire_api import WireServer
 
 log = logging.getLogger(__name__)
 # In the data dir while the node waits to be replaced after losing its state (see
@@ -308,6 +309,29 @@ class NodeServer:
     def is_leader(self) -> bool:
         return self.soft.role == LEADER
 
+    # ------------------------------------------------------------ what the wire API needs
+
+    def wire_driver(self) -> Driver | None:
+        return self.driver
+
+    def leader_wire(self) -> str | None:
+        """host:port of the leader's wire API (its HTTP address plus the group's offset)."""
+        lead = self.soft.leader
+        offset = self.settings.wire_port_offset
+        if lead is None or lead not in self.peers or not offset:
+            return None
+        host, port = self.peers[lead][1]
+        return f"{host}:{port + offset}"
+
+    def leaderless(self) -> bool:
+        return self.status().leaderless
+
+    def request_timeout_s(self) -> float:
+        return self.settings.request_timeout_s
+
+    def max_inflight(self) -> int:
+        return self.settings.max_inflight_requests
+
     def status(self) -> GroupStatus:
         """The group status document (``/v1/cluster``), with what only the node knows."""
         peers = {
@@ -369,14 +393,21 @@ class NodeServer:
         await runner.setup()
         site = web.TCPSite(runner, http_listen[0], http_listen[1])
         await site.start()
+        wire: WireServer | None = None
+        if s.wire_port_offset:
+            # plain TCP, as the HTTP API: the --tls-* files are the peers' mutual TLS, and a
+            # client holding a peer certificate would be a peer
+            wire = WireServer(self)
+            await wire.start(http_listen[0], http_listen[1] + s.wire_port_offset)
         stop_on_signals(loop, self.stopping.set)
         # monotonic time, as on role changes: benchmarks/raft.py times restart-to-leader from
         # the last member listening
         log.info(
-            "node %s: peers on %s, http on %s; listening at %.6f",
+            "node %s: peers on %s, http on %s, wire on %s; listening at %.6f",
             self.id,
             peer_listen,
             http_listen,
+            http_listen[1] + s.wire_port_offset if s.wire_port_offset else "off",
             time.monotonic(),
         )
         driver_task = asyncio.create_task(self.driver.run())
@@ -385,6 +416,8 @@ class NodeServer:
         await asyncio.wait({driver_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         # Clean shutdown: stop taking requests, let the driver finish its batch, flush disk.
         watch_task.cancel()
+        if wire is not None:
+            await wire.close()
         self.driver.stop()
         await runner.cleanup()
         with contextlib.suppress(Exception):

@@ -79,6 +79,13 @@ from novacron_core.runtime.settings import load_settings
 @click.option("--read-mode", type=click.Choice(["read_index", "lease"]))
 @click.option("--fsync/--no-fsync", default=None)
 @click.option("--max-inflight-requests", type=int)
+@click.option(
+    "--wire-port-offset",
+    type=int,
+    help="the wire API (pipelined msgpack frames over TCP, what `novacron kv` and the "
+    "Python client use) listens at the HTTP port plus this (default 1: 8080 -> 8081; the "
+    "same for the whole group; 0 turns it off) [NOVACRON_WIRE_PORT_OFFSET]",
+)
 @click.option("--tls-cert", type=click.Path(exists=True))
 @click.option("--tls-key", type=click.Path(exists=True))
 @click.option("--tls-ca", type=click.Path(exists=True))

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,6 +51,11 @@ class NodeSettings(BaseSettings):
     read_mode: Literal["read_index", "lease"] = "read_index"
     fsync: bool = True
     max_inflight_requests: int = 4096
+    # The wire API (runtime/wire_api.py: pipelined msgpack frames over TCP) listens on the
+    # HTTP host at the HTTP port plus this offset (8080 -> 8081); 0 turns it off. One offset
+    # for the whole group: a follower tells a client where the leader's wire API is from
+    # the leader's replicated HTTP address.
+    wire_port_offset: int = Field(default=1, ge=0, le=1000)
     request_timeout_s: float = 5.0
     # The federation this node's region belongs to: the JSON file the operator renders from
     # a DWCPFederation (federation/config.py says what it holds). Absent: a single-region
