@@ -12,8 +12,8 @@ probes (a BBR-style min filter), so what remains is the path's own round trip; 1
 smallest pair (64 ms) is 6.4 ms, far more than a quiet forwarding adds and far less than a
 missing delay (0 ms) or a pair's delay swapped for another's (>= 2 ms apart in the matrix).
 The reroute bound is the issue's 1 s: detection takes ``down_after`` (3) lost probes, each
-declared lost after at most 600 ms but in practice after ~2x the RTT, then the switch to
-the precomputed backup is immediate. The time comes from the agent's own reroute event
+declared lost 1.5 RTOs after it was sent (clamped to 150-600 ms), then the switch to the
+precomputed backup is immediate. The time comes from the agent's own reroute event
 (CLOCK_MONOTONIC, one clock for every process of the machine), not from our polling.
 """
 
