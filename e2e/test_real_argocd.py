@@ -21,6 +21,7 @@ from novacron_core.cli import main as novacron_cli
 
 pytestmark = pytest.mark.e2e
 DEV_NS = "novacron-dev"
+AGENT_NS = "novacron-agents"
 APPS = {c: f"novacron-dev-in-cluster-{c}" for c in ("crds", "operator", "resources")}
 HEALTH_LUA = (ROOT / "argocd" / "health" / "novacron.lua").read_text()
 
@@ -88,13 +89,16 @@ def env(real: Real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     work = tmp_path_factory.mktemp("argocd")
     (work / "git").mkdir()
     git = GitServer(work / "git").start()
-    # The agent does not start on a real node yet (issue 21: it cannot read its mounted
-    # config), so the dev environment synced here runs without it, as test_real_pods does.
+    # The DWCP agents use the host's network, which the dev namespace's PodSecurity level
+    # (restricted) refuses: as README's install says, the admin makes them a privileged
+    # namespace and the operator is told to put them there (the AppProject admits it).
+    real.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AGENT_NS,
+                 "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}])  # fmt: skip
     path = git.work / "charts" / "novacron" / "values-dev.yaml"
     values = yaml.safe_load(path.read_text())
-    values["regionDefaults"]["agent"] = {"enabled": False}
+    values["operator"]["agentNamespace"] = AGENT_NS
     path.write_text(yaml.safe_dump(values, sort_keys=False))
-    git.commit("dev: no DWCP agents on the real node (issue 21)")
+    git.commit(f"dev: the DWCP agents in their privileged namespace {AGENT_NS}")
     argo = ArgoCD(real, bin_dir, work)
     try:
         argo.install()
@@ -121,7 +125,7 @@ def env(real: Real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         git.stop()
         # the NovaCron objects first, while their operator runs (it removes agents elsewhere)
         real.run("delete", "novacron", "--all", "-n", DEV_NS, "--timeout=90s", check=False)
-        real.run("delete", "namespace", DEV_NS, "--timeout=120s", check=False)
+        real.run("delete", "namespace", DEV_NS, AGENT_NS, "--timeout=120s", check=False)
         real.run(
             "delete",
             "clusterrole,clusterrolebinding",

@@ -4,12 +4,18 @@ containerd, CNI, kube-proxy, CoreDNS, kube-router), the images built without Doc
 The operator runs as a pod under its ServiceAccount; a region's nodes find each other
 through the headless Service's DNS names, elect a leader and serve writes; a leader pod
 killed with --force is replaced by an election; default-deny NetworkPolicies are enforced;
-`kubectl novacron` drives the region."""
+`kubectl novacron` drives the region; the region's DWCP agent (`novacron agent`, a
+hostNetwork DaemonSet in its own privileged namespace) runs on the real node and measures a
+peer the federation names."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,11 +34,15 @@ pytestmark = pytest.mark.e2e
 NS = "novacron-real"
 # not "novacron": the Argo CD test installs that release (cluster-scoped names differ)
 RELEASE = "novacron-e2e"
+# the agents use the host's network: PodSecurity 'restricted' refuses them, so they get a
+# namespace of their own labelled privileged (operator.agentNamespace), as README says
+AGENT_NS = f"{NS}-agents"
 REGION = "us-east"
 PODS = [f"{REGION}-{i}" for i in range(3)]
 VALUES = {
     "operator": {
         "replicas": 1,
+        "agentNamespace": AGENT_NS,
         "resources": {
             "requests": {"cpu": "10m", "memory": "64Mi"},
             "limits": {"cpu": "1", "memory": "256Mi"},
@@ -48,9 +58,8 @@ VALUES = {
                 "replicas": 3,
                 "resources": {"cpu": "20m", "memory": "256Mi"},
                 "storage": {"size": "64Mi"},
-                # (the agent and gateway fields exist in the CRD only once the operator
-                # deploys them: capabilities.RENDERED)
-                **({"agent": {"enabled": False}} if capabilities.available("agent") else {}),
+                # (the gateway fields exist in the CRD only once the operator deploys
+                # them: capabilities.RENDERED)
                 **(
                     {"gateway": {"minReplicas": 1, "maxReplicas": 1}}
                     if capabilities.available("gateway")
@@ -69,7 +78,7 @@ class Install:
     first_key: str
 
 
-def namespace(real: Real, name: str) -> None:
+def namespace(real: Real, name: str, level: str = "restricted") -> None:
     real.apply(
         [
             {
@@ -78,7 +87,7 @@ def namespace(real: Real, name: str) -> None:
                 "metadata": {
                     "name": name,
                     "labels": {
-                        "pod-security.kubernetes.io/enforce": "restricted",
+                        "pod-security.kubernetes.io/enforce": level,
                         "pod-security.kubernetes.io/enforce-version": "latest",
                     },
                 },
@@ -115,6 +124,7 @@ def put(real: Real, pod: str, key: str, value: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def install(real: Real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
     namespace(real, NS)
+    namespace(real, AGENT_NS, "privileged")
     values = tmp_path_factory.mktemp("helm") / "values.yaml"
     values.write_text(yaml.safe_dump(VALUES))
     start = time.monotonic()
@@ -141,7 +151,7 @@ def install(real: Real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[In
         # the NovaCron objects first, while their operator runs (it removes agents elsewhere)
         real.run("delete", "novacron", "--all", "-n", NS, "--timeout=90s", check=False)
         real.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout=120s")
-        real.run("delete", "namespace", NS, "--wait=false", check=False)
+        real.run("delete", "namespace", NS, AGENT_NS, "--wait=false", check=False)
 
 
 def test_operator_runs_as_a_pod_under_its_service_account(install: Install) -> None:
@@ -469,6 +479,127 @@ def test_kubectl_novacron_fence_says_it_is_not_available_and_changes_nothing(
         assert "not available yet" in out.stderr
         assert "Nothing was changed" in out.stderr
     assert what_users_set() == before
+
+
+# --- the DWCP agent on the real node ---------------------------------------------------------
+
+AGENT_HTTP, REMOTE_PROBE, REMOTE_HTTP = 7947, 17946, 17947  # the remote agent: other ports
+
+
+def agent_get(host: str, port: int, path: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=3) as r:
+            body = json.loads(r.read())
+            return body if isinstance(body, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def agent_pods(real: Real) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = real.json(
+        "get", "pods", "-n", AGENT_NS, "-l", "app.kubernetes.io/component=agent"
+    )["items"]
+    return items
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    statuses = pod["status"].get("containerStatuses") or [{"ready": False}]
+    return pod["status"].get("phase") == "Running" and all(c["ready"] for c in statuses)
+
+
+def test_agent_runs_on_the_real_node_and_measures_a_peer_the_federation_names(
+    install: Install,
+) -> None:
+    """`novacron agent` as the operator's DaemonSet deploys it: Running and Ready on the real
+    node (its per-node config read from the mounted ConfigMap as uid 65532), its status API
+    answering on the node's address. Then a DWCPFederation names a remote member whose agent
+    runs on the host (another `novacron agent`): the pod's agent gets it as a peer from the
+    topology the operator renders, and both measure the link between them.
+    (Last in the module: the federation rolls the region's pods.)"""
+    real = install.real
+    try:
+        pods = wait_for(
+            "the agent pod Running and Ready",
+            lambda: (p := agent_pods(real)) and all(ready(x) for x in p) and p,
+            timeout=120,
+            every=2,
+        )
+    except AssertionError:
+        for p in agent_pods(real):
+            name = p["metadata"]["name"]
+            print(real.run("logs", "-n", AGENT_NS, name, "--tail=20", check=False).stdout)
+        raise
+    assert len(pods) == 1  # one real node, one agent
+    pod = pods[0]
+    assert pod["spec"]["nodeName"].startswith("novacron-node-")  # a real kubelet's node
+    assert pod["spec"]["hostNetwork"] is True
+    c = pod["spec"]["containers"][0]
+    assert c["args"][:2] == ["agent", "--config"]
+    assert c["securityContext"]["runAsNonRoot"] is True
+    ip = pod["status"]["hostIP"]
+    health = agent_get(ip, AGENT_HTTP, "/healthz")
+    assert health is not None
+    assert health.get("ok"), health
+    topo = agent_get(ip, AGENT_HTTP, "/v1/topology")
+    assert topo is not None
+    assert topo["peers"] == {}  # in no federation: nobody to measure yet
+    print(f"\nagent {pod['metadata']['name']} on {pod['spec']['nodeName']} ({ip}): {health}")
+
+    remote = subprocess.Popen(
+        [sys.executable, "-m", "novacron_core.runtime.agent.cli", "--name", "e2e-remote",
+         "--region", "e2e-remote", "--listen", f"{ip}:{REMOTE_PROBE}",
+         "--http", f"{ip}:{REMOTE_HTTP}", "--peer", f"{REGION}={ip}:7946,{REGION}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    fed = {
+        "apiVersion": "novacron.io/v1alpha1",
+        "kind": "DWCPFederation",
+        "metadata": {"name": "real-agents", "namespace": NS},
+        "spec": {
+            "clusterRef": {"name": "real"},
+            "members": [
+                {"name": REGION, "regionRef": {"name": REGION}},
+                {
+                    "name": "e2e-remote",
+                    "endpoints": [{"host": ip, "port": 17000}],
+                    "agentEndpoints": [{"host": ip, "port": REMOTE_PROBE}],
+                },
+            ],
+        },
+    }
+    try:
+        real.apply([fed])
+
+        def measured() -> tuple[dict[str, Any], dict[str, Any]] | None:
+            assert remote.poll() is None, remote.stdout.read() if remote.stdout else ""
+            here = (agent_get(ip, AGENT_HTTP, "/v1/topology") or {}).get("peers", {})
+            there = (agent_get(ip, REMOTE_HTTP, "/v1/topology") or {}).get("peers", {})
+            a, b = here.get("e2e-remote"), there.get(REGION)
+            ok = a and b and a["up"] and b["up"] and a["rtt_ms"] is not None and b["answered"]
+            return (a, b) if ok else None
+
+        a, b = wait_for("the pod's agent and the remote one to measure each other", measured, 120)
+        print(f"pod's agent -> e2e-remote: {a}\ne2e-remote -> pod's agent: {b}")
+        assert a["answered"] > 0
+        assert a["rtt_ms"] < 100  # one host: well under 100 ms
+        # routes are recomputed in the background once the topology changed
+        path = wait_for(
+            "the pod's agent to route to e2e-remote",
+            lambda: (
+                (r := agent_get(ip, AGENT_HTTP, "/v1/routes?dst=e2e-remote&qos=critical"))
+                and [x["path"] for x in r["routes"] if x["path"]]
+            ),
+            timeout=30,
+        )
+        assert path == [[REGION, "e2e-remote"]]
+    finally:
+        real.run("delete", "dwcpfederation", "real-agents", "-n", NS, check=False)
+        remote.terminate()
+        try:
+            remote.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            remote.kill()
+            remote.wait()
 
 
 # ---------------------------------------------------------------- day 2 (e2e/realday2.py)

@@ -134,6 +134,10 @@ def test_the_story_meets_every_expectation_and_leaves_nothing_behind(
             assert "the userspace WAN so far: forwarded" in out, out
         if NETNS.delay != "transport":  # the network delays: measured against the matrix
             assert "✓ RTT within 10% (or 5 ms) of the matrix" in out, out
+            # one `novacron agent` per region measures the WAN and routes around a cut link
+            assert "✓ the agents' RTT matrix within 10% of the WAN's" in out, out
+            assert "rerouted through europe-west1 within 1s" in out, out
+            assert "link cut → agents rerouted" in out, out
     else:
         assert f"network: in-transport delay ({NETNS.why})" in out, out
 
@@ -142,6 +146,8 @@ def test_the_story_with_in_transport_delay(tmp_path: Path, no_netns_leftovers: l
     out = _story(tmp_path, 79, no_netns_leftovers, "--network", "transport")
     assert "network: in-transport delay (--network transport)" in out, out
     assert "(the nodes' link rules drop)" in out, out
+    assert "DWCP agents" in out, out
+    assert "skipped: the network does not delay here" in out, out
 
 
 @pytest.mark.skipif(not NETNS.ok, reason=f"--network netns is not possible here: {NETNS.why}")

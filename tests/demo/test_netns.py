@@ -172,3 +172,37 @@ def test_asked_for_netns_where_it_cannot_work_is_a_clear_error(
     with pytest.raises(click.ClickException, match="--network netns is not possible here: not"):
         cli._network_mode("netns")
     assert cli._network_mode("transport")[0] == "transport"
+
+
+def _route_type(ns: str, addr: str) -> str:
+    out = subprocess.run(["ip", "-n", ns, "route", "get", addr], capture_output=True, text=True)
+    text = (out.stdout + out.stderr).strip()
+    return "cut" if ("blackhole" in text or "Invalid argument" in text) else "up"
+
+
+@needs_netns
+def test_cut_link_cuts_one_pair_both_ways_and_nothing_else_until_restored() -> None:
+    """The agents' chapter cuts one WAN link (not a partition): only that pair loses each
+    other, the third region still reaches both, and restoring leaves no trace."""
+    probe = netns.probe()
+    delay = probe.delay if probe.delay in ("netem", "wan") else "transport"
+    with netns.RegionNetwork(REGIONS, demo_rtt(list(REGIONS)), delay, 2) as net:
+        plan = net.plan
+        assert plan is not None
+        east, west = 0, 1  # europe-west1 (2) keeps both of its links
+
+        def state() -> dict[tuple[int, int], set[str]]:
+            return {
+                (i, k): {_route_type(plan.ns(i), plan.node_addr(k, j)) for j in range(2)}
+                for i in range(3)
+                for k in range(3)
+                if i != k
+            }
+
+        assert set().union(*state().values()) == {"up"}
+        net.cut_link(REGIONS[east], REGIONS[west])
+        cut = state()
+        assert cut[(east, west)] == cut[(west, east)] == {"cut"}
+        assert {p for p, v in cut.items() if v != {"up"}} == {(east, west), (west, east)}
+        net.cut_link(REGIONS[east], REGIONS[west], cut=False)
+        assert set().union(*state().values()) == {"up"}

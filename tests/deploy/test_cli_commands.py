@@ -209,7 +209,7 @@ def test_the_check_catches_a_flag_or_value_the_command_refuses(
 
 def test_kubelet_variables_are_expanded_before_parsing() -> None:
     argv = expand(
-        ["agent", "--config", "/etc/novacron/agent/$(NODE_NAME).json", "$(UNSET)"],
+        ["agent", "--config", "/etc/novacron/$(NODE_NAME).json", "$(UNSET)"],
         [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
     )
-    assert argv == ["agent", "--config", "/etc/novacron/agent/<NODE_NAME>.json", "$(UNSET)"]
+    assert argv == ["agent", "--config", "/etc/novacron/<NODE_NAME>.json", "$(UNSET)"]

@@ -251,3 +251,72 @@ def test_wireguard_keys_are_kept_until_rotation_is_due() -> None:
         "us-east-0",
         "us-east-1",
     }
+
+
+def image_dirs() -> dict[str, tuple[int, int, int]]:
+    """The directories images/core.Dockerfile makes with ``install -d -o U -g G -m MODE``:
+    path -> (mode, uid, gid). Every other directory of the image is root's, 0755."""
+    text = (Path(__file__).parents[2] / "images" / "core.Dockerfile").read_text()
+    out = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        words = line.split()
+        while "install" in words:
+            words = words[words.index("install") + 1 :]
+            if words[:1] != ["-d"]:
+                continue
+            opts = dict(zip(words[1:7:2], words[2:7:2], strict=True))
+            paths = [w for w in words[7:] if w.startswith("/")]
+            for p in paths:
+                out[p] = (int(opts["-m"], 8), int(opts["-o"]), int(opts["-g"]))
+    assert "/etc/novacron" in out, "the Dockerfile's install -d line changed: update this parser"
+    return out
+
+
+def may_traverse(mode: int, owner: int, group: int, uid: int, gids: set[int]) -> bool:
+    # no CAP_DAC_OVERRIDE/DAC_READ_SEARCH in any rendered container (capabilities drop ALL),
+    # so root is held to the mode bits like anyone else
+    if uid == owner:
+        return bool(mode & 0o100)
+    if group in gids:
+        return bool(mode & 0o010)
+    return bool(mode & 0o001)
+
+
+@pytest.mark.parametrize("tunnels", ["none", "wireguard"])
+def test_every_mounted_config_is_reachable_for_the_pods_user(tunnels: str) -> None:
+    """A ConfigMap or Secret mounted below a directory of the image that the pod's user
+    cannot enter is a crash loop on a real node ("cannot read: Permission denied") that
+    kwok's process-less pods never show: the agent's config below the image's
+    /etc/novacron (0750, uid 10001) did exactly that for uid 65532."""
+    dirs = image_dirs()
+    seen = 0
+    for objs in rendered(federation(tunnels)).values():
+        for o in objs:
+            if o["kind"] not in ("StatefulSet", "Deployment", "DaemonSet"):
+                continue
+            pod = o["spec"]["template"]["spec"]
+            psc = pod.get("securityContext", {})
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            for c in pod["containers"]:
+                csc = c.get("securityContext", {})
+                uid = csc.get("runAsUser", psc.get("runAsUser"))
+                gid = csc.get("runAsGroup", psc.get("runAsGroup", uid))
+                gids = {gid, psc.get("fsGroup"), *psc.get("supplementalGroups", [])}
+                assert "DAC_OVERRIDE" not in csc.get("capabilities", {}).get("add", [])
+                mounts = {m["mountPath"] for m in c["volumeMounts"]}
+                for m in c["volumeMounts"]:
+                    v = volumes.get(m["name"], {})  # (a volumeClaimTemplate: not here)
+                    if not ({"configMap", "secret", "projected"} & set(v)):
+                        continue
+                    seen += 1
+                    parent = Path(m["mountPath"]).parent
+                    for d in (parent, *parent.parents):
+                        if str(d) in mounts:
+                            continue  # a volume replaces the image's directory there
+                        mode, owner, group = dirs.get(str(d), (0o755, 0, 0))
+                        assert may_traverse(mode, owner, group, uid, gids), (
+                            f"{o['kind']} {o['metadata']['name']}: {m['mountPath']} lies below "
+                            f"the image's {d} ({oct(mode)}, {owner}:{group}), which uid {uid} "
+                            f"(groups {sorted(g for g in gids if g is not None)}) cannot enter"
+                        )
+    assert seen >= 6  # node, gateway and agent configs of both regions at least

@@ -36,7 +36,11 @@ from novacron_operator.builders.federation import (
     TunnelLink,
 )
 
-AGENT_DIR = "/etc/novacron/agent"
+# The ConfigMap is mounted over /etc/novacron whole, as the node's and the gateway's are:
+# the image's own /etc/novacron is 0750 and owned by its build user (10001), so a mount
+# *below* it is unreachable for the pods' uid 65532 ("cannot read: Permission denied"; an
+# fsGroup cannot help, it adds group 65532, not 10001).
+AGENT_DIR = "/etc/novacron"
 KEYS_DIR = "/etc/novacron/wireguard"
 TUNNEL_STATE = "/run/novacron/tunnels"  # hostPath: outlives the pod, so the next adopts
 WIREGUARD_SOCKETS = "/var/run/wireguard"  # wireguard-go's UAPI sockets (hostPath, same)

@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 
+from novacron_core.demo import agents
 from novacron_core.demo.federation import (
     Layout,
 )
@@ -134,6 +135,7 @@ def demo_command(
                     story.crash_restart()
                     story.partition()
                     story.heal()
+                    agents.run_chapter(story)
                 if live is not None and view is not None:
                     live.stop()
                     view.poll_once()
@@ -210,6 +212,8 @@ def _summary(story: Story, out: Console) -> None:
         "restart_catchup_s": ("kill -9 + restart → caught up", "s"),
         "heal_catchup_ms": ("partition healed → caught up", "ms"),
         "rtt_error_ms_max": ("measured RTT vs matrix (max error)", "ms"),
+        "agents_rtt_error_pct_max": ("agents' RTT vs the WAN (max error)", "%"),
+        "agents_reroute_s": ("link cut → agents rerouted", "s"),
     }
     for k, (label, unit) in labels.items():
         if k in f:

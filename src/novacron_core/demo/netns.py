@@ -296,6 +296,21 @@ class RegionNetwork:
         # `-force`: go on after the deletes of filters that do not exist (yet)
         _run(["tc", "-force", "-batch", "-"], stdin="\n".join(lines) + "\n", check=False)
 
+    def cut_link(self, a: str, b: str, cut: bool = True) -> None:
+        """Cut (or restore) the one link between regions ``a`` and ``b``, both directions,
+        leaving every other link up: a blackhole route in each of the two namespaces for
+        every address of the other (a /32 beats the /24 or /20 the WAN routes by). Sends
+        across it fail at once; whatever listens sees silence, as across a dead link."""
+        assert self.plan is not None
+        plan, verb = self.plan, "add" if cut else "del"
+        i, k = self.regions.index(a), self.regions.index(b)
+        for me, other in ((i, k), (k, i)):
+            lines = [
+                f"route {verb} blackhole {plan.node_addr(other, j)}/32"
+                for j in range(self.nodes_per_region)
+            ]
+            _run(["ip", "-n", plan.ns(me), "-batch", "-"], stdin="\n".join(lines) + "\n")
+
     def exec_argv(self, region: str, argv: Sequence[str]) -> list[str]:
         assert self.plan is not None
         return ["ip", "netns", "exec", self.plan.ns(self.regions.index(region)), *argv]

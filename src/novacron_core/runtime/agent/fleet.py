@@ -62,10 +62,13 @@ class AgentFleet:
     probe_interval_ms: int = 100
     extra_args: Sequence[str] = ()
     fetch: Fetch | None = None  # default: HTTP GET to host:http_port
+    # how `novacron agent` is run (the demo: through novacron_core.cli, as the DaemonSet)
+    command: Sequence[str] = (sys.executable, "-m", "novacron_core.runtime.agent.cli")
+    preexec_fn: Callable[[], None] | None = None  # e.g. die with the parent (the demo)
     procs: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
 
     def argv(self, m: FleetMember) -> list[str]:
-        argv = [sys.executable, "-m", "novacron_core.runtime.agent.cli", "--name", m.member,
+        argv = [*self.command, "--name", m.member,
                 "--region", m.region, "--listen", f"{m.host}:{m.probe_port}",
                 "--http", f"{m.host}:{m.http_port}",
                 "--probe-interval-ms", str(self.probe_interval_ms), *self.extra_args]  # fmt: skip
@@ -78,7 +81,7 @@ class AgentFleet:
         for m in self.members:
             self.procs[m.member] = subprocess.Popen(
                 self.argv(m), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=self.preexec_fn,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         for m in self.members:
