@@ -44,6 +44,7 @@ from novacron_operator.members import (
     world_of,
 )
 from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.protocols import bootstrap_protocol, protocol_condition, record_protocol
 from novacron_operator.reconcile import (
     Follow,
     Key,
@@ -128,17 +129,6 @@ def duplicate_of(body: Obj, spec: NovaCronRegionSpec, regions: list[Obj]) -> str
         if (other.get("spec") or {}).get("regionName") == spec.region_name and order(other) < mine:
             return str(other["metadata"]["name"])
     return None
-
-
-def protocol_condition(protocol: str) -> Cond:
-    if protocol == "raft":
-        return ok("ProtocolSupported", "Raft", "the nodes run raft, as asked")
-    return no(
-        "ProtocolSupported",
-        "NotImplemented",
-        f"spec.protocol {protocol}: the nodes run raft only (multi-paxos, epaxos and adaptive "
-        "are not implemented yet); status.protocol says what runs",
-    )
 
 
 async def federations_of(kube: Kube, namespace: str) -> dict[str, DWCPFederationSpec]:
@@ -272,7 +262,6 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         return []
     cspec = NovaCronClusterSpec.model_validate(cluster["spec"])
     eff = RegionContext(cspec, spec.cluster_ref.name).eff(spec)
-    protocol = protocol_condition(eff.protocol)
     monitor = await kube.api_exists(OPTIONAL_OWNED["ServiceMonitor"])
     node_labels = selector_labels(owner, "node")
     selector = ",".join(f"{k}={v}" for k, v in node_labels.items())
@@ -282,7 +271,15 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         kube.cached_list("NovaCronRegion", key.namespace),
         federations_of(kube, key.namespace),
     )
-    base = {"selector": selector, "protocol": "raft"}
+    running, record_proto = bootstrap_protocol(body, eff.protocol, live)
+    protocol = protocol_condition(eff.protocol, running)
+    base = {"selector": selector, "protocol": running}
+    if running is None:  # a new region asking for what cannot run: nothing is deployed
+        health = Health(no("Ready", protocol.reason, protocol.message)).degrade(
+            protocol.reason, protocol.message
+        )
+        await write_status(kube, body, health.with_extra(protocol), base)
+        return []
     duplicate = duplicate_of(body, spec, regions)
     if duplicate is not None and live is None:
         msg = (
@@ -305,6 +302,7 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         monitor,
         agent_ns,
         bootstrap,
+        protocol=running,
         federation=fed,
         topology=seen.topology,
         gateway_peers=seen.gateway_peers,
@@ -353,6 +351,7 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
                 keep,
             ),
             *([record_bootstrap(kube, body, bootstrap)] if record else []),
+            *([record_protocol(kube, body, running)] if record_proto else []),
         )
     except Rejected as e:
         rejected = e
