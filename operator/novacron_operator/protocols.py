@@ -18,14 +18,13 @@ from typing import Any
 from novacron_operator.builders.region import PROTOCOL_ANNOTATION
 from novacron_operator.kube import Kube
 from novacron_operator.reconcile import annotate
+from novacron_operator.sequencer import FIXED_MEMBERSHIP
 from novacron_operator.status import Cond, no, ok
 
 Obj = dict[str, Any]
 # what the nodes of an operator that rendered no protocol ran: the node's default
 LEGACY = "raft"
 NAMES = {"raft": "Raft", "multi-paxos": "MultiPaxos", "epaxos": "EPaxos", "eventual": "Eventual"}
-# protocols with no leader and no membership change (the node answers 409 to one)
-FIXED_MEMBERSHIP = frozenset({"epaxos", "eventual"})
 
 
 def _recorded(obj: Obj | None) -> str | None:

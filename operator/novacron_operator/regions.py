@@ -452,6 +452,8 @@ def region_health(workloads: Health, step: Step, world: World) -> Health:
         ready = no("Ready", "GroupUnreachable", "the operator reaches no node of the group")
         return replace(workloads, ready=ready).with_extra(unreachable)
     leader = step.leader
+    if step.leaderless:
+        return leaderless_health(workloads, step, world)
     reach = ok(
         "GroupReachable",
         "Answering",
@@ -466,5 +468,21 @@ def region_health(workloads: Health, step: Step, world: World) -> Health:
         ).with_extra(reach)
     if workloads.is_ready:
         msg = f"leader {leader.node} (term {leader.term}), {len(leader.voters)} voters, serving"
+        return replace(workloads, ready=ok("Ready", "Serving", msg)).with_extra(reach)
+    return workloads.with_extra(reach)
+
+
+def leaderless_health(workloads: Health, step: Step, world: World) -> Health:
+    """A group of a FIXED_MEMBERSHIP protocol (epaxos, eventual): every node takes writes,
+    so Ready needs every node to answer, not a leader."""
+    protocol = next(iter(world.nodes.values())).protocol
+    n = len(world.nodes)
+    reach = ok("GroupReachable", "Answering", f"{n} nodes answer their admin API")
+    if workloads.is_ready and not step.done:
+        return progressing_health(
+            "Reconfiguring", step.waiting, f"serving ({protocol}, leaderless), {step.waiting}"
+        ).with_extra(reach)
+    if workloads.is_ready:
+        msg = f"{protocol}: {n} nodes answer, every one takes writes (no leader), serving"
         return replace(workloads, ready=ok("Ready", "Serving", msg)).with_extra(reach)
     return workloads.with_extra(reach)
