@@ -18,9 +18,10 @@ pair never measured counts as unreachable. The conflict rate (fraction of writes
 interfere with a concurrent write to the same key) is only trusted once the write rate
 reaches ``min_write_rate``; below it, rule 4 keeps the protocol in use (or multi-paxos).
 
-Hysteresis: given the protocol in use (``incumbent``), every comparison's threshold moves
-by ``hysteresis`` (a fraction) in favour of the branch that keeps it, so a measurement must
-cross the band, not only the line, to change the answer.
+Hysteresis: given the protocol in use (``incumbent``), every comparison that decides between
+it and another moves its threshold by ``hysteresis`` (a fraction) in favour of the branch
+that keeps it, so a measurement must cross the band, not only the line, to change the
+answer; a comparison that does not involve the incumbent keeps its plain threshold.
 """
 
 from __future__ import annotations
@@ -101,11 +102,15 @@ class Decision:
     reason: str
 
 
-def _side(incumbent: str | None, keeps: bool) -> int:
-    """+1: the comparison's true branch keeps the incumbent; -1: it would leave it."""
-    if incumbent is None:
-        return 0
-    return 1 if keeps else -1
+def _side(incumbent: str | None, true: set[str], false: set[str]) -> int:
+    """+1: the comparison's true branch is where the incumbent is chosen; -1: its false
+    branch is; 0: neither (no incumbent, or one this comparison does not decide between:
+    a band there would only push the answer somewhere the incumbent is not either)."""
+    if incumbent in true:
+        return 1
+    if incumbent in false:
+        return -1
+    return 0
 
 
 def _below(value: float, bound: float, h: float, favour: int) -> bool:
@@ -128,7 +133,7 @@ def decide(c: Conditions, th: Thresholds | None = None, incumbent: str | None = 
     q = c.quorum_rtt()
     regions = c.region_count
     if regions <= th.raft_max_regions and _below(
-        q, th.raft_rtt_ms, h, _side(incumbent, incumbent == "raft")
+        q, th.raft_rtt_ms, h, _side(incumbent, {"raft"}, {"multi-paxos", "epaxos", "eventual"})
     ):
         return Decision(
             "raft",
@@ -136,15 +141,19 @@ def decide(c: Conditions, th: Thresholds | None = None, incumbent: str | None = 
             f"raft: quorum RTT {_ms(q)} < {th.raft_rtt_ms:g} ms and {regions} region(s) "
             f"<= {th.raft_max_regions}",
         )
-    wide = _above(q, th.eventual_rtt_ms, h, _side(incumbent, incumbent in ("eventual", "epaxos")))
-    if wide and c.eventual_allowed:
+    paxos = {"multi-paxos", "epaxos"}
+    wide_eventual = _above(q, th.eventual_rtt_ms, h, _side(incumbent, {"eventual"}, paxos))
+    if wide_eventual and c.eventual_allowed:
         return Decision(
             "eventual",
             "wide-eventual",
             f"eventual: quorum RTT {_ms(q)} > {th.eventual_rtt_ms:g} ms and the data allows "
             "eventual consistency",
         )
-    churn = c.leader_changes >= th.leader_churn * (1 - h * _side(incumbent, incumbent == "epaxos"))
+    # between epaxos and multi-paxos, only epaxos needs a wide network or churn
+    fast = _side(incumbent, {"epaxos"}, {"multi-paxos"})
+    wide = _above(q, th.eventual_rtt_ms, h, fast)
+    churn = c.leader_changes >= th.leader_churn * (1 - h * fast)
     if wide or churn:
         why = (
             f"quorum RTT {_ms(q)} > {th.eventual_rtt_ms:g} ms"
@@ -159,7 +168,7 @@ def decide(c: Conditions, th: Thresholds | None = None, incumbent: str | None = 
                 f"{keep}: {why}; conflict rate not trusted at {c.write_rate:.1f} writes/s "
                 f"< {th.min_write_rate:g}",
             )
-        low = _below(c.conflict_rate, th.conflict_high, h, _side(incumbent, incumbent == "epaxos"))
+        low = _below(c.conflict_rate, th.conflict_high, h, fast)
         pick = "epaxos" if low else "multi-paxos"
         sign = "<" if low else ">="
         return Decision(
