@@ -187,26 +187,85 @@ def test_a_refused_child_is_reported_and_retried_with_backoff(dep: Deployment) -
 # --- honest status -----------------------------------------------------------------------
 
 
-def test_a_protocol_the_nodes_do_not_run_is_reported_not_ignored(dep: Deployment) -> None:
+def node_json(k: Kubectl, name: str, ns: str) -> dict[str, Any]:
+    cm = k.get("configmap", f"{name}-config", ns) or {}
+    return dict(json.loads((cm.get("data") or {}).get("node.json") or "{}"))
+
+
+def test_a_region_runs_the_protocol_it_asks_for_and_keeps_it(dep: Deployment) -> None:
     k, ns = dep.k, dep.ns
     k.apply(region("paxos", "ap-south", protocol="epaxos", replicas=1), ns)
     c = wait_for(
-        "ProtocolSupported=False",
-        lambda: condition(k, "ncr", "paxos", ns, "ProtocolSupported", "False"),
+        "ProtocolSupported=True",
+        lambda: condition(k, "ncr", "paxos", ns, "ProtocolSupported", "True"),
         30,
     )
-    assert c["reason"] == "NotImplemented"
-    assert "spec.protocol epaxos" in c["message"]
-    obj = k.get("ncr", "paxos", ns)
-    assert obj["status"]["protocol"] == "raft"  # what runs
+    assert c["reason"] == "EPaxos"
+    assert node_json(k, "paxos", ns)["protocol"] == "epaxos"  # what `novacron node` loads
+    obj = k.get("ncr", "paxos", ns) or {}
+    assert obj["status"]["protocol"] == "epaxos"
+    assert obj["metadata"]["annotations"]["novacron.io/bootstrap-protocol"] == "epaxos"
+    sts = k.get("statefulset", "paxos", ns) or {}
+    assert sts["metadata"]["annotations"]["novacron.io/bootstrap-protocol"] == "epaxos"
     wait_for("Ready", lambda: ready(k, "ncr", "paxos", ns), 60)
-    obj = k.get("ncr", "paxos", ns)
-    c = conds(obj)
-    messages = {c[t]["message"] for t in ("Ready", "Progressing", "Degraded")}
-    assert len(messages) == 3, c  # each condition says its own thing
-    reasons = {e["reason"] for e in warnings(k, ns, "paxos")}
-    assert "NotImplemented" in reasons
+    # the API server refuses an edit, saying why; and adaptive, which needs the same switch
+    for value, message in (
+        ("multi-paxos", "protocol is fixed once the region exists"),
+        ("adaptive", "adaptive is not available yet"),
+    ):
+        out = k.run(
+            "patch", "ncr", "paxos", "-n", ns, "--type=merge",
+            "-p", json.dumps({"spec": {"protocol": value}}), check=False,
+        )  # fmt: skip
+        assert out.returncode != 0, f"protocol {value} was accepted"
+        assert message in out.stderr, out.stderr
+    out = k.run(
+        "create", "--dry-run=server", "-n", ns, "-f", "-",
+        stdin=json.dumps(region("adapt", "ap-east", protocol="adaptive")), check=False,
+    )  # fmt: skip
+    assert out.returncode != 0, "protocol adaptive was accepted"
+    assert "live switch" in out.stderr, out.stderr
     k.run("delete", "ncr", "paxos", "-n", ns)
+
+
+def test_a_changed_default_protocol_does_not_reach_a_running_group(dep: Deployment) -> None:
+    """A region that inherits regionDefaults.protocol keeps the protocol it was created
+    with when the default changes: its pods are not restarted on another protocol, and the
+    region says why it does not run what its spec now means."""
+    k, ns = dep.k, dep.ns
+    k.apply(cluster("multi", regionDefaults={"replicas": 1, "protocol": "raft"}), ns)
+    r = region("inherits", "eu-west")
+    r["spec"]["clusterRef"] = {"name": "multi"}
+    k.apply(r, ns)
+    wait_for("Ready", lambda: ready(k, "ncr", "inherits", ns), 60)
+    assert node_json(k, "inherits", ns)["protocol"] == "raft"
+    template = (k.get("statefulset", "inherits", ns) or {})["spec"]["template"]
+    k.run(
+        "patch", "ncc", "multi", "-n", ns, "--type=merge",
+        "-p", '{"spec":{"regionDefaults":{"protocol":"multi-paxos"}}}',
+    )  # fmt: skip
+    c = wait_for(
+        "ProtocolSupported=False",
+        lambda: condition(k, "ncr", "inherits", ns, "ProtocolSupported", "False"),
+        30,
+    )
+    assert c["reason"] == "SwitchNotAvailable"
+    assert "spec.protocol multi-paxos" in c["message"]
+    assert "keep running raft" in c["message"]
+    obj = k.get("ncr", "inherits", ns) or {}
+    assert obj["status"]["protocol"] == "raft"  # what runs
+    assert node_json(k, "inherits", ns)["protocol"] == "raft"
+    assert (k.get("statefulset", "inherits", ns) or {})["spec"]["template"] == template
+    assert "SwitchNotAvailable" in {e["reason"] for e in warnings(k, ns, "inherits")}
+    # a new region of the cluster takes the new default
+    r2 = region("newer", "ap-south")
+    r2["spec"]["clusterRef"] = {"name": "multi"}
+    k.apply(r2, ns)
+    wait_for(
+        "multi-paxos rendered", lambda: node_json(k, "newer", ns).get("protocol") == "multi-paxos"
+    )
+    k.run("delete", "ncr", "inherits", "newer", "-n", ns)
+    k.run("delete", "ncc", "multi", "-n", ns)
 
 
 # --- regionDefaults and duplicate region names -------------------------------------------

@@ -54,7 +54,7 @@ def cluster_state(body: Obj, step: Step) -> tuple[Literal["new", "existing"], bo
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     if annotations.get(FORMED_ANNOTATION) == "true":
         return "existing", False
-    if step.leader is not None:
+    if step.leader is not None or step.leaderless:  # a leaderless group answered whole
         return "existing", True
     return "new", False
 

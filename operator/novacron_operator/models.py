@@ -22,7 +22,14 @@ REGION_NAME_MAX = 52
 OBJECT_NAME_MAX = 63
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 SEMVER = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"
-Protocol = Literal["raft", "multi-paxos", "epaxos", "adaptive"]
+Protocol = Literal["raft", "multi-paxos", "epaxos", "eventual", "adaptive"]
+# adaptive needs the agreed live switch (a group moving from one protocol to another at one
+# committed point): not built, so it is refused where it is written, saying why
+NO_ADAPTIVE = (
+    "self != 'adaptive'",
+    "adaptive is not available yet: it needs the agreed live switch between protocols, "
+    "which is not built; choose raft, multi-paxos, epaxos or eventual",
+)
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -123,7 +130,10 @@ class RegionDefaults(Spec):
         json_schema_extra=rules(cel("self % 2 == 1", "regionDefaults.replicas must be odd")),
     )
     protocol: Protocol = Field(
-        default="raft", description="Protocol of a region that does not set spec.protocol."
+        default="raft",
+        description="Protocol of a region that does not set spec.protocol, chosen when the "
+        "region is created (an existing region keeps the protocol it was created with).",
+        json_schema_extra=rules(cel(*NO_ADAPTIVE)),
     )
     storage: StorageDefaults = sub(
         StorageDefaults, "Storage of a region, field by field where the region sets none."
@@ -272,9 +282,21 @@ class NovaCronRegionSpec(Spec):
     )
     protocol: Protocol | None = Field(
         default=None,
-        description="Consensus protocol preference; unset: the cluster's regionDefaults.protocol. "
-        "The nodes run raft today: another value is reported as ProtocolSupported=False "
-        "(status.protocol says what runs).",
+        description="Consensus protocol of the region's nodes: raft, multi-paxos, epaxos or "
+        "eventual; unset: the cluster's regionDefaults.protocol. Fixed when the region is "
+        "created (status.protocol records it): a running group cannot switch protocol yet.",
+        json_schema_extra=rules(
+            cel(*NO_ADAPTIVE),
+            # a node restarted with another protocol on its log would misread it: the group
+            # keeps its protocol until the agreed live switch exists. A legacy 'adaptive'
+            # (which always ran raft) may be corrected.
+            cel(
+                "self == oldSelf || oldSelf == 'adaptive'",
+                "protocol is fixed once the region exists: switching a running group needs "
+                "the agreed live switch, which is not built (nodes restarted with another "
+                "protocol would misread their log); create a new region for another protocol",
+            ),
+        ),
     )
     image: str | None = Field(default=None, description="Full image override for this region.")
     storage: Storage = sub(Storage, "Node storage; unset fields: regionDefaults.storage.")
@@ -317,7 +339,9 @@ class NovaCronRegionStatus(CommonStatus):
         default=None, description="Voting members, as the leader's admin API reports them."
     )
     protocol: str | None = Field(
-        default=None, description="Protocol the nodes run (raft, whatever spec.protocol says)."
+        default=None,
+        description="Protocol the nodes run: the one the region was created with (an edit "
+        "of spec.protocol is refused with ProtocolSupported=False).",
     )
 
 

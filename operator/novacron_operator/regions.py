@@ -49,6 +49,7 @@ from novacron_operator.models import (
     NovaCronRegionSpec,
     NovaCronRegionStatus,
 )
+from novacron_operator.protocols import bootstrap_protocol, protocol_condition, record_protocol
 from novacron_operator.reconcile import (
     Follow,
     Key,
@@ -133,17 +134,6 @@ def duplicate_of(body: Obj, spec: NovaCronRegionSpec, regions: list[Obj]) -> str
         if (other.get("spec") or {}).get("regionName") == spec.region_name and order(other) < mine:
             return str(other["metadata"]["name"])
     return None
-
-
-def protocol_condition(protocol: str) -> Cond:
-    if protocol == "raft":
-        return ok("ProtocolSupported", "Raft", "the nodes run raft, as asked")
-    return no(
-        "ProtocolSupported",
-        "NotImplemented",
-        f"spec.protocol {protocol}: the nodes run raft only (multi-paxos, epaxos and adaptive "
-        "are not implemented yet); status.protocol says what runs",
-    )
 
 
 async def federations_of(kube: Kube, namespace: str) -> dict[str, DWCPFederationSpec]:
@@ -277,7 +267,6 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         return []
     cspec = NovaCronClusterSpec.model_validate(cluster["spec"])
     eff = RegionContext(cspec, spec.cluster_ref.name).eff(spec)
-    protocol = protocol_condition(eff.protocol)
     monitor = await kube.api_exists(OPTIONAL_OWNED["ServiceMonitor"])
     node_labels = selector_labels(owner, "node")
     selector = ",".join(f"{k}={v}" for k, v in node_labels.items())
@@ -287,7 +276,15 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         kube.cached_list("NovaCronRegion", key.namespace),
         federations_of(kube, key.namespace),
     )
-    base = NovaCronRegionStatus(selector=selector, protocol="raft")
+    running, record_proto = bootstrap_protocol(body, eff.protocol, live)
+    protocol = protocol_condition(eff.protocol, running)
+    base = NovaCronRegionStatus(selector=selector, protocol=running)
+    if running is None:  # a new region asking for what cannot run: nothing is deployed
+        health = Health(no("Ready", protocol.reason, protocol.message)).degrade(
+            protocol.reason, protocol.message
+        )
+        await write_status(kube, body, health.with_extra(protocol), base)
+        return []
     duplicate = duplicate_of(body, spec, regions)
     if duplicate is not None and live is None:
         msg = (
@@ -310,6 +307,7 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         monitor,
         agent_ns,
         bootstrap,
+        protocol=running,
         federation=fed,
         topology=seen.topology,
         gateway_peers=seen.gateway_peers,
@@ -358,6 +356,7 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
                 keep,
             ),
             *([record_bootstrap(kube, body, bootstrap)] if record else []),
+            *([record_protocol(kube, body, running)] if record_proto else []),
         )
     except Rejected as e:
         rejected = e
@@ -459,6 +458,8 @@ def region_health(workloads: Health, step: Step, world: World) -> Health:
         ready = no("Ready", "GroupUnreachable", "the operator reaches no node of the group")
         return replace(workloads, ready=ready).with_extra(unreachable)
     leader = step.leader
+    if step.leaderless:
+        return leaderless_health(workloads, step, world)
     reach = ok(
         "GroupReachable",
         "Answering",
@@ -473,5 +474,21 @@ def region_health(workloads: Health, step: Step, world: World) -> Health:
         ).with_extra(reach)
     if workloads.is_ready:
         msg = f"leader {leader.node} (term {leader.term}), {len(leader.voters)} voters, serving"
+        return replace(workloads, ready=ok("Ready", "Serving", msg)).with_extra(reach)
+    return workloads.with_extra(reach)
+
+
+def leaderless_health(workloads: Health, step: Step, world: World) -> Health:
+    """A group of a FIXED_MEMBERSHIP protocol (epaxos, eventual): every node takes writes,
+    so Ready needs every node to answer, not a leader."""
+    protocol = next(iter(world.nodes.values())).protocol
+    n = len(world.nodes)
+    reach = ok("GroupReachable", "Answering", f"{n} nodes answer their admin API")
+    if workloads.is_ready and not step.done:
+        return progressing_health(
+            "Reconfiguring", step.waiting, f"serving ({protocol}, leaderless), {step.waiting}"
+        ).with_extra(reach)
+    if workloads.is_ready:
+        msg = f"{protocol}: {n} nodes answer, every one takes writes (no leader), serving"
         return replace(workloads, ready=ok("Ready", "Serving", msg)).with_extra(reach)
     return workloads.with_extra(reach)

@@ -25,7 +25,12 @@ from novacron_operator.builders import (
 from novacron_operator.builders.federation import federation_of
 from novacron_operator.builders.region import RegionContext
 from novacron_operator.federated import local_regions, view
-from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
+from novacron_operator.models import (
+    NO_ADAPTIVE,
+    DWCPFederationSpec,
+    NovaCronClusterSpec,
+    NovaCronRegionSpec,
+)
 
 KINDS = ("NovaCronCluster", "NovaCronRegion", "DWCPFederation")
 
@@ -87,6 +92,9 @@ def render(
                     f"NovaCronRegion {owner.name} refers to NovaCronCluster "
                     f"{rspec.cluster_ref.name!r}, which is not in the input: add it to the file"
                 )
+            if (rspec.protocol or cluster.region_defaults.protocol) == "adaptive":
+                # the API server refuses it (the CRD's rule): so does the offline render
+                raise RenderError(f"NovaCronRegion {owner.name}: protocol: {NO_ADAPTIVE[1]}")
             regions.append((owner, rspec, cluster))
         elif doc["kind"] == "DWCPFederation":
             fspec = _spec(DWCPFederationSpec, doc, owner)

@@ -15,11 +15,15 @@ an operator that crashes anywhere resumes from the world as it finds it:
 - member replace: a voter whose node reports ``rejoining`` (it restarted on an empty data
   dir after the group formed, so it abstains from elections) is removed, then added back
   as a learner like a new pod, and promoted once it left ``rejoining`` and caught up.
+
+A protocol without membership change or leader (epaxos, eventual: ``FIXED_MEMBERSHIP``)
+keeps the members it was created with: its pods roll one at a time once all are ready,
+and a different spec.replicas is not applied (the step says so and stays not done).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from novacron_operator.admin import ClusterInfo
@@ -27,6 +31,8 @@ from novacron_operator.admin import ClusterInfo
 # a learner whose applied index is within this many entries of the leader's commit index
 # is caught up (the node's own /readyz allows up to min(1000, snapshot interval))
 CATCH_UP_SLACK = 100
+# protocols whose nodes refuse membership changes (and have no leader to transfer)
+FIXED_MEMBERSHIP = frozenset({"epaxos", "eventual"})
 
 ActionKind = Literal["add_learner", "promote", "remove", "transfer"]
 
@@ -69,6 +75,8 @@ class Step:
     waiting: str = ""  # what the sequence waits for; "" with done
     done: bool = False
     leader: ClusterInfo | None = None
+    # the group answered and runs a FIXED_MEMBERSHIP protocol: no leader is looked for
+    leaderless: bool = False
 
 
 def ordinal(name: str, node: str) -> int | None:
@@ -99,6 +107,8 @@ def plan(w: World) -> Step:
     partition = w.partition if w.template_current else cur
     if not w.manage:
         return _roll(w, w.desired, partition, None)
+    if w.nodes and all(n.protocol in FIXED_MEMBERSHIP for n in w.nodes.values()):
+        return _fixed(w, partition)
     leader = leader_of(w.nodes)
     if leader is None:
         # growing is harmless (new pods wait as joiners); anything else needs the group
@@ -141,6 +151,21 @@ def plan(w: World) -> Step:
             return step(w.desired, Action("add_learner", node))
         return step(w.desired, waiting=f"waiting for {node} to answer")
     return _roll(w, w.desired, partition, leader)
+
+
+def _fixed(w: World, partition: int) -> Step:
+    """A group that cannot change members: it keeps the size it reports (every node knows
+    the fixed membership), and rolls like a group without an admin API."""
+    protocol = next(iter(w.nodes.values())).protocol
+    size = max(len(n.voters) for n in w.nodes.values()) or w.desired
+    step = replace(_roll(w, size, partition, None), leaderless=True)
+    if w.desired != size and step.done:
+        why = (
+            f"{protocol} has no membership change: the group keeps its {size} members "
+            f"(spec.replicas {w.desired} is not applied)"
+        )
+        return replace(step, done=False, waiting=why)
+    return step
 
 
 def _transfer_target(

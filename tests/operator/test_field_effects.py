@@ -10,10 +10,10 @@ from typing import Any
 
 from novacron_operator import crdgen
 from novacron_operator.builders import Owner, build_cluster, build_region
-from novacron_operator.builders.region import RegionContext
+from novacron_operator.builders.region import PROTOCOL_ANNOTATION, RegionContext
 from novacron_operator.models import DWCPFederationSpec, NovaCronClusterSpec, NovaCronRegionSpec
 from novacron_operator.parents import tls_condition, topology_condition, unsupported
-from novacron_operator.regions import protocol_condition
+from novacron_operator.protocols import bootstrap_protocol, protocol_condition
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = Owner("NovaCronRegion", "us-east", "prod", "u-1")
@@ -91,14 +91,6 @@ def test_cert_manager_mode_asks_cert_manager_for_the_ca_from_the_issuer() -> Non
 
 
 def test_what_the_nodes_do_not_honour_yet_is_reported_field_by_field() -> None:
-    assert protocol_condition("raft").status
-    paxos = protocol_condition("multi-paxos")
-    assert (paxos.type, paxos.status, paxos.reason) == (
-        "ProtocolSupported",
-        False,
-        "NotImplemented",
-    )
-    assert "spec.protocol multi-paxos" in paxos.message
     tls = tls_condition(NovaCronClusterSpec.model_validate({"version": "0.1.0"}), "fleet")
     assert (tls.status, tls.reason) == (False, "NotImplemented")
     assert "plaintext" in tls.message
@@ -134,6 +126,54 @@ def test_what_the_nodes_do_not_honour_yet_is_reported_field_by_field() -> None:
     from novacron_core.runtime.settings import NodeSettings
 
     assert topology_condition().status == ("federation_file" in NodeSettings.model_fields)
+
+
+def test_the_protocol_the_group_was_created_with_is_kept_and_a_change_reported() -> None:
+    sts = {"metadata": {"annotations": {PROTOCOL_ANNOTATION: "multi-paxos"}}}
+    region = {"metadata": {"annotations": {PROTOCOL_ANNOTATION: "epaxos"}}}
+    legacy_sts: dict[str, Any] = {"metadata": {"annotations": {}}}
+    new: dict[str, Any] = {"metadata": {}}
+    # a new region: created with what it asks, recorded on the region
+    assert bootstrap_protocol(new, "epaxos", None) == ("epaxos", True)
+    # the region's record wins, then the StatefulSet's; a StatefulSet an operator that
+    # rendered no protocol created runs the node's default, raft
+    assert bootstrap_protocol(region, "raft", sts) == ("epaxos", False)
+    assert bootstrap_protocol(new, "raft", sts) == ("multi-paxos", True)
+    assert bootstrap_protocol(new, "epaxos", legacy_sts) == ("raft", True)
+    # adaptive cannot run: a new region asking for it gets nothing deployed
+    assert bootstrap_protocol(new, "adaptive", None) == (None, False)
+    for name in ("raft", "multi-paxos", "epaxos", "eventual"):
+        c = protocol_condition(name, name)
+        assert (c.type, c.status) == ("ProtocolSupported", True)
+        assert f"the nodes run {name}, as asked" in c.message
+    assert "membership is fixed" in protocol_condition("epaxos", "epaxos").message
+    switch = protocol_condition("multi-paxos", "raft")
+    assert (switch.status, switch.reason) == (False, "SwitchNotAvailable")
+    assert "spec.protocol multi-paxos" in switch.message
+    assert "keep running raft" in switch.message
+    adaptive = protocol_condition("adaptive", "raft")
+    assert (adaptive.status, adaptive.reason) == (False, "AdaptiveNotAvailable")
+    assert "keep running raft" in adaptive.message
+    refused = protocol_condition("adaptive", None)
+    assert (refused.status, refused.reason) == (False, "AdaptiveNotAvailable")
+    assert "nothing is deployed" in refused.message
+
+
+def test_the_crd_refuses_adaptive_and_a_protocol_edit_saying_why() -> None:
+    crds = {c["spec"]["names"]["kind"]: c for c in crdgen.all_crds()}
+
+    def schema(kind: str) -> Any:
+        return crds[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+
+    region = schema("NovaCronRegion")["spec"]["properties"]["protocol"]
+    rules = {r["rule"]: r["message"] for r in region["x-kubernetes-validations"]}
+    assert "adaptive is not available yet" in rules["self != 'adaptive'"]
+    edit = rules["self == oldSelf || oldSelf == 'adaptive'"]
+    assert "protocol is fixed once the region exists" in edit
+    assert "live switch" in edit
+    defaults = schema("NovaCronCluster")["spec"]["properties"]["regionDefaults"]["properties"]
+    (rule,) = defaults["protocol"]["x-kubernetes-validations"]
+    assert rule["rule"] == "self != 'adaptive'"
 
 
 def spec_fields() -> set[str]:

@@ -15,6 +15,7 @@ from novacron_operator.members import cluster_state
 from novacron_operator.models import NovaCronClusterSpec, NovaCronRegionSpec
 from novacron_operator.sequencer import Step
 
+from novacron_core.consensus.interface import UnsupportedSetting
 from novacron_core.runtime.node import REJOINING_MARKER, NodeServer
 from novacron_core.runtime.settings import load_settings
 
@@ -26,10 +27,16 @@ SPEC = NovaCronRegionSpec.model_validate(
 
 
 def rendered(
-    replicas: int = 3, bootstrap: int | None = None, state: Literal["new", "existing"] = "new"
+    replicas: int = 3,
+    bootstrap: int | None = None,
+    state: Literal["new", "existing"] = "new",
+    protocol: str | None = None,
+    running: str | None = None,
 ) -> tuple[dict[str, str], Any]:
-    spec = SPEC.model_copy(update={"replicas": replicas})
-    ctx = RegionContext(CLUSTER, "fleet", bootstrap_replicas=bootstrap, cluster_state=state)
+    spec = SPEC.model_copy(update={"replicas": replicas, "protocol": protocol})
+    ctx = RegionContext(
+        CLUSTER, "fleet", bootstrap_replicas=bootstrap, cluster_state=state, protocol=running
+    )
     objs = build_region(OWNER, spec, ctx)
     (cm,) = [o for o in objs if o["metadata"]["name"] == "us-east-config"]
     (sts,) = [o for o in objs if o["kind"] == "StatefulSet"]
@@ -122,6 +129,7 @@ def test_node_json_holds_only_node_settings_and_region_json_waits_for_agents() -
         "peer_listen",
         "http_listen",
         "data_dir",
+        "protocol",
         "initial_cluster_state_file",
     }
 
@@ -182,3 +190,45 @@ def test_the_group_counts_as_formed_once_a_leader_answered_and_stays_so() -> Non
     assert cluster_state(body, Step(3, 0, leader=lead)) == ("existing", True)
     body["metadata"]["annotations"] = {"novacron.io/group-formed": "true"}
     assert cluster_state(body, Step(3, 0)) == ("existing", False)  # no leader now: still
+
+
+@pytest.mark.parametrize("protocol", ["raft", "multi-paxos", "epaxos", "eventual"])
+def test_the_spec_protocol_is_what_the_node_process_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: str
+) -> None:
+    data, sts = rendered(protocol=protocol)
+    assert sts["metadata"]["annotations"]["novacron.io/bootstrap-protocol"] == protocol
+    settings = load_as_pod(tmp_path, monkeypatch, data, sts, "us-east-0")
+    assert settings.protocol == protocol
+    server = NodeServer(settings)
+    try:
+        assert server.protocol.name == protocol
+        assert (tmp_path / "data" / protocol).is_dir()  # its log, in its own format
+    finally:
+        server.storage.close()
+
+
+def test_the_bootstrap_protocol_wins_over_a_later_spec_so_no_pod_restarts_on_another() -> None:
+    first, sts = rendered(protocol="raft")
+    edited, sts2 = rendered(protocol="epaxos", running="raft")
+    assert json.loads(edited["node.json"])["protocol"] == "raft"
+    assert edited == first
+    assert sts2["spec"]["template"] == sts["spec"]["template"]  # nothing rolls
+
+
+def test_a_node_refuses_to_start_with_another_protocol_over_its_groups_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last line of defence: a region recreated with another protocol over retained
+    volumes, or a hand edit of node.json, must not start an empty group beside the log."""
+    data, sts = rendered(protocol="raft")
+    settings = load_as_pod(tmp_path, monkeypatch, data, sts, "us-east-0")
+    NodeServer(settings).storage.close()  # a raft member wrote its log
+    assert any((tmp_path / "data" / "raft").iterdir())
+    other = settings.model_copy(update={"protocol": "epaxos"})
+    with pytest.raises(UnsupportedSetting) as e:
+        NodeServer(other)
+    assert "holds the group log of raft" in str(e.value)
+    assert "start it with protocol 'raft'" in str(e.value)
+    assert not (tmp_path / "data" / "epaxos").exists()  # nothing was created beside it
+    NodeServer(settings).storage.close()  # the right protocol still starts

@@ -148,3 +148,18 @@ def test_ready_means_the_group_answers_with_a_leader() -> None:
     assert region_health(pods_ready, Step(1, 0), World("r", 1, 1, manage=False)) == pods_ready
     types = [c.type for c in conditions([], blind, 1, "t")]
     assert types == ["Ready", "Progressing", "Degraded", "GroupReachable"]
+
+
+def test_a_leaderless_group_is_ready_when_every_node_answers_not_when_one_leads() -> None:
+    pods_ready = ready_health("NodesReady", "3/3 nodes ready and updated")
+    vs = ("r-0", "r-1", "r-2")
+    nodes = {m: ClusterInfo(m, "replica", 0, None, 9, 9, vs, (), protocol="epaxos") for m in vs}
+    w = World("r", 3, 3, nodes=nodes)
+    done = region_health(pods_ready, Step(3, 0, done=True, leaderless=True), w)
+    assert (done.ready.status, done.ready.reason) == (True, "Serving")
+    assert "epaxos: 3 nodes answer, every one takes writes" in done.ready.message
+    assert not done.degraded.status  # no NoLeader for a protocol that has none
+    resize = Step(3, 0, waiting="epaxos has no membership change", leaderless=True)
+    held = region_health(pods_ready, resize, w)
+    assert (held.ready.status, held.progressing.reason) == (False, "Reconfiguring")
+    assert "no membership change" in held.progressing.message

@@ -65,3 +65,26 @@ def test_render_of_a_file_without_novacron_resources_is_an_error() -> None:
     code, out = render("-", input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     assert code == 1
     assert "no NovaCronCluster" in out
+
+
+def test_render_gives_the_nodes_the_regions_protocol_and_refuses_adaptive() -> None:
+    doc = """
+apiVersion: novacron.io/v1alpha1
+kind: NovaCronCluster
+metadata: {name: fleet}
+spec: {version: 0.1.0, regionDefaults: {protocol: %s}}
+---
+apiVersion: novacron.io/v1alpha1
+kind: NovaCronRegion
+metadata: {name: r1}
+spec: {clusterRef: {name: fleet}, regionName: r1, zones: [a]%s}
+"""
+    code, out = render("-", input=doc % ("raft", ", protocol: multi-paxos"))
+    assert code == 0, out
+    (cm,) = [o for o in yaml.safe_load_all(out) if o["metadata"]["name"] == "r1-config"]
+    assert '"protocol": "multi-paxos"' in cm["data"]["node.json"]
+    for defaults, own in (("raft", ", protocol: adaptive"), ("adaptive", "")):
+        code, out = render("-", input=doc % (defaults, own))
+        assert code == 1
+        assert "NovaCronRegion r1: protocol: adaptive is not available yet" in out
+        assert "live switch" in out

@@ -383,3 +383,40 @@ def test_cluster_info_reads_rejoining() -> None:
     doc = {"id": "r-2", "role": "follower", "term": 3, "commit": 9, "voters": ["r-0"]}
     assert not ClusterInfo.from_json(doc).rejoining
     assert ClusterInfo.from_json({**doc, "rejoining": True}).rejoining
+
+
+def leaderless(protocol: str, size: int = 3, down: tuple[int, ...] = ()) -> dict[str, ClusterInfo]:
+    """A group of a protocol without membership change: epaxos answers with no leader,
+    eventual with every node leading itself; both refuse member changes."""
+    vs = tuple(n(i) for i in range(size))
+    out = {}
+    for i in range(size):
+        if i in down:
+            continue
+        me = n(i)
+        role, lead = ("replica", None) if protocol == "epaxos" else ("leader", me)
+        out[me] = ClusterInfo(me, role, 0, lead, 9, 9, vs, (), protocol=protocol)
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["epaxos", "eventual"])
+def test_a_leaderless_group_is_served_and_rolled_without_a_leader_or_member_changes(
+    protocol: str,
+) -> None:
+    steady = plan(world(nodes=leaderless(protocol)))
+    assert (steady.done, steady.leaderless, steady.action, steady.leader) == (
+        True,
+        True,
+        None,
+        None,
+    )
+    # a new template: released one pod at a time, highest first, no transfer asked
+    rolling = plan(world(nodes=leaderless(protocol), partition=3, pods=pods(3)))
+    assert (rolling.partition, rolling.released, rolling.action) == (2, n(2), None)
+    waiting = plan(world(nodes=leaderless(protocol), partition=2, pods=pods(3, 2, (2,))))
+    assert "waiting for pod ordinals [2]" in waiting.waiting
+    # a resize cannot be done: the group keeps its size and the step says why
+    grow = plan(world(desired=5, nodes=leaderless(protocol)))
+    assert (grow.replicas, grow.action, grow.done) == (3, None, False)
+    assert f"{protocol} has no membership change" in grow.waiting
+    assert "spec.replicas 5 is not applied" in grow.waiting

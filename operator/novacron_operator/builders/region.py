@@ -44,6 +44,9 @@ from novacron_operator.models import Effective, NovaCronClusterSpec, NovaCronReg
 
 TEMPLATE_HASH = "novacron.io/template-hash"
 BOOTSTRAP_ANNOTATION = "novacron.io/bootstrap-replicas"
+# the protocol the group was created with (its log's format): on the region and its
+# StatefulSet, like the bootstrap replicas; the nodes run it whatever spec.protocol says later
+PROTOCOL_ANNOTATION = "novacron.io/bootstrap-protocol"
 # on the region once its group has been seen with a leader: pods start "existing" from then on
 FORMED_ANNOTATION = "novacron.io/group-formed"
 
@@ -62,6 +65,10 @@ class RegionContext:
     # for the region's life, so scaling never rewrites the config and rolls every pod.
     # None: a new region, bootstrapped with spec.replicas
     bootstrap_replicas: int | None = None
+    # the protocol the group was created with (``regions.bootstrap_protocol``); fixed for
+    # the region's life: a node restarted with another protocol would misread its log.
+    # None: a new region, created with the spec's protocol
+    protocol: str | None = None
     # what the day-2 sequencer decided for this pass (None: a new region's defaults)
     replicas: int | None = None  # StatefulSet replicas (spec.replicas when None)
     partition: int = 0  # pods with an ordinal >= partition run the newest template
@@ -87,6 +94,10 @@ class RegionContext:
 
     def eff(self, spec: NovaCronRegionSpec) -> Effective:
         return effective(spec, self.cluster.region_defaults)
+
+    def protocol_of(self, spec: NovaCronRegionSpec) -> str:
+        """The protocol the nodes run: the bootstrap one, else the spec's."""
+        return self.protocol or self.eff(spec).protocol
 
 
 def agent_names(owner: Owner, ctx: RegionContext) -> tuple[str, str]:
@@ -132,6 +143,7 @@ def node_config(owner: Owner, spec: NovaCronRegionSpec, ctx: RegionContext) -> M
         "peer_listen": f"0.0.0.0:{PEER_PORT}",
         "http_listen": f"0.0.0.0:{API_PORT}",
         "data_dir": DATA_DIR,
+        "protocol": ctx.protocol_of(spec),
         "initial_cluster_state_file": f"{CONFIG_DIR}/{CLUSTER_STATE_KEY}",
     }
     if ctx.federation:
@@ -276,6 +288,7 @@ def statefulset(
                 # the sequencer holds the partition when this differs from the live object's
                 TEMPLATE_HASH: config_hash(template),
                 BOOTSTRAP_ANNOTATION: str(ctx.bootstrap_replicas or eff.replicas),
+                PROTOCOL_ANNOTATION: ctx.protocol_of(spec),
             },
         ),
         "spec": {

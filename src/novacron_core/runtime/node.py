@@ -40,7 +40,7 @@ from novacron_core.consensus.interface import (
     SoftState,
     UnsupportedSetting,
 )
-from novacron_core.consensus.registry import UnknownProtocol, protocol
+from novacron_core.consensus.registry import UnknownProtocol, available, protocol
 from novacron_core.machine import Ready
 from novacron_core.observe.http import client_trace_configs
 from novacron_core.region.machine import SYNC_MESSAGES, RegionNode, RegionSpec
@@ -49,7 +49,7 @@ from novacron_core.runtime.federation import FederationService
 from novacron_core.runtime.forward import forward_session
 from novacron_core.runtime.http_api import build_app
 from novacron_core.runtime.metrics import NodeMetrics
-from novacron_core.runtime.region_storage import RegionStorage
+from novacron_core.runtime.region_storage import RegionStorage, foreign_logs
 from novacron_core.runtime.settings import NodeSettings, split_addr
 from novacron_core.runtime.signals import stop_on_signals
 from novacron_core.runtime.storage import CorruptLogError
@@ -68,6 +68,14 @@ class NodeServer:
         self.static_peers = settings.peer_map()  # the bootstrap members, from --peers
         self.metrics = NodeMetrics(settings.region, settings.metrics)
         self.protocol = protocol(settings.protocol)
+        foreign = foreign_logs(settings.data_dir, self.protocol.name, available())
+        if foreign:
+            raise UnsupportedSetting(
+                f"protocol: {self.protocol.name!r}, but {settings.data_dir} holds the group log "
+                f"of {', '.join(foreign)}: this member's state is there, and a protocol is "
+                "not switched by restarting (the agreed live switch is not built); start it "
+                f"with protocol {foreign[0]!r}, or on an empty data dir to join a new group"
+            )
         self.storage = RegionStorage(
             settings.data_dir, self.protocol.name, self.protocol.log_format, settings.fsync
         )

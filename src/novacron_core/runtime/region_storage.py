@@ -19,6 +19,17 @@ from novacron_core.runtime.storage import FileStorage
 from novacron_core.runtime.sync_journal import DiskDurable
 
 
+def foreign_logs(data_dir: Path, mine: str, protocols: list[str]) -> list[str]:
+    """The other protocols whose group log (a directory named after the protocol) holds
+    files in ``data_dir``: a node configured for ``mine`` over one of them would start an
+    empty group beside the state it should have (a switch is agreed, never a restart)."""
+    return [
+        p
+        for p in protocols
+        if p != mine and (data_dir / p).is_dir() and any((data_dir / p).iterdir())
+    ]
+
+
 class RegionStorage:
     def __init__(self, data_dir: Path, group_dir: str, fmt: LogFormat, fsync: bool) -> None:
         self.group = FileStorage(data_dir / group_dir, fmt, fsync)
