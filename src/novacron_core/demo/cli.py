@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +22,7 @@ from rich.live import Live
 from novacron_core.demo.federation import (
     Layout,
 )
+from novacron_core.demo.gateway import DemoGateway, region_killed_under_load
 from novacron_core.demo.live import LiveView, hand_over
 from novacron_core.demo.netns import RegionNetwork, probe
 from novacron_core.demo.procs import Supervisor
@@ -122,6 +124,14 @@ def demo_command(
             story = Story(sup, layout, out, election_timeout_ms, line, net)
             try:
                 story.start()
+                story.gateway = DemoGateway(sup, layout, address_octet)
+                t_gw = time.monotonic()
+                story.gateway.start(sup.base)
+                story.say(
+                    f"   gateway: `novacron gateway --config {sup.base / 'gateway.json'}` on "
+                    f"{story.gateway.url}, every region's nodes behind it "
+                    f"({time.monotonic() - t_gw:.1f}s); the clients' writes go through it"
+                )
                 if tty:
                     view = LiveView(layout, sup, story)
                     view.thread.start()
@@ -134,6 +144,7 @@ def demo_command(
                     story.crash_restart()
                     story.partition()
                     story.heal()
+                    region_killed_under_load(story, story.gateway)
                 if live is not None and view is not None:
                     live.stop()
                     view.poll_once()
@@ -209,6 +220,8 @@ def _summary(story: Story, out: Console) -> None:
         "failover_commit_s": ("leader killed → next commit", "s"),
         "restart_catchup_s": ("kill -9 + restart → caught up", "s"),
         "heal_catchup_ms": ("partition healed → caught up", "ms"),
+        "gateway_failover_ms": ("region killed → served by the next", "ms"),
+        "gateway_last_sent_ms": ("  last request sent to a dead node", "ms"),
         "rtt_error_ms_max": ("measured RTT vs matrix (max error)", "ms"),
     }
     for k, (label, unit) in labels.items():
