@@ -68,11 +68,16 @@ def test_reconcile_finds_lost_acks_phantom_writes_and_counts_unknowns() -> None:
         # a region's list may carry another region's record (a replica): only the home counts
         "us-west1": {"b": "us-west1", "c": "us-east1"},
     }
-    lost, phantom, unknown_held = reconcile(v, held)
-    assert lost == ["c"]
-    assert phantom == ["d"]
-    assert unknown_held == 1
-    assert reconcile(v, {**held, "us-east1": {**held["us-east1"], "c": "us-east1"}})[0] == []
+    rec = reconcile(v, held)
+    assert rec.lost == ["c"]
+    assert rec.phantom == ["d"]
+    assert rec.unknown_held == 1
+    assert rec.twice == []
+    fixed = reconcile(v, {**held, "us-east1": {**held["us-east1"], "c": "us-east1"}})
+    assert fixed.lost == []
+    # a create retried in another region after it had been applied at home: applied twice
+    dup = reconcile(v, {**held, "us-west1": {**held["us-west1"], "a": "us-west1"}})
+    assert dup.twice == ["a"]
 
 
 def test_after_us_east1_the_nearest_region_is_us_west1() -> None:

@@ -365,11 +365,18 @@ def judge(ops: list[Op], t_kill: float, t_killed: float) -> dict[str, list[Op]]:
     return out
 
 
+@dataclass(frozen=True)
+class Reconciled:
+    lost: list[str]  # acknowledged, not held in the region their answer named
+    phantom: list[str]  # answered "not applied", yet some region holds them
+    twice: list[str]  # held as their own by more than one region (applied twice)
+    unknown_held: int  # answered "outcome unknown" and held
+
+
 def reconcile(
     verdicts: Mapping[str, list[Op]], held: Mapping[str, Mapping[str, str]]
-) -> tuple[list[str], list[str], int]:
-    """(acknowledged VMs not held in the region their answer named, VMs answered "not
-    applied" that some region holds, how many "unknown" ones are held)."""
+) -> Reconciled:
+    """Every answer against what the regions hold (``held``: region -> {vm: home})."""
     where: dict[str, set[str]] = {}
     for region, vms in held.items():
         for vm, home in vms.items():
@@ -378,7 +385,8 @@ def reconcile(
     lost = [o.vm for o in verdicts["acked"] if o.home not in where.get(o.vm, set())]
     phantom = [o.vm for o in verdicts["not_applied"] if o.vm in where]
     unknown_held = sum(1 for o in verdicts["unknown"] if o.vm in where)
-    return lost, phantom, unknown_held
+    twice = sorted(vm for vm, regions in where.items() if len(regions) > 1)
+    return Reconciled(lost, phantom, twice, unknown_held)
 
 
 def restart_and_reconcile(
@@ -398,19 +406,19 @@ def restart_and_reconcile(
     )
     story.say(f"   restarted {victim}: back behind the gateway in {time.monotonic() - t0:.1f}s")
     held: dict[str, dict[str, str]] = {}
-    lost: list[str] = []
-    phantom: list[str] = []
-    unknown_held = 0
     deadline = time.monotonic() + 10  # a restarted follower may still be applying its log
     while True:
         for r in story.layout.regions:
             got = gw.held(r)
             if got is not None:
                 held[r] = got
-        lost, phantom, unknown_held = reconcile(verdicts, held)
-        if (not lost and len(held) == len(story.layout.regions)) or time.monotonic() > deadline:
+        rec = reconcile(verdicts, held)
+        if (not rec.lost and len(held) == len(story.layout.regions)) or (
+            time.monotonic() > deadline
+        ):
             break
         time.sleep(0.2)
+    lost, phantom, unknown_held = rec.lost, rec.phantom, rec.unknown_held
     story.expect(
         not lost and len(held) == len(story.layout.regions),
         f"all {len(verdicts['acked'])} acknowledged creates are held, each in the region "
@@ -420,6 +428,11 @@ def restart_and_reconcile(
         not phantom,
         f"none of the {len(verdicts['not_applied'])} creates answered 'not applied' was applied"
         + (f" (found: {phantom[:5]})" if phantom else ""),
+    )
+    story.expect(
+        not rec.twice,
+        "no create was applied twice (no VM homed in two regions)"
+        + (f" (found: {rec.twice[:5]})" if rec.twice else ""),
     )
     if verdicts["unknown"]:
         story.say(
