@@ -18,8 +18,10 @@ from novacron_core.runtime.gateway.config import load_config
 KILL, KILLED = 10.0, 10.05
 
 
-def op(vm: str, t0: float, t1: float, status: int, outcome: str = "", home: str = "") -> Op:
-    return Op(vm, t0, t1, status, outcome, home)
+def op(
+    vm: str, t0: float, t1: float, status: int, outcome: str = "", home: str = "", by: str = ""
+) -> Op:
+    return Op(vm, t0, t1, status, outcome, home, by)
 
 
 def test_only_errors_that_say_what_happened_are_honest() -> None:
@@ -30,6 +32,9 @@ def test_only_errors_that_say_what_happened_are_honest() -> None:
         op("later-unknown", 10.5, 10.6, 502, "unknown"),  # sent after the kill: not allowed
         op("early-unknown", 9.0, 9.5, 502, "unknown"),  # answered before the kill
         op("refused", 10.5, 10.6, 503, "not_applied"),
+        # a surviving node's own answer: its leader changed under the write, and it says so
+        op("node-504", 10.5, 10.9, 504, "unknown", by="us-west1/n3"),
+        op("node-504-no-outcome", 10.5, 10.9, 504, by="us-west1/n3"),
         op("503-no-outcome", 10.5, 10.6, 503),  # says nothing about what happened
         op("broken", 10.5, 10.6, 0),  # the gateway gave no answer at all
         op("500", 10.5, 10.6, 500, "unknown"),
@@ -39,9 +44,11 @@ def test_only_errors_that_say_what_happened_are_honest() -> None:
     assert [o.vm for o in v["acked"]] == ["ok"]
     assert [o.vm for o in v["unknown"]] == ["inflight", "timeout"]
     assert [o.vm for o in v["not_applied"]] == ["refused"]
+    assert [o.vm for o in v["node_unknown"]] == ["node-504"]
     assert [o.vm for o in v["dishonest"]] == [
         "later-unknown",
         "early-unknown",
+        "node-504-no-outcome",
         "503-no-outcome",
         "broken",
         "500",

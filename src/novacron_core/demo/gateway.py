@@ -143,10 +143,10 @@ class DemoGateway:
             parsed: Any = json.loads(raw) if raw else None
         except ValueError:
             parsed = raw.decode(errors="replace")
-        outcome = r.getheader("X-Novacron-Outcome") or (
-            parsed.get("outcome", "") if isinstance(parsed, dict) else ""
-        )
-        return Answer(r.status, parsed, str(outcome), r.getheader("X-Novacron-Backend") or "")
+        # the problem's "outcome" (not_applied/unknown), else the header (not-applied)
+        said = parsed.get("outcome") if isinstance(parsed, dict) else None
+        outcome = str(said or r.getheader("X-Novacron-Outcome") or "").replace("-", "_")
+        return Answer(r.status, parsed, outcome, r.getheader("X-Novacron-Backend") or "")
 
     def write(
         self, region: str, method: str, path: str, body: Any, deadline_s: float = 15.0
@@ -195,6 +195,8 @@ class Op:
     status: int
     outcome: str
     home: str  # the acknowledged record's home_region
+    backend: str = ""  # the node that answered (X-Novacron-Backend); "": the gateway did
+    detail: str = ""  # an error's problem detail
 
 
 class Writers:
@@ -232,9 +234,12 @@ class Writers:
                 {"X-Client-Location": self.location},
                 conn,
             )
-            home = a.body.get("home_region", "") if isinstance(a.body, dict) else ""
+            body = a.body if isinstance(a.body, dict) else {}
+            home = str(body.get("home_region", ""))
+            detail = "" if a.status == 201 else str(body.get("detail", a.body))
+            op = Op(vm, t0, time.monotonic(), a.status, a.outcome, home, a.backend, detail)
             with self.lock:
-                self.ops.append(Op(vm, t0, time.monotonic(), a.status, a.outcome, home))
+                self.ops.append(op)
             if a.status != 201:
                 conn.close()  # a fresh connection after an error, as a client would
                 conn = http.client.HTTPConnection(self.gw.host, GATEWAY_PORT, timeout=10)
@@ -323,6 +328,12 @@ def region_killed_under_load(story: Story, gw: DemoGateway) -> None:
         f"   {len(ops)} creates: {counts['acked']} acknowledged, {counts['unknown']} answered "
         f"502/504 outcome unknown (in flight at the kill), {counts['not_applied']} answered "
         f"503 not applied, {counts['dishonest']} other"
+        + (
+            f"; {counts['node_unknown']} answered 'outcome unknown' by a surviving node itself "
+            f"({verdicts['node_unknown'][0].backend}: {verdicts['node_unknown'][0].detail[:60]})"
+            if verdicts["node_unknown"]
+            else ""
+        )
     )
     if served:
         story.say(
@@ -331,12 +342,13 @@ def region_killed_under_load(story: Story, gw: DemoGateway) -> None:
             f"a dead node: {story.figures.get('gateway_last_sent_ms', float('nan')):.0f} ms "
             "after its kill"
         )
+    bad = verdicts["dishonest"][:3]
     story.expect(
         not verdicts["dishonest"],
         "every error a client saw was honest (502/504 unknown only in flight at the kill, "
         "503 not applied otherwise)"
         + (
-            f": {[(o.vm, o.status, o.outcome) for o in verdicts['dishonest'][:5]]}"
+            f": {[(o.vm, o.status, o.outcome, o.backend or 'gateway', o.detail) for o in bad]}"
             if verdicts["dishonest"]
             else ""
         ),
@@ -345,19 +357,26 @@ def region_killed_under_load(story: Story, gw: DemoGateway) -> None:
 
 
 def judge(ops: list[Op], t_kill: float, t_killed: float) -> dict[str, list[Op]]:
-    """Sort the answers: acknowledged; unknown (502/504 "unknown", and in flight at the
-    kill); not applied (503 "not_applied"); anything else is dishonest."""
-    out: dict[str, list[Op]] = {"acked": [], "unknown": [], "not_applied": [], "dishonest": []}
+    """Sort the answers: acknowledged; unknown (502/504 "unknown", in flight at the kill);
+    node_unknown (a surviving node's own 502/504 "unknown", passed through: its group
+    changed leader under the write, and it says so); not applied (503 "not_applied");
+    anything else is dishonest (the gateway's own "unknown" for a request sent after the
+    kill, a 500, no answer, a 4xx)."""
+    out: dict[str, list[Op]] = {
+        "acked": [],
+        "unknown": [],
+        "node_unknown": [],
+        "not_applied": [],
+        "dishonest": [],
+    }
     for o in ops:
+        unknown = o.status in (502, 504) and o.outcome == "unknown"
         if o.status == 201 and o.home:
             out["acked"].append(o)
-        elif (
-            o.status in (502, 504)
-            and o.outcome == "unknown"
-            and o.t0 <= t_killed
-            and o.t1 >= t_kill
-        ):
+        elif unknown and o.t0 <= t_killed and o.t1 >= t_kill:
             out["unknown"].append(o)
+        elif unknown and o.backend:
+            out["node_unknown"].append(o)
         elif o.status == 503 and o.outcome == "not_applied":
             out["not_applied"].append(o)
         else:
@@ -384,7 +403,7 @@ def reconcile(
                 where.setdefault(vm, set()).add(region)
     lost = [o.vm for o in verdicts["acked"] if o.home not in where.get(o.vm, set())]
     phantom = [o.vm for o in verdicts["not_applied"] if o.vm in where]
-    unknown_held = sum(1 for o in verdicts["unknown"] if o.vm in where)
+    unknown_held = sum(1 for k in ("unknown", "node_unknown") for o in verdicts[k] if o.vm in where)
     twice = sorted(vm for vm, regions in where.items() if len(regions) > 1)
     return Reconciled(lost, phantom, twice, unknown_held)
 
@@ -396,15 +415,16 @@ def restart_and_reconcile(
     for n in story.layout.in_region(victim):
         story.sup.restart(n.name)
     story.wait(f"a leader in {victim} again", lambda: story.leader_of(victim) is not None, 30)
-    want = len(story.layout.in_region(victim))
+    t_leader = time.monotonic() - t0
     story.wait(
-        f"the gateway to see {victim}'s nodes again",
-        lambda: (
-            sum(1 for b in gw.backends() if b["region"] == victim and b.get("available")) == want
-        ),
+        f"the gateway to see {victim} again",
+        lambda: any(b["region"] == victim and b.get("available") for b in gw.backends()),
         30,
     )
-    story.say(f"   restarted {victim}: back behind the gateway in {time.monotonic() - t0:.1f}s")
+    story.say(
+        f"   restarted {victim}: a leader after {t_leader:.1f}s, back behind the gateway "
+        f"after {time.monotonic() - t0:.1f}s"
+    )
     held: dict[str, dict[str, str]] = {}
     deadline = time.monotonic() + 10  # a restarted follower may still be applying its log
     while True:
@@ -434,8 +454,9 @@ def restart_and_reconcile(
         "no create was applied twice (no VM homed in two regions)"
         + (f" (found: {rec.twice[:5]})" if rec.twice else ""),
     )
-    if verdicts["unknown"]:
+    unknown = len(verdicts["unknown"]) + len(verdicts["node_unknown"])
+    if unknown:
         story.say(
-            f"   of the {len(verdicts['unknown'])} 'outcome unknown' creates, {unknown_held} "
+            f"   of the {unknown} 'outcome unknown' creates, {unknown_held} "
             "had been applied (the client must read back; the gateway never re-sent them)"
         )
