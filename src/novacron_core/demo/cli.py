@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-import time
 from pathlib import Path
 from types import FrameType
 
@@ -123,14 +122,14 @@ def demo_command(
             sup = stack.enter_context(Supervisor(data_dir))
             story = Story(sup, layout, out, election_timeout_ms, line, net)
             try:
+                gw = DemoGateway(sup, layout, address_octet)
+                gw_cfg = gw.launch(sup.base)  # it finds the nodes as they come up
                 story.start()
-                story.gateway = DemoGateway(sup, layout, address_octet)
-                t_gw = time.monotonic()
-                story.gateway.start(sup.base)
+                waited = gw.ready()
+                story.gateway = gw
                 story.say(
-                    f"   gateway: `novacron gateway --config {sup.base / 'gateway.json'}` on "
-                    f"{story.gateway.url}, every region's nodes behind it "
-                    f"({time.monotonic() - t_gw:.1f}s); the clients' writes go through it"
+                    f"   gateway: `novacron gateway --config {gw_cfg}` on {gw.url}, every "
+                    f"region's nodes behind it (+{waited:.1f}s); the clients' writes go through it"
                 )
                 if tty:
                     view = LiveView(layout, sup, story)

@@ -93,23 +93,27 @@ class DemoGateway:
                     return f"{self.host}:{port}"
         return None
 
-    def start(self, base: Path) -> Path:
-        """Start it and wait until it knows every node of every region (discovered from
-        the seeds, probed healthy)."""
+    def launch(self, base: Path) -> Path:
+        """Start it (with the nodes: it keeps asking their seeds until they answer, so
+        its start-up overlaps theirs); returns its config file."""
         busy = self.busy()
         if busy:
-            raise RuntimeError(f"{busy} is already in use: the demo's gateway cannot listen")
+            raise RuntimeError(f"{busy} is already in use (another `novacron demo` running?)")
         cfg = base / "gateway.json"
         cfg.write_text(json.dumps(gateway_config(self.layout, self.host), indent=2))
         argv = python_module_argv("novacron_core.cli", "gateway", "--config", str(cfg))
         self.sup.start(self.name, argv)
+        return cfg
+
+    def ready(self) -> float:
+        """Wait until it knows every node of every region (discovered from the seeds,
+        probed healthy); returns the seconds waited."""
         want = len(self.layout.nodes)
-        self.sup.wait_until(
+        return self.sup.wait_until(
             f"the gateway to see all {want} nodes available",
             lambda: sum(1 for b in self.backends() if b.get("available")) == want,
             30,
         )
-        return cfg
 
     def backends(self) -> list[dict[str, Any]]:
         got = get_json(self.admin + "/v1/backends")
