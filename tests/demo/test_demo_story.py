@@ -105,7 +105,13 @@ def _story(tmp_path: Path, octet: int, pids: list[int], *args: str) -> str:
     took = time.monotonic() - t0
     assert proc.returncode == 0, out
     assert "all expectations met" in out, out
-    for figure in ("→ new leader", "→ next commit", "propagation", "partition healed"):
+    for figure in (
+        "→ new leader",
+        "→ next commit",
+        "propagation",
+        "partition healed",
+        "→ served by",
+    ):
         assert figure in out, out
     assert "✗" not in out, out
     assert _node_pids(octet) == []

@@ -78,8 +78,13 @@ class Backend:
         if math.isnan(self.ewma_s):
             self.ewma_s = latency_s
         else:
-            dt = max(now - self.ewma_at, 0.0)
-            share = 1.0 - math.exp(-dt / tau_s) if tau_s > 0 else 1.0
-            share = max(share, MIN_SAMPLE_SHARE)
+            x = (now - self.ewma_at) / tau_s if tau_s > 0 else math.inf
+            # 1 - exp(-x) <= x: under a steady stream of answers (x tiny) the floor wins
+            # and the exponential need not be computed
+            share = (
+                MIN_SAMPLE_SHARE
+                if x <= MIN_SAMPLE_SHARE
+                else max(1.0 - math.exp(-x), MIN_SAMPLE_SHARE)
+            )
             self.ewma_s += (latency_s - self.ewma_s) * share
         self.ewma_at = now

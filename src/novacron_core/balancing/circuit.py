@@ -71,6 +71,15 @@ class Breaker:
         """Record a finished request; returns True when the state changed.
         ``counted=False``: the request ended without a verdict (neutral)."""
         spec = self.spec
+        # the steady state: a success into a full window of successes changes nothing
+        # (append one, drop one: both successes), so skip the deque work per request
+        if (
+            not failed
+            and not self.failures
+            and self.state is BreakerState.CLOSED
+            and (len(self.results) >= spec.window or not counted)
+        ):
+            return False
         if self.state is BreakerState.HALF_OPEN:
             self.trials = max(0, self.trials - 1)
             if not counted:

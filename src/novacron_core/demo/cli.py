@@ -22,6 +22,7 @@ from novacron_core.demo import agents
 from novacron_core.demo.federation import (
     Layout,
 )
+from novacron_core.demo.gateway import DemoGateway, region_killed_under_load
 from novacron_core.demo.live import LiveView, hand_over
 from novacron_core.demo.netns import RegionNetwork, probe
 from novacron_core.demo.procs import Supervisor
@@ -122,7 +123,15 @@ def demo_command(
             sup = stack.enter_context(Supervisor(data_dir))
             story = Story(sup, layout, out, election_timeout_ms, line, net)
             try:
+                gw = DemoGateway(sup, layout, address_octet)
+                gw_cfg = gw.launch(sup.base)  # it finds the nodes as they come up
                 story.start()
+                waited = gw.ready()
+                story.gateway = gw
+                story.say(
+                    f"   gateway: `novacron gateway --config {gw_cfg}` on {gw.url}, every "
+                    f"region's nodes behind it (+{waited:.1f}s); the clients' writes go through it"
+                )
                 if tty:
                     view = LiveView(layout, sup, story)
                     view.thread.start()
@@ -136,6 +145,7 @@ def demo_command(
                     story.partition()
                     story.heal()
                     agents.run_chapter(story)
+                    region_killed_under_load(story, story.gateway)
                 if live is not None and view is not None:
                     live.stop()
                     view.poll_once()
@@ -211,6 +221,8 @@ def _summary(story: Story, out: Console) -> None:
         "failover_commit_s": ("leader killed → next commit", "s"),
         "restart_catchup_s": ("kill -9 + restart → caught up", "s"),
         "heal_catchup_ms": ("partition healed → caught up", "ms"),
+        "gateway_failover_ms": ("region killed → served by the next", "ms"),
+        "gateway_last_sent_ms": ("  last request sent to a dead node", "ms"),
         "rtt_error_ms_max": ("measured RTT vs matrix (max error)", "ms"),
         "agents_rtt_error_pct_max": ("agents' RTT vs the WAN (max error)", "%"),
         "agents_reroute_s": ("link cut → agents rerouted", "s"),

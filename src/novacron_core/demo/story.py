@@ -24,6 +24,7 @@ from novacron_core.demo.federation import (
     post_json,
     write,
 )
+from novacron_core.demo.gateway import DemoGateway
 from novacron_core.demo.netns import RegionNetwork, connect_rtt_samples
 from novacron_core.demo.procs import Supervisor
 from novacron_core.federation.netem import demo_rtt
@@ -46,6 +47,7 @@ class Story:
         self.cut: list[str] = []  # the regions partitioned off now
         self.failures: list[str] = []
         self.figures: dict[str, float] = {}
+        self.gateway: DemoGateway | None = None  # set: the client writes go through it
 
     # ------------------------------------------------------------ helpers
 
@@ -58,6 +60,11 @@ class Story:
         else:
             self.say(f"   [red]✗ expected: {what}[/red]")
             self.failures.append(what)
+
+    def client_write(self, region: str, method: str, path: str, body: Any) -> Any:
+        if self.gateway is not None:
+            return self.gateway.write(region, method, path, body)
+        return write(self.live(region), method, path, body)
 
     def live(self, region: str) -> list[NodeSpec]:
         return [n for n in self.layout.in_region(region) if self.sup.procs[n.name].running]
@@ -175,8 +182,8 @@ class Story:
         for r in self.layout.regions:
             vm = f"web-{r}"
             t0 = time.monotonic()
-            write(
-                self.live(r),
+            self.client_write(
+                r,
                 "POST",
                 "/v1/vms",
                 {
@@ -186,7 +193,7 @@ class Story:
                 },
             )
             t1 = time.monotonic()
-            rec = write(self.live(r), "POST", f"/v1/vms/{vm}/power", {"state": "on"})
+            rec = self.client_write(r, "POST", f"/v1/vms/{vm}/power", {"state": "on"})
             t2 = time.monotonic()
             self.say(
                 f"   {vm}: created in {1000 * (t1 - t0):.0f} ms, powered on in "
@@ -215,7 +222,7 @@ class Story:
         new = self.leader_of(r)
         assert new is not None
         vm = f"web-{r}"
-        write(self.live(r), "POST", f"/v1/vms/{vm}/power", {"state": "off"})
+        self.client_write(r, "POST", f"/v1/vms/{vm}/power", {"state": "off"})
         t_commit = time.monotonic() - t0
         self.figures["failover_leader_s"], self.figures["failover_commit_s"] = t_lead, t_commit
         self.say(
@@ -248,8 +255,8 @@ class Story:
         self.sup.kill(victim.name)
         for i in range(20):
             vm = f"batch-{r}-{i}"
-            write(
-                self.live(r),
+            self.client_write(
+                r,
                 "POST",
                 "/v1/vms",
                 {"id": vm, "name": vm, "spec": {"cpus": 1, "memory_mib": 512, "image": "alpine"}},
@@ -300,8 +307,8 @@ class Story:
         self.set_partitioned([cut])
         vm_cut, vm_other = f"islanded-{cut}", f"mainland-{others[0]}"
         t0 = time.monotonic()
-        write(
-            self.live(cut),
+        self.client_write(
+            cut,
             "POST",
             "/v1/vms",
             {
@@ -310,14 +317,14 @@ class Story:
                 "spec": {"cpus": 4, "memory_mib": 4096, "image": "debian-12"},
             },
         )
-        write(self.live(cut), "POST", f"/v1/vms/{vm_cut}/power", {"state": "on"})
+        self.client_write(cut, "POST", f"/v1/vms/{vm_cut}/power", {"state": "on"})
         t_w = time.monotonic() - t0
         self.say(
             f"   {cut} still writes its own VMs: {vm_cut} created and powered on "
             f"in {1000 * t_w:.0f} ms"
         )
-        write(
-            self.live(others[0]),
+        self.client_write(
+            others[0],
             "POST",
             "/v1/vms",
             {

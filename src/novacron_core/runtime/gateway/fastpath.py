@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from novacron_core.runtime.gateway.server import Gateway
 
 NO_TRIES: frozenset[str] = frozenset()
+REQUEST_CACHE = 4096  # (region, strict, write, client address) -> the balancer's request
 BUFFER_LIMIT = 64 << 10  # answers up to this size are written with their head, in one write
 
 
@@ -36,6 +37,7 @@ class FastPath:
         self.balancer = gw.balancer
         self.pool = gw.pool
         self.loop = gw.loop
+        self.requests: dict[tuple[str, bool, bool, str], BalRequest] = {}
 
     def __call__(self, conn: ClientConn, req: Request) -> bool:
         """Take ``req`` (True) or leave it to the coroutine path (False)."""
@@ -68,13 +70,26 @@ class FastPath:
             region = home
         elif kind == "vm_create":
             strict = req.header(b"x-novacron-region") is not None
-        ctx = PickContext(req.client_ip, point, region)
         affinity = gw.affinity_header
         key = None if affinity is None else req.header(affinity)
+        if point is None and key is None:
+            # the common case: the same few (region, strictness, write, client) again and
+            # again; the balancer's request for them is made once (it only reads it, but
+            # for the group it sets on the context just before each pick)
+            ck = (region, strict, route.write, req.client_ip)
+            bal_req = self.requests.get(ck)
+            if bal_req is None:
+                if len(self.requests) >= REQUEST_CACHE:
+                    self.requests.clear()
+                ctx = PickContext(req.client_ip, None, region)
+                bal_req = BalRequest(region, strict, route.write, None, ctx, NO_TRIES, False)
+                self.requests[ck] = bal_req
+            ctx = bal_req.ctx
+        else:
+            ctx = PickContext(req.client_ip, point, region)
+            bal_req = BalRequest(region, strict, route.write, key, ctx, NO_TRIES, False)
         now = self.loop.time()
-        choice = self.balancer.acquire(
-            now, BalRequest(region, strict, route.write, key, ctx, NO_TRIES, False)
-        )
+        choice = self.balancer.acquire(now, bal_req)
         if isinstance(choice, Refusal):
             return False  # the coroutine path words the refusal (and VM fallbacks)
         up = self.pool.take(choice.backend)

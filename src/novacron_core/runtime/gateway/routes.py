@@ -34,7 +34,23 @@ class Route:
     session_aware: bool = False
 
 
+CACHE_SIZE = 4096  # distinct (method, path) pairs remembered; VM ids make paths unbounded
+_cache: dict[tuple[str, str], Route] = {}
+
+
 def classify(method: str, path: str) -> Route:
+    """The route of a request (remembered: the same few paths come again and again, and a
+    frozen Route costs more to build than to look up)."""
+    key = (method, path)
+    route = _cache.get(key)
+    if route is None:
+        if len(_cache) >= CACHE_SIZE:
+            _cache.clear()
+        route = _cache[key] = _classify(method, path)
+    return route
+
+
+def _classify(method: str, path: str) -> Route:
     write = method not in SAFE_METHODS
     if path in GATEWAY_PATHS:
         return Route("gateway", write)

@@ -327,7 +327,9 @@ class UpstreamPool:
         return conn
 
     def put(self, conn: UpstreamConn) -> None:
-        self.busy.get(conn.backend_id, set()).discard(conn)
+        busy = self.busy.get(conn.backend_id)
+        if busy is not None:
+            busy.discard(conn)
         if not conn.reusable or conn.transport is None or conn.transport.is_closing():
             conn.close()
             return
