@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from novacron_core.observe import tracing
 from novacron_core.observe.metrics import status_class
+from novacron_core.observe.slo import WRITE_LATENCY_THRESHOLD_S
 
 if TYPE_CHECKING:
     from novacron_core.runtime.metrics import NodeMetrics
@@ -52,6 +53,11 @@ class Stats:
         self.errors = 0  # 5xx
         self.write_seconds = 0.0
         self.writes = 0
+        # cumulative, for the SLOs' burn rates (observe.slo.LocalBurn)
+        self.total = 0
+        self.total_errors = 0
+        self.writes_ok = 0
+        self.writes_slow = 0
 
     def take(self) -> tuple[int, int, float, int]:
         out = (self.requests, self.errors, self.write_seconds, self.writes)
@@ -91,15 +97,25 @@ def observe_middleware(metrics: NodeMetrics | None, stats: Stats | None = None) 
             if stats is not None and op != "admin":
                 stats.requests += 1
                 stats.errors += status >= 500
+                stats.total += 1
+                stats.total_errors += status >= 500
                 if op == "write":
                     stats.writes += 1
                     stats.write_seconds += dt
+                    if 200 <= status < 300:
+                        stats.writes_ok += 1
+                        stats.writes_slow += dt > WRITE_LATENCY_THRESHOLD_S
 
     return middleware
 
 
 async def _traced(request: web.Request, handler: Handler, op: str) -> web.StreamResponse:
-    ctx = tracing.extract_headers(request.headers) if "traceparent" in request.headers else None
+    if "traceparent" in request.headers:
+        ctx = tracing.extract_headers(request.headers)
+    elif tracing.sample_root():
+        ctx = None
+    else:
+        return await handler(request)  # a new trace not sampled: the SDK is never called
     route = route_of(request)
     span = tracing.tracer().start_span(
         f"{request.method} {route}", context=ctx, kind=SpanKind.SERVER
@@ -140,6 +156,8 @@ def client_trace_configs() -> list[aiohttp.TraceConfig]:
         ctx: SimpleNamespace,
         params: aiohttp.TraceRequestStartParams,
     ) -> None:
+        if not trace.get_current_span().is_recording() and not tracing.sample_root():
+            return  # a call outside any recorded span would start a new, unsampled trace
         span = tracing.tracer().start_span(
             f"{params.method} {params.url.path}",
             kind=SpanKind.CLIENT,
