@@ -140,9 +140,22 @@ class Api:
 
     # ------------------------------------------------------------ consensus plumbing
 
-    async def _call(self, request: web.Request, req: Any) -> Reply:
+    async def _submit(self, req: Any, key: str) -> Reply:
+        if not (self._traced and isinstance(req, Propose)):
+            return await self.node.submit(req)  # type: ignore[no-any-return]
+        if not trace.get_current_span().is_recording():
+            return await self.node.submit(req)  # type: ignore[no-any-return]
+        # the consensus round as a span; its context rides with the proposal, so a VM
+        # record's publication to the other regions continues this trace
+        attrs = {"novacron.key": key}
+        with tracing.tracer().start_as_current_span("consensus.propose", attributes=attrs) as sp:
+            reply: Reply = await self.node.submit(Traced(req, tracing.to_carrier()))
+            sp.set_attribute("novacron.status", reply.status)
+        return reply
+
+    async def _call(self, request: web.Request, req: Any, key: str = "") -> Reply:
         """Run ``req`` on the group; on a follower, raise the leader's answer to it."""
-        reply: Reply = await self.node.submit(req)
+        reply: Reply = await self._submit(req, key)
         if reply.status == OK:
             return reply
         if reply.status == NOT_LEADER:
@@ -278,15 +291,7 @@ class Api:
         return (client, seq) if client else ("", 0)
 
     async def _write(self, request: web.Request, cmd: KVCommand) -> KVResult:
-        if self._traced and trace.get_current_span().is_recording():
-            # the consensus round as a span; its context rides with the proposal, so a VM
-            # record's publication to the other regions continues this trace
-            attrs = {"novacron.key": cmd.key, "novacron.op": cmd.op}
-            with tracing.tracer().start_as_current_span("consensus.propose", attributes=attrs):
-                traced = Traced(Propose(encode(cmd)), tracing.to_carrier())
-                reply = await self._call(request, traced)
-        else:
-            reply = await self._call(request, Propose(encode(cmd)))
+        reply = await self._call(request, Propose(encode(cmd)), cmd.key)
         return decode(reply.value, KVResult) if reply.value else KVResult()
 
     async def _read(self, request: web.Request, q: KVQuery) -> KVResult:
