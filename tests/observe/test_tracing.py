@@ -22,8 +22,8 @@ from novacron_core.observe.logs import JsonFormatter, setup_logging
 @record(type_id=64_017)
 @dataclass(frozen=True)
 class Replicated:
-    """A stand-in for a protocol message with a trace field (the wiring into the real
-    messages comes with the region-node restructure)."""
+    """A stand-in for a protocol message with a trace field (the real ones: Gossip.traces
+    and Push.traces, tests/sync/test_trace_carriers.py)."""
 
     vm: str
     trace: bytes = b""
