@@ -152,6 +152,16 @@ def test_status_reports_the_groups_real_leader_term_and_commit_index(day2: Day2)
     assert st["term"] == g["term"]
     assert 1 <= st["commitIndex"] <= g["commit"]
     assert st["members"] == [f"{NAME}-{i}" for i in range(3)]
+    # the region's health score and SLO burn rates, as the leader's node serves them
+    health = wait_for("status.health", lambda: day2.status().get("health"), 45)
+    assert 0 <= health["score"] <= 100
+    assert health["node"] in st["members"]
+    assert {s["name"] for s in health["slos"]} == {"availability", "write_latency"}
+    # (the node's own judgement: just after the group formed, its election count may
+    # still weigh the leader component down)
+    components = health["components"]
+    assert set(components) <= {"leader", "replication", "errors", "links", "conflicts"}
+    assert all(0 <= v <= 1 for v in components.values())
     table = day2.k.run("get", "ncr", NAME, "-n", day2.ns).stdout
     print(f"\n{table}")
     assert g["leader"] in table

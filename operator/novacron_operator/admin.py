@@ -18,6 +18,7 @@ import aiohttp
 
 from novacron_core.consensus.interface import GroupStatus
 from novacron_operator.builders.common import API_PORT, PEER_PORT
+from novacron_operator.models import RegionHealthStatus, SloBurnStatus
 
 # test hook: a JSON file {"pod": {"peer": "h:p", "http": "h:p"}} overriding pod DNS names,
 # for control planes whose pods run no node (the e2e suite runs real nodes beside kwok)
@@ -61,6 +62,31 @@ class ClusterInfo:
         )
 
 
+def health_from_json(doc: dict[str, Any]) -> RegionHealthStatus:
+    """``/v1/observe/health`` as region status holds it; ValueError (pydantic's) or
+    KeyError/TypeError on a document it cannot read."""
+    components = {
+        name: float(c["score"]) for name, c in doc["components"].items() if c["score"] is not None
+    }
+    slos = [
+        SloBurnStatus.model_validate(
+            {
+                "name": name,
+                "objective": s["objective"],
+                **{f"burnRate{w}": _rounded(s["burn_rate"].get(w)) for w in ("5m", "1h", "6h")},
+            }
+        )
+        for name, s in sorted((doc.get("slos") or {}).items())
+    ]
+    return RegionHealthStatus(
+        score=doc["score"], node=doc.get("node", ""), components=components, slos=slos
+    )
+
+
+def _rounded(v: Any) -> float | None:
+    return None if v is None else round(float(v), 3)
+
+
 @dataclass(frozen=True)
 class Address:
     peer: str  # host:port of the Raft peer listener
@@ -91,6 +117,10 @@ class HttpNodeAdmin:
 
     async def cluster(self) -> ClusterInfo:
         return ClusterInfo.from_json(await self._call("GET", "/v1/cluster"))
+
+    async def health(self) -> RegionHealthStatus:
+        """The node's health score and SLO burn rates (``GET /v1/observe/health``)."""
+        return health_from_json(await self._call("GET", "/v1/observe/health"))
 
     async def _member(self, action: str, node: str, address: Address | None = None) -> ClusterInfo:
         body: dict[str, Any] = {"action": action, "node": node}
@@ -182,3 +212,17 @@ class NodeClients:
 
         answers = await asyncio.gather(*(one(p) for p in pods))
         return {pod: a for pod, a in zip(pods, answers, strict=True) if a is not None}
+
+    async def health(
+        self, namespace: str, service: str, pods: list[str]
+    ) -> RegionHealthStatus | None:
+        """The first of ``pods`` (in order) whose node answers ``/v1/observe/health``."""
+        for pod in pods:
+            address = self.resolver.address(namespace, service, pod)
+            if address is None:
+                continue
+            try:
+                return await self.admin(address).health()
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+                continue
+        return None

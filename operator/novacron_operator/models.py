@@ -328,6 +328,43 @@ def effective(spec: NovaCronRegionSpec, defaults: RegionDefaults) -> Effective:
     )
 
 
+class SloBurnStatus(Spec):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    name: str = Field(description="The SLO: availability or write_latency (docs/observability.md).")
+    objective: float = Field(ge=0, le=1, description="Its objective over 30 days, e.g. 0.999.")
+    burn_rate_5m: float | None = Field(
+        default=None,
+        ge=0,
+        alias="burnRate5m",
+        description="Error-budget burn rate over 5 minutes (1 = on budget; none: no requests).",
+    )
+    burn_rate_1h: float | None = Field(
+        default=None, ge=0, alias="burnRate1h", description="The same over 1 hour."
+    )
+    burn_rate_6h: float | None = Field(
+        default=None, ge=0, alias="burnRate6h", description="The same over 6 hours."
+    )
+
+
+class RegionHealthStatus(Spec):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    score: float = Field(ge=0, le=100, description="Regional health score 0-100.")
+    node: str = Field(description="The node whose view this is (the leader when one answers).")
+    components: dict[str, float] = Field(
+        default_factory=dict,
+        description="Score of each measured input, 0..1: leader, replication, errors, links, "
+        "conflicts (an unmeasured one is left out).",
+    )
+    slos: list[SloBurnStatus] = Field(
+        default_factory=list, description="SLO burn rates, from that node's client requests."
+    )
+    observed_at: str | None = Field(
+        default=None,
+        description="When the operator read it (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+
+
 class NovaCronRegionStatus(CommonStatus):
     replicas: int | None = Field(default=None, description="Current node pods.")
     ready_replicas: int | None = Field(default=None, description="Ready node pods.")
@@ -342,6 +379,9 @@ class NovaCronRegionStatus(CommonStatus):
         default=None,
         description="Protocol the nodes run: the one the region was created with (an edit "
         "of spec.protocol is refused with ProtocolSupported=False).",
+    )
+    health: RegionHealthStatus | None = Field(
+        default=None, description="Health score and SLO burn rates (GET /v1/observe/health)."
     )
 
 

@@ -33,6 +33,7 @@ from novacron_operator.builders.region import (
 from novacron_operator.capabilities import available
 from novacron_operator.failpoints import failpoint
 from novacron_operator.federated import Federated, Member, keys_secret, local_regions, view
+from novacron_operator.health_status import read_region_health
 from novacron_operator.kube import OPTIONAL_OWNED, ApiError, Kube
 from novacron_operator.members import (
     bootstrap_replicas,
@@ -48,6 +49,7 @@ from novacron_operator.models import (
     NovaCronClusterSpec,
     NovaCronRegionSpec,
     NovaCronRegionStatus,
+    RegionHealthStatus,
 )
 from novacron_operator.protocols import bootstrap_protocol, protocol_condition, record_protocol
 from novacron_operator.reconcile import (
@@ -412,6 +414,15 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
         health = health.degrade("ChildApplyFailed", rejected.message())
     st = (sts or {}).get("status") or {}
     leader = step.leader
+    health_doc, health_again = None, 0.0
+    if manage and nodes:
+        ask = sorted(nodes, key=lambda pod: pod != (leader.node if leader else None))
+        old_health = (body.get("status") or {}).get("health")
+        service = names.peers_service(owner.name)
+        now = dt.datetime.now(dt.UTC)
+        health_doc, health_again = await read_region_health(
+            opts.nodes, key.namespace, service, ask, old_health, now
+        )
     status = base.model_copy(
         update={
             "replicas": st.get("replicas", 0),
@@ -420,6 +431,9 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
             "term": leader.term if leader else None,
             "commit_index": leader.commit_index if leader else None,
             "members": sorted(leader.voters) if leader else None,
+            "health": (
+                None if health_doc is None else RegionHealthStatus.model_validate(health_doc)
+            ),
         }
     )
     changed = await write_status(kube, body, health, status)
@@ -428,6 +442,8 @@ async def reconcile_region(kube: Kube, key: Key, opts: Options) -> Follow:
     follow: Follow = []
     if sized.again:
         follow.append(Later(key, 1.0))
+    if health_doc is not None:  # the score and burn rates move: read them again then
+        follow.append(Later(key, health_again))
     if manage and not step.done:
         # the nodes' progress (a learner catching up, a new leader) raises no Kubernetes
         # event: look again soon, sooner right after acting, slowly while nobody answers

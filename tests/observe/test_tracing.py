@@ -22,8 +22,8 @@ from novacron_core.observe.logs import JsonFormatter, setup_logging
 @record(type_id=64_017)
 @dataclass(frozen=True)
 class Replicated:
-    """A stand-in for a protocol message with a trace field (the wiring into the real
-    messages comes with the region-node restructure)."""
+    """A stand-in for a protocol message with a trace field (the real ones: Gossip.traces
+    and Push.traces, tests/sync/test_trace_carriers.py)."""
 
     vm: str
     trace: bytes = b""
@@ -150,3 +150,46 @@ def test_setup_logging_validates_the_format() -> None:
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+@pytest.mark.parametrize(
+    ("env", "ratio"),
+    [
+        ({}, None),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, None),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
+            0.01,
+        ),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}, 0.0),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "7"}, 1.0),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "lots"}, 1.0),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "nan"}, 1.0),
+    ],
+)
+def test_ratio_samplers_are_decided_before_the_sdk(
+    env: dict[str, str], ratio: float | None
+) -> None:
+    assert tracing.root_ratio(env) == ratio
+
+
+def test_sample_root_keeps_about_the_ratio(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    random.seed(17)
+    monkeypatch.setattr(tracing, "_root_ratio", 0.01)
+    kept = sum(tracing.sample_root() for _ in range(100_000))
+    assert 850 <= kept <= 1150  # binomial(100000, 0.01): sd about 31
+    monkeypatch.setattr(tracing, "_root_ratio", 0.0)
+    assert not any(tracing.sample_root() for _ in range(1000))
+    monkeypatch.setattr(tracing, "_root_ratio", 1.0)
+    assert all(tracing.sample_root() for _ in range(1000))
+
+
+def test_protocol_spans_never_start_a_trace() -> None:
+    from novacron_core.observe.spans import NO_SPANS
+
+    with tracing.OtelSpans().span("sync.apply", b"", {}) as carrier:
+        assert carrier == b""
+    with NO_SPANS.span("sync.apply", b"\x00" * 26, {}) as carrier:
+        assert carrier == b""

@@ -76,3 +76,20 @@ def test_region_table_shows_conditions_and_why_not_ready() -> None:
     assert row[:6] == ["prod", "us-east", "2/3", "us-east-1", "7", "42"]
     assert "Ready=False,Degraded=False" in text
     assert "2/3 nodes ready" in text
+
+
+def test_region_table_shows_the_health_score_and_burn_rates_from_status() -> None:
+    slos = [
+        {"name": "availability", "objective": 0.999, "burnRate1h": 14.4},
+        {"name": "write_latency", "objective": 0.99, "burnRate5m": 0.0},  # no 1h figure yet
+    ]
+    region = {
+        "metadata": {"name": "us-east", "namespace": "prod"},
+        "spec": {"replicas": 3},
+        "status": {"leader": "us-east-0", "health": {"score": 87.4, "node": "n", "slos": slos}},
+    }
+    text = render(region_table([region, {**region, "status": {}}], all_ns=False))
+    rows = [ln.split() for ln in text.splitlines() if "us-east" in ln and "REGION" not in ln]
+    assert rows[0][5:8] == ["87", "availability", "14.40"]
+    assert "write_latency" not in text
+    assert rows[1][4:7] == ["-", "-", "-"]  # no status: commit, health, burn unknown

@@ -90,10 +90,24 @@ def _s(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
+def _health(h: Any) -> tuple[str, str]:
+    """status.health as the HEALTH and SLO BURN 1H cells (``-`` where nothing is known)."""
+    if not isinstance(h, dict):
+        return "-", "-"
+    score = h.get("score")
+    burns = [
+        f"{s.get('name')} {s['burnRate1h']:.2f}"
+        for s in h.get("slos") or []
+        if isinstance(s, dict) and isinstance(s.get("burnRate1h"), int | float)
+    ]
+    return (f"{score:.0f}" if isinstance(score, int | float) else "-"), ", ".join(burns) or "-"
+
+
 def region_table(regions: list[dict[str, Any]], all_ns: bool) -> Table:
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     cols = ["NAMESPACE"] if all_ns else []
-    for c in [*cols, "REGION", "READY", "LEADER", "TERM", "COMMIT", "CONDITIONS", "MESSAGE"]:
+    heads = ["REGION", "READY", "LEADER", "TERM", "COMMIT", "HEALTH", "SLO BURN 1H"]
+    for c in [*cols, *heads, "CONDITIONS", "MESSAGE"]:
         t.add_column(c, no_wrap=c != "MESSAGE")
     for r in regions:
         st = r.get("status") or {}
@@ -105,6 +119,7 @@ def region_table(regions: list[dict[str, Any]], all_ns: bool) -> Table:
             _s(st.get("leader")),
             _s(st.get("term")),
             _s(st.get("commitIndex")),
+            *_health(st.get("health")),
             _conditions(r),
             _reason(r),
         ]

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from novacron_core.consensus.interface import LEADER, GroupStatus
-from novacron_core.observe import anomaly, forecast, profiling
+from novacron_core.observe import anomaly, forecast, profiling, slo
 from novacron_core.observe.health import COMPONENTS, HealthWindow
 from novacron_core.observe.http import Stats, observe_middleware
 from novacron_core.observe.metrics import Family
@@ -71,6 +71,7 @@ class Observer:
         m = self.node.metrics
         self.stats = Stats()
         self.window = HealthWindow(window_s=300.0)
+        self.burn = slo.LocalBurn()
         self.detectors = {s: anomaly.RobustDetector() for s in STREAMS}
         self.health = m.set.gauge("novacron_health_score", "Regional health score 0-100")
         self.component: Family = m.set.gauge(
@@ -111,6 +112,8 @@ class Observer:
         self.requests_total += requests
         self.errors_total += errors
         lag, links_down = self._lag_and_links(st)
+        t = self.stats
+        self.burn.observe(now, slo.Counts(t.total, t.total_errors, t.writes_ok, t.writes_slow))
         self.window.observe(
             now,
             leader_present=st.leader is not None,
@@ -177,6 +180,8 @@ class Observer:
             for k, v in self.last_verdicts.items()
         }
         body["region"] = self.node.settings.region
+        body["node"] = self.node.settings.node_id
+        body["slos"] = self.burn.rates(asyncio.get_running_loop().time())
         return web.json_response(body)
 
     async def forecast_handler(self, request: web.Request) -> web.Response:

@@ -146,3 +146,74 @@ def alert_rules(slo: SLO) -> list[dict[str, object]]:
             }
         )
     return out
+
+
+# ---------------------------------------------------------------- one node's own view
+
+LOCAL_WINDOWS_S = {"5m": 300.0, "1h": 3600.0, "6h": 21600.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Cumulative client-request counts of one node (what the SLIs are made of)."""
+
+    requests: int = 0  # client reads and writes
+    errors: int = 0  # of them answered 5xx
+    writes_ok: int = 0  # writes answered 2xx
+    writes_slow: int = 0  # of them slower than WRITE_LATENCY_THRESHOLD_S
+
+
+class LocalBurn:
+    """The SLOs' burn rates over the last 5m, 1h and 6h as one node saw its own client
+    requests (sans-IO: the caller passes the time and the cumulative counts, every few
+    seconds). What the operator puts in region status; the alerts use Prometheus's sums
+    over every node of the region instead. A window longer than the node's life covers
+    what there is (``covered_s`` says how much); no request in a window: ``None``."""
+
+    def __init__(self, horizon_s: float = max(LOCAL_WINDOWS_S.values())) -> None:
+        from collections import deque
+
+        self.horizon_s = horizon_s
+        self.samples: deque[tuple[float, Counts]] = deque()
+
+    def observe(self, now: float, counts: Counts) -> None:
+        self.samples.append((now, counts))
+        # keep one sample at or before the horizon, so the longest window stays whole
+        while len(self.samples) > 2 and self.samples[1][0] <= now - self.horizon_s:
+            self.samples.popleft()
+
+    def _since(self, now: float, window_s: float) -> tuple[float, Counts]:
+        start = now - window_s
+        base = self.samples[0]
+        for t, c in self.samples:
+            if t > start:
+                break
+            base = (t, c)
+        return base
+
+    def rates(self, now: float) -> dict[str, dict[str, object]]:
+        """``{slo: {"objective", "burn_rate": {window: rate | None}, "covered_s": {...}}}``."""
+        out: dict[str, dict[str, object]] = {}
+        if not self.samples:
+            return {
+                s.name: {"objective": s.objective, "burn_rate": {}, "covered_s": {}} for s in SLOS
+            }
+        _, last = self.samples[-1]
+        burns: dict[str, dict[str, float | None]] = {s.name: {} for s in SLOS}
+        covered: dict[str, float] = {}
+        for w, secs in LOCAL_WINDOWS_S.items():
+            t0, first = self._since(now, secs)
+            covered[w] = round(min(secs, now - t0), 1)
+            n = last.requests - first.requests
+            bad = last.errors - first.errors
+            burns[AVAILABILITY.name][w] = burn_rate(bad / n, AVAILABILITY) if n > 0 else None
+            n = last.writes_ok - first.writes_ok
+            bad = last.writes_slow - first.writes_slow
+            burns[WRITE_LATENCY.name][w] = burn_rate(bad / n, WRITE_LATENCY) if n > 0 else None
+        for s in SLOS:
+            out[s.name] = {
+                "objective": s.objective,
+                "burn_rate": burns[s.name],
+                "covered_s": dict(covered),
+            }
+        return out

@@ -7,6 +7,13 @@ or ``OTEL_TRACES_EXPORTER`` names ``otlp`` or ``console``, and not when
 ``OTEL_TRACES_SAMPLER_ARG`` (e.g. ``parentbased_traceidratio`` and ``0.01``); the service
 name ``OTEL_SERVICE_NAME``; resource attributes ``OTEL_RESOURCE_ATTRIBUTES``.
 
+Ratio sampling is decided here, before the SDK is called: with ``traceidratio`` or
+``parentbased_traceidratio`` the SDK gets a parent-based always-on sampler and every place
+that would start a root span asks :func:`sample_root` first (one ``random()``), so the
+unsampled majority never pays for the SDK's ``start_span`` (sampler, ids, a non-recording
+span). A span with a parent follows the parent's decision: ``traceidratio`` is treated as
+``parentbased_traceidratio`` (a trace is kept whole or not at all).
+
 Silent without a collector: spans leave through a batch processor on its own thread, and
 export failures are reported once (a warning when the collector stops answering, one
 line when it answers again), never per batch.
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +44,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
@@ -49,6 +58,8 @@ TRACER_NAME = "novacron"
 CARRIER_VERSION = 0
 CARRIER_LEN = 26
 _provider: TracerProvider | None = None
+_root_ratio = 1.0  # share of root spans sampled (see sample_root)
+RATIO_SAMPLERS = frozenset({"traceidratio", "parentbased_traceidratio"})
 
 
 def tracing_requested(env: Mapping[str, str] | None = None) -> bool:
@@ -66,6 +77,25 @@ def tracing_requested(env: Mapping[str, str] | None = None) -> bool:
 def enabled() -> bool:
     """True once :func:`setup_tracing` installed a provider in this process."""
     return _provider is not None
+
+
+def root_ratio(env: Mapping[str, str] | None = None) -> float | None:
+    """The root sampling ratio the environment asks for; None when the sampler is not a
+    ratio one (the SDK's own sampler is used then). A bad argument is 1.0, as the SDK's."""
+    e = os.environ if env is None else env
+    if e.get("OTEL_TRACES_SAMPLER", "").strip().lower() not in RATIO_SAMPLERS:
+        return None
+    try:
+        ratio = float(e.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
+    except ValueError:
+        return 1.0
+    return min(1.0, max(0.0, ratio)) if ratio == ratio else 1.0  # NaN: 1.0
+
+
+def sample_root() -> bool:
+    """Whether a new trace (a span without a parent) is to be recorded: ask before calling
+    the SDK, which then records every root it is given (see the module docstring)."""
+    return _root_ratio >= 1.0 or random.random() < _root_ratio
 
 
 class _QuietExporter(SpanExporter):
@@ -127,9 +157,14 @@ def setup_tracing(
         return None
     if _provider is not None:
         return _provider
+    global _root_ratio
     attrs: dict[str, Any] = {"service.name": service_name, **(attributes or {})}
     resource = Resource.create(attrs)  # merges OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME
-    provider = TracerProvider(resource=resource)  # sampler from OTEL_TRACES_SAMPLER(_ARG)
+    ratio = root_ratio(e)
+    sampler: Sampler | None = None  # None: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself
+    if ratio is not None:
+        sampler, _root_ratio = ParentBased(ALWAYS_ON), ratio
+    provider = TracerProvider(resource=resource, sampler=sampler)
     exporters = {x.strip() for x in e.get("OTEL_TRACES_EXPORTER", "otlp").lower().split(",")}
     _quiet_sdk_loggers()
     if "console" in exporters:
@@ -159,6 +194,8 @@ def shutdown_tracing(timeout_s: float = 2.0) -> None:
     _provider.force_flush(int(timeout_s * 1000))
     _provider.shutdown()
     _provider = None
+    global _root_ratio
+    _root_ratio = 1.0
 
 
 _tracer: trace.Tracer | None = None
@@ -225,9 +262,32 @@ def continued(
     kind: SpanKind = SpanKind.CONSUMER,
     attributes: Mapping[str, Any] | None = None,
 ) -> Iterator[Span]:
-    """A span continuing the trace a message carried (a root span when it carried none)."""
+    """A span continuing the trace a message carried (a root span, if :func:`sample_root`
+    says so, when it carried none; else a non-recording one)."""
     parent = from_carrier(carrier)
+    if parent is None and not sample_root():
+        yield trace.INVALID_SPAN
+        return
     with tracer().start_as_current_span(
         name, context=parent, kind=kind, attributes=dict(attributes or {})
     ) as span:
         yield span
+
+
+class OtelSpans:
+    """The span maker (``observe.spans.SpanMaker``) a node's machines get when tracing is
+    on: a span per traced piece of protocol work, continuing the carrier its message
+    brought; no span (and ``b""``) for work whose message carried none."""
+
+    @contextmanager
+    def span(
+        self, name: str, parent: bytes, attributes: Mapping[str, str | int]
+    ) -> Iterator[bytes]:
+        ctx = from_carrier(parent) if parent else None
+        if ctx is None:
+            yield b""
+            return
+        with tracer().start_as_current_span(
+            name, context=ctx, kind=SpanKind.INTERNAL, attributes=dict(attributes)
+        ) as span:
+            yield to_carrier(span)

@@ -17,6 +17,14 @@
   events are writes of their own, :data:`CONFLICT`); a region's VM writes are prepared on
   top of what it knows (:class:`PrepareVM`, answered by the leader).
 
+Tracing (``observe.spans``): a client request may come wrapped in :class:`Traced` with its
+trace carrier; a proposal's carrier is kept for its key until the publisher publishes that
+key, in a ``federation.publish`` span whose carrier travels with the update in the sync
+messages. In the other regions the replica applies it in a ``sync.apply`` span and the
+conflict engine merges the copy in a ``conflict.merge`` span: one trace from the client's
+request to the merge in every region. The spans come from the injected span maker; nothing
+here reads a clock for them.
+
 The parts talk only through what their ``Ready`` carries: the member's ``committed`` and
 ``soft_state`` feed the publisher, whose mutations become the replica's local updates in the
 same step, so a commit's deltas leave in the very Ready whose reply tells the client. The
@@ -38,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from novacron_core.clocks import HLC, HLCTimestamp
+from novacron_core.codec import CodecError, decode
 from novacron_core.conflict.audit import AuditDurable, MemoryAudit
 from novacron_core.conflict.engine import ConflictEngine
 from novacron_core.conflict.ipam import default_pools
@@ -58,10 +67,11 @@ from novacron_core.consensus.interface import (
     SoftState,
     TransferLeader,
 )
-from novacron_core.consensus.kv import KVStore
+from novacron_core.consensus.kv import KVCommand, KVStore
 from novacron_core.federation import vmflow
 from novacron_core.federation.config import FederationPlan
 from novacron_core.machine import NodeId, Ready
+from novacron_core.observe.spans import NO_SPANS, Carriers, SpanMaker
 from novacron_core.region.publisher import Publisher
 from novacron_core.region.syncrep import SyncWait
 from novacron_core.sync import engine as sync_engine
@@ -86,6 +96,15 @@ class PrepareVM:
     who: str = ""
     source: str = "api"
     role: str = ""
+
+
+@dataclass(frozen=True)
+class Traced:
+    """A request and the trace carrier (``observe.tracing.to_carrier``) of the client call
+    it serves; the machine answers it as it answers ``request``."""
+
+    request: Any
+    carrier: bytes
 
 
 class RegionDurableState(Protocol):
@@ -152,9 +171,15 @@ class RegionSpec:
 
 class RegionNode:
     def __init__(
-        self, spec: RegionSpec, durable: RegionDurableState, plan: FederationPlan | None = None
+        self,
+        spec: RegionSpec,
+        durable: RegionDurableState,
+        plan: FederationPlan | None = None,
+        spans: SpanMaker = NO_SPANS,
     ) -> None:
         self.spec = spec
+        self.spans = spans
+        self._traces = Carriers(1024)  # group key -> carrier of its traced proposal
         self.durable = durable
         self.region = spec.region
         self.fed_id = spec.fed_id or spec.node_id
@@ -224,6 +249,10 @@ class RegionNode:
 
     def on_request(self, now: float, request_id: Any, request: Any) -> Ready:
         out = Ready()
+        if isinstance(request, Traced):
+            if isinstance(request.request, Propose) and self.soft.role == LEADER:
+                self._trace_proposal(request.request.data, request.carrier)
+            request = request.request
         if isinstance(request, GROUP_REQUESTS):
             if isinstance(request, Propose):
                 self.syncwait.proposed(request_id, request.data)
@@ -236,6 +265,38 @@ class RegionNode:
         else:
             out.reply(request_id, Reply(REJECTED, detail=f"unknown request {request!r}"))
         return self._finish(now, out)
+
+    def _trace_proposal(self, data: bytes, carrier: bytes) -> None:
+        if not carrier:
+            return
+        try:
+            key = decode(data, KVCommand).key
+        except CodecError:
+            return
+        if key.startswith(vmflow.PREFIX):
+            self._traces.put(key, carrier)
+
+    def _publish(self, now: float, m: Mutate, out: Ready) -> None:
+        """Publish one mutation; a traced proposal's record in a span whose carrier goes
+        with the update to the other regions."""
+        carrier = self._traces.pop(vmflow.kv_key(m.key))
+        if not carrier:
+            self._local_update(now, m, out)
+            return
+        attrs: dict[str, str | int] = {
+            "novacron.key": m.key,
+            "novacron.log_index": self.publisher.applied,
+        }
+        with self.spans.span("federation.publish", carrier, attrs) as mine:
+            self._local_update(now, replace(m, trace=mine or carrier), out)
+
+    def _on_copy(self, key: str, value: Any) -> None:
+        carrier = self.replica.applying if self.replica is not None else b""
+        if not carrier:
+            self.conflicts.on_copy(key, value)
+            return
+        with self.spans.span("conflict.merge", carrier, {"novacron.key": key}):
+            self.conflicts.on_copy(key, value)
 
     def wall_ms(self, now: float) -> int:
         return int((now + self.wall_offset) * 1000)
@@ -294,7 +355,7 @@ class RegionNode:
             if self.replica is not None:
                 sync = bool(self.syncwait.factor)
                 for m in self.publisher.mutations(self.kv.data, self.replica.store):
-                    self._local_update(now, replace(m, ack=sync), out)
+                    self._publish(now, replace(m, ack=sync), out)
         for rid, reply in r.replies:
             key = self.syncwait.hold(now, rid, reply)
             if key is None:
@@ -339,13 +400,14 @@ class RegionNode:
                 self.durable.replica,
                 plan.sync,
                 seed=self.rng.getrandbits(32),
+                spans=self.spans,
             )
             self._replica(self.replica.on_start(now), out)
             store = self.replica.store
             for key in store.keys():  # noqa: SIM118 - iterating a Store yields pairs
                 if key.startswith(vmflow.PREFIX):
                     self.conflicts.on_copy(key, store.value(key))
-            store.subscribe(vmflow.PREFIX, lambda key, v: self.conflicts.on_copy(key, v.value()))
+            store.subscribe(vmflow.PREFIX, lambda key, v: self._on_copy(key, v.value()))
             # whatever this node committed before it had a replica is not published yet
             self.publisher.republish()
             if self.publisher.established:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from novacron_core.codec import decode, encode
@@ -36,6 +37,8 @@ from novacron_core.consensus.interface import (
     TransferLeader,
 )
 from novacron_core.consensus.kv import CAS, DELETE, PUT, KVCommand, KVQuery, KVResult
+from novacron_core.observe import tracing
+from novacron_core.region.machine import Traced
 from novacron_core.runtime.api_models import CasRequest, MemberChange, TransferRequest
 from novacron_core.runtime.forward import Attempt
 from novacron_core.runtime.keyed_lock import KeyedLock
@@ -133,12 +136,26 @@ class Api:
         self.node = node
         self._vm_queue = KeyedLock(MAX_VM_WAITERS)
         self._openapi: dict[str, Any] | None = None
+        self._traced = tracing.enabled()
 
     # ------------------------------------------------------------ consensus plumbing
 
-    async def _call(self, request: web.Request, req: Any) -> Reply:
+    async def _submit(self, req: Any, key: str) -> Reply:
+        if not (self._traced and isinstance(req, Propose)):
+            return await self.node.submit(req)  # type: ignore[no-any-return]
+        if not trace.get_current_span().is_recording():
+            return await self.node.submit(req)  # type: ignore[no-any-return]
+        # the consensus round as a span; its context rides with the proposal, so a VM
+        # record's publication to the other regions continues this trace
+        attrs = {"novacron.key": key}
+        with tracing.tracer().start_as_current_span("consensus.propose", attributes=attrs) as sp:
+            reply: Reply = await self.node.submit(Traced(req, tracing.to_carrier()))
+            sp.set_attribute("novacron.status", reply.status)
+        return reply
+
+    async def _call(self, request: web.Request, req: Any, key: str = "") -> Reply:
         """Run ``req`` on the group; on a follower, raise the leader's answer to it."""
-        reply: Reply = await self.node.submit(req)
+        reply: Reply = await self._submit(req, key)
         if reply.status == OK:
             return reply
         if reply.status == NOT_LEADER:
@@ -274,7 +291,7 @@ class Api:
         return (client, seq) if client else ("", 0)
 
     async def _write(self, request: web.Request, cmd: KVCommand) -> KVResult:
-        reply = await self._call(request, Propose(encode(cmd)))
+        reply = await self._call(request, Propose(encode(cmd)), cmd.key)
         return decode(reply.value, KVResult) if reply.value else KVResult()
 
     async def _read(self, request: web.Request, q: KVQuery) -> KVResult:

@@ -43,6 +43,9 @@ from novacron_core.consensus.interface import (
 from novacron_core.consensus.registry import UnknownProtocol, available, protocol
 from novacron_core.machine import Ready
 from novacron_core.observe.http import client_trace_configs
+from novacron_core.observe.spans import NO_SPANS
+from novacron_core.observe.tracing import OtelSpans
+from novacron_core.observe.tracing import enabled as tracing_enabled
 from novacron_core.region.machine import SYNC_MESSAGES, RegionNode, RegionSpec
 from novacron_core.runtime.driver import Driver
 from novacron_core.runtime.federation import FederationService
@@ -139,6 +142,7 @@ class NodeServer:
             ),
             self.storage,
             self.federation.initial_plan(),
+            spans=OtelSpans() if tracing_enabled() else NO_SPANS,
         )
         self.member = self.machine.group
         self.kv = self.machine.kv

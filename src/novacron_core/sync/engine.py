@@ -35,6 +35,7 @@ import msgpack
 
 from novacron_core.clocks import HLC, CausalContext, Dot, VersionVector
 from novacron_core.machine import NodeId, Ready
+from novacron_core.observe.spans import NO_SPANS, Carriers, SpanMaker
 from novacron_core.sync.crdt import LWWRegister, MVRegister, ORMap
 from novacron_core.sync.crdt.base import Crdt, decode_crdt, encode_crdt
 from novacron_core.sync.engine_state import ApplyHook, ConcurrentHook
@@ -89,6 +90,7 @@ class Mutate:
     kind: type[Crdt]
     mutate: Callable[[Any], Crdt]
     ack: bool = False
+    trace: bytes = b""  # the trace carrier of the work that made it (``observe.spans``)
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,15 @@ class SyncNode(GossipRounds):
         seed: int = 0,
         on_apply: ApplyHook | None = None,
         on_concurrent: ConcurrentHook | None = None,
+        spans: SpanMaker = NO_SPANS,
     ) -> None:
         self.id = node_id
+        # traced updates: dot -> the carrier that travels with the update (the span that
+        # made or applied it here); ``applying`` is the carrier of the update being applied
+        # now, for whatever its application triggers (the store's subscribers)
+        self.spans = spans
+        self.traces = Carriers()
+        self.applying = b""
         self.region = region
         self.config = config or SyncConfig()
         self.durable = durable
@@ -267,6 +276,7 @@ class SyncNode(GossipRounds):
         deps = dict(clock.counters) if self.config.causal_deps and m.kind in CONFLICTING else {}
         upd = Update(self.replica, self._seq, m.key, encode_crdt(delta), ts.wall_ms, deps)
         dot = Dot(self.replica, self._seq)
+        self.traces.put(dot, m.trace)
         self.seen.add(dot)
         self.buffer[dot] = (upd, now)
         self._note_crdt_top(dot, m.key, delta)
@@ -318,6 +328,26 @@ class SyncNode(GossipRounds):
         elif isinstance(msg, AeStates):
             self._on_states(src, msg, ready)
         return ready
+
+    def _apply_received(self, upd: Update, carrier: bytes, now: float) -> bool:
+        """Apply an update a peer sent; a traced one inside a span continuing its trace,
+        whose carrier then travels on with the update (relays, gossip)."""
+        if not carrier:
+            return self._apply(upd, now)
+        attrs: dict[str, str | int] = {
+            "novacron.key": upd.key,
+            "novacron.origin": upd.origin,
+            "novacron.seq": upd.seq,
+        }
+        with self.spans.span("sync.apply", carrier, attrs) as mine:
+            self.applying = mine or carrier
+            try:
+                ok = self._apply(upd, now)
+            finally:
+                self.applying = b""
+        if ok:
+            self.traces.put(Dot(upd.origin, upd.seq), mine or carrier)
+        return ok
 
     def _apply(self, upd: Update, now: float, hook: bool = True) -> bool:
         try:

@@ -19,6 +19,7 @@ import msgpack
 
 from novacron_core.clocks import HLC, CausalContext, Dot, VersionVector
 from novacron_core.machine import NodeId, Ready
+from novacron_core.observe.spans import Carriers, SpanMaker
 from novacron_core.sync.messages import Update
 from novacron_core.sync.peers import PeerSelector
 from novacron_core.sync.persist import MemoryDurable
@@ -97,10 +98,15 @@ class EngineState:
     _retiring: list[tuple[str, Any]]
     _next_catchup: float
     awaiting: dict[int, set[str]]  # our update seq -> regions that acknowledged it
+    spans: SpanMaker
+    traces: Carriers  # traced updates' carriers (see ``SyncNode.__init__``)
+    applying: bytes
 
     if TYPE_CHECKING:
         # defined by SyncNode, used by gossip below it
         def _apply(self, upd: Update, now: float, hook: bool = True) -> bool: ...
+
+        def _apply_received(self, upd: Update, carrier: bytes, now: float) -> bool: ...
 
     def _snapshot(self) -> tuple[str, bytes]:
         blob = msgpack.packb(

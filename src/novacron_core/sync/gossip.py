@@ -7,10 +7,21 @@ from novacron_core.clocks import Dot, VersionVector
 from novacron_core.machine import NodeId, Ready
 from novacron_core.sync.antientropy import AntiEntropy
 from novacron_core.sync.engine_state import parse_floors, split_replica
-from novacron_core.sync.messages import AeLeaves, Gossip, Push, PushAck, Update
+from novacron_core.sync.messages import AeLeaves, Gossip, Push, PushAck, Traces, Update, trace_key
 
 
 class GossipRounds(AntiEntropy):
+    def _traces_of(self, updates: list[Update]) -> Traces:
+        """The carriers of the traced ones among ``updates`` (nearly always none)."""
+        if not len(self.traces):
+            return {}
+        out: Traces = {}
+        for u in updates:
+            carrier = self.traces.get(Dot(u.origin, u.seq))
+            if carrier:
+                out[trace_key(u.origin, u.seq)] = carrier
+        return out
+
     def _missing_for(
         self, peer: NodeId, now: float, vv: VersionVector | None = None
     ) -> list[Update]:
@@ -56,7 +67,8 @@ class GossipRounds(AntiEntropy):
         for p in self.selector.pick(cfg.fanout):
             ups = self._missing_for(p, now)
             if ups or idle:
-                ready.send(p, Gossip.of(vv, ups, True, self.epoch, report, self.floors))
+                traces = self._traces_of(ups)
+                ready.send(p, Gossip.of(vv, ups, True, self.epoch, report, self.floors, traces))
 
     def _on_gossip(self, now: float, src: NodeId, msg: Gossip, ready: Ready) -> None:
         try:
@@ -92,7 +104,8 @@ class GossipRounds(AntiEntropy):
             fresh = upd.seq > 0 and not self.seen.contains(Dot(upd.origin, upd.seq))
             if fresh and self.floors and self._retired(upd.origin):
                 continue  # every replica applied it before the epoch was retired
-            if fresh and self._apply(upd, now):
+            carrier = msg.traces.get(trace_key(upd.origin, upd.seq), b"") if msg.traces else b""
+            if fresh and self._apply_received(upd, carrier, now):
                 self._journal(ready, ("u", upd))
         if self.config.pull and not msg.reply:
             self._pull_outstanding = None
@@ -102,7 +115,9 @@ class GossipRounds(AntiEntropy):
             ups = self._missing_for(src, now, their)
             if ups or updates or self.config.pull:  # a puller waits for an answer
                 vv = self.seen.vv.to_wire()
-                msg_out = Gossip.of(vv, ups, False, self.epoch, self._report(vv), self.floors)
+                msg_out = Gossip.of(
+                    vv, ups, False, self.epoch, self._report(vv), self.floors, self._traces_of(ups)
+                )
                 ready.send(src, msg_out)
 
     @staticmethod
@@ -124,8 +139,9 @@ class GossipRounds(AntiEntropy):
         """Send a new local update to every peer of our region and to one peer of each
         other region (which relays it). ``ack``: every receiver acknowledges it (see
         :meth:`acknowledged_by`)."""
-        direct = Push.of([upd], self.epoch, relay=False, ack=ack)
-        relayed = Push.of([upd], self.epoch, relay=True, ack=ack)
+        traces = self._traces_of([upd])
+        direct = Push.of([upd], self.epoch, relay=False, ack=ack, traces=traces)
+        relayed = Push.of([upd], self.epoch, relay=True, ack=ack, traces=traces)
         for p in self.selector.local_peers:
             ready.send(p, direct)
         for p in self.selector.one_per_region():
@@ -152,14 +168,17 @@ class GossipRounds(AntiEntropy):
                 continue
             if self.floors and self._retired(upd.origin):
                 continue
-            if self._apply(upd, now):
+            carrier = msg.traces.get(trace_key(upd.origin, upd.seq), b"") if msg.traces else b""
+            if self._apply_received(upd, carrier, now):
                 self._journal(ready, ("u", upd))
                 fresh.append(upd)
         self._pushed(fresh, now)
         if msg.ack:
             self._acknowledge(updates, ready)
         if msg.relay and fresh:
-            out = Push.of(fresh, self.epoch, relay=False, ack=msg.ack)
+            out = Push.of(
+                fresh, self.epoch, relay=False, ack=msg.ack, traces=self._traces_of(fresh)
+            )
             origins = {split_replica(u.origin)[0] for u in fresh}
             for p in self.selector.local_peers:
                 if p != src and p not in origins:

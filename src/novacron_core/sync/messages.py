@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 
 from novacron_core.codec import record
 
+Traces = dict[str, bytes]  # "origin#seq" of a carried update -> its trace carrier
+
+
+def trace_key(origin: str, seq: int) -> str:
+    """How :class:`Gossip` and :class:`Push` name a carried update in their ``traces``."""
+    return f"{origin}#{seq}"
+
 
 @record(300, version=2)
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,9 @@ class Gossip:
     # node -> every epoch of it up to this one is retired at the sender (dead epochs whose
     # updates every replica has; see ``SyncNode._retire``); empty until some node restarted
     floors: dict[str, int] = field(default_factory=dict)
+    # the trace context (``observe.tracing`` carrier) of carried updates that are traced:
+    # empty unless one is (one byte on the wire)
+    traces: Traces = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -67,9 +77,12 @@ class Gossip:
         epoch: int = 0,
         stable: list[int] | None = None,
         floors: dict[str, int] | None = None,
+        traces: Traces | None = None,
     ) -> Gossip:
         origins, packed = pack(updates)
-        return cls(vv, origins, packed, reply, epoch, stable or [], dict(floors or {}))
+        return cls(
+            vv, origins, packed, reply, epoch, stable or [], dict(floors or {}), traces or {}
+        )
 
     def updates(self) -> list[Update]:
         """The carried updates; raises ValueError if the packing is malformed."""
@@ -174,11 +187,19 @@ class Push:
     epoch: int = 0
     relay: bool = False
     ack: bool = False
+    traces: Traces = field(default_factory=dict)  # as in :class:`Gossip`
 
     @classmethod
-    def of(cls, updates: list[Update], epoch: int, relay: bool, ack: bool = False) -> Push:
+    def of(
+        cls,
+        updates: list[Update],
+        epoch: int,
+        relay: bool,
+        ack: bool = False,
+        traces: Traces | None = None,
+    ) -> Push:
         origins, packed = pack(updates)
-        return cls(origins, packed, epoch, relay, ack)
+        return cls(origins, packed, epoch, relay, ack, traces or {})
 
     def updates(self) -> list[Update]:
         """The carried updates; raises ValueError if the packing is malformed."""
