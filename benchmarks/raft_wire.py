@@ -68,6 +68,8 @@ def write_path(quick: bool = False) -> dict[str, Any]:
                 theirs[name] = etcd_native_put(e, seconds, clients, conns, value, guess)
             mine, other = ours[name], theirs[name]
             line = f"    {name}: ours {_w(mine)} w/s p99 {_ms(mine)}"
+            if isinstance(mine, dict) and mine.get("errors"):
+                line += f" ({mine['errors']} errors: {mine.get('error_kinds')})"
             if isinstance(other, dict) and other.get("writes_per_s") and mine.get("writes_per_s"):
                 ratios[f"{name}_vs_etcd_tool"] = mine["writes_per_s"] / other["writes_per_s"]
                 if other.get("p99_ms") and mine.get("p99_ms"):
@@ -89,12 +91,13 @@ def _ms(r: Any) -> str:
 
 def flatten(res: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(our figures, peer figures, ratios) for benchmarks.common.result."""
-    figures = {
-        f"wire.{shape}.{k}": v
-        for shape, r in res["ours"].items()
-        if isinstance(r, dict)
-        for k, v in r.items()
-    }
+    figures: dict[str, Any] = {}
+    for shape, r in res["ours"].items():
+        for k, v in r.items() if isinstance(r, dict) else ():
+            if isinstance(v, dict):  # error_kinds: one figure per kind
+                figures.update({f"wire.{shape}.{k}.{kind}": n for kind, n in v.items()})
+            else:
+                figures[f"wire.{shape}.{k}"] = v
     peers: dict[str, Any] = {}
     for shape, r in res["etcd_tool"].items():
         if isinstance(r, dict):

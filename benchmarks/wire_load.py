@@ -54,6 +54,9 @@ async def _run(
     value = os.urandom(value_size)
     latencies: list[float] = []
     errors = 0
+    # what went wrong, by problem type (and "lost" for a dropped connection): a row with
+    # errors must say which, not only how many
+    kinds: dict[str, int] = {}
     stop = time.monotonic() + seconds
     rid = 0
 
@@ -75,11 +78,14 @@ async def _run(
                 reply = await fut
             except ConnectionError:
                 errors += 1
+                kinds["lost"] = kinds.get("lost", 0) + 1
                 return
             if reply.problem is None:
                 latencies.append(time.perf_counter() - t0)
             else:
                 errors += 1
+                kind = str(reply.problem.get("type", "?")).rsplit("/", 1)[-1]
+                kinds[kind] = kinds.get(kind, 0) + 1
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client(w) for w in range(clients)))
@@ -95,6 +101,7 @@ async def _run(
         "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else None,
         "writes": n,
         "errors": errors,
+        "error_kinds": kinds,
     }
 
 
