@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 
+from novacron_core.demo import conflicts
 from novacron_core.demo.federation import (
     Layout,
 )
@@ -134,6 +135,7 @@ def demo_command(
                     story.crash_restart()
                     story.partition()
                     story.heal()
+                    conflicts.chapter(story)
                 if live is not None and view is not None:
                     live.stop()
                     view.poll_once()
@@ -209,6 +211,7 @@ def _summary(story: Story, out: Console) -> None:
         "failover_commit_s": ("leader killed → next commit", "s"),
         "restart_catchup_s": ("kill -9 + restart → caught up", "s"),
         "heal_catchup_ms": ("partition healed → caught up", "ms"),
+        "conflict_heal_ms": ("healed → one record + audit (conflict)", "ms"),
         "rtt_error_ms_max": ("measured RTT vs matrix (max error)", "ms"),
     }
     for k, (label, unit) in labels.items():
