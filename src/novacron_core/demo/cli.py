@@ -211,7 +211,7 @@ def _summary(story: Story, out: Console) -> None:
         "failover_commit_s": ("leader killed → next commit", "s"),
         "restart_catchup_s": ("kill -9 + restart → caught up", "s"),
         "heal_catchup_ms": ("partition healed → caught up", "ms"),
-        "conflict_heal_ms": ("healed → one record + audit (conflict)", "ms"),
+        "conflict_heal_ms": ("conflict healed → one record+audit", "ms"),
         "rtt_error_ms_max": ("measured RTT vs matrix (max error)", "ms"),
     }
     for k, (label, unit) in labels.items():
