@@ -67,11 +67,12 @@ def dry_run(kubectl: Kubectl, objs: list[Any]) -> dict[str, str | None]:
     for line in out.stdout.splitlines():  # dwcpfederation.novacron.io/NAME
         if "/" in line:
             got[line.split("/", 1)[1].split()[0]] = None
-    for line in out.stderr.splitlines():
-        # "The DWCPFederation "p-3" is invalid: ..." (kubectl may also name the group)
-        m = re.search(r'DWCPFederation(?:\.novacron\.io)? "([^"]+)" is invalid: (.*)', line)
-        if m:
-            got[m.group(1)] = m.group(2)
+    # "The DWCPFederation "p-3" is invalid: ..." (kubectl may also name the group), one
+    # line or a list of "* field: why" lines up to the next object's refusal
+    head = r'DWCPFederation(?:\.novacron\.io)? "([^"]+)" is invalid: '
+    heads = list(re.finditer(head, out.stderr))
+    for m, nxt in zip(heads, [*heads[1:], None], strict=True):
+        got[m.group(1)] = out.stderr[m.end() : nxt.start() if nxt else None]
     missing = [o["metadata"]["name"] for o in objs if o["metadata"]["name"] not in got]
     assert not missing, f"no verdict for {missing}: {out.stdout} {out.stderr}"
     return got
