@@ -161,13 +161,16 @@ def unsupported(spec: DWCPFederationSpec) -> list[Cond]:
         )
     else:
         conds.append(ok("ReplicationModeSupported", "Async", "replication.mode async"))
+    cp = spec.conflict_policies
+    # the model validated it with the nodes' own parser (conflict/policy.py), so they take
+    # it; they read topology.json's conflictPolicies live and decide every VM again
     conds.append(
-        no(
+        ok(
             "ConflictPoliciesSupported",
-            "NotImplemented",
-            f"conflictPolicies (default {spec.conflict_policies.default}, "
-            f"{len(spec.conflict_policies.rules)} rules): the nodes do not apply conflict "
-            "policies yet",
+            "AppliedByNodes",
+            f"conflictPolicies (writes {cp.writes}, default {cp.default}, fallback "
+            f"{cp.fallback}, {len(cp.rules)} rules, {len(cp.must_agree)} mustAgree groups) "
+            "rendered into topology.json; the nodes apply a change without a restart",
         )
     )
     conds.append(

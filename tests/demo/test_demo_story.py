@@ -114,6 +114,7 @@ def _story(tmp_path: Path, octet: int, pids: list[int], *args: str) -> str:
     ):
         assert figure in out, out
     assert "✗" not in out, out
+    assert "conflict healed → one record+audit" in out, out  # the conflict chapter ran
     assert _node_pids(octet) == []
     assert _node_pids(tmp_path / "tmp") == []
     assert list((tmp_path / "tmp").iterdir()) == [], "the demo left its temp dir behind"

@@ -117,6 +117,11 @@ def test_what_the_nodes_do_not_honour_yet_is_reported_field_by_field() -> None:
     assert repl.status
     assert repl.reason == "Sync"
     assert "answered once 1 other region(s) hold it" in repl.message
+    # conflict policies are rendered into topology.json and applied live by the nodes
+    # (tests/operator/test_conflict_policies_crd.py, e2e/test_conflict_policies.py)
+    conflicts = conds.pop("ConflictPoliciesSupported")
+    assert (conflicts.status, conflicts.reason) == (True, "AppliedByNodes")
+    assert "writes home, default merge, fallback lww, 0 rules" in conflicts.message
     assert all(c.reason == "NotImplemented" and not c.status for c in conds.values())
     asynchronous = fed.model_copy(
         update={"replication": fed.replication.model_copy(update={"mode": "async"})}

@@ -106,7 +106,7 @@ def topology(
         "gossip": spec.gossip.model_dump(by_alias=True),
         "antiEntropy": spec.anti_entropy.model_dump(by_alias=True),
         "replication": spec.replication.model_dump(by_alias=True),
-        "conflictPolicies": spec.conflict_policies.model_dump(by_alias=True),
+        "conflictPolicies": spec.conflict_policies.model_dump(by_alias=True, exclude_none=True),
         "failover": spec.failover.model_dump(by_alias=True),
     }
 

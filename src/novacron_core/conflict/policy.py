@@ -30,7 +30,7 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -46,27 +46,37 @@ STRATEGIES: tuple[str, ...] = (
     "vote",
 )
 WritesMode = Literal["home", "multi"]
-_GLOB = re.compile(r"^[A-Za-z0-9_*?.\[\]/-]+$")
+# The bounds and patterns below are also the CRD's (operator/novacron_operator/models.py
+# builds DWCPFederation.spec.conflictPolicies from them), so the API server refuses what a
+# node would. They are RE2- and JSON-Schema-safe (no lookaround): a glob is dotted names
+# of these characters, no empty name (no leading, trailing or doubled dot).
+FIELD_GLOB = r"^[A-Za-z0-9_*?\[\]/-]+(\.[A-Za-z0-9_*?\[\]/-]+)*$"
+FIELD_PATH = r"^[A-Za-z0-9_\[\]/-]+(\.[A-Za-z0-9_\[\]/-]+)*$"  # a glob without * or ?
+PATH_MAX, KIND_MAX, NAME_MAX = 256, 63, 63
+MAX_RULES, MAX_CHAIN, MAX_GROUPS, MAX_GROUP, MAX_RANKED = 64, 16, 32, 16, 16
+_GLOB = re.compile(FIELD_GLOB)
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
+FieldPath = Annotated[str, Field(min_length=1, max_length=PATH_MAX, pattern=FIELD_PATH)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True, frozen=True)
 
 
+GLOB_HELP = "a field path glob: dotted names, * ? [] allowed, e.g. spec.* or labels.team"
+
+
 class Rule(_Model):
-    field: str = Field(min_length=1, max_length=256)
-    kind: str = Field(default="vm", min_length=1, max_length=63)
+    field: str = Field(min_length=1, max_length=PATH_MAX)
+    kind: str = Field(default="vm", min_length=1, max_length=KIND_MAX)
     strategy: Strategy | None = None
-    strategies: tuple[Strategy, ...] = ()
+    strategies: tuple[Strategy, ...] = Field(default=(), max_length=MAX_CHAIN)
 
     @field_validator("field")
     @classmethod
     def _glob(cls, value: str) -> str:
-        if not _GLOB.match(value) or value.startswith(".") or value.endswith(".") or ".." in value:
-            raise ValueError(
-                f"{value!r} is not a field path glob (dotted names, * ? [] allowed, "
-                "e.g. spec.* or labels.team)"
-            )
+        if not _GLOB.match(value):  # FIELD_GLOB, the CRD's pattern, with a friendlier message
+            raise ValueError(f"{value!r} is not {GLOB_HELP}")
         return value
 
     @model_validator(mode="after")
@@ -82,29 +92,21 @@ class Rule(_Model):
 
 
 class Priority(_Model):
-    regions: tuple[str, ...] = ()
-    sources: tuple[str, ...] = ()
-    roles: tuple[str, ...] = ()
+    regions: tuple[Name, ...] = Field(default=(), max_length=MAX_RANKED)
+    sources: tuple[Name, ...] = Field(default=(), max_length=MAX_RANKED)
+    roles: tuple[Name, ...] = Field(default=(), max_length=MAX_RANKED)
 
 
 class Policies(_Model):
     writes: WritesMode = "home"
     default: Strategy | tuple[Strategy, ...] = "merge"
     fallback: Strategy = "lww"
-    rules: tuple[Rule, ...] = Field(default=(), max_length=64)
-    must_agree: tuple[tuple[str, ...], ...] = Field(default=(), alias="mustAgree", max_length=32)
+    rules: tuple[Rule, ...] = Field(default=(), max_length=MAX_RULES)
+    # each group: at least two field paths (no wildcards), decided together
+    must_agree: tuple[
+        Annotated[tuple[FieldPath, ...], Field(min_length=2, max_length=MAX_GROUP)], ...
+    ] = Field(default=(), alias="mustAgree", max_length=MAX_GROUPS)
     priority: Priority = Field(default_factory=Priority)
-
-    @field_validator("must_agree")
-    @classmethod
-    def _groups(cls, value: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
-        for i, group in enumerate(value):
-            if len(group) < 2:
-                raise ValueError(f"group {i}: at least two field paths")
-            for p in group:
-                if not _GLOB.match(p) or "*" in p or "?" in p:
-                    raise ValueError(f"group {i}: {p!r} is not a field path")
-        return value
 
     @model_validator(mode="after")
     def _priority_given(self) -> Policies:

@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from novacron_core.demo import agents
+from novacron_core.demo import agents, conflicts
 from novacron_core.demo.federation import (
     Layout,
 )
@@ -144,6 +144,7 @@ def demo_command(
                     story.crash_restart()
                     story.partition()
                     story.heal()
+                    conflicts.chapter(story)
                     agents.run_chapter(story)
                     region_killed_under_load(story, story.gateway)
                 if live is not None and view is not None:
@@ -221,6 +222,7 @@ def _summary(story: Story, out: Console) -> None:
         "failover_commit_s": ("leader killed → next commit", "s"),
         "restart_catchup_s": ("kill -9 + restart → caught up", "s"),
         "heal_catchup_ms": ("partition healed → caught up", "ms"),
+        "conflict_heal_ms": ("conflict healed → one record+audit", "ms"),
         "gateway_failover_ms": ("region killed → served by the next", "ms"),
         "gateway_last_sent_ms": ("  last request sent to a dead node", "ms"),
         "rtt_error_ms_max": ("measured RTT vs matrix (max error)", "ms"),
