@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.procs import free_ports
+from tests.runtime.procs import free_ports, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
@@ -83,10 +83,5 @@ def minio_server(root: Path, binary: str | None = None) -> Iterator[Minio]:
             time.sleep(0.1)
         yield Minio(endpoint, access, secret)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()

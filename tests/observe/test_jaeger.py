@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.runtime.procs import ProcCluster, call, free_ports
+from tests.runtime.procs import ProcCluster, call, free_ports, stop
 
 from .tools import ROOT, jaeger
 
@@ -67,12 +67,7 @@ def running_jaeger(tmp: Path, otlp_http: int) -> Iterator[str]:
             raise AssertionError("jaeger not healthy in 30s: " + (tmp / "jaeger.log").read_text())
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 

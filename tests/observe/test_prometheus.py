@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from novacron_core.observe import federation
 from novacron_core.observe.metrics import lint_exposition
-from tests.runtime.procs import ProcCluster, call, free_ports
+from tests.runtime.procs import ProcCluster, call, free_ports, stop
 
 from .tools import DASHBOARDS, RULES, prometheus
 
@@ -79,12 +79,7 @@ def running_prometheus(tmp: Path, targets: list[str]) -> Iterator[str]:
             raise AssertionError("prometheus not ready in 30s")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
