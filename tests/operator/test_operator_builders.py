@@ -252,6 +252,8 @@ def test_topology_lists_each_members_region_and_every_node_peer_address() -> Non
         "region": "us-east-1",
         "local": True,
         "endpoints": [f"us-east-{i}.us-east-peers.prod.svc:7000" for i in range(5)],
+        # what a node's 421 wrong-region names, for the client to follow to the home region
+        "http": [f"http://us-east-{i}.us-east-peers.prod.svc:8080" for i in range(5)],
     }
     assert eu == {
         "name": "eu-west",

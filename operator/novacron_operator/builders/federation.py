@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from novacron_operator import names
-from novacron_operator.builders.common import PEER_PORT, Manifest, Owner, meta
+from novacron_operator.builders.common import API_PORT, PEER_PORT, Manifest, Owner, meta
 from novacron_operator.models import DWCPFederationSpec
 
 AGENT_PORT, AGENT_HTTP_PORT = 7946, 7947  # novacron agent's probe and HTTP ports
@@ -81,6 +81,12 @@ def peers(
                     names.node_address(ref, owner.namespace, i, PEER_PORT)
                     for i in range(local.replicas if local else 0)
                 ],
+                # client URLs: a node answering 421 wrong-region names these, so clients
+                # (and the CLI) can follow it to the VM's home region
+                "http": [
+                    "http://" + names.node_address(ref, owner.namespace, i, API_PORT)
+                    for i in range(local.replicas if local else 0)
+                ],
             }
             if local and local.agents:
                 entry["agents"] = agent_addresses(local.agents)
@@ -123,6 +129,7 @@ def agents_view(text: str) -> str:
     for m in doc.get("members") or []:
         if m.get("agents"):
             m.pop("endpoints", None)
+            m.pop("http", None)
     return topology_text(doc)
 
 
