@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from novacron_operator import GROUP, VERSION, models
+from novacron_operator import GROUP, VERSION, models, schema
 from novacron_operator.capabilities import available
 
 Json = dict[str, Any]
@@ -50,7 +50,7 @@ KINDS: list[Json] = [
         "scale": True,
         # {name}-peers is a Service (RFC 1035: a letter first, 63 at most) and pods carry
         # controller-revision-hash: {name}-{10 characters}, a label value (63 at most)
-        "name": (models.RFC1035_LABEL, models.REGION_NAME_MAX),
+        "name": (schema.RFC1035_LABEL, schema.REGION_NAME_MAX),
         "columns": [
             {"name": "Ready", "type": "string", "jsonPath": READY},
             {"name": "Region", "type": "string", "jsonPath": ".spec.regionName"},
@@ -186,7 +186,7 @@ def crd(entry: Json) -> Json:
                             "type": "object",
                             "description": entry["doc"],
                             "x-kubernetes-validations": name_rules(
-                                *entry.get("name", (models.DNS_LABEL, models.OBJECT_NAME_MAX))
+                                *entry.get("name", (schema.DNS_LABEL, schema.OBJECT_NAME_MAX))
                             ),
                             "required": ["spec"],
                             "properties": {

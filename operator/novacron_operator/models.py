@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from novacron_core.conflict import policy
+from novacron_operator.conflict_models import ConflictPolicies
+from novacron_operator.schema import (
+    DNS_LABEL,
+    QUANTITY,
+    SEMVER,
+    CommonStatus,
+    ObjectRef,
+    Spec,
+    cel,
+    rules,
+    sub,
+)
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# names become Service names (RFC 1035: a letter first) and StatefulSet pod labels:
-# ``controller-revision-hash: {name}-{10 chars}`` must stay within 63 characters
-RFC1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-REGION_NAME_MAX = 52
-OBJECT_NAME_MAX = 63
-QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
-SEMVER = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"
 Protocol = Literal["raft", "multi-paxos", "epaxos", "eventual", "adaptive"]
 # adaptive needs the agreed live switch (a group moving from one protocol to another at one
 # committed point): not built, so it is refused where it is written, saying why
@@ -32,68 +35,6 @@ NO_ADAPTIVE = (
     "adaptive is not available yet: it needs the agreed live switch between protocols, "
     "which is not built; choose raft, multi-paxos, epaxos or eventual",
 )
-PolicyName = Annotated[str, Field(min_length=1, max_length=policy.NAME_MAX)]
-PolicyFieldPath = Annotated[
-    str, Field(min_length=1, max_length=policy.PATH_MAX, pattern=policy.FIELD_PATH)
-]
-
-
-def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
-    out = {"rule": rule, "message": message}
-    if field_path:
-        out["fieldPath"] = field_path
-    return out
-
-
-def rules(*items: dict[str, str]) -> dict[str, Any]:
-    return {"x-kubernetes-validations": list(items)}
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
-def sub(model: type[Spec], description: str, **extra: Any) -> Any:
-    """A nested object defaulted in full: the API server checks CEL rules against defaults
-    without applying nested defaults first, so ``{}`` would fail them."""
-    default = model().model_dump(by_alias=True, exclude_none=True)
-    return Field(
-        default_factory=model,
-        description=description,
-        json_schema_extra={"default": default, **extra},
-    )
-
-
-class ObjectRef(Spec):
-    name: str = Field(
-        description="Name of the referenced object in the same namespace.",
-        pattern=DNS_LABEL,
-        max_length=63,
-    )
-
-
-class Condition(Spec):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-    type: str = Field(description="Condition type: Ready, Progressing or Degraded.")
-    status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
-    reason: str = Field(default="", description="CamelCase reason for the last transition.")
-    message: str = Field(default="", description="Human-readable detail.")
-    last_transition_time: str | None = Field(
-        default=None,
-        description="When status last changed (RFC 3339).",
-        json_schema_extra={"format": "date-time"},
-    )
-    observed_generation: int | None = Field(default=None, description="Generation seen.")
-
-
-class CommonStatus(Spec):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-    observed_generation: int | None = Field(default=None, description="Last generation acted on.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Ready, Progressing and Degraded conditions.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
 
 
 # --- NovaCronCluster ---------------------------------------------------------------------
@@ -446,141 +387,6 @@ class Replication(Spec):
     sync_factor: int = Field(
         default=0, ge=0, le=15, description="Regions to await before answering (sync mode)."
     )
-
-
-STRATEGIES_DOC = (
-    "lww (greatest writer HLC, ties by region name), siblings (every value kept for a "
-    "client), text (both character edits merged), merge (type-aware: counters add, lists by "
-    "RGA, lifecycle by precedence deleted > stopped > ... > pending, the earlier placement and "
-    "lease), rollback (the common ancestor's value), manual (parked in the conflicts feed), "
-    "priority (the top-ranked region, source or role of priority), vote (a strict majority "
-    "of the regions' copies)"
-)
-
-
-class ConflictRule(Spec):
-    # (a comment, not a docstring: that would become the schema's description) the shape
-    # and bounds of novacron_core.conflict.policy.Rule, which the nodes read
-
-    model_config = ConfigDict(
-        json_schema_extra=rules(
-            cel(
-                "has(self.strategy) != (has(self.strategies) && size(self.strategies) > 0)",
-                "a rule needs either strategy or strategies (an ordered list), not both",
-            )
-        )
-    )
-    field: str = Field(
-        min_length=1,
-        max_length=policy.PATH_MAX,
-        pattern=policy.FIELD_GLOB,
-        description="Field path glob of the record (dotted; * and ? match any characters, "
-        "dots included), e.g. spec.*, labels.owner, nics.*.address. The first matching rule "
-        "wins.",
-    )
-    kind: str = Field(
-        default="vm",
-        min_length=1,
-        max_length=policy.KIND_MAX,
-        description="Record kind the rule applies to (vm; * for every kind).",
-    )
-    strategy: policy.Strategy | None = Field(
-        default=None, description=f"One strategy: {STRATEGIES_DOC}."
-    )
-    strategies: list[policy.Strategy] | None = Field(
-        default=None,
-        max_length=policy.MAX_CHAIN,
-        description="Strategies tried in order until one decides (then fallback).",
-    )
-
-
-class ConflictPriority(Spec):
-    regions: list[PolicyName] = Field(
-        default_factory=list,
-        max_length=policy.MAX_RANKED,
-        description="Regions ranked for the priority strategy, first wins.",
-    )
-    sources: list[PolicyName] = Field(
-        default_factory=list,
-        max_length=policy.MAX_RANKED,
-        description="Write sources ranked (api, resolve, rollback, upgrade), first wins.",
-    )
-    roles: list[PolicyName] = Field(
-        default_factory=list,
-        max_length=policy.MAX_RANKED,
-        description="Writer roles ranked, first wins.",
-    )
-
-
-_USES_PRIORITY = (
-    "self.default == 'priority' || (has(self.rules) && self.rules.exists(r, "
-    "(has(r.strategy) && r.strategy == 'priority') || "
-    "(has(r.strategies) && r.strategies.exists(s, s == 'priority'))))"
-)
-_RANKS_SOMEONE = " || ".join(
-    f"(has(self.priority.{k}) && size(self.priority.{k}) > 0)"
-    for k in ("regions", "sources", "roles")
-)
-
-
-class ConflictPolicies(Spec):
-    """``DWCPFederation.spec.conflictPolicies``: rendered as is into topology.json, where
-    every node reads it as ``novacron_core.conflict.policy.Policies`` and applies a change
-    live. Everything this schema (and its CEL) accepts, that model accepts, and the other
-    way round, except that ``default`` here is one strategy (a structural schema cannot say
-    "a string or a list"; the node also takes a list from a hand-written file):
-    tests/operator/test_conflict_policies_crd.py."""
-
-    model_config = ConfigDict(
-        json_schema_extra=rules(
-            cel(
-                f"!({_USES_PRIORITY}) || (has(self.priority) && ({_RANKS_SOMEONE}))",
-                "the priority strategy is used, so priority.regions, sources or roles must "
-                "list who wins",
-                ".priority",
-            )
-        )
-    )
-    writes: policy.WritesMode = Field(
-        default="home",
-        description="Where VM writes are accepted: home (only the VM's home region; the "
-        "others answer 421 with its address) or multi (every region; concurrent writes are "
-        "merged by these policies). A VM's label novacron.io/writes overrides it.",
-    )
-    default: policy.Strategy = Field(
-        default="merge", description=f"Strategy when no rule matches: {STRATEGIES_DOC}."
-    )
-    fallback: policy.Strategy = Field(
-        default="lww", description="Tried last whenever every listed strategy declined."
-    )
-    rules: list[ConflictRule] = Field(
-        default_factory=list,
-        max_length=policy.MAX_RULES,
-        description="Per-field strategies, first match wins; they come before the built-in "
-        "VM rules (lifecycle, placement, nics.*.address, stats.*: merge).",
-    )
-    must_agree: list[
-        Annotated[
-            list[PolicyFieldPath],
-            Field(min_length=2, max_length=policy.MAX_GROUP),
-        ]
-    ] = Field(
-        default_factory=list,
-        max_length=policy.MAX_GROUPS,
-        description="Groups of field paths decided together, from one write (semantic "
-        "conflicts), e.g. [spec.cpus, spec.memory_mib].",
-    )
-    priority: ConflictPriority = sub(ConflictPriority, "Who wins under the priority strategy.")
-
-    @model_validator(mode="after")
-    def _nodes_accept_it(self) -> ConflictPolicies:
-        # the operator never renders what the nodes would refuse (the CEL above says the
-        # same to the API server)
-        try:
-            policy.parse(self.model_dump(by_alias=True, exclude_none=True))
-        except policy.PolicyError as e:
-            raise ValueError(str(e)) from None
-        return self
 
 
 class Failover(Spec):

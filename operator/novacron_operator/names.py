@@ -4,7 +4,7 @@ The builders create objects under these names, the reconcile passes look them up
 kubectl plugin and the tests find them: a name spelled in two places drifts apart.
 
 A NovaCronRegion's ``metadata.name`` is an RFC 1035 label of at most 52 characters (the CRD
-says so, ``models.REGION_NAME_MAX``), so every name below stays a valid object name, Service
+says so, ``schema.REGION_NAME_MAX``), so every name below stays a valid object name, Service
 name and label value.
 """
 

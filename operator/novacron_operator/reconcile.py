@@ -17,7 +17,7 @@ from novacron_operator.admin import NodeClients
 from novacron_operator.builders import Owner
 from novacron_operator.failpoints import failpoint
 from novacron_operator.kube import OPTIONAL_OWNED, OWNED, ApiError, Kube, path
-from novacron_operator.models import CommonStatus
+from novacron_operator.schema import CommonStatus
 from novacron_operator.status import Health, conditions, events, no, now_rfc3339
 
 Obj = dict[str, Any]

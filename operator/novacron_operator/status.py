@@ -21,7 +21,7 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from novacron_operator.models import Condition
+from novacron_operator.schema import Condition
 
 Obj = dict[str, Any]
 

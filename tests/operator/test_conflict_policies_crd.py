@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from novacron_operator import crdgen
 from novacron_operator.builders import Owner
 from novacron_operator.builders.federation import topology
-from novacron_operator.models import ConflictPolicies, DWCPFederationSpec
+from novacron_operator.conflict_models import ConflictPolicies
+from novacron_operator.models import DWCPFederationSpec
 from novacron_operator.parents import unsupported
 from pydantic import ValidationError
 

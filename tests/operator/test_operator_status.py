@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from novacron_operator.admin import ClusterInfo
-from novacron_operator.models import Condition
 from novacron_operator.regions import region_health
+from novacron_operator.schema import Condition
 from novacron_operator.sequencer import Step, World
 from novacron_operator.status import (
     Health,
