@@ -277,9 +277,7 @@ def automerge_merge(docs: list[tuple[bytes, bytes, bytes]]) -> dict[str, Any]:
     node = shutil.which("node")
     where = automerge_dir()
     if node is None:
-        return {
-            "error": f"skipped: no node on PATH (install Node.js >= 18, then {AUTOMERGE_BUILD})"
-        }
+        return {"error": f"skipped: no node on PATH (install Node.js 20, then {AUTOMERGE_BUILD})"}
     if not (where / "node_modules" / "@automerge" / "automerge" / "package.json").is_file():
         return {"error": f"skipped: Automerge not installed in {where} (run {AUTOMERGE_BUILD})"}
     workload = {"documents": [[fields_of(c.record) for c in _parsed(d)] for d in docs]}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Automerge peer of `python -m benchmarks conflict` (the npm package pinned in
 # package-lock.json, next to this script) into ~/.cache/novacron/automerge/<version> and
-# prints that directory; later runs reuse it. Needs Node.js >= 18 and npm (registry access).
+# prints that directory; later runs reuse it. Needs Node.js (tested with 20) and npm
+# (registry access).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 version=$(sed -n 's/.*"@automerge\/automerge": "\(.*\)".*/\1/p' "$here/package.json")
@@ -11,7 +12,7 @@ if [ -f "$OUT/node_modules/@automerge/automerge/package.json" ] \
   && cmp -s "$here/package-lock.json" "$OUT/package-lock.json"; then
   echo "$OUT"; exit 0
 fi
-command -v npm >/dev/null || { echo "npm not found: install Node.js >= 18 and npm" >&2; exit 1; }
+command -v npm >/dev/null || { echo "npm not found: install Node.js (tested with 20) and npm" >&2; exit 1; }
 # install into a temp dir, then move it in place: an interrupted run leaves no half cache
 mkdir -p "$CACHE/automerge"
 work=$(mktemp -d "$CACHE/automerge/.build.XXXXXX")
