@@ -1,6 +1,6 @@
 """Conflict detection and resolution on realistic VM records, and our record merge beside
-Loro's and Automerge's Python bindings merging the same concurrent edits of the same
-documents in the same run.
+Loro (its Python binding) and Automerge (its npm package, run by Node) merging the same
+concurrent edits of the same documents in the same run.
 
 The documents: schema-2 VM records of ~30 fields, 48 leaves (spec with nested disks and
 limits, 8 labels, tags, two NICs leased from the region's pool, placement, counters, a
@@ -16,8 +16,10 @@ Measured per document:
 * resolution: the whole decision (three-way merge, the policy's strategies, the audit
   entry) from the parsed copies;
 * merge throughput: base + two concurrent sides to the merged record (ours: the decision;
-  Loro: import both sides' updates into the base and read the merged JSON). Building the
-  documents and the edits is outside the timing for both.
+  Loro: import both sides' updates into the base and read the merged JSON; Automerge, the
+  npm package run by Node through ``peers/automerge/merge.mjs``: apply both sides' changes
+  to the base and read the merged JSON). Building the documents and the edits, loading the
+  base, and for Automerge Node's start-up and reading the workload, are outside the timing.
 
 The mixed workload's policy parks resource fields (``spec.*`` after a failed vote) for a
 person, so the share resolved automatically is a real share, not 100% by construction.
@@ -25,9 +27,14 @@ person, so the share resolved automatically is a real share, not 100% by constru
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import result
@@ -248,20 +255,58 @@ def loro_merge(docs: list[tuple[bytes, bytes, bytes]]) -> dict[str, Any]:
     return {"merges_per_s": len(prepared) / took, "version": loro.LORO_VERSION}
 
 
+AUTOMERGE = Path(__file__).resolve().parent / "peers" / "automerge"
+AUTOMERGE_BUILD = "bash benchmarks/peers/automerge/build.sh"
+
+
+def automerge_dir() -> Path:
+    """Where build.sh installs the pinned @automerge/automerge (its rule, kept in step)."""
+    package = json.loads((AUTOMERGE / "package.json").read_text())
+    version = str(package["dependencies"]["@automerge/automerge"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    cache = os.environ.get("NOVACRON_CACHE") or f"{xdg}/novacron"
+    return Path(cache) / "automerge" / version
+
+
 def automerge_merge(docs: list[tuple[bytes, bytes, bytes]]) -> dict[str, Any]:
-    """PyPI's ``automerge`` (0.1.x, the only Automerge binding there) has ``Doc(dict |
-    bytes)``, ``json()``, ``obj()`` and ``merge(saved bytes)``: no edit, fork or save. Two
-    sides cannot be edited from one base with it, so it cannot merge these edits; we say so
-    rather than time something else (documents built from scratch are not a merge)."""
+    """The real Automerge (npm ``@automerge/automerge``, run by Node) merging the same
+    concurrent edits: ``merge.mjs`` gets each document's base and sides as fields (the
+    records Loro gets), builds and forks the documents untimed, and times applying both
+    sides' changes to the loaded base and reading the merged JSON. PyPI has no usable
+    Automerge binding (``automerge`` 0.1.2 cannot edit, fork or save), hence Node."""
+    node = shutil.which("node")
+    where = automerge_dir()
+    if node is None:
+        return {"error": f"skipped: no node on PATH (install Node.js 20, then {AUTOMERGE_BUILD})"}
+    if not (where / "node_modules" / "@automerge" / "automerge" / "package.json").is_file():
+        return {"error": f"skipped: Automerge not installed in {where} (run {AUTOMERGE_BUILD})"}
+    workload = {"documents": [[fields_of(c.record) for c in _parsed(d)] for d in docs]}
+    with tempfile.TemporaryDirectory(prefix="novacron-automerge-") as tmp:
+        path = Path(tmp) / "workload.json"
+        path.write_text(json.dumps(workload))
+        try:
+            p = subprocess.run(
+                [node, str(AUTOMERGE / "merge.mjs"), str(where), str(path)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": "automerge peer took over 600 s"}
     try:
-        import automerge
-    except ImportError as e:
-        return {"error": f"not installed: {e}"}
-    doc = automerge.Doc({"probe": 1})
-    api = sorted(n for n in dir(doc) if not n.startswith("_"))
-    if not {"fork", "save"} <= set(api):
-        return {"error": f"automerge {api}: no fork/save, cannot express concurrent edits"}
-    return {"error": "unexpected automerge API: update benchmarks/conflict.py"}
+        out: dict[str, Any] = json.loads(p.stdout)
+    except json.JSONDecodeError:
+        return {"error": f"automerge peer failed (exit {p.returncode}): {p.stderr.strip()[-400:]}"}
+    if p.returncode != 0:  # it printed its figures, but a merged document broke the contract
+        wrong = f"{out['violation_count']} fields wrongly: {out['violations']}"
+        return {"error": f"automerge merged {wrong}"}
+    return out
+
+
+def _parsed(doc: tuple[bytes, bytes, bytes]) -> list[Any]:
+    copies = [parse_copy(x, r) for x, r in zip(doc, REGIONS, strict=True)]
+    assert all(c is not None for c in copies)
+    return copies
 
 
 def _load() -> str:
@@ -294,6 +339,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         "loro_merges_per_s": peer_loro.get("merges_per_s", peer_loro.get("error")),
         "loro_version": peer_loro.get("version"),
         "automerge_merges_per_s": peer_am.get("merges_per_s", peer_am.get("error")),
+        "automerge_version": peer_am.get("version"),
+        "automerge_node": peer_am.get("node"),
+        "automerge_merges_checked": peer_am.get("checked"),
     }
     ratios: dict[str, Any] = {}
     if "merges_per_s" in peer_loro:
