@@ -16,6 +16,7 @@ from novacron_operator.models import NovaCronClusterSpec, NovaCronRegionSpec
 from novacron_operator.sequencer import Step
 
 from novacron_core.consensus.interface import UnsupportedSetting
+from novacron_core.consensus.raft import HardState
 from novacron_core.runtime.node import REJOINING_MARKER, NodeServer
 from novacron_core.runtime.settings import load_settings
 
@@ -223,8 +224,10 @@ def test_a_node_refuses_to_start_with_another_protocol_over_its_groups_log(
     volumes, or a hand edit of node.json, must not start an empty group beside the log."""
     data, sts = rendered(protocol="raft")
     settings = load_as_pod(tmp_path, monkeypatch, data, sts, "us-east-0")
-    NodeServer(settings).storage.close()  # a raft member wrote its log
-    assert any((tmp_path / "data" / "raft").iterdir())
+    raft = NodeServer(settings).storage
+    raft.group.apply([HardState(1, "us-east-0")])  # a raft member wrote its log (a vote)
+    raft.close()
+    assert any(f.stat().st_size for f in (tmp_path / "data" / "raft").iterdir())
     other = settings.model_copy(update={"protocol": "epaxos"})
     with pytest.raises(UnsupportedSetting) as e:
         NodeServer(other)

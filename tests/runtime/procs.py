@@ -118,6 +118,25 @@ class ProcCluster:
             await asyncio.sleep(0.05)
         raise AssertionError(f"no leader within {limit_s}s: {seen}; logs in {self.root}")
 
+    async def follows(
+        self, http: aiohttp.ClientSession, node: str, lead: str, limit_s: float = 20.0
+    ) -> None:
+        """Wait until ``node`` itself names ``lead`` as its leader: a follower that has not
+        heard from the new leader yet answers a proxied write 503 (honestly, not applied)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        st: object = None
+        while loop.time() < deadline:
+            try:
+                async with http.get(self.url(node) + "/v1/cluster") as r:
+                    st = await r.json()
+                if isinstance(st, dict) and st.get("leader") == lead:
+                    return
+            except (aiohttp.ClientError, TimeoutError) as e:
+                st = repr(e)
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{node} does not follow {lead} within {limit_s}s: {st}")
+
     async def all_ready(self, http: aiohttp.ClientSession, limit_s: float = 30.0) -> None:
         """Wait until every running node answers /readyz with 200 (all ports are open)."""
         loop = asyncio.get_running_loop()

@@ -29,10 +29,12 @@ def cluster(tmp_path: Path) -> Iterator[ProcCluster]:
 async def test_vm_lifecycle_through_a_follower(cluster: ProcCluster) -> None:
     async with aiohttp.ClientSession() as http:
         lead = await cluster.leader(http)
-        f = cluster.url(next(n for n in cluster.names if n != lead))  # proxied to the leader
+        follower = next(n for n in cluster.names if n != lead)
+        await cluster.follows(http, follower, lead)
+        f = cluster.url(follower)  # proxied to the leader
         vm = {"id": "web-1", "name": "web", "spec": {"cpus": 2, "memory_mib": 2048, "image": "u"}}
         status, body = await call(http, "POST", f + "/v1/vms", json=vm)
-        assert status == 201
+        assert status == 201, body
         assert json.loads(body)["version"] == 1
         status, _ = await call(http, "POST", f + "/v1/vms", json=vm)
         assert status == 409

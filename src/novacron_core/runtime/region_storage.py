@@ -21,13 +21,15 @@ from novacron_core.runtime.sync_journal import DiskDurable
 
 def foreign_logs(data_dir: Path, mine: str, protocols: list[str]) -> list[str]:
     """The other protocols whose group log (a directory named after the protocol) holds
-    files in ``data_dir``: a node configured for ``mine`` over one of them would start an
-    empty group beside the state it should have (a switch is agreed, never a restart)."""
-    return [
-        p
-        for p in protocols
-        if p != mine and (data_dir / p).is_dir() and any((data_dir / p).iterdir())
-    ]
+    records in ``data_dir``: a node configured for ``mine`` over one of them would start an
+    empty group beside the state it should have (a switch is agreed, never a restart). Empty
+    segments hold no state (a node that stopped on a bad setting right after opening its log
+    leaves one): they do not count."""
+    return [p for p in protocols if p != mine and _holds_records(data_dir / p)]
+
+
+def _holds_records(log_dir: Path) -> bool:
+    return log_dir.is_dir() and any(f.is_file() and f.stat().st_size > 0 for f in log_dir.iterdir())
 
 
 class RegionStorage:
