@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -134,6 +135,11 @@ def gateway_command(
 def run(cfg: GatewayConfig, loop_kind: str = "auto") -> None:
     from novacron_core.runtime.gateway.server import serve
 
+    def exit_now() -> None:
+        # stop() is stuck (logged with what): end the process without waiting on it
+        logging.shutdown()
+        os._exit(1)
+
     try:
         if loop_kind != "asyncio":
             try:
@@ -142,9 +148,9 @@ def run(cfg: GatewayConfig, loop_kind: str = "auto") -> None:
                 if loop_kind == "uvloop":
                     raise click.UsageError("--loop uvloop: uvloop is not installed") from None
             else:
-                uvloop.run(serve(cfg))
+                uvloop.run(serve(cfg, on_stuck=exit_now))
                 return
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, on_stuck=exit_now))
     except OSError as e:
         click.echo(f"novacron gateway: {e}", err=True)
         sys.exit(1)

@@ -18,6 +18,7 @@ import logging
 import random
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -333,7 +334,19 @@ def raise_fd_limit() -> int:
         return 0
 
 
-async def serve(cfg: GatewayConfig, ready: asyncio.Event | None = None) -> None:
+STOP_GRACE_S = 5.0  # after the drain deadline, for cancelling and closing what is left
+
+
+class StopStuck(RuntimeError):
+    """stop() did not finish in time. ``on_stuck`` (the CLI: exit 1 at once) runs first:
+    asyncio's own exit would wait on the stuck tasks again."""
+
+
+async def serve(
+    cfg: GatewayConfig,
+    ready: asyncio.Event | None = None,
+    on_stuck: Callable[[], None] | None = None,
+) -> None:
     """Run until SIGTERM/SIGINT, then drain and return."""
     gw = Gateway(cfg)
     await gw.start()
@@ -343,4 +356,23 @@ async def serve(cfg: GatewayConfig, ready: asyncio.Event | None = None) -> None:
     if ready is not None:
         ready.set()
     await stop.wait()
-    await gw.stop()
+    # The drain is bounded by shutdown_timeout_s; the rest of stop() (cancelling probes and
+    # discovery, closing sessions) must be quick. If it is not, a gateway would outlive its
+    # supervisor (seen once: a demo killed with -9, its nodes' namespaces gone): say what is
+    # stuck and let the caller end the process.
+    stopping = asyncio.ensure_future(gw.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=cfg.shutdown_timeout_s + STOP_GRACE_S)
+    if not done:
+        stuck = [
+            repr(t.get_coro())
+            for t in asyncio.all_tasks()
+            if t is not asyncio.current_task() and not t.done()
+        ]
+        log.error(
+            "gateway stop did not finish %.0f s after its drain deadline; stuck: %s",
+            STOP_GRACE_S,
+            "; ".join(stuck) or "nothing",
+        )
+        if on_stuck is not None:
+            on_stuck()
+        raise StopStuck(stuck)
