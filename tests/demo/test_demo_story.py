@@ -23,6 +23,22 @@ pytestmark = pytest.mark.slow
 NETNS = netns.probe()  # what --network auto picks here: netns when this works
 
 
+def _demo_pids(tmp: Path) -> list[tuple[int, str]]:
+    """Every live process with the demo's temporary dir in its command line."""
+    needle = str(tmp).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmd:
+            found.append((int(entry.name), cmd.replace(b"\x00", b" ").decode(errors="replace")))
+    return found
+
+
 def _node_pids(where: int | Path) -> list[int]:
     """Pids of live node processes of this demo: by address octet (loopback layout), or by
     their data dir under the demo's TMPDIR (any layout)."""
@@ -194,6 +210,13 @@ def test_netns_story_then_kill_9_leaves_no_namespace_link_or_process(
         while _node_pids(tmp_path / "tmp") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _node_pids(tmp_path / "tmp") == []
+        # nor anything else the demo started (its gateway, agents): every one of them has
+        # the demo's temporary dir in its command line; the gateway may drain, then its stop
+        # is bounded (the drain deadline + 5 s)
+        deadline = time.monotonic() + 25
+        while _demo_pids(tmp_path / "tmp") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _demo_pids(tmp_path / "tmp") == []
     finally:
         if proc.poll() is None:
             proc.kill()
