@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,13 +29,14 @@ from typing import Any
 import aiohttp
 from novacron_operator.kube import Kube, load_config
 
+from tests.runtime.procs import free_ports
+
 SELECTOR = "app.kubernetes.io/instance={name},app.kubernetes.io/component=node"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port with the next one free too (the node's wire API), below the ephemeral range."""
+    return free_ports(1)[0]
 
 
 @dataclass
