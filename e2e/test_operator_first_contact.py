@@ -339,8 +339,10 @@ def test_federation_reports_unknown_and_renamed_members_and_mounts_its_topology(
     assert "does not exist" in by_name["mars"]["message"]
     assert conds(fed)["MemberNamesMatch"]["status"] == "False"
     assert "eu-west" in conds(fed)["MemberNamesMatch"]["message"]
-    for t in ("ConflictPoliciesSupported", "FailoverSupported", "TopologyConsumed"):
-        assert conds(fed)[t]["reason"] in ("NotImplemented", "NodesReadFederationFile"), t
+    # what the nodes apply (conflict policies, the topology file) and what they cannot yet
+    assert conds(fed)["ConflictPoliciesSupported"]["reason"] == "AppliedByNodes"
+    assert conds(fed)["TopologyConsumed"]["reason"] == "NodesReadFederationFile"
+    assert conds(fed)["FailoverSupported"]["reason"] == "NotImplemented"
     topo = json.loads(k.get("configmap", "fed-topology", ns)["data"]["topology.json"])
     europe = next(m for m in topo["members"] if m["name"] == "europe")
     assert europe["region"] == "eu-west"

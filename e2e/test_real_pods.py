@@ -613,6 +613,17 @@ def test_storage_resize_is_reported_as_the_storage_class_allows(install: Install
     keeps the claims and the pods as they are, and is satisfied again when the size goes
     back; on a cluster whose class allows expansion the claims grow instead."""
     real = install.real
+    # the test before it (the agent's) applies a federation: start from a serving region
+    wait_for("every node pod Ready", lambda: real.pods_ready(NS, PODS), timeout=180, every=2)
+    wait_for(
+        "the region Ready",
+        lambda: (
+            day2.condition(real.json("get", "novacronregion", REGION, "-n", NS), "Ready")["status"]
+            == "True"
+        ),
+        timeout=180,
+        every=2,
+    )
     writes = day2.Writes(real, NS, PODS)
     out = day2.resize_storage(real, NS, REGION, PODS, "128Mi")
     c = out.condition
