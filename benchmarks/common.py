@@ -74,3 +74,16 @@ def report(res: dict[str, Any]) -> None:
         print(f"  params: {json.dumps(res['params'], sort_keys=True)}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{res['name']}.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+
+
+def load_figures(latencies: list[float], elapsed: float, errors: int) -> dict[str, Any]:
+    """A closed-loop load's figures from its successful writes' latencies (seconds)."""
+    latencies = sorted(latencies)
+    n = len(latencies)
+    return {
+        "writes_per_s": n / elapsed,
+        "p50_ms": 1000 * latencies[n // 2] if n else None,
+        "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else None,
+        "writes": n,
+        "errors": errors,
+    }

@@ -36,7 +36,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import result
+from benchmarks.common import load_figures, result
 from novacron_core.demo.procs import Supervisor
 
 K8S_BIN = Path.home() / ".cache/novacron/k8s-bin"
@@ -283,15 +283,7 @@ async def _load(c: Cluster, clients: int, seconds: float, value_size: int) -> di
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(clients)))
         elapsed = time.perf_counter() - t0
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "writes_per_s": n / elapsed,
-        "p50_ms": 1000 * latencies[n // 2] if n else None,
-        "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else None,
-        "writes": n,
-        "errors": errors,
-    }
+    return load_figures(latencies, elapsed, errors)
 
 
 ROLE_LINE = re.compile(r"raft role (\S+) term (\d+) at ([\d.]+)")

@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from benchmarks.common import load_figures
 from novacron_core.wire.frames import FrameReader, Request, parse_reply
 
 
@@ -93,16 +94,7 @@ async def _run(
     for link in links:
         if link.transport is not None:
             link.transport.close()
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "writes_per_s": n / elapsed,
-        "p50_ms": 1000 * latencies[n // 2] if n else None,
-        "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else None,
-        "writes": n,
-        "errors": errors,
-        "error_kinds": kinds,
-    }
+    return {**load_figures(latencies, elapsed, errors), "error_kinds": kinds}
 
 
 def wire_load(c: Any, clients: int, conns: int, seconds: float, value_size: int) -> dict[str, Any]:
