@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,18 @@ def running_jaeger(tmp: Path, otlp_http: int) -> Iterator[str]:
         log.close()
 
 
-def fetch_trace(base: str, trace_id: str, want: int, timeout: float = 30) -> list[dict[str, Any]]:
-    """Jaeger's query API (/api/traces/{id}): the trace's spans, each with its process."""
+def fetch_trace(
+    base: str,
+    trace_id: str,
+    want: int,
+    timeout: float = 30,
+    complete: Callable[[list[dict[str, Any]]], bool] = lambda _: True,
+) -> list[dict[str, Any]]:
+    """Jaeger's query API (/api/traces/{id}): the trace's spans, each with its process.
+
+    Waits for at least `want` spans for which `complete` holds: every process exports on
+    its own schedule, so a count alone can be met by one process's spans before another's
+    arrive."""
     deadline = time.monotonic() + timeout
     spans: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
@@ -84,7 +94,7 @@ def fetch_trace(base: str, trace_id: str, want: int, timeout: float = 30) -> lis
         if data:
             (t,) = data
             spans = [{**s, "process": t["processes"][s["processID"]]} for s in t["spans"]]
-            if len(spans) >= want:
+            if len(spans) >= want and complete(spans):
                 return spans
         time.sleep(0.5)
     raise AssertionError(f"trace {trace_id}: {len(spans)} spans after {timeout}s: {spans}")
@@ -92,6 +102,15 @@ def fetch_trace(base: str, trace_id: str, want: int, timeout: float = 30) -> lis
 
 def _tag(obj: dict[str, Any], key: str) -> Any:
     return next((t["value"] for t in obj.get("tags", []) if t["key"] == key), None)
+
+
+def _servers_of(spans: list[dict[str, Any]]) -> set[Any]:
+    """The node instances that exported a server span of the trace."""
+    return {
+        _tag(s["process"], "service.instance.id")
+        for s in spans
+        if _tag(s, "span.kind") == "server"
+    }
 
 
 async def test_a_write_through_a_follower_is_one_trace_across_two_nodes(
@@ -124,14 +143,15 @@ async def test_a_write_through_a_follower_is_one_trace_across_two_nodes(
                     http, "PUT", cluster.url(follower) + "/v1/kv/traced", data=b"v", headers=headers
                 )
                 assert st == 200
-                spans = await asyncio.to_thread(fetch_trace, base, trace_id, 3)
+                spans = await asyncio.to_thread(
+                    fetch_trace, base, trace_id, 3, 30, lambda got: _servers_of(got) >= {follower, leader}
+                )
     finally:
         cluster.stop_all()
     by_id = {s["spanID"]: s for s in spans}
     servers = [s for s in spans if _tag(s, "span.kind") == "server"]
     clients = [s for s in spans if _tag(s, "span.kind") == "client"]
-    instances = {_tag(s["process"], "service.instance.id") for s in servers}
-    assert instances == {follower, leader}, spans
+    assert _servers_of(spans) == {follower, leader}, spans
     assert all(s["operationName"] == "PUT /v1/kv/{key}" for s in servers)
     # the follower's server span is the child of our caller; the leader's, of the proxy call
     (front,) = [s for s in servers if _tag(s["process"], "service.instance.id") == follower]
