@@ -107,9 +107,7 @@ def _tag(obj: dict[str, Any], key: str) -> Any:
 def _servers_of(spans: list[dict[str, Any]]) -> set[Any]:
     """The node instances that exported a server span of the trace."""
     return {
-        _tag(s["process"], "service.instance.id")
-        for s in spans
-        if _tag(s, "span.kind") == "server"
+        _tag(s["process"], "service.instance.id") for s in spans if _tag(s, "span.kind") == "server"
     }
 
 
@@ -143,8 +141,9 @@ async def test_a_write_through_a_follower_is_one_trace_across_two_nodes(
                     http, "PUT", cluster.url(follower) + "/v1/kv/traced", data=b"v", headers=headers
                 )
                 assert st == 200
+                both = {follower, leader}
                 spans = await asyncio.to_thread(
-                    fetch_trace, base, trace_id, 3, 30, lambda got: _servers_of(got) >= {follower, leader}
+                    fetch_trace, base, trace_id, 3, 30, lambda got: _servers_of(got) >= both
                 )
     finally:
         cluster.stop_all()
