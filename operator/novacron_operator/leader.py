@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 
+from novacron_core.runtime.aio import wait_set
 from novacron_operator.kube import ApiError, Kube
 
 log = logging.getLogger("novacron.leader")
@@ -102,10 +103,7 @@ class LeaderElector:
             elif not got and self.is_leader:
                 log.warning("lost leadership", extra={"identity": self.identity})
                 self.is_leader = False
-            try:
-                await asyncio.wait_for(stop.wait(), period)
-            except TimeoutError:
-                pass
+            await wait_set(stop, period)
         await self.release()
 
     async def release(self) -> None:

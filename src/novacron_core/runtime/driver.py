@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from novacron_core.machine import Machine, NodeId, Ready
+from novacron_core.runtime.aio import wait_set
 from novacron_core.runtime.metrics import NodeMetrics
 
 Messages = list[tuple[NodeId, Any]]
@@ -123,10 +124,7 @@ class Driver:
                 timeout = None
                 if self._wake_at is not None:
                     timeout = max(0.0, self._wake_at - self.loop.time())
-                try:
-                    await asyncio.wait_for(self._event.wait(), timeout)
-                except TimeoutError:
-                    pass
+                await wait_set(self._event, timeout)
             self._event.clear()
             batch = Ready()
             now = self.loop.time()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from novacron_core.codec import CodecError, FrameDecoder, decode, frame, record
+from novacron_core.runtime.aio import wait_set
 
 log = logging.getLogger(__name__)
 MAX_FRAME = 64 << 20
@@ -127,8 +128,7 @@ class Transport:
             await asyncio.sleep(delay)
             return
         wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), delay)
+        await wait_set(wake, delay)
 
     async def _sender(self, addr: Addr, q: asyncio.Queue[bytes]) -> None:
         backoff = 0.05

@@ -20,6 +20,7 @@ from novacron_core.routing.agent import AgentCore, Ping, Pong, ProbeConfig
 from novacron_core.routing.qos import QoS
 from novacron_core.runtime.agent.config import AgentConfig, split_hostport
 from novacron_core.runtime.agent.wire import WireError, decode, encode
+from novacron_core.runtime.aio import wait_set
 from novacron_core.runtime.signals import stop_on_signals
 from novacron_core.tunnels.manager import TunnelError, TunnelManager
 from novacron_core.tunnels.spec import Kind, TunnelSpec, load_keys, tunnel_name
@@ -138,8 +139,7 @@ class Agent:
         while not self.stopping.is_set():
             delay = max(0.0, self.next_wake - self.now())
             self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=min(delay, 0.5))
+            await wait_set(self.wake, min(delay, 0.5))
             if self.now() >= self.next_wake:
                 self.next_wake = self.now() + 0.5
                 self.carry(self.core.on_tick(self.now()))
@@ -181,8 +181,7 @@ class Agent:
                     self.core.topology.observe_bandwidth(self.cfg.name, peer, mbps, self.now())
                 except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
                     log.info("bandwidth sample to %s failed: %s", peer, e)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), every)
+            await wait_set(self.stopping, every)
 
     async def _sink(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """The receiving end of a bandwidth sample: read the announced bytes, answer one."""
@@ -256,8 +255,7 @@ class Agent:
             except (TunnelError, ValueError, OSError) as e:
                 self.tunnel_status = f"error: {e}"
                 log.error("tunnels: %s", e)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), t.reconcile_s)
+            await wait_set(self.stopping, t.reconcile_s)
 
     # ------------------------------------------------------------------ life
 

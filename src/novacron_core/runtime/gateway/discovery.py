@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from novacron_core.balancing import BackendSpec, GeoPoint
+from novacron_core.runtime.aio import wait_set
 from novacron_core.runtime.gateway.config import split_host_port
 from novacron_core.runtime.gateway.federation import RegionSeed
 
@@ -86,8 +87,7 @@ class Discovery:
                 await self.refresh(s)
             except Exception:
                 log.exception("discovery of region %s failed", s.name)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ev.wait(), self.interval_s)
+            await wait_set(ev, self.interval_s)
             ev.clear()
 
     async def refresh(self, s: RegionSeed) -> bool:

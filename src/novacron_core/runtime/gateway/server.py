@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from novacron_core.balancing import BackendSpec, Balancer, Distances, StaticCoordinates
+from novacron_core.runtime.aio import wait_set
 from novacron_core.runtime.gateway.checks import probe
 from novacron_core.runtime.gateway.config import GatewayConfig, split_host_port
 from novacron_core.runtime.gateway.discovery import Discovery
@@ -228,8 +229,7 @@ class Gateway:
             wake = self.balancer.on_tick(now)
             self._collect_gone()
             delay = 1.0 if wake is None else min(1.0, max(0.0, wake - now))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_set(self._wake, delay)
             self._wake.clear()
 
     async def _probe(self, backend_id: str) -> None:
