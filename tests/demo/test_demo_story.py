@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,42 +16,10 @@ from click.testing import CliRunner
 
 from novacron_core.cli import main
 from novacron_core.demo import netns
+from tests.demo.harness import demo_pids, node_pids, output_until_interactive, start_demo
 
 pytestmark = pytest.mark.slow
 NETNS = netns.probe()  # what --network auto picks here: netns when this works
-
-
-def _demo_pids(tmp: Path) -> list[tuple[int, str]]:
-    """Every live process with the demo's temporary dir in its command line."""
-    needle = str(tmp).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmd:
-            found.append((int(entry.name), cmd.replace(b"\x00", b" ").decode(errors="replace")))
-    return found
-
-
-def _node_pids(where: int | Path) -> list[int]:
-    """Pids of live node processes of this demo: by address octet (loopback layout), or by
-    their data dir under the demo's TMPDIR (any layout)."""
-    needle = f"127.{where}.".encode() if isinstance(where, int) else str(where).encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"novacron_core.cli\x00node\x00" in cmd and needle in cmd:
-            pids.append(int(entry.name))
-    return pids
 
 
 def _helper_pids(prefix: str) -> list[int]:
@@ -98,19 +64,9 @@ def no_netns_leftovers() -> Iterator[list[int]]:
     assert all(v == ([], []) for v in left.values()), f"left behind: {left}"
 
 
-def _demo(tmp_path: Path, octet: int, *args: str) -> subprocess.Popen[str]:
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "novacron_core.cli", "demo", f"--address-octet={octet}", *args]
-    return subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-
-
 def _story(tmp_path: Path, octet: int, pids: list[int], *args: str) -> str:
     t0 = time.monotonic()
-    proc = _demo(tmp_path, octet, "--check", *args)
+    proc = start_demo(tmp_path, octet, "--check", *args)
     pids.append(proc.pid)
     try:
         out, _ = proc.communicate(timeout=150)
@@ -131,8 +87,8 @@ def _story(tmp_path: Path, octet: int, pids: list[int], *args: str) -> str:
         assert figure in out, out
     assert "✗" not in out, out
     assert "conflict healed → one record+audit" in out, out  # the conflict chapter ran
-    assert _node_pids(octet) == []
-    assert _node_pids(tmp_path / "tmp") == []
+    assert node_pids(octet) == []
+    assert node_pids(tmp_path / "tmp") == []
     assert list((tmp_path / "tmp").iterdir()) == [], "the demo left its temp dir behind"
     assert _netns_left(proc.pid) == ([], [])
     assert took < 120, f"the story took {took:.0f}s"
@@ -179,18 +135,18 @@ def test_netns_story_then_kill_9_leaves_no_namespace_link_or_process(
 ) -> None:
     """The story in namespaces (2 regions), each node inside its region's namespace; then the
     demo is killed with -9: its watchdog removes namespaces and links, the nodes die with it."""
-    proc = _demo(tmp_path, 80, "--interactive", "--regions", "2", "--network", "netns")
+    proc = start_demo(tmp_path, 80, "--interactive", "--regions", "2", "--network", "netns")
     no_netns_leftovers.append(proc.pid)
     prefix = netns.run_prefix(proc.pid)
     try:
-        text = _output_until_interactive(proc)
+        text = output_until_interactive(proc)
         assert "all expectations met" in text, text
         assert "✗" not in text, text
         assert "network: netns" in text, text
         spaces, links = netns.names_with(prefix)
         assert sorted(spaces) == [f"{prefix}-us-east1", f"{prefix}-us-west1"]
         assert f"{prefix}br" in links
-        pids = _node_pids(tmp_path / "tmp")
+        pids = node_pids(tmp_path / "tmp")
         assert len(pids) == 6
         for pid in pids:  # every node runs inside its region's namespace
             where = subprocess.run(
@@ -207,16 +163,16 @@ def test_netns_story_then_kill_9_leaves_no_namespace_link_or_process(
             time.sleep(0.05)
         assert _helper_pids(prefix) == []
         deadline = time.monotonic() + 10
-        while _node_pids(tmp_path / "tmp") and time.monotonic() < deadline:
+        while node_pids(tmp_path / "tmp") and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _node_pids(tmp_path / "tmp") == []
+        assert node_pids(tmp_path / "tmp") == []
         # nor anything else the demo started (its gateway, agents): every one of them has
         # the demo's temporary dir in its command line; the gateway may drain, then its stop
         # is bounded (the drain deadline + 5 s)
         deadline = time.monotonic() + 25
-        while _demo_pids(tmp_path / "tmp") and time.monotonic() < deadline:
+        while demo_pids(tmp_path / "tmp") and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _demo_pids(tmp_path / "tmp") == []
+        assert demo_pids(tmp_path / "tmp") == []
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -228,7 +184,7 @@ def test_netns_story_then_kill_9_leaves_no_namespace_link_or_process(
 
 def test_interactive_mode_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     # loopback addresses (127.78.r.n), whatever --network auto would pick here
-    proc = _demo(tmp_path, 78, "--interactive", "--regions", "2", "--network", "transport")
+    proc = start_demo(tmp_path, 78, "--interactive", "--regions", "2", "--network", "transport")
     try:
         _explore_then_ctrl_c(proc, tmp_path)
     finally:
@@ -237,24 +193,10 @@ def test_interactive_mode_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
             proc.communicate(timeout=30)
 
 
-def _output_until_interactive(proc: subprocess.Popen[str]) -> str:
-    """What the demo printed until it handed the federation to the user (at most 120 s)."""
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        lines.append(line)
-        if "Ctrl-C stops" in line or time.monotonic() > deadline:
-            break
-    text = "".join(lines)
-    assert "Ctrl-C stops" in text, text
-    return text
-
-
 def _explore_then_ctrl_c(proc: subprocess.Popen[str], tmp_path: Path) -> None:
-    text = _output_until_interactive(proc)
+    text = output_until_interactive(proc)
     assert "http://127.78.1.1:8080/metrics" in text, text
-    assert len(_node_pids(78)) == 6
+    assert len(node_pids(78)) == 6
     with urllib.request.urlopen("http://127.78.1.1:8080/metrics", timeout=5) as r:
         assert b"novacron_raft_commit_index" in r.read()
     with urllib.request.urlopen("http://127.78.2.1:8080/metrics", timeout=5) as r:
@@ -278,5 +220,5 @@ def _explore_then_ctrl_c(proc: subprocess.Popen[str], tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, text + rest
-    assert _node_pids(78) == []
+    assert node_pids(78) == []
     assert list((tmp_path / "tmp").iterdir()) == []

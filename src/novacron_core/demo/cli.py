@@ -9,6 +9,7 @@ what it measured; ``--check`` turns failed expectations into a non-zero exit.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from novacron_core.demo import agents, conflicts
+from novacron_core.demo import agents, conflicts, prometheus
 from novacron_core.demo.federation import (
     Layout,
 )
@@ -69,6 +70,14 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     hidden=True,
     help="nodes listen on 127.OCTET.region.node (tests use another octet)",
 )
+@click.option(
+    "--prometheus",
+    "prometheus_bin",
+    metavar="BINARY",
+    help="also start this Prometheus (e.g. `prometheus`, Debian's package) on "
+    f"127.0.250.2:{prometheus.PORT}, scraping every node and the gateway "
+    f"({prometheus.TARGETS_FILE} in the demo's dir) with the shipped rules; prints its URL",
+)
 def demo_command(
     regions: int,
     nodes: int,
@@ -78,10 +87,14 @@ def demo_command(
     election_timeout_ms: int,
     network: str,
     address_octet: int,
+    prometheus_bin: str | None,
 ) -> None:
     """Run a real multi-region NovaCron on this machine and tell its story, with figures."""
     tty = sys.stdout.isatty()
     out = Console(highlight=False, force_terminal=tty, no_color=not tty, width=None if tty else 160)
+    prom_binary = shutil.which(prometheus_bin) if prometheus_bin else None
+    if prometheus_bin and prom_binary is None:
+        raise click.UsageError(f"--prometheus {prometheus_bin}: no such executable")
     mode, delay, line = _network_mode(network)
     old = signal.signal(signal.SIGTERM, _raise_interrupt)
     # Ctrl-C must stop the federation even when we were started with SIGINT ignored (a shell
@@ -125,6 +138,11 @@ def demo_command(
             try:
                 gw = DemoGateway(sup, layout, address_octet)
                 gw_cfg = gw.launch(sup.base)  # it finds the nodes as they come up
+                targets = prometheus.write_targets(sup.base, layout, gw)
+                prom: prometheus.DemoPrometheus | None = None
+                if prom_binary:  # started first, it scrapes the whole story
+                    prom = prometheus.DemoPrometheus(sup, prom_binary, address_octet)
+                    prom.launch(targets)
                 story.start()
                 waited = gw.ready()
                 story.gateway = gw
@@ -132,6 +150,12 @@ def demo_command(
                     f"   gateway: `novacron gateway --config {gw_cfg}` on {gw.url}, every "
                     f"region's nodes behind it (+{waited:.1f}s); the clients' writes go through it"
                 )
+                if prom is not None:
+                    prom.ready()
+                    story.say(
+                        f"   Prometheus: {prom.url} scrapes every node and the gateway "
+                        f"(file_sd {targets}), the shipped rules loaded"
+                    )
                 if tty:
                     view = LiveView(layout, sup, story)
                     view.thread.start()
@@ -154,7 +178,7 @@ def demo_command(
                     live = None
                 _summary(story, out)
                 if interactive:
-                    hand_over(layout, out, view, net)
+                    hand_over(layout, out, view, net, targets, prom.url if prom else None)
             except KeyboardInterrupt:
                 out.print("\ninterrupted: stopping every node…")
             except Exception as e:  # a step that could not finish: say why, then clean up

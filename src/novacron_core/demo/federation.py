@@ -28,8 +28,13 @@ class NodeSpec:
     host: str
 
     @property
+    def http_addr(self) -> str:
+        """host:port of its HTTP API and ``/metrics`` (a Prometheus target)."""
+        return f"{self.host}:{HTTP_PORT}"
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}:{HTTP_PORT}"
+        return f"http://{self.http_addr}"
 
     @property
     def peer(self) -> str:

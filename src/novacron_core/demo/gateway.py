@@ -52,7 +52,7 @@ def gateway_config(layout: Layout, host: str) -> dict[str, Any]:
     for r in layout.regions:
         entry: dict[str, Any] = {
             "name": r,
-            "seeds": [f"{n.host}:{HTTP_PORT}" for n in layout.in_region(r)],
+            "seeds": [n.http_addr for n in layout.in_region(r)],
         }
         loc = KNOWN_REGIONS.get(r)
         if loc is not None:
@@ -81,7 +81,8 @@ class DemoGateway:
         self.sup, self.layout = sup, layout
         self.host = f"127.{octet}.{GATEWAY_HOST_OCTET}.1"
         self.url = f"http://{self.host}:{GATEWAY_PORT}"
-        self.admin = f"http://{self.host}:{GATEWAY_ADMIN_PORT}"
+        self.admin_addr = f"{self.host}:{GATEWAY_ADMIN_PORT}"  # /metrics, /v1/backends
+        self.admin = f"http://{self.admin_addr}"
         self.name = "gateway"
 
     def busy(self) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -87,7 +88,12 @@ class LiveView:
 
 
 def hand_over(
-    layout: Layout, out: Console, view: LiveView | None, net: RegionNetwork | None = None
+    layout: Layout,
+    out: Console,
+    view: LiveView | None,
+    net: RegionNetwork | None = None,
+    targets: Path | None = None,
+    prometheus: str | None = None,
 ) -> None:
     out.print("\n[bold]The federation keeps running. Explore it:[/bold]")
     for r in layout.regions:
@@ -96,6 +102,10 @@ def hand_over(
                 f"   {n.name:<18} {n.url}  (metrics {n.url}/metrics, "
                 f"federation {n.url}/v1/federation/vms)"
             )
+    if prometheus:
+        out.print(f"   {'Prometheus':<18} {prometheus}  (every node and the gateway, the rules)")
+    if targets:
+        out.print(f"   Prometheus targets (file_sd): {targets}")
     n0 = layout.nodes[0]
     out.print("\n   Try:")
     out.print(f"     curl {n0.url}/v1/cluster")
@@ -108,6 +118,8 @@ def hand_over(
     out.print(f"     curl {layout.nodes[-1].url}/v1/federation/vms")
     out.print(f"     curl {layout.nodes[-1].url}/v1/federation/status")
     out.print(f"     novacron status --url {n0.url} --url {layout.nodes[1].url}")
+    if prometheus:
+        out.print(f"     novacron status --url {n0.url} --prometheus {prometheus}")
     if net is not None and net.plan is not None:
         ns = net.plan.ns(0)
         out.print(f"     ip netns exec {ns} ip addr show eth0   # {layout.regions[0]}'s network")

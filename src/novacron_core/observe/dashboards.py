@@ -3,8 +3,9 @@
 ``python -m novacron_core.observe.dashboards`` writes them to ``charts/novacron/dashboards``
 (the chart ships each as a ConfigMap for Grafana's sidecar; ``--check`` exits 1 when stale).
 Every query uses only metrics a running node exports or the shipped rules record:
-tests/observe/test_prometheus.py runs each one against a real Prometheus scraping real
-nodes and fails on a query that returns no series.
+tests/observe/test_prometheus.py runs each one against a real Prometheus scraping the demo
+federation (every region) and fails on a query that returns no series, or a per-region one
+that misses a region.
 """
 
 from __future__ import annotations
