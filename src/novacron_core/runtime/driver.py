@@ -12,6 +12,7 @@ batch is durable.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import time
@@ -27,6 +28,20 @@ log = logging.getLogger(__name__)
 # A batch that holds the event loop this long is logged: past the election timeout (200 ms)
 # it costs the group its leader, and the log line says which part (step or storage) it was.
 SLOW_BATCH_S = 0.05
+
+
+_gc_started: list[float] = []
+
+
+def _time_gc(phase: str, info: dict[str, Any]) -> None:
+    """Log a garbage collection that holds the loop as long as a slow step does (a full
+    collection walks every live object: a big KV state and log make it long)."""
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+    elif _gc_started:
+        took = time.perf_counter() - _gc_started.pop()
+        if took > SLOW_BATCH_S:
+            log.warning("slow gc: %.0f ms (generation %d)", took * 1000, info["generation"])
 
 
 class Storage(Protocol):
@@ -122,6 +137,8 @@ class Driver:
     # ---------------------------------------------------------------- the loop
 
     async def run(self) -> None:
+        if _time_gc not in gc.callbacks:
+            gc.callbacks.append(_time_gc)
         await self._carry_out(self.machine.on_start(self.loop.time()))
         while not self._stopped:
             if not self._inbox:
