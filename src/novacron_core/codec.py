@@ -99,6 +99,23 @@ def encode(obj: Any) -> bytes:
     return out
 
 
+def encode_parts(obj: Any, large: int = 1 << 20) -> list[bytes]:
+    """``encode(obj)`` in pieces whose concatenation is the same bytes, a record's large
+    ``bytes`` last field (a snapshot's data) as its own piece: packing it copies it, holding
+    the GIL for as long as the copy takes (0.45 s for 138 MiB under load)."""
+    names: tuple[str, ...] = ()
+    if type(obj) in _SPEC:
+        names = tuple(f.name for f in dataclasses.fields(obj))
+    last = getattr(obj, names[-1]) if names else None
+    # (from 64 KiB on, msgpack packs bytes as bin32: the header spliced in below)
+    if not names or type(last) is not bytes or len(last) < max(large, 1 << 16):
+        return [encode(obj)]
+    head = encode(dataclasses.replace(obj, **{names[-1]: b""}))
+    # b"" is packed last as bin8 of length 0 (c4 00); a bin32 header goes in its place
+    assert head.endswith(b"\xc4\x00")
+    return [head[:-2], b"\xc6" + _LEN.pack(len(last)), last]
+
+
 def frame(obj: Any, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     """Record -> length-prefixed frame."""
     payload = encode(obj)

@@ -22,6 +22,7 @@ from novacron_core.consensus.raft import (
     RaftConfig,
     RaftNode,
 )
+from novacron_core.consensus.snapshot_data import snapshot_bytes
 from novacron_core.machine import Ready
 from novacron_core.sim import (
     KVModel,
@@ -218,7 +219,7 @@ def test_a_large_snapshot_arrives_in_chunks_through_loss_duplicates_and_reorderi
         c = SimCluster(seed=seed, spares=("n4",), config=cfg)
         _big_state(c)
         lead = c.wait_leader()
-        size = len(c.node(lead).snap_data)
+        size = len(snapshot_bytes(c.node(lead).snap_data))
         assert size > 8 * 1024  # several windows of chunks
         c.world.net.drop_rate, c.world.net.dup_rate, c.world.net.jitter = 0.1, 0.05, 1.0
         before = c.node(lead).stats["snapshot_bytes_sent"]
@@ -246,7 +247,7 @@ def test_an_interrupted_snapshot_transfer_resumes_where_it_stopped() -> None:
     c = SimCluster(seed=4, spares=("n4",), config=cfg)
     _big_state(c)
     lead = c.wait_leader()
-    size = len(c.node(lead).snap_data)
+    size = len(snapshot_bytes(c.node(lead).snap_data))
     others = [n for n in c.names if n != "n4"]
     assert c.change("add_learner", "n4") is not None
     # Cut n4 off once it holds about half the snapshot, for longer than the leader waits.

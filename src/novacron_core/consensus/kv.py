@@ -16,11 +16,12 @@ and eviction looks only at the bucket (least recently used within it).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgpack
 
-from novacron_core.codec import CodecError, decode, encode, record
+from novacron_core.codec import CodecError, decode, encode, record, to_wire
 from novacron_core.consensus.interface import Footprint
 
 PUT, DELETE, CAS = "put", "delete", "cas"
@@ -228,6 +229,12 @@ class KVStore:
     def snapshot(self) -> bytes:
         return encode(KVSnapshot(dict(self.data), dict(self.sessions), self.applied))
 
+    def capture(self) -> Callable[[], bytes]:
+        """Freeze the state now (shallow copies: values are immutable bytes), encode it
+        later to the same bytes as :meth:`snapshot` (``consensus/snapshot_data.py``)."""
+        data, sessions, applied = dict(self.data), dict(self.sessions), self.applied
+        return lambda: _encode_snapshot(data, sessions, applied)
+
     # The interface's KeyedState (for protocols that replicate state key by key).
 
     def written(self, data: bytes, result: bytes | None) -> list[str]:
@@ -251,10 +258,28 @@ class KVStore:
         return sorted(self.data)
 
     def restore(self, data: bytes) -> None:
-        snap = decode(data, KVSnapshot)
+        # our own snapshot (already checked by the log's CRC or the transfer): it grows with
+        # the state, the 16 MiB frame limit is not its limit
+        snap = decode(data, KVSnapshot, max_size=max(len(data), 1))
         self.data = dict(snap.data)
         self.sessions = dict(snap.sessions)
         self._lru = {}
         for client in self.sessions:
             self._lru.setdefault(session_bucket(client, self.buckets), {})[client] = None
         self.applied = snap.applied
+
+
+def _encode_snapshot(data: dict[str, bytes], sessions: dict[str, Session], applied: int) -> bytes:
+    """``encode(KVSnapshot(data, sessions, applied))``, one key at a time: each ``pack`` is
+    a short C call, so a thread encoding a big state lets the event loop run between them
+    (one ``packb`` of the whole map would hold the GIL throughout)."""
+    head = to_wire(KVSnapshot({}, {}, applied))
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = [packer.pack_array_header(len(head)), packer.pack(head[0]), packer.pack(head[1])]
+    parts.append(packer.pack_map_header(len(data)))
+    for k, v in data.items():
+        parts.append(packer.pack(k))
+        parts.append(packer.pack(v))
+    parts.append(packer.pack(to_wire(sessions)))
+    parts.extend(packer.pack(x) for x in head[4:])
+    return b"".join(parts)  # (releases the GIL for the copy)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from novacron_core.consensus.raft.messages import Entry
+from novacron_core.consensus.snapshot_data import snapshot_bytes
 from novacron_core.dr import catalog, state
 from novacron_core.dr.catalog import FULL, INCR, LOG, ObjectMeta, RestorePlan
 from novacron_core.dr.repo import BackupRepo
@@ -38,7 +39,9 @@ def committed_state(data_dir: Path, commit: int) -> tuple[state.Rebuilt, list[En
     """The group's state at ``commit`` as this node's data dir holds it, and the committed
     entries after its snapshot."""
     rec = read_group(data_dir)
-    st = state.from_log(rec.snap_data, rec.snap.index, rec.snap.term, rec.snap.config)
+    st = state.from_log(
+        snapshot_bytes(rec.snap_data), rec.snap.index, rec.snap.term, rec.snap.config
+    )
     entries = [e for e in rec.entries if e.index <= commit]
     state.apply_entries(st, entries, commit)
     return st, entries

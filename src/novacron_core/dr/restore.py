@@ -18,6 +18,7 @@ from novacron_core.consensus.interface import ConfigState, MemberAddress
 from novacron_core.consensus.kv import KVStore
 from novacron_core.consensus.raft.messages import SnapshotMeta
 from novacron_core.consensus.raft.storage import HardState, RaftLogFormat, SaveSnapshot
+from novacron_core.consensus.snapshot_data import snapshot_bytes
 from novacron_core.dr import catalog, state
 from novacron_core.dr.crypto import IntegrityError
 from novacron_core.dr.repo import BackupRepo, Progress
@@ -62,7 +63,7 @@ def verify(data_dir: Path, index: int, root: str) -> Restored:
     """Read the data dir back as a node would and check the state's Merkle root."""
     rec = read_group(data_dir)
     store = KVStore()
-    store.restore(rec.snap_data)
+    store.restore(snapshot_bytes(rec.snap_data))
     got = state.state_root(store)
     if rec.snap.index != index or got != root:
         raise IntegrityError(
@@ -137,7 +138,9 @@ def prepare_force(survivor: Survivor, node_id: str, address: tuple[str, str] | N
     """The one-member group of ``node_id`` holding every entry of ``survivor``'s log (etcd's
     --force-new-cluster: entries it holds beyond the old commit index commit too)."""
     rec = read_group(survivor.data_dir)
-    st = state.from_log(rec.snap_data, rec.snap.index, rec.snap.term, rec.snap.config)
+    st = state.from_log(
+        snapshot_bytes(rec.snap_data), rec.snap.index, rec.snap.term, rec.snap.config
+    )
     state.apply_entries(st, rec.entries, survivor.last_index)
     addr = address or _address_of(st.config, node_id)
     if addr is None:

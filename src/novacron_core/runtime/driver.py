@@ -12,7 +12,9 @@ batch is durable.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +25,24 @@ from novacron_core.runtime.aio import wait_set
 from novacron_core.runtime.metrics import NodeMetrics
 
 Messages = list[tuple[NodeId, Any]]
+log = logging.getLogger(__name__)
+# A batch that holds the event loop this long is logged: past the election timeout (200 ms)
+# it costs the group its leader, and the log line says which part (step or storage) it was.
+SLOW_BATCH_S = 0.05
+
+
+_gc_started: list[float] = []
+
+
+def _time_gc(phase: str, info: dict[str, Any]) -> None:
+    """Log a garbage collection that holds the loop as long as a slow step does (a full
+    collection walks every live object: a big KV state and log make it long)."""
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+    elif _gc_started:
+        took = time.perf_counter() - _gc_started.pop()
+        if took > SLOW_BATCH_S:
+            log.warning("slow gc: %.0f ms (generation %d)", took * 1000, info["generation"])
 
 
 class Storage(Protocol):
@@ -118,6 +138,8 @@ class Driver:
     # ---------------------------------------------------------------- the loop
 
     async def run(self) -> None:
+        if _time_gc not in gc.callbacks:
+            gc.callbacks.append(_time_gc)
         await self._carry_out(self.machine.on_start(self.loop.time()))
         while not self._stopped:
             if not self._inbox:
@@ -132,6 +154,7 @@ class Driver:
             # (a heartbeat, the answers CheckQuorum counts) is older news than the timer,
             # and after a stretch of event-loop lag both are due at once.
             n = 0
+            t_step = time.perf_counter()
             while self._inbox and n < self.max_batch:
                 kind, a, b = self._inbox.popleft()
                 n += 1
@@ -148,11 +171,19 @@ class Driver:
             if self._wake_at is not None and now >= self._wake_at:
                 self._wake_at = None
                 batch.extend(self.machine.on_tick(now))
+            step_s = time.perf_counter() - t_step
+            if step_s > SLOW_BATCH_S:
+                log.warning("slow step: %.0f ms for %d inputs", step_s * 1000, n)
             await self._carry_out(batch)
 
     async def _carry_out(self, ready: Ready) -> None:
         if ready.writes:
+            t0 = time.perf_counter()
             self.storage.apply(ready.writes)
+            apply_s = time.perf_counter() - t0
+            if apply_s > SLOW_BATCH_S:
+                kinds = sorted({type(w).__name__ for w in ready.writes})
+                log.warning("slow storage apply: %.0f ms (%s)", apply_s * 1000, ",".join(kinds))
         if ready.sync:
             t0 = time.perf_counter()
             await self.loop.run_in_executor(None, self.storage.sync)

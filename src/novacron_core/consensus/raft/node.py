@@ -54,6 +54,7 @@ from novacron_core.consensus.raft.snapshots import Incoming
 from novacron_core.consensus.raft.storage import (
     Recovered,
 )
+from novacron_core.consensus.snapshot_data import snapshot_bytes
 from novacron_core.machine import NodeId, Ready
 
 __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "RaftNode"]
@@ -88,7 +89,7 @@ class RaftNode(Replication):
         self.log = RaftLog(snap, recovered.entries)
         self.snap_data = recovered.snap_data
         if recovered.snap.index:
-            sm.restore(recovered.snap_data)
+            sm.restore(snapshot_bytes(recovered.snap_data))
         self.role = FOLLOWER
         self.progress: dict[NodeId, Progress] = {}
         self.commit = self.applied = snap.index

@@ -16,8 +16,10 @@ from novacron_core.consensus.raft.messages import (
 )
 from novacron_core.consensus.raft.progress import SNAPSHOT, Progress
 from novacron_core.consensus.raft.storage import (
+    SaveCapturedSnapshot,
     SaveSnapshot,
 )
+from novacron_core.consensus.snapshot_data import Capturing, Deferred, snapshot_bytes
 from novacron_core.machine import NodeId
 
 
@@ -104,11 +106,18 @@ class SnapshotTransfer(Membership):
         term = self.log.term(self.applied)
         assert term is not None
         meta = SnapshotMeta(self.applied, term, self.applied_conf)
-        data = self.sm.snapshot()
         self.log.compact(meta)
-        self.snap_data = data
         # Not synced: the full log it replaces is already durable, so losing it is harmless.
-        self.out.writes.append(SaveSnapshot(meta, data))
+        if isinstance(self.sm, Capturing):
+            # Frozen now, encoded later (by the storage thread, or here if a follower needs
+            # it first): encoding a big state in this step would hold the driver's loop.
+            deferred = Deferred(self.sm.capture())
+            self.snap_data = deferred
+            self.out.writes.append(SaveCapturedSnapshot(meta, deferred))
+        else:
+            data = self.sm.snapshot()
+            self.snap_data = data
+            self.out.writes.append(SaveSnapshot(meta, data))
 
     def _send_snapshot(self, peer: NodeId, pr: Progress) -> None:
         pr.state = SNAPSHOT
@@ -116,14 +125,15 @@ class SnapshotTransfer(Membership):
         pr.snapshot_sent_at = self.now
         pr.inflight.clear()
         self.stats["snapshots_sent"] += 1
-        if len(self.snap_data) <= self.cfg.snapshot_chunk_bytes:
-            msg = InstallSnapshot(self.term, self.log.snap, self.snap_data, self.commit)
-            self.stats["snapshot_bytes_sent"] += len(self.snap_data)
+        data = self.snap_data = snapshot_bytes(self.snap_data)
+        if len(data) <= self.cfg.snapshot_chunk_bytes:
+            msg = InstallSnapshot(self.term, self.log.snap, data, self.commit)
+            self.stats["snapshot_bytes_sent"] += len(data)
             self._send(peer, msg)
             return
         # From byte 0: if the follower already holds a prefix (an earlier attempt, another
         # leader), its first answer says so and we skip ahead. Costs a window at most.
-        pr.snap_meta, pr.snap_data = self.log.snap, self.snap_data
+        pr.snap_meta, pr.snap_data = self.log.snap, data
         pr.snap_offset = pr.snap_acked = 0
         pr.snap_rewound = -1
         self._send_chunks(peer, pr)

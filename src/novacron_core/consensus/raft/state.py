@@ -31,6 +31,7 @@ from novacron_core.consensus.raft.reads import ReadQueue
 from novacron_core.consensus.raft.storage import (
     HardState,
 )
+from novacron_core.consensus.snapshot_data import SnapshotData
 from novacron_core.machine import NodeId, Ready
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class RaftState:
     vote: str | None
     recovered: RecoveredSummary
     log: RaftLog
-    snap_data: bytes
+    snap_data: SnapshotData  # bytes, or a snapshot taken but not yet encoded
     role: str
     progress: dict[NodeId, Progress]
     commit: int

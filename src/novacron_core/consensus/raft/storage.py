@@ -12,6 +12,7 @@ from typing import Any
 
 from novacron_core.codec import record
 from novacron_core.consensus.raft.messages import Entry, SnapshotMeta
+from novacron_core.consensus.snapshot_data import Deferred, SnapshotData
 
 
 @record(200)
@@ -38,11 +39,23 @@ class SaveSnapshot:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class SaveCapturedSnapshot:
+    """A :class:`SaveSnapshot` whose data is encoded later (not a wire record: what the
+    disk gets is the ``SaveSnapshot`` :meth:`resolve` makes, in the storage's thread)."""
+
+    meta: SnapshotMeta
+    data: Deferred
+
+    def resolve(self) -> SaveSnapshot:
+        return SaveSnapshot(self.meta, self.data.data())
+
+
 @dataclass
 class Recovered:
     hard: HardState = field(default_factory=lambda: HardState(0, None))
     snap: SnapshotMeta = field(default_factory=SnapshotMeta)
-    snap_data: bytes = b""
+    snap_data: SnapshotData = b""
     entries: list[Entry] = field(default_factory=list)
 
 
@@ -61,7 +74,7 @@ def apply_write(state: Recovered, w: Any) -> None:
                 return
         del state.entries[cut:]
         state.entries.extend(w.entries)
-    elif isinstance(w, SaveSnapshot):
+    elif isinstance(w, SaveSnapshot | SaveCapturedSnapshot):
         meta = w.meta
         if meta.index <= state.snap.index:
             return
@@ -100,10 +113,16 @@ class RaftLogFormat:
         apply_write(state, write)
 
     def compacts(self, write: Any) -> bool:
-        return isinstance(write, SaveSnapshot)
+        return isinstance(write, SaveSnapshot | SaveCapturedSnapshot)
 
     def base(self, state: Recovered) -> list[Any]:
-        out: list[Any] = [SaveSnapshot(state.snap, state.snap_data), state.hard]
+        data = state.snap_data
+        snap = (
+            SaveCapturedSnapshot(state.snap, data)
+            if isinstance(data, Deferred)
+            else SaveSnapshot(state.snap, data)
+        )
+        out: list[Any] = [snap, state.hard]
         if state.entries:
             out.append(AppendEntries(list(state.entries)))
         return out
