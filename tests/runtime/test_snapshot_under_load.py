@@ -50,6 +50,15 @@ async def _terms(c: ProcCluster, http: aiohttp.ClientSession) -> dict[str, tuple
     return out
 
 
+async def _settled(c: ProcCluster, http: aiohttp.ClientSession) -> str:
+    """The leader, once every node is ready and follows it."""
+    await c.all_ready(http)
+    leader = await c.leader(http)
+    for n in c.names:
+        await c.follows(http, n, leader)
+    return leader
+
+
 async def _agreed_terms(
     c: ProcCluster, http: aiohttp.ClientSession, within: float = 15.0
 ) -> dict[str, tuple[int, str]]:
@@ -66,10 +75,7 @@ async def _agreed_terms(
 async def test_snapshots_of_a_big_state_under_load_keep_the_leader(procs: ProcCluster) -> None:
     c = procs
     async with aiohttp.ClientSession() as http:
-        await c.all_ready(http)
-        leader = await c.leader(http)
-        for n in c.names:
-            await c.follows(http, n, leader)
+        leader = await _settled(c, http)
         async with WireClient([wire(c, leader)], timeout=30) as w:
             big = os.urandom(1 << 20)
             # ~64 MiB of state, in every snapshot from now on; two at a time, as the setup
@@ -100,10 +106,7 @@ async def test_snapshots_of_a_big_state_under_load_keep_the_leader(procs: ProcCl
 async def test_the_benchmark_load_follows_the_leader(procs: ProcCluster) -> None:
     c = procs
     async with aiohttp.ClientSession() as http:
-        await c.all_ready(http)
-        leader = await c.leader(http)
-        for n in c.names:
-            await c.follows(http, n, leader)
+        leader = await _settled(c, http)
     follower = next(n for n in c.names if n != leader)
     res = await wire_load_run(wire(c, follower), 8, 4, 2.0, 256)
     assert res["errors"] == 0, res
