@@ -96,6 +96,28 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+def _node_health(url: str) -> dict[str, Any]:
+    """The node's own health score and its worst 1 h SLO burn rate (GET /v1/observe/health);
+    nothing when it has none yet or does not answer: the status row stands without it."""
+    try:
+        h = NodeClient(url, timeout=2.0).call("GET", "/v1/observe/health")
+    except (NodeUnreachable, ClientError):
+        return {}
+    if not isinstance(h, dict):
+        return {}
+    comps = h.get("components") or {}
+    if not any(isinstance(c, dict) and c.get("input") is not None for c in comps.values()):
+        return {"health": None, "slo_burn_1h": None}  # no sample yet (the first comes ~5 s in)
+    burns = [
+        r
+        for slo in (h.get("slos") or {}).values()
+        if isinstance(slo, dict)
+        for r in [(slo.get("burn_rate") or {}).get("1h")]
+        if isinstance(r, int | float)
+    ]
+    return {"health": h.get("score"), "slo_burn_1h": round(max(burns), 2) if burns else None}
+
+
 @click.command("status")
 @_url_option
 @_json_option
@@ -106,20 +128,23 @@ def _cell(v: Any) -> str:
     "[NOVACRON_PROMETHEUS_URL]",
 )
 def status_command(urls: tuple[str, ...], as_json: bool, prometheus: str | None) -> None:
-    """Show each node's view of its cluster: leader, term, commit index, members; with
-    --prometheus, the regions' health scores and SLO burn rates too."""
+    """Show each node's view of its cluster: leader, term, commit index, members, and its
+    region's health score (0-100) and worst SLO burn rate over 1 h as the node measures them;
+    with --prometheus, every region's health and burn rates from Prometheus too."""
     rows = []
     for url in urls:
         try:
             info = NodeClient(url).call("GET", "/v1/cluster")
-            rows.append({"url": url, **info} if isinstance(info, dict) else {"url": url})
+            row = {"url": url, **info} if isinstance(info, dict) else {"url": url}
+            rows.append({**row, **_node_health(url)})
         except (NodeUnreachable, ClientError) as e:
             rows.append({"url": url, "error": str(e)})
     if all("error" in r for r in rows):
         if as_json:
             click.echo(json.dumps(rows, indent=2))
         raise click.ClickException(rows[0]["error"] if len(rows) == 1 else "no node answered")
-    cols = ["url", "id", "role", "leader", "term", "commit", "applied", "voters", "error"]
+    cols = ["url", "id", "role", "leader", "term", "commit", "applied", "voters"]
+    cols += ["health", "slo_burn_1h", "error"]
     _print(rows, as_json, cols, "NovaCron nodes")
     if prometheus:
         from novacron_core.observe.cli import print_federation

@@ -83,6 +83,23 @@ def test_status_shows_role_term_and_commit_of_each_node(group: ProcCluster) -> N
     assert {r.get("id") for r in rows} == {"n1", "n2"}, rows
     assert all(r["role"] in ("leader", "follower") and r["commit"] >= 1 for r in rows), rows
     assert len({r["leader"] for r in rows}) == 1, rows
+    # each node's own health score (GET /v1/observe/health) once it has sampled (~5 s)
+    deadline = time.monotonic() + 20
+    while not all(r.get("health") is not None for r in rows) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rows = json.loads(_cli("status", *urls, "--json")[1])
+    assert all(50 <= r["health"] <= 100 for r in rows), rows  # a healthy group scores high
+    code, out = _cli("status", *urls)
+    assert code == 0, out
+    assert "slo_burn_1h" in out, out
+    assert f"{rows[0]['health']}" in out, out
+
+
+def test_status_stands_without_the_observe_api(group: ProcCluster) -> None:
+    # an older node (no /v1/observe/health): the row stands, its health cell is empty
+    from novacron_core import client_cli
+
+    assert client_cli._node_health(group.url("n1") + "/no-such-prefix") == {}
 
 
 def test_an_unreachable_node_is_a_clear_error() -> None:
