@@ -22,6 +22,9 @@ BASE_IMAGE=localhost/novacron-python-base:3.11-$BASE_SUITE
 declare -A DOCKERFILES=([novacron]=images/core.Dockerfile [novacron-operator]=operator/Dockerfile)
 log() { printf '[images %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 mkdir -p "$OUT"
+# one build at a time per cache (CI's and a test's at once wrote the same archive.tmp)
+exec 9>"$OUT/.lock"
+flock 9
 
 engine=${IMAGES_ENGINE:-}
 if [ -z "$engine" ]; then
@@ -83,7 +86,9 @@ for name in "${!DOCKERFILES[@]}"; do
   id=$("${bh[@]}" inspect --type image --format '{{.FromImageID}}' "$ref")
   archive=$OUT/$name-$VERSION.tar
   if [ "$(cat "$archive.id" 2>/dev/null)" != "$id" ] || [ ! -s "$archive" ]; then
-    rm -f "$archive"
+    # (a .tmp left by an interrupted build would make the push refuse: "doesn't support
+    # modifying existing images")
+    rm -f "$archive" "$archive.tmp"
     "${bh[@]}" push --quiet "$ref" "docker-archive:$archive.tmp:$ref" >&2
     mv "$archive.tmp" "$archive"
     echo "$id" > "$archive.id"
