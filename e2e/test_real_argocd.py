@@ -17,8 +17,6 @@ from argocdlocal import NS, ArgoCD, GitServer, argocd_dir, argocd_objects
 from conftest import ROOT, wait_for
 from realcluster import Real
 
-from novacron_core.cli import main as novacron_cli
-
 pytestmark = pytest.mark.e2e
 DEV_NS = "novacron-dev"
 AGENT_NS = "novacron-agents"
@@ -188,13 +186,6 @@ def test_region_health_is_what_our_lua_check_says(env: Env) -> None:
 
 
 def test_resources_application_healthy(env: Env) -> None:
-    missing = [c for c in ("gateway", "agent") if c not in novacron_cli.commands]
-    if missing:
-        state = app_state(env, "resources")
-        pytest.xfail(
-            f"the region's gateway/agent pods run `novacron {'/'.join(missing)}`, which this "
-            f"build lacks, so the region cannot be Ready; Argo CD reports {state}"
-        )
     wait_for(
         "the resources Application Healthy",
         lambda: (s := app_state(env, "resources")) and s[:2] == ("Synced", "Healthy"),
