@@ -36,7 +36,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import load_figures, result
+from benchmarks.common import free_ports, load_figures, result
 from novacron_core.demo.procs import Supervisor
 
 K8S_BIN = Path.home() / ".cache/novacron/k8s-bin"
@@ -111,7 +111,7 @@ def start_novacron(
 ) -> Cluster:
     """Three ``novacron node`` processes running ``protocol`` (raft, multi-paxos, eventual);
     ``extra_args``/``env`` go to every node (benchmarks/observe.py: metrics off, tracing)."""
-    ports = _ports(6)
+    ports = free_ports(6)  # each with its neighbour free: a node's wire API is HTTP + 1
     names = ["n1", "n2", "n3"]
     peers = ",".join(
         f"{n}=127.0.0.1:{ports[2 * i]}/127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names)

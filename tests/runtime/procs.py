@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -16,35 +14,7 @@ from typing import Any
 
 import aiohttp
 
-
-def free_ports(n: int) -> list[int]:
-    """``n`` listening ports for test processes, each with the next port free too (a node
-    also listens on its HTTP port + 1, the wire API), chosen below the ephemeral range
-    (32768+) so no client connection of any process holds one by the time a node binds it."""
-    rng = random.Random()
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        for _ in range(2000):
-            if len(ports) == n:
-                return ports
-            p = rng.randrange(20000, 32000, 2)  # even: p and p + 1 never straddle two picks
-            pair = []
-            try:
-                for q in (p, p + 1):
-                    sock = socket.socket()
-                    pair.append(sock)
-                    sock.bind(("127.0.0.1", q))
-            except OSError:
-                for sock in pair:
-                    sock.close()
-                continue
-            held += pair
-            ports.append(p)
-        raise RuntimeError(f"no {n} free port pairs in 20000-32000")
-    finally:
-        for sock in held:
-            sock.close()
+from benchmarks.common import free_ports
 
 
 def stop(proc: subprocess.Popen[Any], grace: float = 10) -> None:
