@@ -18,6 +18,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -81,18 +82,27 @@ def _plain(v: object, t: type) -> bool:
     return v is None or type(v) is t
 
 
-def decode_command(data: bytes) -> KVCommand:
-    """``decode(data, KVCommand)``, faster for the usual shape (every write is decoded once
-    per replica to apply it): the plain fields are checked here; anything else takes the
-    validating decoder (and its CodecError)."""
+def _unpacked(data: bytes, type_id: int, fields: int | None = None) -> list[Any] | None:
+    """The raw msgpack list of a record of ``type_id`` (with ``fields`` items, when given),
+    for the fast decoders below, which check the fields they read themselves; None sends
+    the payload to the validating decoder (and its CodecError)."""
     try:
         raw = msgpack.unpackb(data, raw=False)
-    except Exception:
-        raw = None
+    except Exception:  # msgpack raises many types on garbage; decode says which
+        return None
+    if type(raw) is not list or not raw or raw[0] != type_id:
+        return None
+    if fields is not None and len(raw) != fields:
+        return None
+    return raw
+
+
+def decode_command(data: bytes) -> KVCommand:
+    """``decode(data, KVCommand)``, faster for the usual shape (every write is decoded once
+    per replica to apply it)."""
+    raw = _unpacked(data, _KV_COMMAND, 8)
     if (
-        type(raw) is list
-        and len(raw) == 8
-        and raw[0] == _KV_COMMAND
+        raw is not None
         and type(raw[2]) is str
         and type(raw[3]) is str
         and _plain(raw[4], bytes)
@@ -106,14 +116,9 @@ def decode_command(data: bytes) -> KVCommand:
 
 def decode_result(data: bytes) -> KVResult:
     """``decode(data, KVResult)``, faster for results without items (every write's reply)."""
-    try:
-        raw = msgpack.unpackb(data, raw=False)
-    except Exception:
-        raw = None
+    raw = _unpacked(data, _KV_RESULT, 6)
     if (
-        type(raw) is list
-        and len(raw) == 6
-        and raw[0] == _KV_RESULT
+        raw is not None
         and type(raw[2]) is bool
         and _plain(raw[3], bytes)
         and raw[4] == []
@@ -125,14 +130,10 @@ def decode_result(data: bytes) -> KVResult:
 
 def command_key(data: bytes) -> str:
     """The key a KVCommand payload names, without validating the whole record (the region's
-    publisher reads the key of every committed entry); a payload that is not a plain
-    KVCommand takes the validating path (and its CodecError)."""
-    try:
-        raw = msgpack.unpackb(data, raw=False)
-    except Exception:  # msgpack raises many types on garbage; decode says which
-        raw = None
-    if type(raw) is list and len(raw) > 3 and raw[0] == _KV_COMMAND and type(raw[3]) is str:
-        return raw[3]
+    publisher reads the key of every committed entry)."""
+    raw = _unpacked(data, _KV_COMMAND)
+    if raw is not None and len(raw) > 3 and type(raw[3]) is str:
+        return str(raw[3])
     return decode(data, KVCommand).key
 
 
