@@ -12,7 +12,6 @@ batch is durable.
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import logging
 import time
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 from novacron_core.machine import Machine, NodeId, Ready
 from novacron_core.runtime.aio import wait_set
+from novacron_core.runtime.heap import log_slow_gc
 from novacron_core.runtime.metrics import NodeMetrics
 
 Messages = list[tuple[NodeId, Any]]
@@ -29,20 +29,6 @@ log = logging.getLogger(__name__)
 # A batch that holds the event loop this long is logged: past the election timeout (200 ms)
 # it costs the group its leader, and the log line says which part (step or storage) it was.
 SLOW_BATCH_S = 0.05
-
-
-_gc_started: list[float] = []
-
-
-def _time_gc(phase: str, info: dict[str, Any]) -> None:
-    """Log a garbage collection that holds the loop as long as a slow step does (a full
-    collection walks every live object: a big KV state and log make it long)."""
-    if phase == "start":
-        _gc_started[:] = [time.perf_counter()]
-    elif _gc_started:
-        took = time.perf_counter() - _gc_started.pop()
-        if took > SLOW_BATCH_S:
-            log.warning("slow gc: %.0f ms (generation %d)", took * 1000, info["generation"])
 
 
 class Storage(Protocol):
@@ -138,8 +124,7 @@ class Driver:
     # ---------------------------------------------------------------- the loop
 
     async def run(self) -> None:
-        if _time_gc not in gc.callbacks:
-            gc.callbacks.append(_time_gc)
+        log_slow_gc(SLOW_BATCH_S)  # a collection holds the loop as a slow step does
         await self._carry_out(self.machine.on_start(self.loop.time()))
         while not self._stopped:
             if not self._inbox:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import logging
 import os
 import time
@@ -51,6 +50,7 @@ from novacron_core.region.machine import SYNC_MESSAGES, RegionNode, RegionSpec
 from novacron_core.runtime.driver import Driver
 from novacron_core.runtime.federation import FederationService
 from novacron_core.runtime.forward import forward_session
+from novacron_core.runtime.heap import freeze_startup_heap
 from novacron_core.runtime.http_api import build_app
 from novacron_core.runtime.metrics import NodeMetrics
 from novacron_core.runtime.region_storage import RegionStorage, foreign_logs
@@ -413,11 +413,7 @@ class NodeServer:
             wire = WireServer(self)
             await wire.start(http_listen[0], http_listen[1] + s.wire_port_offset)
         stop_on_signals(loop, self.stopping.set)
-        # What is alive now (modules, the app, the recovered state) lives as long as the
-        # node: out of the collector's way, a full collection walks only what came since —
-        # it walked ~75,000 startup objects on every gen-2 pass, up to 130 ms on the loop
-        # under load (the gateway does the same).
-        gc.freeze()
+        freeze_startup_heap()  # serving from here on: start-up objects leave the gc's scans
         # monotonic time, as on role changes: benchmarks/raft.py times restart-to-leader from
         # the last member listening
         log.info(

@@ -40,6 +40,7 @@ from novacron_core.runtime.gateway.metrics import GatewayCollector, Stats, regis
 from novacron_core.runtime.gateway.proxy import Proxy
 from novacron_core.runtime.gateway.routes import Route, classify
 from novacron_core.runtime.gateway.upstream import UpstreamPool
+from novacron_core.runtime.heap import freeze_startup_heap
 from novacron_core.runtime.signals import stop_on_signals
 
 log = logging.getLogger("novacron.gateway")
@@ -312,8 +313,7 @@ def tune_gc() -> None:
     """Requests allocate short-lived objects freed by reference counting; the cyclic
     collector mostly rescans what the process built at start (modules, config): frozen
     out of its scans, and run less often, it stops adding pauses to the tail latency."""
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()
     gen0, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(max(gen0, 20_000), gen1, gen2)
 
